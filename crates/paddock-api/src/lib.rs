@@ -1,0 +1,1 @@
+//! paddock-api: the /v1 wire types and the Unix-socket client.

@@ -1,0 +1,1 @@
+//! paddock-daemon: the composition root.

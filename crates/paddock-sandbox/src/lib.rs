@@ -1,0 +1,13 @@
+//! paddock-sandbox: the `Runtime` trait and its backends.
+//!
+//! Owns: sandbox processes (`paddock init` as PID 1), namespaces, mounts, cgroups, the
+//! run's output log (`runs/<id>/log.jsonl`) and the per-run control channel to init.
+//!
+//! Never: knows about run names, the state machine, HTTP, or the daemon's database; never
+//! decides policy (it is handed a complete [`SandboxSpec`]).
+
+mod error;
+pub mod runtime;
+
+pub use error::SandboxError;
+pub use runtime::*;
