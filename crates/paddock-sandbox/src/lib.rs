@@ -7,6 +7,7 @@
 //! decides policy (it is handed a complete [`SandboxSpec`]).
 
 mod error;
+pub mod native;
 pub mod runtime;
 
 pub use error::SandboxError;
