@@ -1,1 +1,33 @@
-//! paddock-api: the /v1 wire types and the Unix-socket client.
+//! paddock-api: the `/v1` wire types and the Unix-socket client.
+//!
+//! This crate is an **API boundary**: everything here is seen by a CLI and a daemon that
+//! may have been built from different commits. The compatibility rules are:
+//!
+//! - **Additive only.** New fields and new endpoints may be added; nothing is renamed or
+//!   removed, and no field changes meaning. New fields are `Option` or `#[serde(default)]`.
+//! - **Unknown fields are ignored** on both sides (no `deny_unknown_fields` on wire types).
+//! - **404 on an endpoint a client knows but the daemon doesn't** means "older daemon":
+//!   the client degrades or says so ([`ClientError::OlderDaemon`]).
+//! - **Capabilities**: `GET /v1/health` lists what the daemon supports
+//!   ([`Health::capabilities`]); a client checks a capability before relying on a feature.
+//! - **One error envelope** for every non-2xx answer: [`ErrorBody`]
+//!   (`{"error":{"code","message","hint"}}`), with a fitting HTTP status.
+//!
+//! Streams: `GET /v1/events` is server-sent events; `GET /v1/runs/{ref}/logs?follow=1` is
+//! newline-delimited JSON ([`LogLine`]); `GET /v1/runs/{ref}/attach` upgrades the
+//! connection to the framed protocol in [`attach`].
+//!
+//! Never: holds state, reads config files, or knows how runs are executed.
+
+pub mod attach;
+mod client;
+mod types;
+
+pub use client::{Client, ClientError, EventStream, LogStream};
+pub use types::*;
+
+/// Path prefix of every endpoint.
+pub const API_PREFIX: &str = "/v1";
+
+/// Largest request body the daemon accepts.
+pub const MAX_REQUEST_BODY: usize = 1024 * 1024;

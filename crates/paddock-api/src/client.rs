@@ -1,0 +1,394 @@
+//! The Unix-socket client: one HTTP/1.1 connection per request (connecting to a Unix
+//! socket costs microseconds, and it keeps the client free of pooling state).
+
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::net::UnixStream;
+
+use crate::types::*;
+
+/// Errors talking to the daemon.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// Nothing listens on the socket (daemon not running).
+    #[error("cannot connect to the paddock daemon at {path}: {source}")]
+    Connect {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The daemon answered with the error envelope.
+    #[error("{}", .body.error.message)]
+    Api { status: u16, body: ErrorBody },
+    /// The daemon does not know this endpoint: it is older than this client.
+    #[error("the running paddock daemon does not support {what}")]
+    OlderDaemon { what: String },
+    /// Transport or protocol failure.
+    #[error("talking to the paddock daemon failed: {0}")]
+    Transport(String),
+}
+
+impl ClientError {
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            ClientError::Connect { .. } => {
+                Some("start it with `paddock daemon`, or check `paddock daemon status`".into())
+            }
+            ClientError::Api { body, .. } => body.error.hint.clone(),
+            ClientError::OlderDaemon { .. } => Some(
+                "restart the daemon to pick up the new version: `paddock daemon restart`".into(),
+            ),
+            ClientError::Transport(_) => {
+                Some("see the daemon's log: $PADDOCK_HOME/daemon.log".into())
+            }
+        }
+    }
+
+    /// The envelope's code, if the daemon answered with one.
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            ClientError::Api { body, .. } => Some(&body.error.code),
+            _ => None,
+        }
+    }
+}
+
+fn transport(e: impl std::fmt::Display) -> ClientError {
+    ClientError::Transport(e.to_string())
+}
+
+/// A client of one daemon socket.
+#[derive(Debug, Clone)]
+pub struct Client {
+    socket: PathBuf,
+}
+
+/// Newline-delimited JSON log stream.
+pub struct LogStream {
+    body: Incoming,
+    buf: Vec<u8>,
+}
+
+impl LogStream {
+    /// The next line, or `None` at the end of the stream.
+    pub async fn next(&mut self) -> Result<Option<LogLine>, ClientError> {
+        loop {
+            if let Some(pos) = self.buf.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = self.buf.drain(..=pos).collect();
+                if line.len() <= 1 {
+                    continue;
+                }
+                return serde_json::from_slice(&line).map(Some).map_err(transport);
+            }
+            match self.body.frame().await {
+                None => return Ok(None),
+                Some(Err(e)) => return Err(transport(e)),
+                Some(Ok(frame)) => {
+                    if let Ok(data) = frame.into_data() {
+                        self.buf.extend_from_slice(&data);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Server-sent event stream of [`Event`]s.
+pub struct EventStream {
+    body: Incoming,
+    buf: Vec<u8>,
+}
+
+impl EventStream {
+    pub async fn next(&mut self) -> Result<Option<Event>, ClientError> {
+        loop {
+            if let Some(pos) = find_double_newline(&self.buf) {
+                let block: Vec<u8> = self.buf.drain(..pos + 2).collect();
+                let text = String::from_utf8_lossy(&block);
+                let data: String = text
+                    .lines()
+                    .filter_map(|l| l.strip_prefix("data:"))
+                    .map(|l| l.trim_start())
+                    .collect::<Vec<_>>()
+                    .join("\n");
+                if data.is_empty() {
+                    continue; // comment / keep-alive
+                }
+                return serde_json::from_str(&data).map(Some).map_err(transport);
+            }
+            match self.body.frame().await {
+                None => return Ok(None),
+                Some(Err(e)) => return Err(transport(e)),
+                Some(Ok(frame)) => {
+                    if let Ok(data) = frame.into_data() {
+                        self.buf.extend_from_slice(&data);
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn find_double_newline(b: &[u8]) -> Option<usize> {
+    b.windows(2).position(|w| w == b"\n\n")
+}
+
+impl Client {
+    pub fn new(socket: impl Into<PathBuf>) -> Self {
+        Client {
+            socket: socket.into(),
+        }
+    }
+
+    pub fn socket(&self) -> &Path {
+        &self.socket
+    }
+
+    async fn connect(
+        &self,
+    ) -> Result<hyper::client::conn::http1::SendRequest<Full<Bytes>>, ClientError> {
+        let stream =
+            UnixStream::connect(&self.socket)
+                .await
+                .map_err(|source| ClientError::Connect {
+                    path: self.socket.clone(),
+                    source,
+                })?;
+        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(transport)?;
+        tokio::spawn(async move {
+            let _ = conn.with_upgrades().await;
+        });
+        Ok(sender)
+    }
+
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<Response<Incoming>, ClientError> {
+        let mut sender = self.connect().await?;
+        let mut req = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", "paddock");
+        if body.is_some() {
+            req = req.header("content-type", "application/json");
+        }
+        let req = req
+            .body(Full::new(Bytes::from(body.unwrap_or_default())))
+            .map_err(transport)?;
+        sender.send_request(req).await.map_err(transport)
+    }
+
+    async fn check(
+        resp: Response<Incoming>,
+        what: &str,
+    ) -> Result<Response<Incoming>, ClientError> {
+        let status = resp.status();
+        if status.is_success() || status == StatusCode::SWITCHING_PROTOCOLS {
+            return Ok(resp);
+        }
+        let bytes = resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(transport)?
+            .to_bytes();
+        match serde_json::from_slice::<ErrorBody>(&bytes) {
+            Ok(body) => Err(ClientError::Api {
+                status: status.as_u16(),
+                body,
+            }),
+            Err(_) if status == StatusCode::NOT_FOUND => Err(ClientError::OlderDaemon {
+                what: what.to_string(),
+            }),
+            Err(_) => Err(ClientError::Transport(format!(
+                "unexpected answer {status}: {}",
+                String::from_utf8_lossy(&bytes)
+            ))),
+        }
+    }
+
+    async fn call<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&impl Serialize>,
+    ) -> Result<T, ClientError> {
+        let body = body
+            .map(|b| serde_json::to_vec(b))
+            .transpose()
+            .map_err(transport)?;
+        let resp = self.send(method, path, body).await?;
+        let resp = Self::check(resp, path).await?;
+        let bytes = resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(transport)?
+            .to_bytes();
+        serde_json::from_slice(&bytes)
+            .map_err(|e| ClientError::Transport(format!("bad answer from daemon for {path}: {e}")))
+    }
+
+    pub async fn health(&self) -> Result<Health, ClientError> {
+        self.call(Method::GET, "/v1/health", None::<&()>).await
+    }
+
+    pub async fn create_run(&self, req: &CreateRun) -> Result<Run, ClientError> {
+        self.call(Method::POST, "/v1/runs", Some(req)).await
+    }
+
+    /// All runs, or only live ones.
+    pub async fn list_runs(&self, all: bool) -> Result<RunList, ClientError> {
+        let path = if all { "/v1/runs?all=1" } else { "/v1/runs" };
+        self.call(Method::GET, path, None::<&()>).await
+    }
+
+    pub async fn get_run(&self, run: &str) -> Result<Run, ClientError> {
+        self.call(Method::GET, &format!("/v1/runs/{}", enc(run)), None::<&()>)
+            .await
+    }
+
+    pub async fn start_run(&self, run: &str) -> Result<Run, ClientError> {
+        self.call(
+            Method::POST,
+            &format!("/v1/runs/{}/start", enc(run)),
+            Some(&serde_json::json!({})),
+        )
+        .await
+    }
+
+    pub async fn stop_run(&self, run: &str, req: &StopRequest) -> Result<Run, ClientError> {
+        self.call(
+            Method::POST,
+            &format!("/v1/runs/{}/stop", enc(run)),
+            Some(req),
+        )
+        .await
+    }
+
+    pub async fn wait_run(&self, run: &str) -> Result<WaitResult, ClientError> {
+        self.call(
+            Method::GET,
+            &format!("/v1/runs/{}/wait", enc(run)),
+            None::<&()>,
+        )
+        .await
+    }
+
+    pub async fn delete_run(&self, run: &str, force: bool) -> Result<Run, ClientError> {
+        let path = format!(
+            "/v1/runs/{}{}",
+            enc(run),
+            if force { "?force=1" } else { "" }
+        );
+        self.call(Method::DELETE, &path, None::<&()>).await
+    }
+
+    pub async fn diff(&self, run: &str, patch: bool) -> Result<DiffResponse, ClientError> {
+        let path = format!(
+            "/v1/runs/{}/diff{}",
+            enc(run),
+            if patch { "?patch=1" } else { "" }
+        );
+        self.call(Method::GET, &path, None::<&()>).await
+    }
+
+    pub async fn apply(&self, run: &str, req: &ApplyRequest) -> Result<ApplyResponse, ClientError> {
+        self.call(
+            Method::POST,
+            &format!("/v1/runs/{}/apply", enc(run)),
+            Some(req),
+        )
+        .await
+    }
+
+    pub async fn shutdown(&self) -> Result<serde_json::Value, ClientError> {
+        self.call(Method::POST, "/v1/shutdown", Some(&serde_json::json!({})))
+            .await
+    }
+
+    pub async fn logs(
+        &self,
+        run: &str,
+        tail: Option<usize>,
+        follow: bool,
+    ) -> Result<LogStream, ClientError> {
+        let mut path = format!("/v1/runs/{}/logs?follow={}", enc(run), u8::from(follow));
+        if let Some(n) = tail {
+            path.push_str(&format!("&tail={n}"));
+        }
+        let resp = self.send(Method::GET, &path, None).await?;
+        let resp = Self::check(resp, "logs").await?;
+        Ok(LogStream {
+            body: resp.into_body(),
+            buf: Vec::new(),
+        })
+    }
+
+    pub async fn events(&self, run: Option<&str>) -> Result<EventStream, ClientError> {
+        let path = match run {
+            Some(r) => format!("/v1/events?run={}", enc(r)),
+            None => "/v1/events".to_string(),
+        };
+        let resp = self.send(Method::GET, &path, None).await?;
+        let resp = Self::check(resp, "events").await?;
+        Ok(EventStream {
+            body: resp.into_body(),
+            buf: Vec::new(),
+        })
+    }
+
+    /// Upgrade to the attach protocol ([`crate::attach`]). With `start`, a `created` run is
+    /// started once the stream is in place, so no output is missed.
+    pub async fn attach(
+        &self,
+        run: &str,
+        start: bool,
+    ) -> Result<TokioIo<hyper::upgrade::Upgraded>, ClientError> {
+        let mut sender = self.connect().await?;
+        let path = format!("/v1/runs/{}/attach?start={}", enc(run), u8::from(start));
+        let req = Request::builder()
+            .method(Method::GET)
+            .uri(&path)
+            .header("host", "paddock")
+            .header("connection", "upgrade")
+            .header("upgrade", crate::attach::UPGRADE_PROTOCOL)
+            .body(Full::new(Bytes::new()))
+            .map_err(transport)?;
+        let resp = sender.send_request(req).await.map_err(transport)?;
+        let resp = Self::check(resp, "attach").await?;
+        if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
+            return Err(ClientError::Transport(format!(
+                "attach was not upgraded: {}",
+                resp.status()
+            )));
+        }
+        let upgraded = hyper::upgrade::on(resp).await.map_err(transport)?;
+        Ok(TokioIo::new(upgraded))
+    }
+}
+
+/// Percent-encode a path segment (run refs are `[a-z0-9_-]`, but input is the user's).
+fn enc(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.' {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}

@@ -1,0 +1,395 @@
+//! Wire types of `/v1`. Every type tolerates unknown fields; new fields get defaults.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// The lifecycle of a run.
+///
+/// ```text
+/// created → starting → running → stopping → stopped | failed
+/// ```
+/// A command that ends by itself goes straight from `running` to `stopped` (or `failed`
+/// when the sandbox, not the command, ended it: out of memory, setup error).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunState {
+    Created,
+    Starting,
+    Running,
+    Stopping,
+    Stopped,
+    Failed,
+}
+
+impl RunState {
+    pub const ALL: [RunState; 6] = [
+        RunState::Created,
+        RunState::Starting,
+        RunState::Running,
+        RunState::Stopping,
+        RunState::Stopped,
+        RunState::Failed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunState::Created => "created",
+            RunState::Starting => "starting",
+            RunState::Running => "running",
+            RunState::Stopping => "stopping",
+            RunState::Stopped => "stopped",
+            RunState::Failed => "failed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<RunState> {
+        RunState::ALL.into_iter().find(|st| st.as_str() == s)
+    }
+
+    /// `stopped` and `failed` are final.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, RunState::Stopped | RunState::Failed)
+    }
+
+    /// Is `self → next` a legal transition?
+    pub fn can_become(self, next: RunState) -> bool {
+        use RunState::*;
+        matches!(
+            (self, next),
+            (Created, Starting)
+                | (Created, Stopped)
+                | (Created, Failed)
+                | (Starting, Running)
+                | (Starting, Stopping)
+                | (Starting, Failed)
+                | (Running, Stopping)
+                | (Running, Stopped)
+                | (Running, Failed)
+                | (Stopping, Stopped)
+                | (Stopping, Failed)
+        )
+    }
+}
+
+impl fmt::Display for RunState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How the workspace is mounted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WorkspaceMode {
+    #[default]
+    Overlay,
+    Bind,
+}
+
+impl WorkspaceMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WorkspaceMode::Overlay => "overlay",
+            WorkspaceMode::Bind => "bind",
+        }
+    }
+}
+
+/// An extra mount.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Mount {
+    pub source: PathBuf,
+    pub target: PathBuf,
+    #[serde(default)]
+    pub read_only: bool,
+}
+
+/// cgroup limits.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+pub struct Limits {
+    #[serde(default)]
+    pub memory_bytes: Option<u64>,
+    #[serde(default)]
+    pub pids: Option<u64>,
+    #[serde(default)]
+    pub cpus: Option<f64>,
+}
+
+/// `POST /v1/runs`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CreateRun {
+    /// DNS label; the daemon picks an adjective-animal pair when absent.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Absolute path of the workspace on the host.
+    pub workspace: PathBuf,
+    /// argv. Empty means the user's shell.
+    #[serde(default)]
+    pub command: Vec<String>,
+    /// Extra environment for the command.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    #[serde(default)]
+    pub workspace_mode: WorkspaceMode,
+    #[serde(default)]
+    pub mounts: Vec<Mount>,
+    #[serde(default)]
+    pub limits: Limits,
+    /// `native` (default), `docker`, `gvisor`.
+    #[serde(default)]
+    pub runtime: Option<String>,
+    #[serde(default)]
+    pub tty: bool,
+    /// Keep stdin open for an attached client.
+    #[serde(default)]
+    pub stdin: bool,
+    #[serde(default)]
+    pub tty_size: Option<TtySize>,
+    /// Start right away (default) or leave the run `created` until `POST .../start` or an
+    /// attach with `start=1`.
+    #[serde(default = "default_true")]
+    pub start: bool,
+    /// The resolved configuration the run was made from, kept for `inspect`.
+    #[serde(default)]
+    pub config: serde_json::Value,
+    /// Config files that were layered, for `inspect`.
+    #[serde(default)]
+    pub config_sources: Vec<PathBuf>,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TtySize {
+    pub rows: u16,
+    pub cols: u16,
+}
+
+/// A run as the daemon reports it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Run {
+    pub id: String,
+    pub name: String,
+    pub workspace: PathBuf,
+    pub command: Vec<String>,
+    pub runtime: String,
+    pub state: RunState,
+    pub workspace_mode: WorkspaceMode,
+    /// RFC 3339.
+    pub created_at: String,
+    #[serde(default)]
+    pub started_at: Option<String>,
+    #[serde(default)]
+    pub finished_at: Option<String>,
+    #[serde(default)]
+    pub exit_code: Option<i32>,
+    /// Why a run failed or stopped abnormally ("out of memory", …).
+    #[serde(default)]
+    pub reason: Option<String>,
+    #[serde(default)]
+    pub tty: bool,
+    #[serde(default)]
+    pub limits: Limits,
+    #[serde(default)]
+    pub mounts: Vec<Mount>,
+    /// The resolved configuration.
+    #[serde(default)]
+    pub config: serde_json::Value,
+    #[serde(default)]
+    pub config_sources: Vec<PathBuf>,
+    /// The overlay layer was applied to the workspace (or there was nothing to apply).
+    #[serde(default)]
+    pub applied: bool,
+}
+
+/// `GET /v1/runs`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunList {
+    pub runs: Vec<Run>,
+}
+
+/// `POST /v1/runs/{ref}/stop`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct StopRequest {
+    /// Seconds between SIGTERM and SIGKILL (default 10).
+    #[serde(default)]
+    pub grace_secs: Option<f64>,
+}
+
+/// `GET /v1/runs/{ref}/wait`: answers when the run is `stopped` or `failed`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WaitResult {
+    pub id: String,
+    pub state: RunState,
+    #[serde(default)]
+    pub exit_code: Option<i32>,
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+/// One line of `GET /v1/runs/{ref}/logs` (newline-delimited JSON).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LogLine {
+    /// Milliseconds since the Unix epoch.
+    pub ts_ms: i64,
+    /// `stdout`, `stderr` or `tty`.
+    pub stream: String,
+    /// The bytes, as UTF-8 text when they are text…
+    #[serde(default)]
+    pub text: Option<String>,
+    /// …otherwise base64.
+    #[serde(default)]
+    pub b64: Option<String>,
+}
+
+/// `GET /v1/health`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Health {
+    pub pid: u32,
+    pub version: String,
+    pub commit: String,
+    /// RFC 3339.
+    pub started_at: String,
+    pub runs: RunCounts,
+    /// What this daemon supports: `runs`, `events`, `logs`, `attach`, `runtime.native`, …
+    pub capabilities: Vec<String>,
+    pub event_bus: EventBusStats,
+    /// Seconds of idleness (no active runs) before the daemon exits; 0 = never.
+    #[serde(default)]
+    pub idle_timeout_secs: u64,
+}
+
+impl Health {
+    pub fn has(&self, capability: &str) -> bool {
+        self.capabilities.iter().any(|c| c == capability)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct RunCounts {
+    pub total: u64,
+    /// Not yet stopped or failed.
+    pub active: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct EventBusStats {
+    pub published: u64,
+    pub subscribers: u64,
+    /// Events dropped because a subscriber's buffer was full (oldest first).
+    pub dropped: u64,
+}
+
+/// One event on `GET /v1/events` (the SSE `data:`; the SSE `event:` is [`Event::kind`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// Monotonic per daemon process.
+    pub seq: u64,
+    /// RFC 3339.
+    pub ts: String,
+    #[serde(default)]
+    pub run_id: Option<String>,
+    /// `run.state`, `init.step`, `run.exit`, `daemon.start`, `daemon.stop`, …
+    pub kind: String,
+    pub data: serde_json::Value,
+}
+
+/// Data of a `run.state` event.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunStateChange {
+    #[serde(default)]
+    pub from: Option<RunState>,
+    pub to: RunState,
+    #[serde(default)]
+    pub reason: Option<String>,
+    #[serde(default)]
+    pub exit_code: Option<i32>,
+}
+
+/// Data of an `init.step` event.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InitStep {
+    pub index: u32,
+    pub total: u32,
+    pub description: String,
+}
+
+/// Summary of an overlay run's changes (`GET /v1/runs/{ref}/diff`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DiffResponse {
+    pub run_id: String,
+    /// The structured change list as produced by the layer reader.
+    pub changes: serde_json::Value,
+    /// `git status --short`-style summary.
+    pub summary: String,
+    /// Unified diff (empty unless requested).
+    #[serde(default)]
+    pub patch: String,
+}
+
+/// `POST /v1/runs/{ref}/apply`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct ApplyRequest {
+    #[serde(default)]
+    pub force: bool,
+}
+
+/// Answer of `POST /v1/runs/{ref}/apply`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ApplyResponse {
+    pub run_id: String,
+    pub report: serde_json::Value,
+    pub summary: String,
+}
+
+/// The error envelope: `{"error":{"code","message","hint"}}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: ErrorInfo,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrorInfo {
+    /// Stable machine-readable code: `bad_request`, `not_found`, `ambiguous`, `conflict`,
+    /// `invalid_state`, `payload_too_large`, `unsupported`, `internal`, …
+    pub code: String,
+    pub message: String,
+    #[serde(default)]
+    pub hint: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn state_machine_allows_only_forward_transitions() {
+        use RunState::*;
+        assert!(Created.can_become(Starting));
+        assert!(Running.can_become(Stopped));
+        assert!(!Stopped.can_become(Running));
+        assert!(!Failed.can_become(Starting));
+        assert!(!Running.can_become(Created));
+        assert!(!Running.can_become(Running));
+        for s in RunState::ALL {
+            if s.is_terminal() {
+                assert!(RunState::ALL.iter().all(|n| !s.can_become(*n)));
+            }
+            assert_eq!(RunState::parse(s.as_str()), Some(s));
+        }
+    }
+
+    #[test]
+    fn unknown_fields_are_ignored() {
+        let r: WaitResult = serde_json::from_str(
+            r#"{"id":"run_000000000000","state":"stopped","exit_code":3,"from_the_future":1}"#,
+        )
+        .unwrap();
+        assert_eq!(r.exit_code, Some(3));
+    }
+}
