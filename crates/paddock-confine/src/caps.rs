@@ -101,6 +101,21 @@ pub struct CapsOutcome {
 /// set cannot be changed; that is reported, not an error: with no_new_privs set afterwards,
 /// execve cannot gain capabilities from setuid/file capabilities or from being uid 0.
 pub fn drop_all() -> Result<CapsOutcome, ConfineError> {
+    // Raise effective to permitted first (always allowed): a caller that kept its permitted
+    // set across a uid change (PR_SET_KEEPCAPS) then has CAP_SETPCAP for the steps below.
+    if let Ok(mut data) = capget() {
+        for d in &mut data {
+            d.effective = d.permitted;
+        }
+        let mut hdr = CapHeader {
+            version: CAP_V3,
+            pid: 0,
+        };
+        // SAFETY: v3 header plus two data structs on our stack; capset only reads them.
+        // Failure is harmless: we only lose the chance to clear the bounding set.
+        let _ =
+            unsafe { libc::syscall(libc::SYS_capset, &mut hdr as *mut CapHeader, data.as_ptr()) };
+    }
     let can_setpcap = has_effective(CAP_SETPCAP);
     let last = last_cap();
 

@@ -131,11 +131,12 @@ pub fn build(
         .create()
         .map_err(ll_err)?;
 
-    let devices = standard_devices
-        .then_some(STANDARD_DEVICES)
-        .unwrap_or_default()
-        .iter()
-        .map(PathBuf::from);
+    let devices: &[&str] = if standard_devices {
+        STANDARD_DEVICES
+    } else {
+        &[]
+    };
+    let devices = devices.iter().map(PathBuf::from);
     let mut skipped = Vec::new();
     for path in writable.iter().cloned().chain(devices) {
         let file = match open_path(&path) {

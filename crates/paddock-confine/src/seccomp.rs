@@ -94,7 +94,7 @@ pub struct DenyRule {
     /// Syscall name, for humans and tests.
     pub name: &'static str,
     /// Native syscall number on the build architecture.
-    pub nr: i64,
+    pub nr: libc::c_long,
     /// What happens when the row matches.
     pub action: Action,
     /// When the row matches.
@@ -106,7 +106,7 @@ pub struct DenyRule {
 const fn always(name: &'static str, nr: libc::c_long, reason: &'static str) -> DenyRule {
     DenyRule {
         name,
-        nr: nr as i64,
+        nr,
         action: Action::Eperm,
         when: When::Always,
         reason,
@@ -135,6 +135,8 @@ pub const DANGEROUS_PERSONALITY_FLAGS: &[u64] = &[
 ];
 
 /// Terminal ioctls that inject input into, or control, a terminal shared with the user.
+// `Ioctl` is not u64 on every libc target.
+#[allow(clippy::unnecessary_cast)]
 pub const DENIED_TTY_IOCTLS: &[u64] = &[libc::TIOCSTI as u64, libc::TIOCLINUX as u64];
 
 /// `open_tree_attr(2)` (Linux 6.15); not yet in libc. Same number on every arch (>= 424 are unified).
@@ -210,7 +212,7 @@ const COMMON: &[DenyRule] = &[
     ),
     DenyRule {
         name: "clone",
-        nr: libc::SYS_clone as i64,
+        nr: libc::SYS_clone,
         action: Action::Eperm,
         when: When::AnyBit {
             arg: 0,
@@ -220,7 +222,7 @@ const COMMON: &[DenyRule] = &[
     },
     DenyRule {
         name: "clone3",
-        nr: libc::SYS_clone3 as i64,
+        nr: libc::SYS_clone3,
         action: Action::Enosys,
         when: When::Always,
         reason: "flags live in memory seccomp cannot read; ENOSYS makes libc fall back to clone",
@@ -367,7 +369,7 @@ const COMMON: &[DenyRule] = &[
     // Argument-dependent.
     DenyRule {
         name: "personality",
-        nr: libc::SYS_personality as i64,
+        nr: libc::SYS_personality,
         action: Action::Eperm,
         when: When::AnyBitUnless {
             arg: 0,
@@ -378,7 +380,7 @@ const COMMON: &[DenyRule] = &[
     },
     DenyRule {
         name: "ioctl",
-        nr: libc::SYS_ioctl as i64,
+        nr: libc::SYS_ioctl,
         action: Action::Eperm,
         when: When::ArgIn {
             arg: 1,
@@ -412,7 +414,7 @@ const NATIVE: (TargetArch, u32) = (TargetArch::aarch64, 0xC000_00B7); // AUDIT_A
 pub const X32_SYSCALL_BIT: u32 = 0x4000_0000;
 
 // BPF opcodes (linux/bpf_common.h).
-const BPF_LD_W_ABS: u16 = 0x00 | 0x00 | 0x20;
+const BPF_LD_W_ABS: u16 = 0x20; // BPF_LD | BPF_W | BPF_ABS
 const BPF_JMP_JEQ_K: u16 = 0x05 | 0x10;
 const BPF_JMP_JGE_K: u16 = 0x05 | 0x30;
 const BPF_RET_K: u16 = 0x06;
@@ -505,9 +507,10 @@ impl Compiled {
 /// Compile a deny table into BPF programs (allocates; call before fork).
 pub fn compile(table: &[DenyRule]) -> Result<Compiled, ConfineError> {
     let mut groups: BTreeMap<Action, BTreeMap<i64, Vec<SeccompRule>>> = BTreeMap::new();
+    let mut seen = std::collections::HashSet::new();
     for row in table {
         let group = groups.entry(row.action).or_default();
-        if group.contains_key(&row.nr) {
+        if !seen.insert(row.nr) {
             return Err(ConfineError::SeccompCompile(format!(
                 "syscall {} appears twice in the table",
                 row.name
