@@ -4,3 +4,30 @@
 //! summarising and diffing it against the real workspace, and applying it all-or-nothing.
 //!
 //! Never: mounts anything, or touches a run's processes.
+//!
+//! ```no_run
+//! # fn main() -> Result<(), paddock_layer::LayerError> {
+//! use std::path::Path;
+//! let changes = paddock_layer::scan(Path::new("/runs/r1/layer/upper"), Path::new("/src/app"))?;
+//! print!("{}", paddock_layer::summary(&changes).render());
+//! let diffs = paddock_layer::diff(&changes, &paddock_layer::DiffOptions::default())?;
+//! print!("{}", paddock_layer::render_diff(&diffs));
+//! let started = std::time::SystemTime::now();
+//! paddock_layer::apply(&changes, started, false)?;
+//! # Ok(()) }
+//! ```
+
+mod apply;
+mod diff;
+mod error;
+mod fsutil;
+mod scan;
+
+pub use apply::{
+    ApplyOptions, ApplyReport, RecoverReport, STAGING_PREFIX, apply, apply_with, recover,
+};
+pub use diff::{
+    DiffBody, DiffOptions, FileDiff, Summary, SummaryEntry, diff, render_diff, summary,
+};
+pub use error::LayerError;
+pub use scan::{Change, ChangeKind, Changes, Entry, FileKind, has_changes, scan};
