@@ -1,1 +1,208 @@
-//! paddock-daemon: the composition root.
+//! paddock-daemon: the composition root. It owns the daemon process: `$PADDOCK_HOME`, the
+//! daemon lock, state.db, the event bus, the run manager and the API server, and wires
+//! the runtimes into them.
+//!
+//! Never: parses CLI arguments or prints for humans (that is paddock-cli); never lets
+//! anything but itself write state.db.
+//!
+//! Lifecycle: take `daemon.lock` (one daemon per home), open state.db, re-adopt live
+//! sandboxes, listen on `daemon.sock` (0600, peers checked by SO_PEERCRED), serve until
+//! SIGTERM/SIGINT, `POST /v1/shutdown` or idleness, then stop accepting, let in-flight
+//! requests finish, flush state and remove the socket. Sandboxes keep running.
+
+mod bus;
+mod error;
+mod home;
+mod names;
+mod review;
+mod runs;
+mod server;
+mod store;
+mod version;
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use nix::fcntl::{Flock, FlockArg};
+use paddock_sandbox::Runtime;
+use serde::{Deserialize, Serialize};
+use tokio::sync::Notify;
+
+pub use bus::EventBus;
+pub use error::DaemonError;
+pub use home::Home;
+pub use names::{check_dns_label, random_name};
+pub use runs::SANDBOX_HOME;
+pub use version::{VERSION, commit};
+
+/// Default idle time before the daemon exits when it has no runs.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// How to run the daemon.
+pub struct DaemonOptions {
+    pub home: Home,
+    /// Exit after this long with no active runs, no open streams and no requests.
+    /// `Duration::ZERO` disables idle shutdown.
+    pub idle_timeout: Duration,
+    pub runtime: Arc<dyn Runtime>,
+}
+
+/// What `daemon.lock` records (besides being locked for the daemon's lifetime).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LockInfo {
+    pub pid: u32,
+    pub version: String,
+    pub commit: String,
+    pub started_at: String,
+}
+
+/// Read `daemon.lock` and tell whether its daemon is alive (the lock is held).
+pub fn read_lock(home: &Home) -> Option<(LockInfo, bool)> {
+    let text = std::fs::read_to_string(home.daemon_lock()).ok()?;
+    let info: LockInfo = serde_json::from_str(&text).ok()?;
+    let file = File::open(home.daemon_lock()).ok()?;
+    let held = match Flock::lock(file, FlockArg::LockSharedNonblock) {
+        Ok(_unlocked_on_drop) => false,
+        Err(_) => true,
+    };
+    Some((info, held))
+}
+
+/// Take the daemon lock, or say who holds it.
+fn take_lock(home: &Home, started_at: &str) -> Result<Flock<File>, DaemonError> {
+    let path = home.daemon_lock();
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(&path)
+        .map_err(|e| DaemonError::io("open", &path, e))?;
+    let mut lock = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+        Ok(l) => l,
+        Err((_, _)) => {
+            let pid = read_lock(home)
+                .map(|(i, _)| i.pid.to_string())
+                .unwrap_or_else(|| "unknown".into());
+            return Err(DaemonError::AlreadyRunning {
+                home: home.root().display().to_string(),
+                pid,
+            });
+        }
+    };
+    // The lock is ours: whatever the file said before was a stale daemon's.
+    let info = LockInfo {
+        pid: std::process::id(),
+        version: VERSION.into(),
+        commit: commit(),
+        started_at: started_at.into(),
+    };
+    lock.set_len(0)
+        .map_err(|e| DaemonError::io("truncate", &path, e))?;
+    let text = serde_json::to_string(&info).expect("lock info serialises");
+    lock.write_all(text.as_bytes())
+        .map_err(|e| DaemonError::io("write", &path, e))?;
+    lock.sync_all()
+        .map_err(|e| DaemonError::io("sync", &path, e))?;
+    Ok(lock)
+}
+
+/// Run the daemon until it is told to stop or goes idle.
+pub async fn serve(opts: DaemonOptions) -> Result<(), DaemonError> {
+    let home = opts.home;
+    home.ensure()?;
+    let started_at = store::now_rfc3339();
+    let lock = take_lock(&home, &started_at)?;
+
+    let store = store::Store::open(&home.state_db())?;
+    let bus = EventBus::new();
+    let runs = runs::RunManager::new(home.clone(), store, bus.clone(), opts.runtime);
+    runs.adopt_all().await?;
+
+    let socket_path = home.socket();
+    match std::fs::remove_file(&socket_path) {
+        Ok(()) => tracing::info!("removed a stale socket"),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(DaemonError::io("remove", &socket_path, e)),
+    }
+    let listener = tokio::net::UnixListener::bind(&socket_path)
+        .map_err(|e| DaemonError::io("bind", &socket_path, e))?;
+    std::fs::set_permissions(&socket_path, std::fs::Permissions::from_mode(0o600))
+        .map_err(|e| DaemonError::io("chmod", &socket_path, e))?;
+
+    let shutdown = Arc::new(Notify::new());
+    let state = Arc::new(server::ServerState {
+        runs: runs.clone(),
+        pid: std::process::id(),
+        started_at,
+        idle_timeout: opts.idle_timeout,
+        shutdown: shutdown.clone(),
+        open_streams: AtomicUsize::new(0),
+        last_request: std::sync::Mutex::new(Instant::now()),
+    });
+    bus.publish(
+        None,
+        "daemon.start",
+        serde_json::json!({ "pid": state.pid, "version": VERSION, "commit": commit() }),
+    );
+    tracing::info!(socket = %socket_path.display(), pid = state.pid, "paddock daemon listening");
+
+    let owner = nix::unistd::geteuid().as_raw();
+    let app = server::router(state.clone()).into_make_service_with_connect_info::<server::Peer>();
+    let stop = stop_signal(state.clone());
+    axum::serve(server::PeerCheckedListener::new(listener, owner), app)
+        .with_graceful_shutdown(stop)
+        .await
+        .map_err(|e| DaemonError::io("serve", &socket_path, e))?;
+
+    // In-flight requests are done. Flush and leave no socket behind.
+    bus.publish(None, "daemon.stop", serde_json::json!({ "pid": state.pid }));
+    if let Err(e) = runs.store().checkpoint() {
+        tracing::warn!(error = %e, "could not checkpoint state.db");
+    }
+    let _ = std::fs::remove_file(&socket_path);
+    drop(lock);
+    tracing::info!("paddock daemon stopped");
+    Ok(())
+}
+
+/// Resolves when the daemon should stop: a signal, `POST /v1/shutdown`, or idleness.
+async fn stop_signal(state: Arc<server::ServerState>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    let idle = idle_watch(state.clone());
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+        _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+        _ = state.shutdown.notified() => tracing::info!("shutdown requested over the API"),
+        _ = idle => tracing::info!("idle: shutting down"),
+    }
+}
+
+async fn idle_watch(state: Arc<server::ServerState>) {
+    if state.idle_timeout.is_zero() {
+        return std::future::pending().await;
+    }
+    let tick = (state.idle_timeout / 4).clamp(Duration::from_millis(100), Duration::from_secs(5));
+    let mut idle_since = Instant::now();
+    loop {
+        tokio::time::sleep(tick).await;
+        let active = state.runs.counts().map(|(_, a)| a).unwrap_or(1);
+        let streams = state.open_streams.load(Ordering::SeqCst);
+        let last = *state.last_request.lock().expect("lock poisoned");
+        if active > 0 || streams > 0 {
+            idle_since = Instant::now();
+            continue;
+        }
+        let since = idle_since.max(last);
+        if since.elapsed() >= state.idle_timeout {
+            return;
+        }
+    }
+}

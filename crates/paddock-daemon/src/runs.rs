@@ -1,0 +1,804 @@
+//! The run manager: run records, names, the state machine, and driving the runtime.
+//!
+//! Every transition is checked against [`RunState::can_become`], persisted to state.db,
+//! and only then published on the bus and acknowledged to the caller.
+//!
+//! Never: talks HTTP (that is `server`), or touches a sandbox other than through the
+//! [`Runtime`] trait.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use paddock_api::{CreateRun, Run, RunState, RunStateChange, WaitResult, WorkspaceMode};
+use paddock_sandbox::{
+    EventSink, ExitInfo, InjectedFile, MountSpec, Runtime, SandboxEvent, SandboxHandle,
+    SandboxSpec, SandboxUser, TtySize,
+};
+
+use crate::DaemonError;
+use crate::bus::EventBus;
+use crate::home::Home;
+use crate::names::{check_dns_label, new_run_id, random_name};
+use crate::store::{RunRecord, Store, now_ms};
+
+/// `HOME` inside every sandbox (a private directory of the run).
+pub const SANDBOX_HOME: &str = "/home/paddock";
+const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+/// Grace between SIGTERM and SIGKILL when the caller names none.
+pub const DEFAULT_STOP_GRACE: Duration = Duration::from_secs(10);
+
+/// Who asked (from SO_PEERCRED).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Caller {
+    pub uid: u32,
+    pub gid: u32,
+}
+
+pub struct RunManager {
+    home: Home,
+    store: Store,
+    bus: EventBus,
+    runtime: Arc<dyn Runtime>,
+    /// Serialises check-then-write sequences (name uniqueness, transitions).
+    transitions: Mutex<()>,
+    /// Handles of sandboxes this daemon started or adopted.
+    handles: Mutex<HashMap<String, SandboxHandle>>,
+}
+
+impl RunManager {
+    pub fn new(home: Home, store: Store, bus: EventBus, runtime: Arc<dyn Runtime>) -> Arc<Self> {
+        Arc::new(RunManager {
+            home,
+            store,
+            bus,
+            runtime,
+            transitions: Mutex::new(()),
+            handles: Mutex::new(HashMap::new()),
+        })
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn bus(&self) -> &EventBus {
+        &self.bus
+    }
+
+    pub fn runtime(&self) -> &Arc<dyn Runtime> {
+        &self.runtime
+    }
+
+    pub fn home(&self) -> &Home {
+        &self.home
+    }
+
+    /// (total, active) run counts.
+    pub fn counts(&self) -> Result<(u64, u64), DaemonError> {
+        let runs = self.store.list()?;
+        let active = runs.iter().filter(|r| !r.run.state.is_terminal()).count();
+        Ok((runs.len() as u64, active as u64))
+    }
+
+    pub fn list(&self, all: bool) -> Result<Vec<Run>, DaemonError> {
+        Ok(self
+            .store
+            .list()?
+            .into_iter()
+            .map(|r| r.run)
+            .filter(|r| all || !r.state.is_terminal())
+            .collect())
+    }
+
+    /// Resolve a user's run reference: exact id, then id prefix, then exact name.
+    pub fn resolve(&self, reference: &str) -> Result<RunRecord, DaemonError> {
+        let not_found = || DaemonError::RunNotFound {
+            reference: reference.to_string(),
+        };
+        if reference.is_empty() || reference.len() > 128 {
+            return Err(not_found());
+        }
+        if let Some(r) = self.store.get(reference)? {
+            return Ok(r);
+        }
+        let all = self.store.list()?;
+        let by_prefix: Vec<&RunRecord> = all
+            .iter()
+            .filter(|r| r.run.id.starts_with(reference) || r.run.id[4..].starts_with(reference))
+            .collect();
+        if by_prefix.len() > 1 {
+            return Err(ambiguous(reference, &by_prefix));
+        }
+        if let Some(r) = by_prefix.first() {
+            return Ok((*r).clone());
+        }
+        // Names are unique among live runs; an ended run may share a live run's name,
+        // and then the live one is meant.
+        let by_name: Vec<&RunRecord> = all.iter().filter(|r| r.run.name == reference).collect();
+        let live: Vec<&RunRecord> = by_name
+            .iter()
+            .copied()
+            .filter(|r| !r.run.state.is_terminal())
+            .collect();
+        match (live.len(), by_name.len()) {
+            (1, _) => Ok(live[0].clone()),
+            (0, 1) => Ok(by_name[0].clone()),
+            (0, 0) => Err(not_found()),
+            _ => Err(ambiguous(
+                reference,
+                if live.is_empty() { &by_name } else { &live },
+            )),
+        }
+    }
+
+    /// Create a run record and its sandbox (not started).
+    pub async fn create(&self, req: CreateRun, caller: Caller) -> Result<Run, DaemonError> {
+        let workspace = check_workspace(&req.workspace)?;
+        let runtime = req.runtime.clone().unwrap_or_else(|| "native".into());
+        if runtime != self.runtime.kind().as_str() {
+            return Err(DaemonError::Unsupported {
+                message: format!("the `{runtime}` runtime is not available in this daemon"),
+                hint: "use the default native runtime (omit --runtime / `runtime:`)".into(),
+            });
+        }
+        for (k, _) in &req.env {
+            if k.is_empty() || k.contains('=') || k.contains('\0') {
+                return Err(DaemonError::bad_request(
+                    format!("invalid environment variable name `{}`", k.escape_default()),
+                    "names may not be empty or contain `=`",
+                ));
+            }
+        }
+        if req.command.iter().any(|a| a.contains('\0')) {
+            return Err(DaemonError::bad_request(
+                "the command contains a NUL byte",
+                "remove it",
+            ));
+        }
+        for m in &req.mounts {
+            if !m.target.is_absolute() || !m.source.is_absolute() {
+                return Err(DaemonError::bad_request(
+                    format!(
+                        "mount {} → {} must use absolute paths",
+                        m.source.display(),
+                        m.target.display()
+                    ),
+                    "write mounts as -m /host/path:/sandbox/path[:ro]",
+                ));
+            }
+        }
+        if let Some(name) = &req.name {
+            check_dns_label(name).map_err(|why| {
+                DaemonError::bad_request(
+                    format!("invalid run name `{name}`: {why}"),
+                    "run names are DNS labels because URLs use them, e.g. `my-agent-2`",
+                )
+            })?;
+        }
+
+        let id = new_run_id();
+        let run_dir = self.home.run_dir(&id);
+
+        // Name choice and the insert happen under one lock so two creates can't both win.
+        let guard_name = {
+            let _g = self.transitions.lock().expect("transition lock poisoned");
+            let live: Vec<RunRecord> = self
+                .store
+                .list()?
+                .into_iter()
+                .filter(|r| !r.run.state.is_terminal())
+                .collect();
+            let taken = |n: &str| {
+                live.iter()
+                    .find(|r| r.run.name == n)
+                    .map(|r| r.run.id.clone())
+            };
+            match &req.name {
+                Some(n) => {
+                    if let Some(other) = taken(n) {
+                        return Err(DaemonError::NameTaken {
+                            name: n.clone(),
+                            id: other,
+                        });
+                    }
+                    n.clone()
+                }
+                None => {
+                    let mut n = random_name();
+                    let mut tries = 0;
+                    while taken(&n).is_some() {
+                        tries += 1;
+                        n = if tries < 20 {
+                            random_name()
+                        } else {
+                            format!("{}-{}", random_name(), &id[4..8])
+                        };
+                    }
+                    n
+                }
+            }
+        };
+        let name = guard_name;
+
+        std::fs::create_dir_all(&run_dir).map_err(|e| DaemonError::io("create", &run_dir, e))?;
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&run_dir, std::fs::Permissions::from_mode(0o700))
+                .map_err(|e| DaemonError::io("chmod", &run_dir, e))?;
+        }
+
+        let command = if req.command.is_empty() {
+            vec!["/bin/sh".to_string()]
+        } else {
+            req.command.clone()
+        };
+        let spec = SandboxSpec {
+            run_id: id.clone(),
+            name: name.clone(),
+            run_dir: run_dir.clone(),
+            command: command.clone(),
+            env: sandbox_env(&id, &name, &req.env),
+            cwd: workspace.clone(),
+            workspace: workspace.clone(),
+            workspace_mode: match req.workspace_mode {
+                WorkspaceMode::Overlay => paddock_sandbox::WorkspaceMode::Overlay,
+                WorkspaceMode::Bind => paddock_sandbox::WorkspaceMode::Bind,
+            },
+            mounts: req
+                .mounts
+                .iter()
+                .map(|m| MountSpec {
+                    source: m.source.clone(),
+                    target: m.target.clone(),
+                    read_only: m.read_only,
+                })
+                .collect(),
+            files: Vec::<InjectedFile>::new(),
+            limits: paddock_sandbox::Limits {
+                memory_bytes: req.limits.memory_bytes,
+                pids: req.limits.pids,
+                cpus: req.limits.cpus,
+            },
+            tty: req.tty,
+            stdin: req.stdin,
+            user: SandboxUser {
+                uid: caller.uid,
+                gid: caller.gid,
+            },
+            tty_size: req.tty_size.map(|s| TtySize {
+                rows: s.rows,
+                cols: s.cols,
+            }),
+        };
+
+        let handle = match self.runtime.create(&spec).await {
+            Ok(h) => h,
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&run_dir);
+                return Err(e.into());
+            }
+        };
+
+        let created_ms = now_ms();
+        let run = Run {
+            id: id.clone(),
+            name,
+            workspace,
+            command,
+            runtime,
+            state: RunState::Created,
+            workspace_mode: req.workspace_mode,
+            created_at: String::new(),
+            started_at: None,
+            finished_at: None,
+            exit_code: None,
+            reason: None,
+            tty: req.tty,
+            limits: req.limits,
+            mounts: req.mounts.clone(),
+            config: req.config.clone(),
+            config_sources: req.config_sources.clone(),
+            applied: false,
+        };
+        let record = RunRecord {
+            run,
+            created_ms,
+            started_ms: None,
+            spec: Some(serde_json::to_string(&spec).expect("spec serialises")),
+            handle: Some(serde_json::to_string(&handle).expect("handle serialises")),
+        };
+        {
+            let _g = self.transitions.lock().expect("transition lock poisoned");
+            // Re-check the name under the lock: a concurrent create may have taken it.
+            if let Some(other) = self
+                .store
+                .list()?
+                .into_iter()
+                .find(|r| !r.run.state.is_terminal() && r.run.name == record.run.name)
+            {
+                drop(_g);
+                let _ = self.runtime.destroy(&handle).await;
+                let _ = std::fs::remove_dir_all(&run_dir);
+                return Err(DaemonError::NameTaken {
+                    name: record.run.name.clone(),
+                    id: other.run.id,
+                });
+            }
+            self.store.insert(&record)?;
+        }
+        self.handles
+            .lock()
+            .expect("handles lock poisoned")
+            .insert(id.clone(), handle);
+        self.publish_state(&id, None, RunState::Created, None, None);
+        self.get(&id)
+    }
+
+    pub fn get(&self, id: &str) -> Result<Run, DaemonError> {
+        self.store
+            .get(id)?
+            .map(|r| r.run)
+            .ok_or_else(|| DaemonError::RunNotFound {
+                reference: id.to_string(),
+            })
+    }
+
+    fn publish_state(
+        &self,
+        id: &str,
+        from: Option<RunState>,
+        to: RunState,
+        exit_code: Option<i32>,
+        reason: Option<&str>,
+    ) {
+        let change = RunStateChange {
+            from,
+            to,
+            reason: reason.map(str::to_string),
+            exit_code,
+        };
+        self.bus.publish(
+            Some(id),
+            "run.state",
+            serde_json::to_value(change).expect("serialises"),
+        );
+    }
+
+    /// Check, persist, publish. Returns the previous state.
+    pub fn transition(
+        &self,
+        id: &str,
+        to: RunState,
+        exit_code: Option<i32>,
+        reason: Option<&str>,
+    ) -> Result<RunState, DaemonError> {
+        let _g = self.transitions.lock().expect("transition lock poisoned");
+        let rec = self
+            .store
+            .get(id)?
+            .ok_or_else(|| DaemonError::RunNotFound {
+                reference: id.into(),
+            })?;
+        let from = rec.run.state;
+        if !from.can_become(to) {
+            return Err(DaemonError::InvalidTransition {
+                id: id.into(),
+                state: from,
+                wanted: to,
+            });
+        }
+        self.store.set_state(id, to, exit_code, reason)?;
+        self.publish_state(id, Some(from), to, exit_code, reason);
+        Ok(from)
+    }
+
+    fn handle_of(&self, rec: &RunRecord) -> Result<SandboxHandle, DaemonError> {
+        if let Some(h) = self
+            .handles
+            .lock()
+            .expect("handles lock poisoned")
+            .get(&rec.run.id)
+        {
+            return Ok(h.clone());
+        }
+        rec.handle
+            .as_deref()
+            .and_then(|h| serde_json::from_str(h).ok())
+            .ok_or_else(|| DaemonError::Conflict {
+                message: format!("run {} has no sandbox", rec.run.id),
+                hint: "remove it with `paddock rm`".into(),
+            })
+    }
+
+    fn event_sink(self: &Arc<Self>) -> EventSink {
+        let bus = self.bus.clone();
+        Arc::new(move |ev: SandboxEvent| match ev {
+            SandboxEvent::InitStep {
+                run_id,
+                index,
+                total,
+                description,
+            } => {
+                let step = paddock_api::InitStep {
+                    index,
+                    total,
+                    description,
+                };
+                bus.publish(
+                    Some(&run_id),
+                    "init.step",
+                    serde_json::to_value(step).expect("serialises"),
+                );
+            }
+            SandboxEvent::Started { run_id, pid } => {
+                bus.publish(
+                    Some(&run_id),
+                    "run.started",
+                    serde_json::json!({ "pid": pid }),
+                );
+            }
+            SandboxEvent::Exited { run_id, exit } => {
+                bus.publish(Some(&run_id), "run.exit", exit_json(&exit));
+            }
+        })
+    }
+
+    /// Start a `created` run. Returns once the command runs (or the start failed).
+    pub async fn start(self: &Arc<Self>, id: &str) -> Result<Run, DaemonError> {
+        let rec = self
+            .store
+            .get(id)?
+            .ok_or_else(|| DaemonError::RunNotFound {
+                reference: id.into(),
+            })?;
+        self.transition(id, RunState::Starting, None, None)?;
+        let spec: SandboxSpec = match rec.spec.as_deref().map(serde_json::from_str) {
+            Some(Ok(s)) => s,
+            _ => {
+                self.transition(
+                    id,
+                    RunState::Failed,
+                    None,
+                    Some("the run's sandbox spec is missing"),
+                )?;
+                return self.get(id);
+            }
+        };
+        let handle = self.handle_of(&rec)?;
+        match self.runtime.start(&handle, &spec, self.event_sink()).await {
+            Ok(started) => {
+                self.store
+                    .set_handle(id, &serde_json::to_string(&started).expect("serialises"))?;
+                self.handles
+                    .lock()
+                    .expect("handles lock poisoned")
+                    .insert(id.to_string(), started.clone());
+                // A stop may have raced the start; then the run is already `stopping`.
+                match self.transition(id, RunState::Running, None, None) {
+                    Ok(_) | Err(DaemonError::InvalidTransition { .. }) => {}
+                    Err(e) => return Err(e),
+                }
+                self.watch(id.to_string(), started);
+            }
+            Err(e) => {
+                let reason = e.to_string();
+                let _ = self.transition(id, RunState::Failed, None, Some(&reason));
+                return Err(e.into());
+            }
+        }
+        self.get(id)
+    }
+
+    /// Wait for the sandbox to end in the background, then record how it ended.
+    fn watch(self: &Arc<Self>, id: String, handle: SandboxHandle) {
+        let me = self.clone();
+        tokio::spawn(async move {
+            let exit = me.runtime.wait(&handle).await;
+            me.record_exit(&id, exit);
+        });
+    }
+
+    fn record_exit(&self, id: &str, exit: Result<ExitInfo, paddock_sandbox::SandboxError>) {
+        let (state, code, reason) = match exit {
+            Ok(info) => {
+                let failed = info.oom_killed;
+                let reason = if info.oom_killed {
+                    Some("out of memory".to_string())
+                } else {
+                    info.reason.clone()
+                };
+                (
+                    if failed {
+                        RunState::Failed
+                    } else {
+                        RunState::Stopped
+                    },
+                    info.exit_code,
+                    reason,
+                )
+            }
+            Err(e) => (
+                RunState::Failed,
+                None,
+                Some(format!("lost track of the sandbox: {e}")),
+            ),
+        };
+        if let Err(e) = self.transition(id, state, code, reason.as_deref()) {
+            tracing::warn!(run = id, error = %e, "could not record the end of a run");
+        }
+    }
+
+    /// Stop a run: SIGTERM, then SIGKILL after `grace`.
+    pub async fn stop(self: &Arc<Self>, id: &str, grace: Duration) -> Result<Run, DaemonError> {
+        let rec = self
+            .store
+            .get(id)?
+            .ok_or_else(|| DaemonError::RunNotFound {
+                reference: id.into(),
+            })?;
+        match rec.run.state {
+            RunState::Created => {
+                self.transition(
+                    id,
+                    RunState::Stopped,
+                    None,
+                    Some("stopped before it started"),
+                )?;
+                return self.get(id);
+            }
+            RunState::Starting | RunState::Running => {
+                self.transition(id, RunState::Stopping, None, None)?;
+            }
+            RunState::Stopping => {}
+            state => {
+                return Err(DaemonError::InvalidTransition {
+                    id: id.into(),
+                    state,
+                    wanted: RunState::Stopping,
+                });
+            }
+        }
+        let handle = self.handle_of(&rec)?;
+        let exit = self.runtime.stop(&handle, grace).await;
+        // The watcher records the end too; whichever comes first wins, the other is a
+        // rejected (terminal → terminal) transition.
+        let state = self.get(id)?.state;
+        if !state.is_terminal() {
+            self.record_exit(id, exit);
+        }
+        self.get(id)
+    }
+
+    /// Wait until the run has ended.
+    pub async fn wait(&self, id: &str) -> Result<WaitResult, DaemonError> {
+        let mut sub = self.bus.subscribe(Some(id.to_string()));
+        loop {
+            let run = self.get(id)?;
+            if run.state.is_terminal() {
+                return Ok(WaitResult {
+                    id: run.id,
+                    state: run.state,
+                    exit_code: run.exit_code,
+                    reason: run.reason,
+                });
+            }
+            if run.state == RunState::Created {
+                return Err(DaemonError::Conflict {
+                    message: format!("run {id} has not been started"),
+                    hint: "start it with `paddock start`, or remove it with `paddock rm`".into(),
+                });
+            }
+            // Wake on this run's next event, or re-check every second regardless.
+            let _ = tokio::time::timeout(Duration::from_secs(1), sub.recv()).await;
+        }
+    }
+
+    /// Remove a run: its sandbox, its directory, its record.
+    pub async fn remove(self: &Arc<Self>, id: &str, force: bool) -> Result<Run, DaemonError> {
+        let rec = self
+            .store
+            .get(id)?
+            .ok_or_else(|| DaemonError::RunNotFound {
+                reference: id.into(),
+            })?;
+        let run = rec.run.clone();
+        if !run.state.is_terminal() && run.state != RunState::Created {
+            if !force {
+                return Err(DaemonError::Conflict {
+                    message: format!("run {} ({}) is {}", run.id, run.name, run.state),
+                    hint: "stop it first with `paddock stop`, or remove it anyway with `paddock rm --force`".into(),
+                });
+            }
+            self.stop(id, Duration::ZERO).await?;
+        }
+        if run.workspace_mode == WorkspaceMode::Overlay && !run.applied && !force {
+            let upper = layer_upper(&self.home.run_dir(&run.id));
+            if upper.exists() {
+                match paddock_layer::has_changes(&upper, &run.workspace) {
+                    Ok(true) => {
+                        return Err(DaemonError::Conflict {
+                            message: format!(
+                                "run {} ({}) has changes that were not applied to {}",
+                                run.id,
+                                run.name,
+                                run.workspace.display()
+                            ),
+                            hint: format!(
+                                "review them with `paddock diff {0}`, apply with `paddock apply {0}`, or discard them with `paddock rm --force {0}`",
+                                run.name
+                            ),
+                        });
+                    }
+                    Ok(false) => {}
+                    Err(e) => {
+                        tracing::warn!(run = id, error = %e, "could not read the run's layer")
+                    }
+                }
+            }
+        }
+        if let Ok(handle) = self.handle_of(&rec) {
+            self.runtime.destroy(&handle).await?;
+        }
+        let dir = self.home.run_dir(&run.id);
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir).map_err(|e| DaemonError::io("remove", &dir, e))?;
+        }
+        {
+            let _g = self.transitions.lock().expect("transition lock poisoned");
+            if !self.get(id)?.state.is_terminal() {
+                self.store
+                    .set_state(id, RunState::Stopped, None, Some("removed"))?;
+            }
+            self.store.delete(id)?;
+        }
+        self.handles
+            .lock()
+            .expect("handles lock poisoned")
+            .remove(id);
+        self.bus.publish(
+            Some(id),
+            "run.removed",
+            serde_json::json!({ "name": run.name }),
+        );
+        Ok(run)
+    }
+
+    pub fn sandbox_handle(&self, id: &str) -> Result<SandboxHandle, DaemonError> {
+        let rec = self
+            .store
+            .get(id)?
+            .ok_or_else(|| DaemonError::RunNotFound {
+                reference: id.into(),
+            })?;
+        self.handle_of(&rec)
+    }
+
+    pub fn mark_applied(&self, id: &str) -> Result<(), DaemonError> {
+        self.store.set_applied(id, true)
+    }
+
+    /// After a daemon restart: find every live sandbox again, and record the ones that
+    /// ended while no daemon watched.
+    pub async fn adopt_all(self: &Arc<Self>) -> Result<(), DaemonError> {
+        for rec in self.store.list()? {
+            let id = rec.run.id.clone();
+            match rec.run.state {
+                RunState::Created | RunState::Stopped | RunState::Failed => continue,
+                RunState::Starting => {
+                    let _ = self.transition(
+                        &id,
+                        RunState::Failed,
+                        None,
+                        Some("the daemon stopped while the run was starting"),
+                    );
+                    if let Ok(h) = self.handle_of(&rec) {
+                        let _ = self.runtime.destroy(&h).await;
+                    }
+                    continue;
+                }
+                RunState::Running | RunState::Stopping => {}
+            }
+            let handle = match self.handle_of(&rec) {
+                Ok(h) => h,
+                Err(_) => {
+                    let _ = self.transition(
+                        &id,
+                        RunState::Failed,
+                        None,
+                        Some("its sandbox could not be found"),
+                    );
+                    continue;
+                }
+            };
+            match self.runtime.adopt(&handle, self.event_sink()).await {
+                Ok(paddock_sandbox::Adopted::Running) => {
+                    self.handles
+                        .lock()
+                        .expect("handles lock poisoned")
+                        .insert(id.clone(), handle.clone());
+                    tracing::info!(run = %id, "re-adopted a running sandbox");
+                    self.watch(id, handle);
+                }
+                Ok(paddock_sandbox::Adopted::Exited(info)) => self.record_exit(&id, Ok(info)),
+                Err(e) => {
+                    let reason = format!("its sandbox could not be re-adopted: {e}");
+                    let _ = self.transition(&id, RunState::Failed, None, Some(&reason));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Where the overlay upper layer of a run lives (the layout the native runtime uses).
+pub fn layer_upper(run_dir: &Path) -> PathBuf {
+    run_dir.join("layer").join("upper")
+}
+
+pub fn exit_json(exit: &ExitInfo) -> serde_json::Value {
+    serde_json::json!({
+        "exit_code": exit.exit_code,
+        "signal": exit.signal,
+        "oom_killed": exit.oom_killed,
+        "reason": exit.reason,
+    })
+}
+
+fn ambiguous(reference: &str, matches: &[&RunRecord]) -> DaemonError {
+    DaemonError::Ambiguous {
+        reference: reference.to_string(),
+        candidates: matches
+            .iter()
+            .map(|r| format!("{} ({}, {})", r.run.id, r.run.name, r.run.state))
+            .collect(),
+    }
+}
+
+fn check_workspace(p: &Path) -> Result<PathBuf, DaemonError> {
+    if !p.is_absolute() {
+        return Err(DaemonError::bad_request(
+            format!("workspace `{}` is not an absolute path", p.display()),
+            "the CLI sends absolute paths; pass -w with a full path",
+        ));
+    }
+    let canonical = std::fs::canonicalize(p).map_err(|e| {
+        DaemonError::bad_request(
+            format!("workspace {} does not exist: {e}", p.display()),
+            "create the directory first, or pass an existing one with -w",
+        )
+    })?;
+    if !canonical.is_dir() {
+        return Err(DaemonError::bad_request(
+            format!("workspace {} is not a directory", p.display()),
+            "pass a directory with -w",
+        ));
+    }
+    if canonical == Path::new("/") {
+        return Err(DaemonError::bad_request(
+            "the workspace cannot be the root directory",
+            "pass your project's directory with -w",
+        ));
+    }
+    Ok(canonical)
+}
+
+/// The command's complete environment: a clean base, the run's identity, then the user's.
+fn sandbox_env(id: &str, name: &str, user: &BTreeMap<String, String>) -> Vec<(String, String)> {
+    let mut env: BTreeMap<String, String> = BTreeMap::new();
+    env.insert("PATH".into(), DEFAULT_PATH.into());
+    env.insert("HOME".into(), SANDBOX_HOME.into());
+    env.insert("USER".into(), "paddock".into());
+    env.insert("LOGNAME".into(), "paddock".into());
+    env.insert("LANG".into(), "C.UTF-8".into());
+    env.insert("SHELL".into(), "/bin/sh".into());
+    for (k, v) in user {
+        env.insert(k.clone(), v.clone());
+    }
+    // Identity last: the user cannot spoof it.
+    env.insert("PADDOCK".into(), "1".into());
+    env.insert("PADDOCK_RUN_ID".into(), id.into());
+    env.insert("PADDOCK_RUN_NAME".into(), name.into());
+    env.into_iter().collect()
+}

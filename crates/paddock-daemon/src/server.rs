@@ -1,0 +1,732 @@
+//! The HTTP/1.1 + JSON API on the Unix socket: routing, the error envelope, peer checks,
+//! streams (SSE events, NDJSON logs) and the attach upgrade.
+//!
+//! Never: changes run state itself; every action goes through [`RunManager`].
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, Query, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use futures_util::stream::{self, StreamExt};
+use paddock_api::attach::{Frame, UPGRADE_PROTOCOL, read_frame, write_frame};
+use paddock_api::{
+    ApplyRequest, ApplyResponse, CreateRun, DiffResponse, Health, LogLine, MAX_REQUEST_BODY,
+    RunCounts, RunList, RunState, StopRequest,
+};
+use paddock_sandbox::{AttachInput, LogQuery, OutputChunk, OutputStream};
+use serde::Deserialize;
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::Notify;
+
+use crate::DaemonError;
+use crate::runs::{Caller, DEFAULT_STOP_GRACE, RunManager};
+use crate::version;
+
+/// Shared state of the server.
+pub struct ServerState {
+    pub runs: Arc<RunManager>,
+    pub pid: u32,
+    pub started_at: String,
+    pub idle_timeout: Duration,
+    /// Fired by `POST /v1/shutdown`.
+    pub shutdown: Arc<Notify>,
+    /// Long-lived streams (logs -f, events, attach) keep the daemon from idling out.
+    pub open_streams: AtomicUsize,
+    /// Time of the last request (for idle shutdown).
+    pub last_request: std::sync::Mutex<std::time::Instant>,
+}
+
+type St = State<Arc<ServerState>>;
+
+/// Peer credentials of a connection (SO_PEERCRED).
+#[derive(Debug, Clone, Copy)]
+pub struct Peer {
+    pub uid: u32,
+    pub gid: u32,
+}
+
+/// A Unix listener that only hands out connections from the owning uid (or root).
+pub struct PeerCheckedListener {
+    inner: UnixListener,
+    owner: u32,
+}
+
+impl PeerCheckedListener {
+    pub fn new(inner: UnixListener, owner: u32) -> Self {
+        PeerCheckedListener { inner, owner }
+    }
+}
+
+impl axum::serve::Listener for PeerCheckedListener {
+    type Io = UnixStream;
+    type Addr = Peer;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            let (stream, _) = match self.inner.accept().await {
+                Ok(s) => s,
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let cred = match stream.peer_cred() {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not read peer credentials; connection refused");
+                    continue;
+                }
+            };
+            if cred.uid() != self.owner && cred.uid() != 0 {
+                tracing::warn!(
+                    peer_uid = cred.uid(),
+                    "refused a connection from another user"
+                );
+                continue; // dropping the stream closes it
+            }
+            return (
+                stream,
+                Peer {
+                    uid: cred.uid(),
+                    gid: cred.gid(),
+                },
+            );
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        Ok(Peer {
+            uid: self.owner,
+            gid: 0,
+        })
+    }
+}
+
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, PeerCheckedListener>>
+    for Peer
+{
+    fn connect_info(stream: axum::serve::IncomingStream<'_, PeerCheckedListener>) -> Self {
+        *stream.remote_addr()
+    }
+}
+
+/// The error envelope as a response.
+pub struct ApiError(pub DaemonError);
+
+impl From<DaemonError> for ApiError {
+    fn from(e: DaemonError) -> Self {
+        ApiError(e)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status =
+            StatusCode::from_u16(self.0.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        if status.is_server_error() {
+            tracing::error!(error = %self.0, "request failed");
+        }
+        json_response(status, &self.0.to_body())
+    }
+}
+
+fn json_response<T: serde::Serialize>(status: StatusCode, body: &T) -> Response {
+    let bytes = serde_json::to_vec(body).unwrap_or_else(|_| b"{}".to_vec());
+    let mut resp = Response::new(Body::from(bytes));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
+type ApiResult = Result<Response, ApiError>;
+
+fn ok<T: serde::Serialize>(body: &T) -> ApiResult {
+    Ok(json_response(StatusCode::OK, body))
+}
+
+/// A JSON body, with the envelope for every way it can be wrong.
+struct JsonBody<T>(T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned> axum::extract::FromRequest<S> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(v)) => Ok(JsonBody(v)),
+            Err(rej) => Err(ApiError(json_rejection(rej))),
+        }
+    }
+}
+
+fn json_rejection(rej: JsonRejection) -> DaemonError {
+    match rej {
+        JsonRejection::MissingJsonContentType(_) => DaemonError::bad_request(
+            "the request body must be JSON",
+            "send `Content-Type: application/json`",
+        ),
+        JsonRejection::JsonSyntaxError(e) => DaemonError::bad_request(
+            format!("malformed JSON: {}", e.body_text()),
+            "check the request body is valid JSON",
+        ),
+        JsonRejection::JsonDataError(e) => DaemonError::bad_request(
+            format!("the request does not fit the API: {}", e.body_text()),
+            "see the paddock-api crate docs for the request shape",
+        ),
+        JsonRejection::BytesRejection(e) => {
+            let text = e.body_text();
+            if text.to_lowercase().contains("length limit") || text.contains("too large") {
+                DaemonError::bad_request(
+                    format!("the request body is larger than {MAX_REQUEST_BODY} bytes"),
+                    "send a smaller request",
+                )
+            } else {
+                DaemonError::bad_request(
+                    format!("could not read the request body: {text}"),
+                    "retry the request",
+                )
+            }
+        }
+        other => DaemonError::bad_request(other.body_text(), "check the request"),
+    }
+}
+
+pub fn router(state: Arc<ServerState>) -> Router {
+    Router::new()
+        .route("/v1/health", get(health))
+        .route("/v1/runs", get(list_runs).post(create_run))
+        .route("/v1/runs/{run}", get(get_run).delete(delete_run))
+        .route("/v1/runs/{run}/start", post(start_run))
+        .route("/v1/runs/{run}/stop", post(stop_run))
+        .route("/v1/runs/{run}/wait", get(wait_run))
+        .route("/v1/runs/{run}/logs", get(logs))
+        .route("/v1/runs/{run}/attach", get(attach))
+        .route("/v1/runs/{run}/diff", get(diff))
+        .route("/v1/runs/{run}/apply", post(apply))
+        .route("/v1/events", get(events))
+        .route("/v1/shutdown", post(shutdown))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(MAX_REQUEST_BODY))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), touch))
+        .with_state(state)
+}
+
+/// Records request activity for idle shutdown.
+async fn touch(State(st): St, req: Request, next: axum::middleware::Next) -> Response {
+    *st.last_request.lock().expect("lock poisoned") = std::time::Instant::now();
+    next.run(req).await
+}
+
+async fn not_found(req: Request) -> ApiError {
+    ApiError(DaemonError::NoEndpoint {
+        method: req.method().to_string(),
+        path: req.uri().path().to_string(),
+    })
+}
+
+pub const CAPABILITIES: &[&str] = &[
+    "runs",
+    "events",
+    "logs",
+    "attach",
+    "wait",
+    "stop",
+    "diff",
+    "apply",
+    "shutdown",
+    "runtime.native",
+];
+
+async fn health(State(st): St) -> ApiResult {
+    let (total, active) = st.runs.counts()?;
+    ok(&Health {
+        pid: st.pid,
+        version: version::VERSION.into(),
+        commit: version::commit(),
+        started_at: st.started_at.clone(),
+        runs: RunCounts { total, active },
+        capabilities: CAPABILITIES.iter().map(|s| s.to_string()).collect(),
+        event_bus: st.runs.bus().stats(),
+        idle_timeout_secs: st.idle_timeout.as_secs(),
+    })
+}
+
+#[derive(Deserialize, Default)]
+struct ListQuery {
+    #[serde(default)]
+    all: Option<String>,
+}
+
+fn truthy(v: &Option<String>) -> bool {
+    matches!(v.as_deref(), Some("1" | "true" | "yes" | ""))
+}
+
+async fn list_runs(State(st): St, Query(q): Query<ListQuery>) -> ApiResult {
+    ok(&RunList {
+        runs: st.runs.list(truthy(&q.all))?,
+    })
+}
+
+async fn create_run(
+    State(st): St,
+    ConnectInfo(peer): ConnectInfo<Peer>,
+    JsonBody(req): JsonBody<CreateRun>,
+) -> ApiResult {
+    let start = req.start;
+    let run = st
+        .runs
+        .create(
+            req,
+            Caller {
+                uid: peer.uid,
+                gid: peer.gid,
+            },
+        )
+        .await?;
+    if start {
+        let run = st.runs.start(&run.id).await?;
+        return Ok(json_response(StatusCode::CREATED, &run));
+    }
+    Ok(json_response(StatusCode::CREATED, &run))
+}
+
+async fn get_run(State(st): St, Path(r): Path<String>) -> ApiResult {
+    ok(&st.runs.resolve(&r)?.run)
+}
+
+#[derive(Deserialize, Default)]
+struct ForceQuery {
+    #[serde(default)]
+    force: Option<String>,
+}
+
+async fn delete_run(
+    State(st): St,
+    Path(r): Path<String>,
+    Query(q): Query<ForceQuery>,
+) -> ApiResult {
+    let id = st.runs.resolve(&r)?.run.id;
+    ok(&st.runs.remove(&id, truthy(&q.force)).await?)
+}
+
+async fn start_run(State(st): St, Path(r): Path<String>) -> ApiResult {
+    let id = st.runs.resolve(&r)?.run.id;
+    ok(&st.runs.start(&id).await?)
+}
+
+async fn stop_run(State(st): St, Path(r): Path<String>, body: Bytes) -> ApiResult {
+    let req: StopRequest = if body.is_empty() {
+        StopRequest::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| {
+            DaemonError::bad_request(
+                format!("malformed JSON: {e}"),
+                "send {\"grace_secs\": 10} or no body",
+            )
+        })?
+    };
+    let grace = match req.grace_secs {
+        None => DEFAULT_STOP_GRACE,
+        Some(g) if g.is_finite() && (0.0..=3600.0).contains(&g) => Duration::from_secs_f64(g),
+        Some(g) => {
+            return Err(DaemonError::bad_request(
+                format!("grace of {g} seconds is out of range"),
+                "use a number of seconds from 0 to 3600",
+            )
+            .into());
+        }
+    };
+    let id = st.runs.resolve(&r)?.run.id;
+    ok(&st.runs.stop(&id, grace).await?)
+}
+
+async fn wait_run(State(st): St, Path(r): Path<String>) -> ApiResult {
+    let id = st.runs.resolve(&r)?.run.id;
+    let _guard = StreamGuard::new(&st);
+    ok(&st.runs.wait(&id).await?)
+}
+
+/// Counts an open long-lived stream for as long as it lives.
+struct StreamGuard(Arc<ServerState>);
+
+impl StreamGuard {
+    fn new(st: &Arc<ServerState>) -> Self {
+        st.open_streams.fetch_add(1, Ordering::SeqCst);
+        StreamGuard(st.clone())
+    }
+}
+
+impl Drop for StreamGuard {
+    fn drop(&mut self) {
+        self.0.open_streams.fetch_sub(1, Ordering::SeqCst);
+        *self.0.last_request.lock().expect("lock poisoned") = std::time::Instant::now();
+    }
+}
+
+#[derive(Deserialize, Default)]
+struct LogsQuery {
+    #[serde(default)]
+    tail: Option<usize>,
+    #[serde(default)]
+    follow: Option<String>,
+}
+
+fn log_line(chunk: &OutputChunk) -> LogLine {
+    let stream = match chunk.stream {
+        OutputStream::Stdout => "stdout",
+        OutputStream::Stderr => "stderr",
+        OutputStream::Tty => "tty",
+    };
+    match std::str::from_utf8(&chunk.data) {
+        Ok(t) => LogLine {
+            ts_ms: chunk.ts_ms,
+            stream: stream.into(),
+            text: Some(t.to_string()),
+            b64: None,
+        },
+        Err(_) => LogLine {
+            ts_ms: chunk.ts_ms,
+            stream: stream.into(),
+            text: None,
+            b64: Some(base64_encode(&chunk.data)),
+        },
+    }
+}
+
+fn base64_encode(data: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
+    for chunk in data.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+async fn logs(State(st): St, Path(r): Path<String>, Query(q): Query<LogsQuery>) -> ApiResult {
+    let id = st.runs.resolve(&r)?.run.id;
+    let handle = st.runs.sandbox_handle(&id)?;
+    let follow = truthy(&q.follow);
+    let rx = st
+        .runs
+        .runtime()
+        .logs(
+            &handle,
+            LogQuery {
+                tail: q.tail,
+                follow,
+            },
+        )
+        .await
+        .map_err(DaemonError::from)?;
+    let guard = StreamGuard::new(&st);
+    let body = stream::unfold((rx, guard), |(mut rx, guard)| async move {
+        let chunk = rx.recv().await?;
+        let mut line = serde_json::to_vec(&log_line(&chunk)).unwrap_or_default();
+        line.push(b'\n');
+        Some((
+            Ok::<_, std::convert::Infallible>(Bytes::from(line)),
+            (rx, guard),
+        ))
+    });
+    let mut resp = Response::new(Body::from_stream(body));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/x-ndjson"),
+    );
+    Ok(resp)
+}
+
+#[derive(Deserialize, Default)]
+struct EventsQuery {
+    #[serde(default)]
+    run: Option<String>,
+}
+
+async fn events(State(st): St, Query(q): Query<EventsQuery>) -> ApiResult {
+    let filter = match q.run {
+        Some(r) => Some(st.runs.resolve(&r)?.run.id),
+        None => None,
+    };
+    let sub = st.runs.bus().subscribe(filter);
+    let guard = StreamGuard::new(&st);
+    let body = stream::once(async {
+        Ok::<_, std::convert::Infallible>(Bytes::from_static(b": paddock events\n\n"))
+    })
+    .chain(stream::unfold(
+        (sub, guard),
+        |(mut sub, guard)| async move {
+            let ev = sub.recv().await?;
+            let data = serde_json::to_string(&*ev).unwrap_or_default();
+            let text = format!("id: {}\nevent: {}\ndata: {}\n\n", ev.seq, ev.kind, data);
+            Some((Ok(Bytes::from(text)), (sub, guard)))
+        },
+    ));
+    let mut resp = Response::new(Body::from_stream(body));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    Ok(resp)
+}
+
+#[derive(Deserialize, Default)]
+struct AttachQuery {
+    #[serde(default)]
+    start: Option<String>,
+}
+
+async fn attach(
+    State(st): St,
+    Path(r): Path<String>,
+    Query(q): Query<AttachQuery>,
+    mut req: Request,
+) -> ApiResult {
+    let wants_upgrade = req
+        .headers()
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case(UPGRADE_PROTOCOL));
+    if !wants_upgrade {
+        return Err(DaemonError::bad_request(
+            "attach needs a connection upgrade",
+            format!("send `Connection: upgrade` and `Upgrade: {UPGRADE_PROTOCOL}`"),
+        )
+        .into());
+    }
+    let rec = st.runs.resolve(&r)?;
+    let id = rec.run.id.clone();
+    let start = truthy(&q.start);
+    if start && rec.run.state != RunState::Created {
+        return Err(DaemonError::InvalidTransition {
+            id,
+            state: rec.run.state,
+            wanted: RunState::Starting,
+        }
+        .into());
+    }
+    if !start && rec.run.state.is_terminal() {
+        return Err(DaemonError::Conflict {
+            message: format!("run {} has ended ({})", id, rec.run.state),
+            hint: format!("see its output with `paddock logs {}`", rec.run.name),
+        }
+        .into());
+    }
+    let on_upgrade = hyper::upgrade::on(&mut req);
+    let st2 = st.clone();
+    tokio::spawn(async move {
+        let _guard = StreamGuard::new(&st2);
+        match on_upgrade.await {
+            Ok(upgraded) => {
+                let io = hyper_util::rt::TokioIo::new(upgraded);
+                if let Err(e) = serve_attach(st2.runs.clone(), id, start, io).await {
+                    tracing::debug!(error = %e, "attach ended");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "attach upgrade failed"),
+        }
+    });
+    let mut resp = Response::new(Body::empty());
+    *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    resp.headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    resp.headers_mut()
+        .insert(header::UPGRADE, HeaderValue::from_static(UPGRADE_PROTOCOL));
+    Ok(resp)
+}
+
+/// Drive one attach session: (start), stream output and init steps out, input in, and end
+/// with the exit frame.
+async fn serve_attach<IO>(
+    runs: Arc<RunManager>,
+    id: String,
+    start: bool,
+    io: IO,
+) -> std::io::Result<()>
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut rd, mut wr) = tokio::io::split(io);
+    let mut steps = runs.bus().subscribe(Some(id.clone()));
+    if start {
+        let starter = runs.clone();
+        let sid = id.clone();
+        // Progress frames flow while the start is under way.
+        let start_fut = starter.start(&sid);
+        tokio::pin!(start_fut);
+        let started = loop {
+            tokio::select! {
+                r = &mut start_fut => break r,
+                Some(ev) = steps.recv() => {
+                    if ev.kind == "init.step" {
+                        write_frame(&mut wr, &Frame::InitStep(serde_json::to_vec(&ev.data).unwrap_or_default())).await?;
+                    }
+                }
+            }
+        };
+        if let Err(e) = started {
+            let body = serde_json::json!({ "id": id, "state": "failed", "exit_code": null, "reason": e.to_string() });
+            write_frame(
+                &mut wr,
+                &Frame::Exit(serde_json::to_vec(&body).unwrap_or_default()),
+            )
+            .await?;
+            return Ok(());
+        }
+    }
+    let handle = runs.sandbox_handle(&id).map_err(std::io::Error::other)?;
+    // From the beginning when we started it (nothing is missed); otherwise from now.
+    let query = LogQuery {
+        tail: if start { None } else { Some(0) },
+        follow: true,
+    };
+    let mut output = runs
+        .runtime()
+        .logs(&handle, query)
+        .await
+        .map_err(std::io::Error::other)?;
+    let input = match runs.runtime().attach(&handle).await {
+        Ok(a) => Some(a.input),
+        Err(e) => {
+            tracing::debug!(error = %e, "no input channel for attach");
+            None
+        }
+    };
+    // Client → sandbox.
+    let input_task = tokio::spawn(async move {
+        while let Ok(Some(frame)) = read_frame(&mut rd).await {
+            let Some(tx) = &input else { continue };
+            let msg = match frame {
+                Frame::Stdin(b) => AttachInput::Stdin(b),
+                Frame::CloseStdin => AttachInput::CloseStdin,
+                Frame::Resize { rows, cols } => {
+                    AttachInput::Resize(paddock_sandbox::TtySize { rows, cols })
+                }
+                Frame::Signal(s) => AttachInput::Signal(s),
+                _ => continue,
+            };
+            if tx.send(msg).await.is_err() {
+                break;
+            }
+        }
+    });
+    // Sandbox → client.
+    while let Some(chunk) = output.recv().await {
+        let frame = match chunk.stream {
+            OutputStream::Stderr => Frame::Stderr(chunk.data),
+            OutputStream::Stdout | OutputStream::Tty => Frame::Stdout(chunk.data),
+        };
+        write_frame(&mut wr, &frame).await?;
+    }
+    let result = runs.wait(&id).await.map_err(std::io::Error::other)?;
+    write_frame(
+        &mut wr,
+        &Frame::Exit(serde_json::to_vec(&result).unwrap_or_default()),
+    )
+    .await?;
+    input_task.abort();
+    Ok(())
+}
+
+#[derive(Deserialize, Default)]
+struct DiffQuery {
+    #[serde(default)]
+    patch: Option<String>,
+}
+
+fn overlay_only(run: &paddock_api::Run) -> Result<(), DaemonError> {
+    if run.workspace_mode != paddock_api::WorkspaceMode::Overlay {
+        return Err(DaemonError::Conflict {
+            message: format!(
+                "run {} used a bind-mounted workspace; its changes are already in place",
+                run.name
+            ),
+            hint: "diff and apply are for overlay runs (the default workspace mode)".into(),
+        });
+    }
+    Ok(())
+}
+
+async fn diff(State(st): St, Path(r): Path<String>, Query(q): Query<DiffQuery>) -> ApiResult {
+    let run = st.runs.resolve(&r)?.run;
+    overlay_only(&run)?;
+    let upper = crate::runs::layer_upper(&st.runs.home().run_dir(&run.id));
+    let workspace = run.workspace.clone();
+    let want_patch = truthy(&q.patch);
+    let out =
+        tokio::task::spawn_blocking(move || crate::review::diff(&upper, &workspace, want_patch))
+            .await
+            .map_err(|e| DaemonError::bad_request(format!("diff failed: {e}"), "retry"))??;
+    ok(&DiffResponse {
+        run_id: run.id,
+        changes: out.changes,
+        summary: out.summary,
+        patch: out.patch,
+    })
+}
+
+async fn apply(
+    State(st): St,
+    Path(r): Path<String>,
+    JsonBody(req): JsonBody<ApplyRequest>,
+) -> ApiResult {
+    let rec = st.runs.resolve(&r)?;
+    let run = rec.run;
+    overlay_only(&run)?;
+    if !run.state.is_terminal() {
+        return Err(DaemonError::Conflict {
+            message: format!("run {} is still {}", run.name, run.state),
+            hint: format!(
+                "wait for it to end (`paddock wait {0}`) or stop it (`paddock stop {0}`)",
+                run.name
+            ),
+        }
+        .into());
+    }
+    let upper = crate::runs::layer_upper(&st.runs.home().run_dir(&run.id));
+    let workspace = run.workspace.clone();
+    let started_ms = rec.started_ms.unwrap_or(rec.created_ms);
+    let out = tokio::task::spawn_blocking(move || {
+        crate::review::apply(&upper, &workspace, started_ms, req.force)
+    })
+    .await
+    .map_err(|e| DaemonError::bad_request(format!("apply failed: {e}"), "retry"))??;
+    st.runs.mark_applied(&run.id)?;
+    st.runs
+        .bus()
+        .publish(Some(&run.id), "layer.applied", out.report.clone());
+    ok(&ApplyResponse {
+        run_id: run.id,
+        report: out.report,
+        summary: out.summary,
+    })
+}
+
+async fn shutdown(State(st): St) -> ApiResult {
+    st.shutdown.notify_one();
+    ok(&serde_json::json!({ "shutting_down": true }))
+}

@@ -1,0 +1,325 @@
+//! `state.db`: SQLite in WAL mode, the daemon its only writer. Schema changes are ordered
+//! migrations keyed by `PRAGMA user_version`.
+
+use std::path::Path;
+use std::sync::Mutex;
+
+use paddock_api::{Limits, Mount, Run, RunState, WorkspaceMode};
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::DaemonError;
+
+/// Ordered schema migrations; index + 1 is the `user_version` after applying it.
+const MIGRATIONS: &[&str] = &[
+    // 1: runs
+    "CREATE TABLE runs (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        workspace TEXT NOT NULL,
+        command TEXT NOT NULL,
+        runtime TEXT NOT NULL,
+        state TEXT NOT NULL,
+        workspace_mode TEXT NOT NULL,
+        created_ms INTEGER NOT NULL,
+        started_ms INTEGER,
+        finished_ms INTEGER,
+        exit_code INTEGER,
+        reason TEXT,
+        tty INTEGER NOT NULL DEFAULT 0,
+        limits TEXT NOT NULL DEFAULT '{}',
+        mounts TEXT NOT NULL DEFAULT '[]',
+        config TEXT NOT NULL DEFAULT 'null',
+        config_sources TEXT NOT NULL DEFAULT '[]',
+        applied INTEGER NOT NULL DEFAULT 0,
+        spec TEXT,
+        handle TEXT
+    );
+    CREATE INDEX runs_name ON runs(name);
+    CREATE INDEX runs_state ON runs(state);",
+];
+
+/// A run as stored, with the daemon-private parts the API does not show.
+#[derive(Debug, Clone)]
+pub struct RunRecord {
+    pub run: Run,
+    pub created_ms: i64,
+    pub started_ms: Option<i64>,
+    /// The sandbox spec (JSON), kept so a `created` run can be started later.
+    pub spec: Option<String>,
+    /// The runtime's handle (JSON), kept to find the sandbox again after a restart.
+    pub handle: Option<String>,
+}
+
+/// The state store.
+pub struct Store {
+    conn: Mutex<Connection>,
+}
+
+fn ms_to_rfc3339(ms: i64) -> String {
+    let t = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+pub fn now_ms() -> i64 {
+    (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+pub fn now_rfc3339() -> String {
+    ms_to_rfc3339(now_ms())
+}
+
+impl Store {
+    pub fn open(path: &Path) -> Result<Store, DaemonError> {
+        let conn = Connection::open(path)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        let store = Store {
+            conn: Mutex::new(conn),
+        };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    fn migrate(&self) -> Result<(), DaemonError> {
+        let mut conn = self.conn.lock().expect("store lock poisoned");
+        let version: usize = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        if version > MIGRATIONS.len() {
+            return Err(DaemonError::Config {
+                message: format!(
+                    "state.db has schema version {version}, newer than this paddock understands ({})",
+                    MIGRATIONS.len()
+                ),
+                hint: "run the newer paddock, or move state.db aside".into(),
+            });
+        }
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
+            let tx = conn.transaction()?;
+            tx.execute_batch(sql)?;
+            tx.pragma_update(None, "user_version", i + 1)?;
+            tx.commit()?;
+        }
+        Ok(())
+    }
+
+    pub fn insert(&self, rec: &RunRecord) -> Result<(), DaemonError> {
+        let r = &rec.run;
+        let conn = self.conn.lock().expect("store lock poisoned");
+        conn.execute(
+            "INSERT INTO runs (id, name, workspace, command, runtime, state, workspace_mode, created_ms,
+                tty, limits, mounts, config, config_sources, applied, spec)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+            params![
+                r.id,
+                r.name,
+                r.workspace.to_string_lossy(),
+                json(&r.command),
+                r.runtime,
+                r.state.as_str(),
+                r.workspace_mode.as_str(),
+                rec.created_ms,
+                r.tty,
+                json(&r.limits),
+                json(&r.mounts),
+                json(&r.config),
+                json(&r.config_sources),
+                r.applied,
+                rec.spec,
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// Persist a state transition (and its exit data).
+    pub fn set_state(
+        &self,
+        id: &str,
+        state: RunState,
+        exit_code: Option<i32>,
+        reason: Option<&str>,
+    ) -> Result<(), DaemonError> {
+        let now = now_ms();
+        let conn = self.conn.lock().expect("store lock poisoned");
+        conn.execute(
+            "UPDATE runs SET state = ?2,
+                started_ms = CASE WHEN ?2 = 'starting' AND started_ms IS NULL THEN ?3 ELSE started_ms END,
+                finished_ms = CASE WHEN ?2 IN ('stopped','failed') THEN ?3 ELSE finished_ms END,
+                exit_code = COALESCE(?4, exit_code),
+                reason = COALESCE(?5, reason)
+             WHERE id = ?1",
+            params![id, state.as_str(), now, exit_code, reason],
+        )?;
+        Ok(())
+    }
+
+    pub fn set_handle(&self, id: &str, handle: &str) -> Result<(), DaemonError> {
+        let conn = self.conn.lock().expect("store lock poisoned");
+        conn.execute(
+            "UPDATE runs SET handle = ?2 WHERE id = ?1",
+            params![id, handle],
+        )?;
+        Ok(())
+    }
+
+    pub fn set_applied(&self, id: &str, applied: bool) -> Result<(), DaemonError> {
+        let conn = self.conn.lock().expect("store lock poisoned");
+        conn.execute(
+            "UPDATE runs SET applied = ?2 WHERE id = ?1",
+            params![id, applied],
+        )?;
+        Ok(())
+    }
+
+    pub fn delete(&self, id: &str) -> Result<(), DaemonError> {
+        let conn = self.conn.lock().expect("store lock poisoned");
+        conn.execute("DELETE FROM runs WHERE id = ?1", params![id])?;
+        Ok(())
+    }
+
+    pub fn get(&self, id: &str) -> Result<Option<RunRecord>, DaemonError> {
+        let conn = self.conn.lock().expect("store lock poisoned");
+        let mut stmt = conn.prepare_cached(&format!("SELECT {COLUMNS} FROM runs WHERE id = ?1"))?;
+        Ok(stmt.query_row(params![id], row_to_record).optional()?)
+    }
+
+    /// All runs, oldest first.
+    pub fn list(&self) -> Result<Vec<RunRecord>, DaemonError> {
+        let conn = self.conn.lock().expect("store lock poisoned");
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM runs ORDER BY created_ms, id"
+        ))?;
+        let rows = stmt.query_map([], row_to_record)?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    }
+
+    /// Flush the WAL into the main database (on shutdown).
+    pub fn checkpoint(&self) -> Result<(), DaemonError> {
+        let conn = self.conn.lock().expect("store lock poisoned");
+        conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")?;
+        Ok(())
+    }
+}
+
+const COLUMNS: &str = "id, name, workspace, command, runtime, state, workspace_mode, created_ms, started_ms,
+    finished_ms, exit_code, reason, tty, limits, mounts, config, config_sources, applied, spec, handle";
+
+fn json<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_string(v).unwrap_or_else(|_| "null".into())
+}
+
+fn parse<T: serde::de::DeserializeOwned + Default>(s: &str) -> T {
+    serde_json::from_str(s).unwrap_or_default()
+}
+
+fn row_to_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<RunRecord> {
+    let state: String = row.get(5)?;
+    let mode: String = row.get(6)?;
+    let created_ms: i64 = row.get(7)?;
+    let started_ms: Option<i64> = row.get(8)?;
+    let finished_ms: Option<i64> = row.get(9)?;
+    let run = Run {
+        id: row.get(0)?,
+        name: row.get(1)?,
+        workspace: row.get::<_, String>(2)?.into(),
+        command: parse(&row.get::<_, String>(3)?),
+        runtime: row.get(4)?,
+        state: RunState::parse(&state).unwrap_or(RunState::Failed),
+        workspace_mode: if mode == "bind" {
+            WorkspaceMode::Bind
+        } else {
+            WorkspaceMode::Overlay
+        },
+        created_at: ms_to_rfc3339(created_ms),
+        started_at: started_ms.map(ms_to_rfc3339),
+        finished_at: finished_ms.map(ms_to_rfc3339),
+        exit_code: row.get(10)?,
+        reason: row.get(11)?,
+        tty: row.get(12)?,
+        limits: parse::<Limits>(&row.get::<_, String>(13)?),
+        mounts: parse::<Vec<Mount>>(&row.get::<_, String>(14)?),
+        config: serde_json::from_str(&row.get::<_, String>(15)?).unwrap_or(serde_json::Value::Null),
+        config_sources: parse(&row.get::<_, String>(16)?),
+        applied: row.get(17)?,
+    };
+    Ok(RunRecord {
+        run,
+        created_ms,
+        started_ms,
+        spec: row.get(18)?,
+        handle: row.get(19)?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(id: &str, name: &str) -> RunRecord {
+        RunRecord {
+            run: Run {
+                id: id.into(),
+                name: name.into(),
+                workspace: "/tmp".into(),
+                command: vec!["true".into()],
+                runtime: "native".into(),
+                state: RunState::Created,
+                workspace_mode: WorkspaceMode::Overlay,
+                created_at: String::new(),
+                started_at: None,
+                finished_at: None,
+                exit_code: None,
+                reason: None,
+                tty: false,
+                limits: Limits::default(),
+                mounts: vec![],
+                config: serde_json::Value::Null,
+                config_sources: vec![],
+                applied: false,
+            },
+            created_ms: now_ms(),
+            started_ms: None,
+            spec: None,
+            handle: None,
+        }
+    }
+
+    #[test]
+    fn runs_survive_reopen_and_migrations_are_idempotent() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        {
+            let s = Store::open(&path).unwrap();
+            s.insert(&sample("run_000000000001", "brave-otter"))
+                .unwrap();
+            s.set_state("run_000000000001", RunState::Starting, None, None)
+                .unwrap(); // sets started_at
+            s.set_state("run_000000000001", RunState::Running, None, None)
+                .unwrap();
+            s.set_state("run_000000000001", RunState::Stopped, Some(3), None)
+                .unwrap();
+        }
+        let s = Store::open(&path).unwrap();
+        let r = s.get("run_000000000001").unwrap().unwrap();
+        assert_eq!(r.run.state, RunState::Stopped);
+        assert_eq!(r.run.exit_code, Some(3));
+        assert!(r.run.started_at.is_some() && r.run.finished_at.is_some());
+        assert_eq!(s.list().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn newer_schema_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        Connection::open(&path)
+            .unwrap()
+            .pragma_update(None, "user_version", 999)
+            .unwrap();
+        assert!(matches!(
+            Store::open(&path),
+            Err(DaemonError::Config { .. })
+        ));
+    }
+}
