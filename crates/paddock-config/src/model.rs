@@ -1,0 +1,208 @@
+//! The resolved configuration: what the daemon and the CLI use once files are merged and
+//! every value is checked. All of it is `Serialize + Deserialize` so the daemon can store
+//! a run's resolved config as JSON; unknown JSON fields are ignored and missing ones take
+//! their defaults, so stored configs stay readable as fields are added.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+pub use crate::values::{HostPattern, HttpMethod, MountSpec};
+
+/// The merged, resolved configuration.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Config {
+    /// Run name (a DNS label), if set.
+    pub name: Option<String>,
+    /// The command as argv, if set.
+    pub command: Option<Vec<String>>,
+    /// Extra environment variables.
+    pub env: BTreeMap<String, String>,
+    /// Bind mounts, user config's first.
+    pub mounts: Vec<MountSpec>,
+    /// How the workspace is presented.
+    pub workspace: WorkspaceConfig,
+    /// Resource limits.
+    pub limits: Limits,
+    /// Sandbox runtime.
+    pub runtime: RuntimeKind,
+    /// Egress policy.
+    pub network: NetworkConfig,
+    /// Credential grants by name, user config's first, without duplicates.
+    pub grants: Vec<String>,
+    /// Named ports inside the run: endpoint → port.
+    pub ports: BTreeMap<String, u16>,
+    /// How the egress proxy reaches upstreams.
+    pub upstream: UpstreamConfig,
+    /// Router settings (user config only).
+    pub router: RouterConfig,
+    /// Daemon settings (user config only).
+    pub daemon: DaemonConfig,
+    /// Audit log settings (user config only).
+    pub audit: AuditConfig,
+}
+
+/// `workspace:`
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct WorkspaceConfig {
+    /// Copy-on-write overlay (default) or a plain bind mount.
+    pub mode: WorkspaceMode,
+}
+
+/// How the workspace appears inside the sandbox.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WorkspaceMode {
+    /// Writes land in the run's own layer; `paddock apply` brings them back.
+    #[default]
+    Overlay,
+    /// Writes go straight to the real workspace.
+    Bind,
+}
+
+/// `limits:`
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Limits {
+    /// Memory limit in bytes.
+    pub memory_bytes: Option<u64>,
+    /// Maximum number of processes/threads.
+    pub pids: Option<u64>,
+    /// CPU quota in CPUs (1.5 = one and a half CPUs).
+    pub cpus: Option<f64>,
+}
+
+/// Which sandbox backend runs the command.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RuntimeKind {
+    /// Linux namespaces, seccomp, Landlock, cgroups; no container engine.
+    #[default]
+    Native,
+    /// A Docker container with no network.
+    Docker,
+    /// Docker with the gVisor (runsc) runtime.
+    Gvisor,
+}
+
+/// `network:`
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct NetworkConfig {
+    /// What happens to requests no rule matches.
+    pub policy: NetworkPolicy,
+    /// Rules, user config's first.
+    pub rules: Vec<Rule>,
+    /// Hosts whose TLS is not intercepted (policy by SNI only, no credential injection).
+    pub passthrough: Vec<HostPattern>,
+}
+
+/// Default decision for requests that match no rule.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NetworkPolicy {
+    /// Allowed unless a rule denies.
+    #[default]
+    Permissive,
+    /// Denied unless a rule allows.
+    Strict,
+}
+
+/// One network rule. Every condition that is present must hold for the rule to match.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rule {
+    /// Host (exact, or `*.suffix` for any subdomain).
+    pub host: HostPattern,
+    /// Destination port; any when absent.
+    #[serde(default)]
+    pub port: Option<u16>,
+    /// If non-empty, only these methods match.
+    #[serde(default)]
+    pub allow_methods: Vec<HttpMethod>,
+    /// These methods never match an `allow` rule (and always match a `deny` rule).
+    #[serde(default)]
+    pub deny_methods: Vec<HttpMethod>,
+    /// If non-empty, only paths matching one of these globs match.
+    #[serde(default)]
+    pub allow_paths: Vec<String>,
+    /// Paths matching these globs are excluded from an `allow` rule.
+    #[serde(default)]
+    pub deny_paths: Vec<String>,
+    /// What a match means.
+    #[serde(default)]
+    pub action: RuleAction,
+}
+
+/// What a rule match means.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RuleAction {
+    /// Let the request through.
+    #[default]
+    Allow,
+    /// Refuse the request.
+    Deny,
+}
+
+/// `upstream:`
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct UpstreamConfig {
+    /// Extra CA bundle the proxy trusts for upstream TLS (absolute host path).
+    pub extra_ca: Option<PathBuf>,
+    /// Host name → fixed upstream address, bypassing DNS.
+    pub resolve: BTreeMap<String, SocketAddr>,
+}
+
+/// `router:` (user config only)
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RouterConfig {
+    /// Port the `*.localhost` router listens on.
+    pub port: Option<u16>,
+}
+
+/// `daemon:` (user config only)
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DaemonConfig {
+    /// Stop the daemon after this long with no runs and no clients.
+    #[serde(with = "opt_duration")]
+    pub idle_timeout: Option<Duration>,
+}
+
+/// `audit:` (user config only)
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AuditConfig {
+    /// Sign a checkpoint after this many entries.
+    pub checkpoint_every: Option<u64>,
+    /// Sign a checkpoint at least this often.
+    #[serde(with = "opt_duration")]
+    pub checkpoint_interval: Option<Duration>,
+}
+
+/// Durations are stored as text (`"5m"`) in JSON, in the form [`crate::parse_duration`] reads.
+mod opt_duration {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => s.serialize_str(&crate::values::format_duration(*d)),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        Option::<String>::deserialize(d)?
+            .map(|s| crate::values::parse_duration(&s).map_err(serde::de::Error::custom))
+            .transpose()
+    }
+}

@@ -1,0 +1,625 @@
+//! The file as written: serde types that mirror `paddock.yaml` key for key (unknown keys
+//! rejected), keeping the line and column of every value that needs checking, and the step
+//! that checks one file and turns it into a [`Layer`] of resolved values.
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde::de::{self, MapAccess, SeqAccess, Visitor};
+use serde_saphyr::Spanned;
+
+use crate::ConfigLayer;
+use crate::error::{ConfigError, ErrorKind, Pos};
+use crate::model::{NetworkPolicy, Rule, RuleAction, RuntimeKind, WorkspaceMode};
+use crate::values::{self, HostPattern, MountSpec, ValueError, show};
+
+type S<T> = Spanned<T>;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawConfig {
+    name: Option<S<String>>,
+    command: Option<S<RawCommand>>,
+    env: Option<SpannedMap<S<String>>>,
+    mounts: Option<Vec<S<RawMount>>>,
+    workspace: Option<RawWorkspace>,
+    limits: Option<RawLimits>,
+    runtime: Option<RuntimeKind>,
+    network: Option<RawNetwork>,
+    grants: Option<Vec<S<String>>>,
+    ports: Option<SpannedMap<S<Scalar>>>,
+    upstream: Option<RawUpstream>,
+    router: Option<RawRouter>,
+    daemon: Option<RawDaemon>,
+    audit: Option<RawAudit>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWorkspace {
+    mode: Option<WorkspaceMode>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    memory: Option<S<Scalar>>,
+    pids: Option<S<Scalar>>,
+    cpus: Option<S<Scalar>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNetwork {
+    policy: Option<NetworkPolicy>,
+    rules: Option<Vec<RawRule>>,
+    passthrough: Option<Vec<S<String>>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRule {
+    host: S<String>,
+    port: Option<S<Scalar>>,
+    allow_methods: Option<Vec<S<String>>>,
+    deny_methods: Option<Vec<S<String>>>,
+    allow_paths: Option<Vec<S<String>>>,
+    deny_paths: Option<Vec<S<String>>>,
+    action: Option<RuleAction>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawUpstream {
+    extra_ca: Option<S<String>>,
+    resolve: Option<SpannedMap<S<String>>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRouter {
+    port: Option<S<Scalar>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDaemon {
+    idle_timeout: Option<S<Scalar>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAudit {
+    checkpoint_every: Option<S<Scalar>>,
+    checkpoint_interval: Option<S<Scalar>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMountMap {
+    source: S<String>,
+    target: S<String>,
+    read_only: Option<bool>,
+}
+
+/// `command:` — a string (split with shell-words rules) or a list (argv as is).
+enum RawCommand {
+    Line(String),
+    Argv(Vec<S<String>>),
+}
+
+impl<'de> Deserialize<'de> for RawCommand {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = RawCommand;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a command string or a list of arguments")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<RawCommand, E> {
+                Ok(RawCommand::Line(v.to_string()))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<RawCommand, A::Error> {
+                let mut out = Vec::new();
+                while let Some(arg) = seq.next_element::<S<String>>()? {
+                    out.push(arg);
+                }
+                Ok(RawCommand::Argv(out))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A mount: `"SRC:DST[:ro|:rw]"` or `{source, target, read_only}`.
+enum RawMount {
+    Short(String),
+    Long(RawMountMap),
+}
+
+impl<'de> Deserialize<'de> for RawMount {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = RawMount;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a mount string `SRC:DST[:ro]` or a map {source, target, read_only}")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<RawMount, E> {
+                Ok(RawMount::Short(v.to_string()))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<RawMount, A::Error> {
+                RawMountMap::deserialize(de::value::MapAccessDeserializer::new(map))
+                    .map(RawMount::Long)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// Any scalar, kept as YAML typed it so that numbers, sizes and durations get paddock's
+/// own messages ("port 70000 is out of range") instead of a generic type error.
+#[derive(Debug, Clone, PartialEq)]
+enum Scalar {
+    Null,
+    Bool(bool),
+    Int(i128),
+    Float(f64),
+    Str(String),
+}
+
+impl Scalar {
+    fn describe(&self) -> String {
+        match self {
+            Scalar::Null => "nothing (null)".into(),
+            Scalar::Bool(b) => format!("`{b}`"),
+            Scalar::Int(i) => format!("`{i}`"),
+            Scalar::Float(f) => format!("`{f}`"),
+            Scalar::Str(s) => show(s),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Scalar {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Scalar;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a single value (not a list or a mapping)")
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Scalar, E> {
+                Ok(Scalar::Null)
+            }
+            fn visit_none<E: de::Error>(self) -> Result<Scalar, E> {
+                Ok(Scalar::Null)
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<Scalar, E> {
+                Ok(Scalar::Bool(v))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Scalar, E> {
+                Ok(Scalar::Int(v.into()))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Scalar, E> {
+                Ok(Scalar::Int(v.into()))
+            }
+            fn visit_i128<E: de::Error>(self, v: i128) -> Result<Scalar, E> {
+                Ok(Scalar::Int(v))
+            }
+            fn visit_u128<E: de::Error>(self, v: u128) -> Result<Scalar, E> {
+                Ok(i128::try_from(v).map_or(Scalar::Float(v as f64), Scalar::Int))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Scalar, E> {
+                Ok(Scalar::Float(v))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Scalar, E> {
+                Ok(Scalar::Str(v.to_string()))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A mapping whose keys keep their positions, in file order.
+struct SpannedMap<V>(Vec<(S<String>, V)>);
+
+impl<'de, V: Deserialize<'de>> Deserialize<'de> for SpannedMap<V> {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Vis<V>(PhantomData<V>);
+        impl<'de, V: Deserialize<'de>> Visitor<'de> for Vis<V> {
+            type Value = SpannedMap<V>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a mapping")
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<SpannedMap<V>, E> {
+                Ok(SpannedMap(Vec::new()))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<SpannedMap<V>, A::Error> {
+                let mut out = Vec::new();
+                while let Some(k) = map.next_key::<S<String>>()? {
+                    let v = map.next_value::<V>()?;
+                    out.push((k, v));
+                }
+                Ok(SpannedMap(out))
+            }
+        }
+        d.deserialize_map(Vis(PhantomData))
+    }
+}
+
+/// One file's values, checked and resolved but not yet merged with the other layer.
+#[derive(Debug, Default)]
+pub(crate) struct Layer {
+    pub name: Option<String>,
+    pub command: Option<Vec<String>>,
+    pub env: Vec<(String, String)>,
+    pub mounts: Vec<(MountSpec, Pos)>,
+    pub workspace_mode: Option<WorkspaceMode>,
+    pub memory_bytes: Option<u64>,
+    pub pids: Option<u64>,
+    pub cpus: Option<f64>,
+    pub runtime: Option<RuntimeKind>,
+    pub policy: Option<NetworkPolicy>,
+    pub rules: Vec<Rule>,
+    pub passthrough: Vec<HostPattern>,
+    pub grants: Vec<String>,
+    pub ports: Vec<(String, u16)>,
+    pub extra_ca: Option<PathBuf>,
+    pub resolve: Vec<(String, SocketAddr)>,
+    pub router_port: Option<u16>,
+    pub idle_timeout: Option<Duration>,
+    pub checkpoint_every: Option<u64>,
+    pub checkpoint_interval: Option<Duration>,
+}
+
+/// Where a file came from, for resolving it.
+pub(crate) struct Ctx<'a> {
+    pub path: &'a Path,
+    pub base_dir: &'a Path,
+    pub home: Option<&'a Path>,
+    pub layer: ConfigLayer,
+}
+
+impl Ctx<'_> {
+    fn pos<T>(&self, s: &S<T>) -> Pos {
+        Pos {
+            path: self.path.to_path_buf(),
+            line: s.referenced.line(),
+            column: s.referenced.column(),
+        }
+    }
+
+    fn check<T, U>(
+        &self,
+        key: &str,
+        s: &S<T>,
+        f: impl FnOnce(&T) -> Result<U, ValueError>,
+    ) -> Result<U, ConfigError> {
+        f(&s.value).map_err(|e| self.pos(s).value_error(key, e))
+    }
+
+    fn user_only(&self, key: &str, s: &S<Scalar>) -> Result<(), ConfigError> {
+        if self.layer == ConfigLayer::Project {
+            return Err(self.pos(s).error(
+                ErrorKind::UserOnlyKey,
+                format!("{key} can only be set in the user config, not in a project's paddock.yaml"),
+                Some(format!(
+                    "move `{key}` to $XDG_CONFIG_HOME/paddock/config.yaml (usually ~/.config/paddock/config.yaml)"
+                )),
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn want_int(v: &Scalar, what: &str) -> Result<i128, ValueError> {
+    match v {
+        Scalar::Int(i) => Ok(*i),
+        Scalar::Str(s) if !s.is_empty() && s.trim().bytes().all(|b| b.is_ascii_digit()) => s
+            .trim()
+            .parse()
+            .map_err(|_| ValueError::new(format!("{} is too large", show(s)))),
+        Scalar::Float(f) if f.is_finite() && f.fract() == 0.0 => Err(ValueError::new(format!(
+            "{} is too large",
+            other_describe(*f)
+        ))),
+        other => Err(ValueError::new(format!(
+            "expected {what}, found {}",
+            other.describe()
+        ))),
+    }
+}
+
+fn other_describe(f: f64) -> String {
+    format!("`{f:e}`")
+}
+
+fn want_port(v: &Scalar) -> Result<u16, ValueError> {
+    values::check_port(want_int(v, "a port number (1–65535)")?)
+}
+
+fn want_positive(v: &Scalar) -> Result<u64, ValueError> {
+    let i = want_int(v, "a whole number greater than 0")?;
+    if i <= 0 {
+        return Err(ValueError::new(format!(
+            "must be greater than 0, found `{i}`"
+        )));
+    }
+    u64::try_from(i).map_err(|_| ValueError::new(format!("`{i}` is too large")))
+}
+
+fn want_duration(v: &Scalar) -> Result<Duration, ValueError> {
+    match v {
+        Scalar::Str(s) => values::parse_duration(s),
+        Scalar::Int(i) => Err(ValueError::new(format!("duration `{i}` has no unit"))
+            .with_hint(format!("write `{i}s`, `{i}m` or `{i}h`"))),
+        other => Err(ValueError::new(format!(
+            "expected a duration such as `5m`, found {}",
+            other.describe()
+        ))),
+    }
+}
+
+fn want_memory(v: &Scalar) -> Result<u64, ValueError> {
+    match v {
+        Scalar::Str(s) => values::parse_memory(s),
+        Scalar::Int(i) if *i > 0 => u64::try_from(*i)
+            .map_err(|_| ValueError::new(format!("memory size `{i}` is too large"))),
+        Scalar::Int(i) => Err(ValueError::new(format!(
+            "memory size must be greater than zero, found `{i}`"
+        ))),
+        Scalar::Float(f) => Err(ValueError::new(format!("memory size `{f}` has no unit"))
+            .with_hint(format!("write it with a unit, e.g. `{f}G`"))),
+        other => Err(ValueError::new(format!(
+            "expected a memory size such as `512M`, found {}",
+            other.describe()
+        ))),
+    }
+}
+
+fn want_cpus(v: &Scalar) -> Result<f64, ValueError> {
+    match v {
+        Scalar::Int(i) => values::check_cpus(*i as f64)
+            .map_err(|e| ValueError::new(format!("`{i}` {}", e.message()))),
+        Scalar::Float(f) => {
+            values::check_cpus(*f).map_err(|e| ValueError::new(format!("`{f}` {}", e.message())))
+        }
+        Scalar::Str(s) => values::parse_cpus(s),
+        other => Err(ValueError::new(format!(
+            "expected a number of CPUs such as `2` or `1.5`, found {}",
+            other.describe()
+        ))),
+    }
+}
+
+fn no_nul(s: &str, what: &str) -> Result<(), ValueError> {
+    if s.contains('\0') {
+        return Err(ValueError::new(format!("{what} contains a NUL character")));
+    }
+    Ok(())
+}
+
+impl RawConfig {
+    /// Check every value and resolve this file into a [`Layer`].
+    pub(crate) fn resolve(self, cx: &Ctx<'_>) -> Result<Layer, ConfigError> {
+        let mut l = Layer::default();
+
+        if let Some(name) = &self.name {
+            cx.check("name", name, |v| values::validate_dns_label(v))?;
+            l.name = Some(name.value.clone());
+        }
+
+        if let Some(cmd) = &self.command {
+            l.command = Some(resolve_command(cx, cmd)?);
+        }
+
+        if let Some(env) = self.env {
+            for (k, v) in env.0 {
+                cx.check("env", &k, |k| values::validate_env_name(k))?;
+                let key = format!("env.{}", k.value);
+                cx.check(&key, &v, |v| no_nul(v, "value"))?;
+                l.env.push((k.value, v.value));
+            }
+        }
+
+        for m in self.mounts.into_iter().flatten() {
+            let pos = cx.pos(&m);
+            let spec = match &m.value {
+                RawMount::Short(s) => cx.check("mounts", &m, |_| {
+                    values::parse_mount_spec_with_home(s, cx.base_dir, cx.home)
+                })?,
+                RawMount::Long(map) => {
+                    let source = cx.check("mounts.source", &map.source, |s| {
+                        if s.is_empty() {
+                            return Err(ValueError::new("is empty"));
+                        }
+                        values::resolve_host_path(s, cx.base_dir, cx.home)
+                    })?;
+                    let target =
+                        cx.check("mounts.target", &map.target, |t| values::sandbox_path(t))?;
+                    MountSpec {
+                        source,
+                        target,
+                        read_only: map.read_only.unwrap_or(false),
+                    }
+                }
+            };
+            l.mounts.push((spec, pos));
+        }
+
+        if let Some(ws) = self.workspace {
+            l.workspace_mode = ws.mode;
+        }
+
+        if let Some(lim) = self.limits {
+            if let Some(m) = &lim.memory {
+                l.memory_bytes = Some(cx.check("limits.memory", m, want_memory)?);
+            }
+            if let Some(p) = &lim.pids {
+                l.pids = Some(cx.check("limits.pids", p, want_positive)?);
+            }
+            if let Some(c) = &lim.cpus {
+                l.cpus = Some(cx.check("limits.cpus", c, want_cpus)?);
+            }
+        }
+
+        l.runtime = self.runtime;
+
+        if let Some(net) = self.network {
+            l.policy = net.policy;
+            for r in net.rules.into_iter().flatten() {
+                l.rules.push(resolve_rule(cx, r)?);
+            }
+            for p in net.passthrough.into_iter().flatten() {
+                let h = cx.check("network.passthrough", &p, |s| values::parse_host_pattern(s))?;
+                if !l.passthrough.contains(&h) {
+                    l.passthrough.push(h);
+                }
+            }
+        }
+
+        for g in self.grants.into_iter().flatten() {
+            cx.check("grants", &g, |g| values::validate_grant_name(g))?;
+            if !l.grants.contains(&g.value) {
+                l.grants.push(g.value);
+            }
+        }
+
+        if let Some(ports) = self.ports {
+            for (k, v) in ports.0 {
+                cx.check("ports", &k, |k| {
+                    values::validate_dns_label(k).map_err(|e| e.prefixed("endpoint "))
+                })?;
+                let port = cx.check(&format!("ports.{}", k.value), &v, want_port)?;
+                l.ports.push((k.value, port));
+            }
+        }
+
+        if let Some(up) = self.upstream {
+            if let Some(ca) = &up.extra_ca {
+                l.extra_ca = Some(cx.check("upstream.extra_ca", ca, |p| {
+                    if p.is_empty() {
+                        return Err(ValueError::new("path is empty"));
+                    }
+                    values::resolve_host_path(p, cx.base_dir, cx.home)
+                })?);
+            }
+            for (k, v) in up.resolve.into_iter().flat_map(|m| m.0) {
+                let host = cx.check("upstream.resolve", &k, |h| values::parse_exact_host(h))?;
+                if l.resolve.iter().any(|(h, _)| *h == host) {
+                    return Err(cx.pos(&k).error(
+                        ErrorKind::DuplicateKey,
+                        format!(
+                            "duplicate key {} (host names are case-insensitive)",
+                            show(&k.value)
+                        ),
+                        None,
+                    ));
+                }
+                let addr = cx.check(&format!("upstream.resolve.{host}"), &v, |a| {
+                    values::parse_socket_addr(a)
+                })?;
+                l.resolve.push((host, addr));
+            }
+        }
+
+        if let Some(p) = self.router.and_then(|r| r.port) {
+            cx.user_only("router.port", &p)?;
+            l.router_port = Some(cx.check("router.port", &p, want_port)?);
+        }
+        if let Some(t) = self.daemon.and_then(|d| d.idle_timeout) {
+            cx.user_only("daemon.idle_timeout", &t)?;
+            l.idle_timeout = Some(cx.check("daemon.idle_timeout", &t, want_duration)?);
+        }
+        if let Some(a) = self.audit {
+            if let Some(n) = &a.checkpoint_every {
+                cx.user_only("audit.checkpoint_every", n)?;
+                l.checkpoint_every = Some(cx.check("audit.checkpoint_every", n, want_positive)?);
+            }
+            if let Some(t) = &a.checkpoint_interval {
+                cx.user_only("audit.checkpoint_interval", t)?;
+                l.checkpoint_interval =
+                    Some(cx.check("audit.checkpoint_interval", t, want_duration)?);
+            }
+        }
+        Ok(l)
+    }
+}
+
+fn resolve_command(cx: &Ctx<'_>, cmd: &S<RawCommand>) -> Result<Vec<String>, ConfigError> {
+    match &cmd.value {
+        RawCommand::Line(line) => cx.check("command", cmd, |_| {
+            no_nul(line, "command")?;
+            let argv = shell_words::split(line).map_err(|_| {
+                ValueError::new(format!("command {} has an unterminated quote", show(line)))
+                    .with_hint("close the quote, or write the command as a list of arguments")
+            })?;
+            if argv.is_empty() {
+                return Err(ValueError::new("command is empty"));
+            }
+            Ok(argv)
+        }),
+        RawCommand::Argv(args) => {
+            if args.is_empty() {
+                return Err(cx
+                    .pos(cmd)
+                    .value_error("command", ValueError::new("command is empty")));
+            }
+            let mut out = Vec::with_capacity(args.len());
+            for (i, a) in args.iter().enumerate() {
+                cx.check("command", a, |a| {
+                    no_nul(a, "argument")?;
+                    if i == 0 && a.is_empty() {
+                        return Err(ValueError::new(
+                            "the program name (first argument) is empty",
+                        ));
+                    }
+                    Ok(())
+                })?;
+                out.push(a.value.clone());
+            }
+            Ok(out)
+        }
+    }
+}
+
+fn resolve_rule(cx: &Ctx<'_>, r: RawRule) -> Result<Rule, ConfigError> {
+    let host = cx.check("network.rules.host", &r.host, |h| {
+        values::parse_host_pattern(h)
+    })?;
+    let port = match &r.port {
+        Some(p) => Some(cx.check("network.rules.port", p, want_port)?),
+        None => None,
+    };
+    let methods = |key: &str, list: Option<Vec<S<String>>>| {
+        let mut out = Vec::new();
+        for m in list.into_iter().flatten() {
+            let m = cx.check(key, &m, |m| values::parse_http_method(m))?;
+            if !out.contains(&m) {
+                out.push(m);
+            }
+        }
+        Ok::<_, ConfigError>(out)
+    };
+    let paths = |key: &str, list: Option<Vec<S<String>>>| {
+        let mut out = Vec::new();
+        for p in list.into_iter().flatten() {
+            cx.check(key, &p, |p| values::validate_path_glob(p))?;
+            out.push(p.value);
+        }
+        Ok::<_, ConfigError>(out)
+    };
+    Ok(Rule {
+        host,
+        port,
+        allow_methods: methods("network.rules.allow_methods", r.allow_methods)?,
+        deny_methods: methods("network.rules.deny_methods", r.deny_methods)?,
+        allow_paths: paths("network.rules.allow_paths", r.allow_paths)?,
+        deny_paths: paths("network.rules.deny_paths", r.deny_paths)?,
+        action: r.action.unwrap_or_default(),
+    })
+}
