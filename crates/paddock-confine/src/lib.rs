@@ -31,9 +31,11 @@ use std::path::PathBuf;
 pub mod caps;
 mod error;
 pub mod fsrules;
+pub mod probe;
 pub mod seccomp;
 
 pub use error::ConfineError;
+pub use probe::{Check, CheckStatus, probe_all};
 
 /// What confines the agent command. Build it, [`prepare`](Confinement::prepare) it before
 /// fork, [`apply`](Prepared::apply) it in the child.
