@@ -151,7 +151,14 @@ impl Pos {
     /// A semantic error in the value at this place, for the key `key` (e.g. `limits.memory`).
     pub(crate) fn value_error(&self, key: &str, e: ValueError) -> ConfigError {
         let (message, hint) = e.into_parts();
-        self.error(ErrorKind::Value, format!("{key}: {message}"), hint)
+        // "name `X` is …" already says which key; don't print "name: name `X` is …".
+        let last = key.rsplit('.').next().unwrap_or(key);
+        let message = if message.starts_with(&format!("{last} ")) {
+            message
+        } else {
+            format!("{key}: {message}")
+        };
+        self.error(ErrorKind::Value, message, hint)
     }
 }
 
@@ -264,8 +271,35 @@ pub(crate) fn from_yaml(path: &Path, text: &str, err: &serde_saphyr::Error) -> C
             "more than one YAML document (`---`) in a config file".to_string(),
             Some("a config file holds a single document; remove the extra `---`".to_string()),
         ),
-        E::Budget { .. }
-        | E::AliasReplayCounterOverflow { .. }
+        E::Budget { breach, .. } => {
+            use serde_saphyr::budget::BudgetBreach as B;
+            let what = match breach {
+                B::Depth { .. } => "it is nested too deeply",
+                B::Events { .. } | B::Nodes { .. } => "it has too many values",
+                B::Aliases { .. }
+                | B::Anchors { .. }
+                | B::AliasAnchorRatio { .. }
+                | B::RecordedAnchorEvents { .. }
+                | B::MergeKeys { .. } => "it uses too many anchors, aliases or merge keys",
+                B::ScalarBytes { .. } | B::InputBytes { .. } => "it is too large",
+                B::Documents { .. } => "it holds more than one YAML document",
+                _ => "it is too complex",
+            };
+            (
+                ErrorKind::Limit,
+                format!("config file exceeds paddock's limits: {what}"),
+                Some(
+                    "config files are small, shallow and use few aliases; simplify this one"
+                        .to_string(),
+                ),
+            )
+        }
+        E::ExternallyTaggedEnumExpectedScalarOrMapping { .. } => (
+            ErrorKind::Type,
+            "expected a single word, not a list".to_string(),
+            None,
+        ),
+        E::AliasReplayCounterOverflow { .. }
         | E::AliasReplayLimitExceeded { .. }
         | E::AliasExpansionLimitExceeded { .. }
         | E::AliasReplayStackDepthExceeded { .. } => (

@@ -110,6 +110,8 @@ struct RawMountMap {
 enum RawCommand {
     Line(String),
     Argv(Vec<S<String>>),
+    /// Something else; reported with the value's position by `resolve`.
+    Bad(String),
 }
 
 impl<'de> Deserialize<'de> for RawCommand {
@@ -119,6 +121,21 @@ impl<'de> Deserialize<'de> for RawCommand {
             type Value = RawCommand;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str("a command string or a list of arguments")
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<RawCommand, E> {
+                Ok(RawCommand::Bad(format!("`{v}`")))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<RawCommand, E> {
+                Ok(RawCommand::Bad(format!("`{v}`")))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<RawCommand, E> {
+                Ok(RawCommand::Bad(format!("`{v}`")))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<RawCommand, E> {
+                Ok(RawCommand::Bad(format!("`{v}`")))
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<RawCommand, E> {
+                Ok(RawCommand::Bad("nothing (null)".to_string()))
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<RawCommand, E> {
                 Ok(RawCommand::Line(v.to_string()))
@@ -139,6 +156,8 @@ impl<'de> Deserialize<'de> for RawCommand {
 enum RawMount {
     Short(String),
     Long(RawMountMap),
+    /// Something else; reported with the value's position by `resolve`.
+    Bad(String),
 }
 
 impl<'de> Deserialize<'de> for RawMount {
@@ -148,6 +167,21 @@ impl<'de> Deserialize<'de> for RawMount {
             type Value = RawMount;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str("a mount string `SRC:DST[:ro]` or a map {source, target, read_only}")
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<RawMount, E> {
+                Ok(RawMount::Bad(format!("`{v}`")))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<RawMount, E> {
+                Ok(RawMount::Bad(format!("`{v}`")))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<RawMount, E> {
+                Ok(RawMount::Bad(format!("`{v}`")))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<RawMount, E> {
+                Ok(RawMount::Bad(format!("`{v}`")))
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<RawMount, E> {
+                Ok(RawMount::Bad("nothing (null)".to_string()))
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<RawMount, E> {
                 Ok(RawMount::Short(v.to_string()))
@@ -432,6 +466,13 @@ impl RawConfig {
                 RawMount::Short(s) => cx.check("mounts", &m, |_| {
                     values::parse_mount_spec_with_home(s, cx.base_dir, cx.home)
                 })?,
+                RawMount::Bad(found) => {
+                    return Err(pos.error(
+                        ErrorKind::Type,
+                        format!("mounts: expected a mount string `SRC:DST[:ro]` or a map {{source, target, read_only}}, found {found}"),
+                        None,
+                    ));
+                }
                 RawMount::Long(map) => {
                     let source = cx.check("mounts.source", &map.source, |s| {
                         if s.is_empty() {
@@ -563,6 +604,11 @@ fn resolve_command(cx: &Ctx<'_>, cmd: &S<RawCommand>) -> Result<Vec<String>, Con
             }
             Ok(argv)
         }),
+        RawCommand::Bad(found) => Err(cx.pos(cmd).error(
+            ErrorKind::Type,
+            format!("command: expected a command string or a list of arguments, found {found}"),
+            None,
+        )),
         RawCommand::Argv(args) => {
             if args.is_empty() {
                 return Err(cx
