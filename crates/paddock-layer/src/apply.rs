@@ -129,8 +129,60 @@ struct DirTime {
 #[derive(Debug, Serialize, Deserialize)]
 struct Journal {
     version: u32,
+    /// Absolute path of the layer's upper dir (for the restored-entries ledger).
+    #[serde(default)]
+    upper: Vec<u8>,
     ops: Vec<Op>,
     dir_times: Vec<DirTime>,
+}
+
+/// A host entry a rollback moved back into place. Moving it changed its ctime, so a later
+/// apply must not mistake that for a change on the host: entries are exempt from the ctime
+/// check while their (dev, ino, ctime) still match.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Restored {
+    dev: u64,
+    ino: u64,
+    ctime: (i64, i64),
+}
+
+/// Where the ledger of restored entries lives: beside the upper dir, in the run's layer
+/// dir (never in the workspace, never visible to the sandbox).
+fn ledger_path(upper: &Path) -> Option<PathBuf> {
+    let name = upper.file_name()?;
+    let mut n = name.to_os_string();
+    n.push(".restored.json");
+    Some(upper.parent()?.join(n))
+}
+
+fn load_ledger(upper: &Path) -> HashSet<(u64, u64, (i64, i64))> {
+    ledger_path(upper)
+        .and_then(|p| std::fs::read(p).ok())
+        .and_then(|b| serde_json::from_slice::<Vec<Restored>>(&b).ok())
+        .unwrap_or_default()
+        .into_iter()
+        .map(|r| (r.dev, r.ino, r.ctime))
+        .collect()
+}
+
+/// Best effort: a missing ledger only costs the user a spurious conflict.
+fn save_ledger(upper: &Path, restored: &[Restored]) {
+    if restored.is_empty() || upper.as_os_str().is_empty() {
+        return;
+    }
+    let Some(p) = ledger_path(upper) else { return };
+    let mut all: Vec<Restored> = std::fs::read(&p)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default();
+    all.extend(restored.iter().cloned());
+    let Ok(data) = serde_json::to_vec(&all) else {
+        return;
+    };
+    let tmp = p.with_extension("json.tmp");
+    if std::fs::write(&tmp, data).is_ok() {
+        let _ = std::fs::rename(&tmp, &p);
+    }
 }
 
 /// An item to stage before committing.
@@ -298,6 +350,7 @@ pub fn apply_with(changes: &Changes, opts: &ApplyOptions) -> Result<ApplyReport,
         nix::unistd::syncfs(root.as_fd()).map_err(|e| LayerError::nix("sync", &ws, e))?;
         st.write_journal(&Journal {
             version: 1,
+            upper: bytes(&changes.upper),
             ops: plan.ops.clone(),
             dir_times: dir_times.clone(),
         })
@@ -326,7 +379,10 @@ pub fn apply_with(changes: &Changes, opts: &ApplyOptions) -> Result<ApplyReport,
             do_op(&root, &st, op)
         };
         if let Err(e) = r {
-            return Err(match undo(&root, &st, &plan.ops[..=i], &dir_times) {
+            let mut restored = Vec::new();
+            let r = undo(&root, &st, &plan.ops[..=i], &dir_times, &mut restored);
+            save_ledger(&changes.upper, &restored);
+            return Err(match r {
                 Ok(()) => {
                     let _ = st.remove();
                     restore_times(&root, &dir_times);
@@ -346,6 +402,9 @@ pub fn apply_with(changes: &Changes, opts: &ApplyOptions) -> Result<ApplyReport,
     nix::unistd::syncfs(root.as_fd()).map_err(|e| LayerError::nix("sync", &ws, e))?;
     st.mark_committed()?;
     st.remove()?;
+    if let Some(p) = ledger_path(&changes.upper) {
+        let _ = std::fs::remove_file(p);
+    }
     // The root only changed because of the staging dir: put its times back.
     if !plan.root_touched {
         restore_times(&root, &dir_times[..dir_times.len().min(1)]);
@@ -365,6 +424,15 @@ struct Plan<'a> {
 
 fn is_newer(st: &FileStat, started: i128) -> bool {
     ns(st.st_ctime, st.st_ctime_nsec) > started || ns(st.st_mtime, st.st_mtime_nsec) > started
+}
+
+/// Changed on the host since `started`, not counting the ctime bump of a rollback.
+fn host_changed(st: &FileStat, started: i128, ledger: &HashSet<(u64, u64, (i64, i64))>) -> bool {
+    if ns(st.st_mtime, st.st_mtime_nsec) > started {
+        return true;
+    }
+    ns(st.st_ctime, st.st_ctime_nsec) > started
+        && !ledger.contains(&(st.st_dev, st.st_ino, (st.st_ctime, st.st_ctime_nsec)))
 }
 
 fn kind_of(st: &FileStat) -> FileKind {
@@ -397,6 +465,7 @@ fn plan<'a>(
     let mut parents: Vec<PathBuf> = vec![PathBuf::new()];
     let mut parent_set: HashSet<PathBuf> = HashSet::new();
     let mut next_idx = 0u64;
+    let ledger = load_ledger(&changes.upper);
 
     for c in &changes.changes {
         let (parent, name) = split(&c.path);
@@ -454,7 +523,7 @@ fn plan<'a>(
                 (ChangeKind::Deleted, None, _) => false,
                 (_, Some(h), old) => {
                     old.as_ref().is_some_and(|o| o.kind != kind_of(h))
-                        || (kind_of(h) != FileKind::Dir && is_newer(h, started))
+                        || (kind_of(h) != FileKind::Dir && host_changed(h, started, &ledger))
                 }
             };
             if conflict {
@@ -862,10 +931,16 @@ fn do_op(root: &OwnedFd, st: &Staging, op: &Op) -> Result<(), LayerError> {
 
 /// Undo `ops` in reverse. Each step checks the filesystem, so undoing an operation that
 /// never ran is a no-op. Best effort: continues past errors and returns the first.
-fn undo(root: &OwnedFd, st: &Staging, ops: &[Op], dir_times: &[DirTime]) -> Result<(), LayerError> {
+fn undo(
+    root: &OwnedFd,
+    st: &Staging,
+    ops: &[Op],
+    dir_times: &[DirTime],
+    restored: &mut Vec<Restored>,
+) -> Result<(), LayerError> {
     let mut first: Option<LayerError> = None;
     for op in ops.iter().rev() {
-        if let Err(e) = undo_one(root, st, op) {
+        if let Err(e) = undo_one(root, st, op, restored) {
             first.get_or_insert(e);
         }
     }
@@ -876,7 +951,12 @@ fn undo(root: &OwnedFd, st: &Staging, ops: &[Op], dir_times: &[DirTime]) -> Resu
     Ok(())
 }
 
-fn undo_one(root: &OwnedFd, st: &Staging, op: &Op) -> Result<(), LayerError> {
+fn undo_one(
+    root: &OwnedFd,
+    st: &Staging,
+    op: &Op,
+    restored: &mut Vec<Restored>,
+) -> Result<(), LayerError> {
     match op {
         Op::Chmod { path, old, .. } => {
             let rel = path_of(path);
@@ -923,7 +1003,15 @@ fn undo_one(root: &OwnedFd, st: &Staging, op: &Op) -> Result<(), LayerError> {
             let (parent, fname) = split(&rel);
             let pfd = open_dir_beneath(root, parent).map_err(|e| walk_err(&rel, e))?;
             rename_noreplace(&st.b, OsStr::new(&name), &pfd, fname)
-                .map_err(|e| LayerError::nix("restore", &rel, e))
+                .map_err(|e| LayerError::nix("restore", &rel, e))?;
+            if let Ok(Some(h)) = lstat_at(&pfd, fname) {
+                restored.push(Restored {
+                    dev: h.st_dev,
+                    ino: h.st_ino,
+                    ctime: (h.st_ctime, h.st_ctime_nsec),
+                });
+            }
+            Ok(())
         }
     }
 }
@@ -972,7 +1060,10 @@ fn recover_locked(ws: &Path, root: &OwnedFd) -> Result<RecoverReport, LayerError
                 report.cleaned.push(st.path.clone());
             }
             Some(j) => {
-                undo(root, &st, &j.ops, &j.dir_times)?;
+                let mut restored = Vec::new();
+                let r = undo(root, &st, &j.ops, &j.dir_times, &mut restored);
+                save_ledger(&path_of(&j.upper), &restored);
+                r?;
                 st.remove()?;
                 restore_times(root, &j.dir_times);
                 report.rolled_back.push(st.path.clone());
