@@ -10,6 +10,12 @@ pub enum DaemonError {
     #[error("{message}")]
     BadRequest { message: String, hint: String },
 
+    #[error("the request body is larger than {limit} bytes")]
+    PayloadTooLarge { limit: usize },
+
+    #[error("{method} is not allowed on {path}")]
+    MethodNotAllowed { method: String, path: String },
+
     #[error("no such endpoint: {method} {path}")]
     NoEndpoint { method: String, path: String },
 
@@ -81,6 +87,8 @@ impl DaemonError {
         match self {
             DaemonError::BadRequest { .. } | DaemonError::Config { .. } => 400,
             DaemonError::RunNotFound { .. } | DaemonError::NoEndpoint { .. } => 404,
+            DaemonError::PayloadTooLarge { .. } => 413,
+            DaemonError::MethodNotAllowed { .. } => 405,
             DaemonError::Ambiguous { .. } | DaemonError::NameTaken { .. } => 409,
             DaemonError::InvalidTransition { .. } | DaemonError::Conflict { .. } => 409,
             DaemonError::Unsupported { .. } => 501,
@@ -99,6 +107,8 @@ impl DaemonError {
             DaemonError::Config { .. } => "bad_config",
             DaemonError::RunNotFound { .. } => "not_found",
             DaemonError::NoEndpoint { .. } => "no_endpoint",
+            DaemonError::PayloadTooLarge { .. } => "payload_too_large",
+            DaemonError::MethodNotAllowed { .. } => "method_not_allowed",
             DaemonError::Ambiguous { .. } => "ambiguous",
             DaemonError::NameTaken { .. } => "name_taken",
             DaemonError::InvalidTransition { .. } => "invalid_state",
@@ -120,6 +130,10 @@ impl DaemonError {
             | DaemonError::Unsupported { hint, .. }
             | DaemonError::Config { hint, .. } => hint.clone(),
             DaemonError::RunNotFound { .. } => "list runs with `paddock ps -a`".into(),
+            DaemonError::PayloadTooLarge { .. } => "send a smaller request".into(),
+            DaemonError::MethodNotAllowed { .. } => {
+                "see the paddock-api crate docs for the endpoints".into()
+            }
             DaemonError::NoEndpoint { .. } => {
                 "this daemon may be older than your CLI; /v1/health lists its capabilities".into()
             }

@@ -186,11 +186,10 @@ fn json_rejection(rej: JsonRejection) -> DaemonError {
         ),
         JsonRejection::BytesRejection(e) => {
             let text = e.body_text();
-            if text.to_lowercase().contains("length limit") || text.contains("too large") {
-                DaemonError::bad_request(
-                    format!("the request body is larger than {MAX_REQUEST_BODY} bytes"),
-                    "send a smaller request",
-                )
+            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                DaemonError::PayloadTooLarge {
+                    limit: MAX_REQUEST_BODY,
+                }
             } else {
                 DaemonError::bad_request(
                     format!("could not read the request body: {text}"),
@@ -217,6 +216,7 @@ pub fn router(state: Arc<ServerState>) -> Router {
         .route("/v1/events", get(events))
         .route("/v1/shutdown", post(shutdown))
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_REQUEST_BODY))
         .layer(axum::middleware::from_fn_with_state(state.clone(), touch))
         .with_state(state)
@@ -226,6 +226,13 @@ pub fn router(state: Arc<ServerState>) -> Router {
 async fn touch(State(st): St, req: Request, next: axum::middleware::Next) -> Response {
     *st.last_request.lock().expect("lock poisoned") = std::time::Instant::now();
     next.run(req).await
+}
+
+async fn method_not_allowed(req: Request) -> ApiError {
+    ApiError(DaemonError::MethodNotAllowed {
+        method: req.method().to_string(),
+        path: req.uri().path().to_string(),
+    })
 }
 
 async fn not_found(req: Request) -> ApiError {
@@ -325,7 +332,12 @@ async fn start_run(State(st): St, Path(r): Path<String>) -> ApiResult {
     ok(&st.runs.start(&id).await?)
 }
 
-async fn stop_run(State(st): St, Path(r): Path<String>, body: Bytes) -> ApiResult {
+async fn stop_run(
+    State(st): St,
+    Path(r): Path<String>,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> ApiResult {
+    let body = body.map_err(|e| json_rejection(JsonRejection::BytesRejection(e)))?;
     let req: StopRequest = if body.is_empty() {
         StopRequest::default()
     } else {
