@@ -63,7 +63,7 @@ impl ConfineError {
                 "check that the writable path is readable by the sandbox user and not on a special filesystem"
             }
             ConfineError::Capabilities { .. } => {
-                "apply() must run in the child, single-threaded, before execve; as non-root it can only drop, never fail on raising"
+                "call apply() in the forked, single-threaded child right before execve; a caller without CAP_SETPCAP keeps its bounding set (reported, not an error), so this points at an unusual kernel or LSM policy: run `paddock doctor`"
             }
             ConfineError::NoNewPrivs(_) => {
                 "the kernel must support PR_SET_NO_NEW_PRIVS (Linux >= 3.5)"

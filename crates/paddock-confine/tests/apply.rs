@@ -487,3 +487,39 @@ fn i386_syscall_is_killed() {
         other => panic!("i386 syscall not killed: {other:?}"),
     }
 }
+
+#[test]
+fn rootless_child_in_a_user_namespace_is_confined() {
+    // The rootless sandbox path: an unprivileged user creates a user namespace, is root with
+    // full capabilities inside it, and applies the confinement there.
+    if !is_root() {
+        return;
+    }
+    let inside = open_dir();
+    let outside = open_dir();
+    let prepared = confinement(inside.path()).prepare().expect("prepare");
+    assert_ok(in_child(|| {
+        drop_to_nobody()?;
+        // SAFETY: integer prctl/unshare in the throwaway child.
+        unsafe {
+            libc::prctl(libc::PR_SET_DUMPABLE, 1, 0, 0, 0);
+            if libc::unshare(libc::CLONE_NEWUSER) != 0 {
+                return Err(format!("unshare(CLONE_NEWUSER): errno {}", errno()));
+            }
+        }
+        std::fs::write("/proc/self/setgroups", "deny").map_err(|e| format!("setgroups: {e}"))?;
+        std::fs::write("/proc/self/uid_map", "0 65534 1").map_err(|e| format!("uid_map: {e}"))?;
+        std::fs::write("/proc/self/gid_map", "0 65534 1").map_err(|e| format!("gid_map: {e}"))?;
+        if status_field("CapEff:")? == "0000000000000000" {
+            return Err("expected full capabilities inside the user namespace".into());
+        }
+        let report = prepared.apply().map_err(|e| format!("apply: {e}"))?;
+        check_report(&report, true)?;
+        if !report.securebits_locked || report.is_degraded() {
+            return Err(format!("{report:?}"));
+        }
+        caps_and_nnp_are_clear(true)?;
+        denied_syscalls_fail()?;
+        landlock_enforced(inside.path(), outside.path())
+    }));
+}
