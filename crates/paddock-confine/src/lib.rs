@@ -25,6 +25,18 @@
 //! `prepare` must run in the mount namespace and root the command will see (Landlock rules
 //! bind to inodes). `apply` must run on the only thread of the child: capabilities,
 //! no_new_privs, Landlock and seccomp are per-thread state inherited across execve.
+//!
+//! # What `apply` does, in order
+//!
+//! 1. Capabilities ([`caps`]): raise effective to permitted, empty the bounding set
+//!    (`PR_CAPBSET_DROP` up to the kernel's last cap), lock securebits, clear ambient, then
+//!    `capset` everything to zero. Without `CAP_SETPCAP` the bounding set is kept and reported.
+//! 2. `PR_SET_NO_NEW_PRIVS`.
+//! 3. Landlock ([`fsrules`]): write-class access only beneath `writable_paths` (+ standard
+//!    devices); reads/exec unrestricted. Kernel without Landlock: reported, not an error.
+//! 4. seccomp ([`seccomp`]): the deny table, last, so nothing above is filtered.
+//!
+//! [`ConfineReport::is_degraded`] tells the caller whether to warn the user.
 
 use std::path::PathBuf;
 

@@ -382,10 +382,12 @@ fn userns_fix() -> String {
         );
     }
     if read_int("/proc/sys/kernel/apparmor_restrict_unprivileged_userns") == Some(1) {
-        fixes.push(
-            "AppArmor restricts unprivileged user namespaces (Ubuntu >= 23.10): install an AppArmor profile for the paddock binary with `userns,` (see `paddock doctor --help`), or sudo sysctl -w kernel.apparmor_restrict_unprivileged_userns=0"
-                .to_string(),
-        );
+        let exe = std::env::current_exe()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|_| "/usr/local/bin/paddock".into());
+        fixes.push(format!(
+            "AppArmor restricts unprivileged user namespaces (Ubuntu >= 23.10): allow them for paddock with printf 'abi <abi/4.0>,\\ninclude <tunables/global>\\nprofile paddock {exe} flags=(unconfined) {{\\n  userns,\\n}}\\n' | sudo tee /etc/apparmor.d/paddock && sudo apparmor_parser -r /etc/apparmor.d/paddock (or, system-wide: sudo sysctl -w kernel.apparmor_restrict_unprivileged_userns=0)"
+        ));
     }
     if fixes.is_empty() {
         fixes.push(
