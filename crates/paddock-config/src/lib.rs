@@ -349,6 +349,7 @@ fn yaml_options() -> serde_saphyr::Options {
     opts.alias_limits.max_replay_stack_depth = 16;
     opts.duplicate_keys = serde_saphyr::DuplicateKeyPolicy::Error;
     opts.strict_booleans = true;
+    opts.reject_unsupported_tags = true;
     opts.with_snippet = false;
     opts
 }
