@@ -450,3 +450,46 @@ fn new_files_take_the_owner_of_what_they_replace_or_their_parent() {
     assert_eq!(o("dir/new"), (1111, 2222));
     assert_eq!(o("dir/new/f"), (1111, 2222));
 }
+
+#[test]
+fn a_rollback_is_not_a_conflict_but_a_later_host_edit_is() {
+    let f = fixture();
+    write(&f.ws, "a.txt", "host\n");
+    write(&f.upper, "a.txt", "run\n");
+    let started = settle_now();
+    let c = scan(&f.upper, &f.ws).unwrap();
+    // Ops: [Backup a.txt, Put a.txt]; failing before the Put moves a.txt back (new ctime).
+    let mut o = ApplyOptions::new(started);
+    o.fail_before_op = Some(1);
+    assert!(matches!(
+        apply_with(&c, &o),
+        Err(LayerError::RolledBack { .. })
+    ));
+    assert_eq!(fs::read_to_string(f.ws.join("a.txt")).unwrap(), "host\n");
+
+    // Rolled back again, then the host really edits the file: that is a conflict.
+    assert!(matches!(
+        apply_with(&c, &o),
+        Err(LayerError::RolledBack { .. })
+    ));
+    std::thread::sleep(std::time::Duration::from_millis(30));
+    chmod(&f.ws, "a.txt", 0o600); // ctime only
+    let e = apply(&c, started, false).unwrap_err();
+    assert!(matches!(e, LayerError::Conflicts { .. }), "{e}");
+    chmod(&f.ws, "a.txt", 0o644);
+
+    // A fresh rollback, no host edit: the retry applies without --force.
+    let f2 = fixture();
+    write(&f2.ws, "a.txt", "host\n");
+    write(&f2.upper, "a.txt", "run\n");
+    let started = settle_now();
+    let c = scan(&f2.upper, &f2.ws).unwrap();
+    let mut o = ApplyOptions::new(started);
+    o.fail_before_op = Some(1);
+    assert!(matches!(
+        apply_with(&c, &o),
+        Err(LayerError::RolledBack { .. })
+    ));
+    apply(&c, started, false).unwrap();
+    assert_eq!(fs::read_to_string(f2.ws.join("a.txt")).unwrap(), "run\n");
+}

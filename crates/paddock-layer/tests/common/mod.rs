@@ -203,3 +203,16 @@ pub fn statuses(c: &paddock_layer::Changes) -> Vec<(char, String)> {
         .map(|c| (c.kind.letter(), c.path.to_string_lossy().into_owned()))
         .collect()
 }
+
+pub fn get_xattr(path: &Path, name: &str) -> Option<Vec<u8>> {
+    let cp = CString::new(path.as_os_str().as_bytes()).unwrap();
+    let cn = CString::new(name).unwrap();
+    let mut buf = vec![0u8; 4096];
+    // SAFETY: valid NUL-terminated strings and a writable buffer of the given length.
+    let n =
+        unsafe { libc::lgetxattr(cp.as_ptr(), cn.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    (n >= 0).then(|| {
+        buf.truncate(n as usize);
+        buf
+    })
+}
