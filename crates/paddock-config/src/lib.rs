@@ -48,9 +48,9 @@
 //!
 //! # YAML parser: serde-saphyr
 //!
-//! `serde_yaml` is deprecated and `serde_yml` is not trustworthy. Of the maintained
+//! `serde_yaml` is deprecated and its fork `serde_yml` is unmaintained. Of the maintained
 //! options, `serde_norway` (a serde_yaml 0.9 fork over `unsafe-libyaml`) and
-//! `serde-saphyr` (2.x, pure safe Rust over the saphyr parser) were compared on exactly
+//! `serde-saphyr` (2.x, `forbid(unsafe_code)`, over the granit/saphyr parser) were compared on exactly
 //! the cases this crate must report (both were tried on the same inputs):
 //!
 //! | case                              | serde_norway                   | serde-saphyr                    |
@@ -61,7 +61,7 @@
 //! | duplicate struct key              | error, but at the mapping's start (1:1) | error at the duplicate key |
 //! | duplicate key in a map (`env`)    | **silently last-wins**         | error at the duplicate key      |
 //! | position of a valid-but-bad value | none (no spanned values)       | `Spanned<T>` gives line:column  |
-//! | alias bombs / deep nesting        | no configurable limits         | `Budget` and alias limits       |
+//! | alias bombs / deep nesting        | fixed built-in limits          | configurable `Budget` and alias limits |
 //!
 //! serde-saphyr is the only one that gives line *and* column for all five kinds of error
 //! and positions for semantic errors, so it is the parser here. Its budget is tightened
