@@ -46,6 +46,10 @@ impl SandboxError {
     }
 
     pub fn io(op: &'static str, path: impl Into<Option<PathBuf>>, source: std::io::Error) -> Self {
-        SandboxError::Io { op, path: path.into(), source }
+        SandboxError::Io {
+            op,
+            path: path.into(),
+            source,
+        }
     }
 }

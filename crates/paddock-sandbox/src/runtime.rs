@@ -256,7 +256,8 @@ pub trait Runtime: Send + Sync + 'static {
     async fn wait(&self, handle: &SandboxHandle) -> Result<ExitInfo, SandboxError>;
 
     /// SIGTERM to the command's process group, SIGKILL to the whole sandbox after `grace`.
-    async fn stop(&self, handle: &SandboxHandle, grace: Duration) -> Result<ExitInfo, SandboxError>;
+    async fn stop(&self, handle: &SandboxHandle, grace: Duration)
+    -> Result<ExitInfo, SandboxError>;
 
     /// Send a signal to the command's process group.
     async fn kill(&self, handle: &SandboxHandle, signal: i32) -> Result<(), SandboxError>;
@@ -273,7 +274,11 @@ pub trait Runtime: Send + Sync + 'static {
     async fn destroy(&self, handle: &SandboxHandle) -> Result<(), SandboxError>;
 
     /// Find a sandbox again after a daemon restart.
-    async fn adopt(&self, handle: &SandboxHandle, events: EventSink) -> Result<Adopted, SandboxError>;
+    async fn adopt(
+        &self,
+        handle: &SandboxHandle,
+        events: EventSink,
+    ) -> Result<Adopted, SandboxError>;
 
     /// Optional: run another command inside a running sandbox.
     fn as_exec(&self) -> Option<&dyn ExecCapability> {

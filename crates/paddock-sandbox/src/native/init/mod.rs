@@ -1,0 +1,134 @@
+//! `paddock init`: the process side of the native runtime.
+//!
+//! Stage 1 is `init_exe init` as spawned by the runtime (a fresh, single-threaded process
+//! with the control socket on fd 3). It reads the [`InitPlan`], joins the run's cgroups,
+//! unshares user+mount+net+uts+ipc+pid+cgroup namespaces, writes single-line uid/gid maps
+//! (`setgroups` denied), and creates PID 1 with `clone(CLONE_PARENT)` so that PID 1 is a
+//! direct child of the daemon (which can then wait for it with a pidfd and get its real
+//! status, without being a subreaper). It sends PID 1's pid and the netns fd to the daemon
+//! and exits.
+//!
+//! Stage 2 ([`pid1`]) is PID 1 of the sandbox.
+//!
+//! Owns: everything that runs inside the sandbox's namespaces before the command. Never:
+//! writes files other than its control socket and, only when no daemon acknowledged the
+//! exit, `exit.json` (see `pid1`).
+
+mod mounts;
+mod pid1;
+mod spawn;
+
+use std::os::fd::{AsFd, OwnedFd};
+
+use nix::sched::CloneFlags;
+
+use super::plan::InitPlan;
+use super::proto::{self, Up};
+use super::sys;
+
+/// A setup failure, reported to the daemon as `Up::SetupFailed`.
+#[derive(Debug)]
+pub struct SetupError {
+    pub step: String,
+    pub message: String,
+}
+
+/// The fd on which `paddock init` receives its control socket.
+pub const CONTROL_FD: i32 = 3;
+
+/// Entry point of `paddock init` (see `native::init_main`).
+pub fn main() -> i32 {
+    // fd 3 must be a socket handed to us by the runtime; anything else means a human ran
+    // the hidden subcommand.
+    if !sys::fd_is_socket(CONTROL_FD) {
+        eprintln!("paddock init is internal: it is started by the paddock daemon to run a sandbox");
+        return 2;
+    }
+    // SAFETY: fd 3 is open (fstat succeeded), is the socket the runtime passed, and nothing
+    // else in this fresh process owns it.
+    let ctl = unsafe { sys::adopt_fd(CONTROL_FD) };
+    let _ = sys::set_cloexec(ctl.as_fd());
+    match stage1(&ctl) {
+        Ok(()) => 0,
+        Err(e) => {
+            let msg = proto::encode_json(&Up::SetupFailed {
+                step: e.step,
+                message: e.message,
+            });
+            let _ = sys::send_msg(ctl.as_fd(), &msg, None, false);
+            1
+        }
+    }
+}
+
+fn setup_err(step: &str, what: &str, e: impl std::fmt::Display) -> SetupError {
+    SetupError {
+        step: step.into(),
+        message: format!("{what}: {e}"),
+    }
+}
+
+fn stage1(ctl: &OwnedFd) -> Result<(), SetupError> {
+    let step = "creating namespaces";
+    let mut buf = vec![0u8; 8 << 20];
+    let (n, _) = sys::recv_msg(ctl.as_fd(), &mut buf, false)
+        .map_err(|e| setup_err(step, "reading the plan", e))?;
+    if n == 0 || buf[0] != proto::TAG_JSON {
+        return Err(setup_err(step, "reading the plan", "no plan received"));
+    }
+    let plan: InitPlan =
+        serde_json::from_slice(&buf[1..n]).map_err(|e| setup_err(step, "parsing the plan", e))?;
+    drop(buf);
+
+    for f in &plan.cgroup_procs {
+        std::fs::write(f, "0")
+            .map_err(|e| setup_err(step, &format!("joining cgroup {}", f.display()), e))?;
+    }
+
+    let euid = nix::unistd::geteuid().as_raw();
+    let egid = nix::unistd::getegid().as_raw();
+    nix::sched::unshare(
+        CloneFlags::CLONE_NEWUSER
+            | CloneFlags::CLONE_NEWNS
+            | CloneFlags::CLONE_NEWNET
+            | CloneFlags::CLONE_NEWUTS
+            | CloneFlags::CLONE_NEWIPC
+            | CloneFlags::CLONE_NEWPID
+            | CloneFlags::CLONE_NEWCGROUP,
+    )
+    .map_err(|e| {
+        let hint = if e == nix::errno::Errno::EPERM || e == nix::errno::Errno::ENOSPC {
+            " (are unprivileged user namespaces disabled? see kernel.unprivileged_userns_clone / user.max_user_namespaces)"
+        } else {
+            ""
+        };
+        setup_err(step, &format!("unshare{hint}"), e)
+    })?;
+    std::fs::write("/proc/self/setgroups", "deny")
+        .map_err(|e| setup_err(step, "writing setgroups", e))?;
+    std::fs::write(
+        "/proc/self/uid_map",
+        format!("{} {euid} 1\n", plan.uid_inside),
+    )
+    .map_err(|e| setup_err(step, "writing uid_map", e))?;
+    std::fs::write(
+        "/proc/self/gid_map",
+        format!("{} {egid} 1\n", plan.gid_inside),
+    )
+    .map_err(|e| setup_err(step, "writing gid_map", e))?;
+    let netns: OwnedFd = std::fs::File::open("/proc/self/ns/net")
+        .map_err(|e| setup_err(step, "opening the network namespace", e))?
+        .into();
+
+    // SAFETY: stage 1 is a freshly exec'd single-threaded process (no thread was spawned).
+    let pid = unsafe { sys::clone_parent() }.map_err(|e| setup_err(step, "creating PID 1", e))?;
+    if pid == 0 {
+        drop(netns);
+        let code = pid1::run(plan, ctl);
+        std::process::exit(code);
+    }
+    let msg = proto::encode_json(&Up::Stage1 { pid });
+    sys::send_msg(ctl.as_fd(), &msg, Some(netns.as_fd()), false)
+        .map_err(|e| setup_err(step, "reporting PID 1", e))?;
+    Ok(())
+}

@@ -1,0 +1,800 @@
+//! PID 1 of a sandbox: builds the filesystem, starts the command, then relays its output to
+//! the daemon, forwards input and signals, reaps zombies, and exits with the command's
+//! status (128+N for signal N).
+//!
+//! Output relay: every chunk read from the command's pipes/pty gets a sequence number and
+//! stays queued until the daemon acknowledges it (the daemon acks after appending to
+//! `log.jsonl`). While more than [`MAX_UNACKED`] bytes are unacknowledged — daemon slow or
+//! gone — PID 1 stops reading the command's output, so the command blocks on a full pipe
+//! (backpressure, no loss). A daemon that connects to `control.sock` and says `Hello`
+//! becomes the primary connection and receives every unacknowledged chunk again (it drops
+//! sequence numbers it already logged).
+//!
+//! Exit: when the command exits, remaining output is drained, every other process of the
+//! sandbox is killed, and `Exited` is queued after the output. PID 1 leaves once the daemon
+//! acknowledged the exit (`ExitAck`, sent after the daemon wrote `exit.json`). Without a
+//! daemon, PID 1 writes `exit.json` itself through a directory fd opened before
+//! `pivot_root` (the only file it ever writes), waits up to `linger_secs` for a daemon to
+//! collect unacknowledged output, then leaves.
+//!
+//! Owns: the sandbox's PID 1 process. Never: blocks on the daemon (all sockets are
+//! non-blocking) or lets the command inherit one of its fds.
+
+use std::collections::VecDeque;
+use std::io::{self, Write};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::time::{Duration, Instant};
+
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::signal::{SigSet, SigmaskHow, Signal, sigprocmask};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::socket::{
+    AddressFamily, Backlog, SockFlag, SockType, UnixAddr, accept4, bind, listen, socket,
+};
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use nix::unistd::Pid;
+
+use super::spawn::{self, Spawned};
+use super::{SetupError, mounts};
+use crate::OutputStream;
+use crate::native::logfmt::ExitRecord;
+use crate::native::plan::InitPlan;
+use crate::native::proto::{self, Down, Up};
+use crate::native::sys;
+
+/// Unacknowledged output PID 1 holds before it stops reading the command's output.
+pub const MAX_UNACKED: usize = 4 << 20;
+/// How long PID 1 waits for a connected daemon to acknowledge the exit.
+const ACK_TIMEOUT: Duration = Duration::from_secs(10);
+const TOTAL_STEPS: u32 = 5;
+const FORWARDED: &[Signal] = &[
+    Signal::SIGINT,
+    Signal::SIGTERM,
+    Signal::SIGHUP,
+    Signal::SIGWINCH,
+    Signal::SIGQUIT,
+    Signal::SIGUSR1,
+    Signal::SIGUSR2,
+];
+
+fn send_blocking(ctl: BorrowedFd<'_>, msg: &Up) {
+    let _ = sys::send_msg(ctl, &proto::encode_json(msg), None, false);
+}
+
+/// Stage 2 entry: returns the process exit code.
+pub fn run(plan: crate::native::plan::InitPlan, ctl: &OwnedFd) -> i32 {
+    let _ = nix::sys::prctl::set_dumpable(false);
+    let mut mask = SigSet::empty();
+    mask.add(Signal::SIGCHLD);
+    for s in FORWARDED {
+        mask.add(*s);
+    }
+    let _ = sigprocmask(SigmaskHow::SIG_BLOCK, Some(&mask), None);
+    let sigfd = match SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC) {
+        Ok(s) => s,
+        Err(e) => {
+            send_blocking(
+                ctl.as_fd(),
+                &Up::SetupFailed {
+                    step: "starting init".into(),
+                    message: format!("signalfd: {e}"),
+                },
+            );
+            return 125;
+        }
+    };
+    let step = |i: u32, d: &str| {
+        send_blocking(
+            ctl.as_fd(),
+            &Up::Step {
+                index: i,
+                total: TOTAL_STEPS,
+                description: d.to_string(),
+            },
+        );
+    };
+    let setup = (|| -> Result<(Spawned, OwnedFd, OwnedFd), SetupError> {
+        step(1, "preparing the sandbox root");
+        let root = mounts::prepare_root(&plan)?;
+        step(2, "mounting the workspace");
+        mounts::mount_workspace_and_binds(&plan, &root)?;
+        step(3, "hiding host secrets");
+        mounts::apply_masks(&plan, &root)?;
+        step(4, "switching to the new root");
+        let s = "switching to the new root";
+        let run_dir: OwnedFd = std::fs::File::open(&plan.run_dir)
+            .map_err(|e| SetupError {
+                step: s.into(),
+                message: format!("opening the run directory: {e}"),
+            })?
+            .into();
+        let listener = listen_control(&plan, &run_dir).map_err(|e| SetupError {
+            step: s.into(),
+            message: format!("binding control.sock: {e}"),
+        })?;
+        mounts::enter_root(&root)?;
+        nix::unistd::sethostname(&plan.hostname).map_err(|e| SetupError {
+            step: s.into(),
+            message: format!("setting the hostname: {e}"),
+        })?;
+        sys::loopback_up().map_err(|e| SetupError {
+            step: s.into(),
+            message: format!("bringing up loopback: {e}"),
+        })?;
+        step(5, "starting the command");
+        let s = "starting the command";
+        let confinement = paddock_confine::Confinement {
+            writable_paths: plan.writable_paths.clone(),
+            ..paddock_confine::Confinement::default()
+        };
+        let prepared = confinement.prepare().map_err(|e| SetupError {
+            step: s.into(),
+            message: format!("preparing confinement: {e} ({})", e.hint()),
+        })?;
+        let spawned = spawn::spawn(&plan, Some(&prepared)).map_err(|message| SetupError {
+            step: s.into(),
+            message,
+        })?;
+        Ok((spawned, listener, run_dir))
+    })();
+    let (spawned, listener, run_dir) = match setup {
+        Ok(v) => v,
+        Err(e) => {
+            send_blocking(
+                ctl.as_fd(),
+                &Up::SetupFailed {
+                    step: e.step,
+                    message: e.message,
+                },
+            );
+            return 125;
+        }
+    };
+    let ctl = match ctl.try_clone() {
+        Ok(c) => c,
+        Err(_) => return 125,
+    };
+    let _ = sys::set_nonblocking(ctl.as_fd());
+    let mut p = Pid1::new(plan, ctl, listener, run_dir, sigfd, spawned);
+    p.run()
+}
+
+/// Bind `run_dir/control.sock` (0600) for reconnecting daemons.
+fn listen_control(plan: &InitPlan, run_dir: &OwnedFd) -> io::Result<OwnedFd> {
+    let path = plan.run_dir.join("control.sock");
+    let _ = std::fs::remove_file(&path);
+    let sock = socket(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK,
+        None,
+    )?;
+    // sun_path holds 108 bytes; reach a long run_dir through our fd of it instead.
+    let addr = if path.as_os_str().len() < 100 {
+        UnixAddr::new(&path)?
+    } else {
+        UnixAddr::new(format!("/proc/self/fd/{}/control.sock", run_dir.as_raw_fd()).as_str())?
+    };
+    let old = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o177));
+    let r = bind(sock.as_raw_fd(), &addr);
+    nix::sys::stat::umask(old);
+    r?;
+    listen(&sock, Backlog::new(16).unwrap_or(Backlog::MAXCONN))?;
+    Ok(sock)
+}
+
+struct Frame {
+    seq: u64,
+    bytes: Vec<u8>,
+}
+
+struct OutSrc {
+    fd: OwnedFd,
+    stream: OutputStream,
+    eof: bool,
+}
+
+struct Pid1 {
+    plan: InitPlan,
+    primary: Option<OwnedFd>,
+    aux: Vec<OwnedFd>,
+    listener: OwnedFd,
+    run_dir: OwnedFd,
+    sigfd: SignalFd,
+    outs: Vec<OutSrc>,
+    stdin: Option<OwnedFd>,
+    stdin_buf: Vec<u8>,
+    stdin_close: bool,
+    pty: Option<OwnedFd>,
+    exec_report: Option<OwnedFd>,
+    exec_report_buf: Vec<u8>,
+    child: i32,
+    child_status: Option<(i32, Option<i32>)>,
+    reason: Option<String>,
+    next_seq: u64,
+    unacked: VecDeque<Frame>,
+    unacked_bytes: usize,
+    send_idx: usize,
+    ctrl: VecDeque<(Vec<u8>, Option<OwnedFd>)>,
+    exit_msg: Option<Vec<u8>>,
+    exit_sent: bool,
+    exit_acked: bool,
+    exit_written: bool,
+    ended_at: Option<Instant>,
+    buf: Vec<u8>,
+}
+
+impl Pid1 {
+    fn new(
+        plan: InitPlan,
+        ctl: OwnedFd,
+        listener: OwnedFd,
+        run_dir: OwnedFd,
+        sigfd: SignalFd,
+        sp: Spawned,
+    ) -> Self {
+        let tty = plan.tty;
+        let mut outs = vec![OutSrc {
+            fd: sp.stdout,
+            stream: if tty {
+                OutputStream::Tty
+            } else {
+                OutputStream::Stdout
+            },
+            eof: false,
+        }];
+        if let Some(e) = sp.stderr {
+            outs.push(OutSrc {
+                fd: e,
+                stream: OutputStream::Stderr,
+                eof: false,
+            });
+        }
+        let (stdin, pty) = if tty {
+            (None, sp.stdin)
+        } else {
+            (sp.stdin, None)
+        };
+        Pid1 {
+            plan,
+            primary: Some(ctl),
+            aux: Vec::new(),
+            listener,
+            run_dir,
+            sigfd,
+            outs,
+            stdin,
+            stdin_buf: Vec::new(),
+            stdin_close: false,
+            pty,
+            exec_report: Some(sp.exec_report),
+            exec_report_buf: Vec::new(),
+            child: sp.pid,
+            child_status: None,
+            reason: None,
+            next_seq: 1,
+            unacked: VecDeque::new(),
+            unacked_bytes: 0,
+            send_idx: 0,
+            ctrl: VecDeque::new(),
+            exit_msg: None,
+            exit_sent: false,
+            exit_acked: false,
+            exit_written: false,
+            ended_at: None,
+            buf: vec![0u8; proto::MAX_MESSAGE],
+        }
+    }
+
+    fn queue(&mut self, msg: &Up, fd: Option<OwnedFd>) {
+        self.ctrl.push_back((proto::encode_json(msg), fd));
+    }
+
+    fn exit_code(&self) -> i32 {
+        match self.child_status {
+            Some((code, _)) => code,
+            None => 125,
+        }
+    }
+
+    fn run(&mut self) -> i32 {
+        loop {
+            self.flush();
+            if self.ended_at.is_some() && self.done() {
+                return self.exit_code();
+            }
+            let timeout = self.poll_timeout();
+            let (want_out, stdin_pending) = (
+                self.unacked_bytes < MAX_UNACKED,
+                !self.stdin_buf.is_empty() || self.stdin_close,
+            );
+            let mut fds: Vec<(u8, usize, PollFd<'_>)> = Vec::new();
+            fds.push((0, 0, PollFd::new(self.sigfd.as_fd(), PollFlags::POLLIN)));
+            fds.push((1, 0, PollFd::new(self.listener.as_fd(), PollFlags::POLLIN)));
+            if let Some(p) = &self.primary {
+                let mut ev = PollFlags::POLLIN;
+                if self.has_pending() {
+                    ev |= PollFlags::POLLOUT;
+                }
+                fds.push((2, 0, PollFd::new(p.as_fd(), ev)));
+            }
+            for (i, a) in self.aux.iter().enumerate() {
+                fds.push((3, i, PollFd::new(a.as_fd(), PollFlags::POLLIN)));
+            }
+            if want_out && self.ended_at.is_none() {
+                for (i, o) in self.outs.iter().enumerate() {
+                    if !o.eof {
+                        fds.push((4, i, PollFd::new(o.fd.as_fd(), PollFlags::POLLIN)));
+                    }
+                }
+            }
+            if stdin_pending && self.ended_at.is_none() {
+                if let Some(s) = self.stdin.as_ref().or(self.pty.as_ref()) {
+                    fds.push((5, 0, PollFd::new(s.as_fd(), PollFlags::POLLOUT)));
+                }
+            }
+            if let Some(r) = &self.exec_report {
+                fds.push((6, 0, PollFd::new(r.as_fd(), PollFlags::POLLIN)));
+            }
+            let mut pfds: Vec<PollFd<'_>> = fds.iter().map(|(_, _, p)| p.clone()).collect();
+            match poll(&mut pfds, timeout) {
+                Ok(_) => {}
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(_) => std::thread::sleep(Duration::from_millis(10)),
+            }
+            let ready: Vec<(u8, usize)> = fds
+                .iter()
+                .zip(pfds.iter())
+                .filter(|(_, p)| p.revents().is_some_and(|r| !r.is_empty()))
+                .map(|((k, i, _), _)| (*k, *i))
+                .collect();
+            drop(fds);
+            let mut aux_ready = Vec::new();
+            for (kind, idx) in ready {
+                match kind {
+                    0 => self.on_signals(),
+                    1 => self.on_accept(),
+                    2 => self.on_primary(),
+                    3 => aux_ready.push(idx),
+                    4 => self.read_output(idx),
+                    5 => self.flush_stdin(),
+                    6 => self.on_exec_report(),
+                    _ => {}
+                }
+            }
+            aux_ready.sort_unstable_by(|a, b| b.cmp(a));
+            for i in aux_ready {
+                self.on_aux(i);
+            }
+            if self.ended_at.is_none() && self.child_status.is_some() {
+                self.finish_command();
+            }
+            if let Some(t) = self.ended_at
+                && !self.exit_written
+                && !self.exit_acked
+                && (self.primary.is_none() || t.elapsed() > ACK_TIMEOUT)
+            {
+                self.write_exit_json();
+            }
+        }
+    }
+
+    fn poll_timeout(&self) -> PollTimeout {
+        match self.ended_at {
+            None => PollTimeout::NONE,
+            Some(_) => PollTimeout::from(200u16),
+        }
+    }
+
+    /// After the command ended: leave when the daemon has everything, or after waiting.
+    fn done(&self) -> bool {
+        let Some(t) = self.ended_at else { return false };
+        if self.exit_acked && self.unacked.is_empty() {
+            return true;
+        }
+        if !self.exit_written {
+            return false;
+        }
+        if self.primary.is_some() {
+            return t.elapsed() > ACK_TIMEOUT;
+        }
+        self.unacked.is_empty() || t.elapsed() > Duration::from_secs(self.plan.linger_secs)
+    }
+
+    fn has_pending(&self) -> bool {
+        !self.ctrl.is_empty()
+            || self.send_idx < self.unacked.len()
+            || (self.exit_msg.is_some() && !self.exit_sent)
+    }
+
+    fn drop_primary(&mut self) {
+        self.primary = None;
+        self.send_idx = 0;
+        self.exit_sent = false;
+    }
+
+    /// Send whatever the primary connection can take now.
+    fn flush(&mut self) {
+        loop {
+            let Some(p) = &self.primary else { return };
+            let res = if let Some((msg, fd)) = self.ctrl.front() {
+                sys::send_msg(p.as_fd(), msg, fd.as_ref().map(|f| f.as_fd()), true).map(|_| 0)
+            } else if self.send_idx < self.unacked.len() {
+                sys::send_msg(p.as_fd(), &self.unacked[self.send_idx].bytes, None, true).map(|_| 1)
+            } else if let (Some(m), false) = (&self.exit_msg, self.exit_sent) {
+                sys::send_msg(p.as_fd(), m, None, true).map(|_| 2)
+            } else {
+                return;
+            };
+            match res {
+                Ok(0) => {
+                    self.ctrl.pop_front();
+                }
+                Ok(1) => self.send_idx += 1,
+                Ok(_) => self.exit_sent = true,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(_) => {
+                    self.drop_primary();
+                    return;
+                }
+            }
+        }
+    }
+
+    fn on_signals(&mut self) {
+        let mut reap = false;
+        while let Ok(Some(si)) = self.sigfd.read_signal() {
+            let signo = si.ssi_signo as i32;
+            if signo == libc::SIGCHLD {
+                reap = true;
+            } else if self.child_status.is_none() {
+                let _ = nix::sys::signal::kill(
+                    Pid::from_raw(-self.child),
+                    Signal::try_from(signo).ok(),
+                );
+            }
+        }
+        if reap {
+            self.reap();
+        }
+    }
+
+    fn reap(&mut self) {
+        loop {
+            match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::Exited(pid, code)) if pid.as_raw() == self.child => {
+                    self.child_status = Some((code, None));
+                }
+                Ok(WaitStatus::Signaled(pid, sig, _)) if pid.as_raw() == self.child => {
+                    self.child_status = Some((128 + sig as i32, Some(sig as i32)));
+                }
+                Ok(WaitStatus::StillAlive) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    }
+
+    fn on_accept(&mut self) {
+        while let Ok(fd) = accept4(
+            self.listener.as_raw_fd(),
+            SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK,
+        ) {
+            // SAFETY: accept4 just returned this fd; nothing else owns it.
+            self.aux.push(unsafe { sys::adopt_fd(fd) });
+        }
+    }
+
+    fn on_primary(&mut self) {
+        loop {
+            let Some(p) = &self.primary else { return };
+            match sys::recv_msg(p.as_fd(), &mut self.buf, true) {
+                Ok((0, _)) => {
+                    self.drop_primary();
+                    return;
+                }
+                Ok((n, _)) => {
+                    let msg = self.buf[..n].to_vec();
+                    self.handle(&msg, None);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(_) => {
+                    self.drop_primary();
+                    return;
+                }
+            }
+        }
+    }
+
+    fn on_aux(&mut self, i: usize) {
+        loop {
+            let res = sys::recv_msg(self.aux[i].as_fd(), &mut self.buf, true);
+            match res {
+                Ok((0, _)) => {
+                    self.aux.remove(i);
+                    return;
+                }
+                Ok((n, _)) => {
+                    let msg = self.buf[..n].to_vec();
+                    if msg.first() == Some(&proto::TAG_JSON)
+                        && matches!(serde_json::from_slice::<Down>(&msg[1..]), Ok(Down::Hello))
+                    {
+                        let conn = self.aux.remove(i);
+                        self.drop_primary();
+                        self.primary = Some(conn);
+                        return;
+                    }
+                    let conn = self.aux[i].try_clone().ok();
+                    self.handle(&msg, conn.as_ref());
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(_) => {
+                    self.aux.remove(i);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Handle a daemon message. `reply_to` is the auxiliary connection it came on.
+    fn handle(&mut self, msg: &[u8], reply_to: Option<&OwnedFd>) {
+        match msg.first() {
+            Some(&proto::TAG_STDIN) => {
+                if (self.stdin.is_some() || self.pty.is_some()) && self.stdin_buf.len() < (8 << 20)
+                {
+                    self.stdin_buf.extend_from_slice(&msg[1..]);
+                    self.flush_stdin();
+                }
+            }
+            Some(&proto::TAG_JSON) => {
+                let Ok(down) = serde_json::from_slice::<Down>(&msg[1..]) else {
+                    return;
+                };
+                match down {
+                    Down::Hello => {}
+                    Down::CloseStdin => {
+                        self.stdin_close = true;
+                        self.flush_stdin();
+                    }
+                    Down::Resize { rows, cols } => {
+                        if let Some(m) = &self.pty {
+                            let _ = sys::set_winsize(m.as_fd(), rows, cols);
+                        }
+                    }
+                    Down::Signal { signal } => {
+                        if self.child_status.is_none() {
+                            let _ = nix::sys::signal::kill(
+                                Pid::from_raw(-self.child),
+                                Signal::try_from(signal).ok(),
+                            );
+                        }
+                    }
+                    Down::Ack { seq } => {
+                        while self.unacked.front().is_some_and(|f| f.seq <= seq) {
+                            if let Some(f) = self.unacked.pop_front() {
+                                self.unacked_bytes -= f.bytes.len();
+                            }
+                            self.send_idx = self.send_idx.saturating_sub(1);
+                        }
+                    }
+                    Down::ExitAck => self.exit_acked = true,
+                    Down::Socket { id, domain, ty } => {
+                        let (reply, fd) = match sys::new_socket(domain, ty) {
+                            Ok(fd) => (Up::Fd { id, error: None }, Some(fd)),
+                            Err(e) => (
+                                Up::Fd {
+                                    id,
+                                    error: Some(e.to_string()),
+                                },
+                                None,
+                            ),
+                        };
+                        self.reply(reply_to, &reply, fd);
+                    }
+                    Down::NetnsFd { id } => {
+                        let (reply, fd) = match std::fs::File::open("/proc/self/ns/net") {
+                            Ok(f) => (Up::Fd { id, error: None }, Some(OwnedFd::from(f))),
+                            Err(e) => (
+                                Up::Fd {
+                                    id,
+                                    error: Some(e.to_string()),
+                                },
+                                None,
+                            ),
+                        };
+                        self.reply(reply_to, &reply, fd);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn reply(&mut self, reply_to: Option<&OwnedFd>, msg: &Up, fd: Option<OwnedFd>) {
+        match reply_to {
+            Some(conn) => {
+                let _ = sys::send_msg(
+                    conn.as_fd(),
+                    &proto::encode_json(msg),
+                    fd.as_ref().map(|f| f.as_fd()),
+                    true,
+                );
+            }
+            None => self.queue(msg, fd),
+        }
+    }
+
+    fn read_output(&mut self, idx: usize) {
+        let mut chunk = vec![0u8; proto::MAX_OUTPUT_CHUNK];
+        // A few reads per wakeup keep fairness between the streams and the control socket.
+        for _ in 0..8 {
+            if self.unacked_bytes >= MAX_UNACKED && self.ended_at.is_none() {
+                return;
+            }
+            let o = &mut self.outs[idx];
+            match nix::unistd::read(o.fd.as_fd(), &mut chunk) {
+                Ok(0) => {
+                    o.eof = true;
+                    return;
+                }
+                Ok(n) => {
+                    let stream = o.stream;
+                    self.push_output(stream, &chunk[..n]);
+                }
+                Err(nix::errno::Errno::EAGAIN) => return,
+                Err(nix::errno::Errno::EINTR) => {}
+                // EIO: the pty's last slave fd closed.
+                Err(_) => {
+                    o.eof = true;
+                    return;
+                }
+            }
+        }
+    }
+
+    fn push_output(&mut self, stream: OutputStream, data: &[u8]) {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let bytes = proto::encode_output(seq, proto::now_ms(), stream, data);
+        self.unacked_bytes += bytes.len();
+        self.unacked.push_back(Frame { seq, bytes });
+    }
+
+    fn flush_stdin(&mut self) {
+        let Some(fd) = self.stdin.as_ref().or(self.pty.as_ref()) else {
+            self.stdin_buf.clear();
+            return;
+        };
+        while !self.stdin_buf.is_empty() {
+            match nix::unistd::write(fd.as_fd(), &self.stdin_buf) {
+                Ok(n) => {
+                    self.stdin_buf.drain(..n);
+                }
+                Err(nix::errno::Errno::EAGAIN) => return,
+                Err(nix::errno::Errno::EINTR) => {}
+                Err(_) => {
+                    self.stdin_buf.clear();
+                    self.stdin = None;
+                    return;
+                }
+            }
+        }
+        if self.stdin_close {
+            self.stdin_close = false;
+            if self.pty.is_some() {
+                // End of input on a terminal is the EOF character at the start of a line.
+                self.stdin_buf.push(0x04);
+                self.flush_stdin();
+            } else {
+                self.stdin = None;
+            }
+        }
+    }
+
+    fn on_exec_report(&mut self) {
+        let Some(r) = &self.exec_report else { return };
+        let mut b = [0u8; 4096];
+        match nix::unistd::read(r.as_fd(), &mut b).map_err(io::Error::from) {
+            Ok(0) => {
+                self.exec_report = None;
+                if self.exec_report_buf.is_empty() {
+                    self.queue(&Up::Started { pid: self.child }, None);
+                } else {
+                    let s = String::from_utf8_lossy(&self.exec_report_buf).into_owned();
+                    let (code, reason) = s.split_once(':').unwrap_or(("126", s.as_str()));
+                    let code = code.parse().unwrap_or(126);
+                    self.reason = Some(reason.to_string());
+                    self.queue(
+                        &Up::ExecFailed {
+                            code,
+                            reason: reason.to_string(),
+                        },
+                        None,
+                    );
+                }
+            }
+            Ok(n) => self.exec_report_buf.extend_from_slice(&b[..n]),
+            Err(e)
+                if e.kind() == io::ErrorKind::WouldBlock
+                    || e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => self.exec_report = None,
+        }
+    }
+
+    /// The command exited: drain its output, end everything else, queue `Exited`.
+    fn finish_command(&mut self) {
+        if self.exec_report.is_some() {
+            // The report pipe is closed by now (exec happened or the child exited).
+            self.on_exec_report();
+            self.on_exec_report();
+        }
+        self.drain_outputs();
+        // Kill whatever the command left behind, then collect the last output they wrote.
+        let _ = nix::sys::signal::kill(Pid::from_raw(-1), Signal::SIGKILL);
+        loop {
+            match waitpid(Pid::from_raw(-1), None) {
+                Ok(_) => {}
+                Err(nix::errno::Errno::EINTR) => {}
+                Err(_) => break,
+            }
+        }
+        self.drain_outputs();
+        let (code, signal) = self.child_status.unwrap_or((125, None));
+        let msg = Up::Exited {
+            code,
+            signal,
+            reason: self.reason.clone(),
+        };
+        self.exit_msg = Some(proto::encode_json(&msg));
+        self.ended_at = Some(Instant::now());
+        self.stdin = None;
+        self.pty = None;
+    }
+
+    fn drain_outputs(&mut self) {
+        for i in 0..self.outs.len() {
+            let mut guard = 0;
+            while !self.outs[i].eof && guard < 10_000 {
+                let before = self.next_seq;
+                self.read_output(i);
+                if self.next_seq == before {
+                    break;
+                }
+                guard += 1;
+            }
+        }
+    }
+
+    /// Record the exit for a future daemon (no daemon acknowledged it).
+    fn write_exit_json(&mut self) {
+        self.exit_written = true;
+        let (code, signal) = self.child_status.unwrap_or((125, None));
+        let rec = ExitRecord {
+            exit_code: Some(code),
+            signal,
+            oom_killed: false,
+            reason: self.reason.clone(),
+            ts_ms: proto::now_ms(),
+            writer: "init".into(),
+        };
+        let Ok(data) = serde_json::to_vec(&rec) else {
+            return;
+        };
+        let dir = self.run_dir.as_fd();
+        let tmp = c"exit.json.init.tmp";
+        let _ = nix::unistd::unlinkat(dir, tmp, nix::unistd::UnlinkatFlags::NoRemoveDir);
+        let fd = nix::fcntl::openat(
+            dir,
+            tmp,
+            nix::fcntl::OFlag::O_WRONLY
+                | nix::fcntl::OFlag::O_CREAT
+                | nix::fcntl::OFlag::O_EXCL
+                | nix::fcntl::OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::from_bits_truncate(0o600),
+        );
+        let Ok(fd) = fd else { return };
+        let mut f = std::fs::File::from(fd);
+        if f.write_all(&data).is_ok() && f.sync_all().is_ok() {
+            let _ = nix::fcntl::renameat(dir, tmp, dir, c"exit.json");
+        }
+    }
+}

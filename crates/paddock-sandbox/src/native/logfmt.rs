@@ -1,0 +1,177 @@
+//! The run's durable output log, `run_dir/log.jsonl`, and `exit.json`.
+//!
+//! One JSON object per line:
+//! `{"ts_ms":1700000000000,"stream":"stdout","seq":7,"data":"hello\n"}`.
+//! `stream` is `stdout`, `stderr` or `tty`. `data` is a JSON string when the chunk is valid
+//! UTF-8 (readable with `jq`), otherwise `{"b64":"<standard base64 with padding>"}`, so the
+//! log is lossless for binary output. A chunk is what one read from the command's pipe/pty
+//! returned, so a multi-byte character split across two reads makes both chunks base64.
+//! `seq` increases by one per chunk and lets a restarted daemon skip output it already
+//! logged.
+//!
+//! Owns: the encoding of both files. Never: decides when to write (the run actor does).
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::{ExitInfo, OutputChunk, OutputStream};
+
+fn stream_name(s: OutputStream) -> &'static str {
+    match s {
+        OutputStream::Stdout => "stdout",
+        OutputStream::Stderr => "stderr",
+        OutputStream::Tty => "tty",
+    }
+}
+
+/// One line (with the trailing newline).
+pub fn encode_line(seq: u64, chunk: &OutputChunk) -> Vec<u8> {
+    let data = match std::str::from_utf8(&chunk.data) {
+        Ok(s) => Value::String(s.to_owned()),
+        Err(_) => serde_json::json!({ "b64": b64_encode(&chunk.data) }),
+    };
+    let v = serde_json::json!({
+        "ts_ms": chunk.ts_ms,
+        "stream": stream_name(chunk.stream),
+        "seq": seq,
+        "data": data,
+    });
+    let mut out = serde_json::to_vec(&v).unwrap_or_default();
+    out.push(b'\n');
+    out
+}
+
+/// Parse one line; `None` for a torn or foreign line.
+pub fn decode_line(line: &[u8]) -> Option<(u64, OutputChunk)> {
+    let v: Value = serde_json::from_slice(line).ok()?;
+    let stream = match v.get("stream")?.as_str()? {
+        "stdout" => OutputStream::Stdout,
+        "stderr" => OutputStream::Stderr,
+        "tty" => OutputStream::Tty,
+        _ => return None,
+    };
+    let data = match v.get("data")? {
+        Value::String(s) => s.as_bytes().to_vec(),
+        Value::Object(o) => b64_decode(o.get("b64")?.as_str()?)?,
+        _ => return None,
+    };
+    let seq = v.get("seq").and_then(Value::as_u64).unwrap_or(0);
+    Some((
+        seq,
+        OutputChunk {
+            ts_ms: v.get("ts_ms")?.as_i64()?,
+            stream,
+            data,
+        },
+    ))
+}
+
+/// The highest `seq` in a log (reads only the tail of the file).
+pub fn last_seq(path: &std::path::Path) -> u64 {
+    use std::io::{Read, Seek, SeekFrom};
+    let Ok(mut f) = std::fs::File::open(path) else {
+        return 0;
+    };
+    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+    let start = len.saturating_sub(256 * 1024);
+    if f.seek(SeekFrom::Start(start)).is_err() {
+        return 0;
+    }
+    let mut buf = Vec::new();
+    if f.read_to_end(&mut buf).is_err() {
+        return 0;
+    }
+    buf.split(|b| *b == b'\n')
+        .filter_map(decode_line)
+        .map(|(s, _)| s)
+        .max()
+        .unwrap_or(0)
+}
+
+/// `exit.json`: how the command ended.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ExitRecord {
+    pub exit_code: Option<i32>,
+    pub signal: Option<i32>,
+    #[serde(default)]
+    pub oom_killed: bool,
+    pub reason: Option<String>,
+    pub ts_ms: i64,
+    /// Who wrote it: "runtime" or "init".
+    pub writer: String,
+}
+
+impl ExitRecord {
+    pub fn info(&self) -> ExitInfo {
+        ExitInfo {
+            exit_code: self.exit_code,
+            signal: self.signal,
+            oom_killed: self.oom_killed,
+            reason: self.reason.clone(),
+        }
+    }
+}
+
+const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+pub fn b64_encode(data: &[u8]) -> String {
+    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
+    for c in data.chunks(3) {
+        let b = [c[0], *c.get(1).unwrap_or(&0), *c.get(2).unwrap_or(&0)];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= c.len() {
+                out.push(B64[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+pub fn b64_decode(s: &str) -> Option<Vec<u8>> {
+    let s = s.trim_end_matches('=');
+    let mut out = Vec::with_capacity(s.len() * 3 / 4);
+    let mut acc = 0u32;
+    let mut bits = 0;
+    for ch in s.bytes() {
+        let v = B64.iter().position(|&b| b == ch)? as u32;
+        acc = (acc << 6) | v;
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_roundtrip() {
+        for n in 0..20 {
+            let data: Vec<u8> = (0..n).map(|i| (i * 37 + 200) as u8).collect();
+            assert_eq!(b64_decode(&b64_encode(&data)).unwrap(), data);
+        }
+        assert_eq!(b64_encode(b"foob"), "Zm9vYg==");
+    }
+
+    #[test]
+    fn line_roundtrip() {
+        for data in [b"hello\n".to_vec(), vec![0xff, 0, 1, 0xc3]] {
+            let c = OutputChunk {
+                ts_ms: 5,
+                stream: OutputStream::Stderr,
+                data,
+            };
+            let line = encode_line(9, &c);
+            let (seq, back) = decode_line(line.trim_ascii_end()).unwrap();
+            assert_eq!((seq, back), (9, c));
+        }
+    }
+}

@@ -1,0 +1,950 @@
+//! The native Linux backend: namespaces, overlayfs, cgroups, `paddock init` as PID 1.
+//!
+//! Process model: the runtime (in the daemon) spawns `init_exe init` with a seqpacket
+//! control socket on fd 3 and sends it an [`plan::InitPlan`]. Stage 1 creates the
+//! namespaces and clones PID 1 with `CLONE_PARENT`, so PID 1 is the daemon's own child: the
+//! runtime waits for it with a pidfd (tokio `AsyncFd`) and gets its real wait status without
+//! the daemon having to be a subreaper. PID 1 builds the root, `pivot_root`s, and runs the
+//! command; see [`init`] for the stages and `init::pid1` for the output protocol.
+//!
+//! Submodules: [`plan`] (validation, run-dir layout, the plan), [`cgroup`], [`etcmask`]
+//! (cached `/etc` scan), [`proto`] (wire format), [`logfmt`] (log.jsonl / exit.json),
+//! [`run`] (per-run actor in the daemon), `init` (everything inside the sandbox), [`sys`]
+//! (syscall wrappers; the `unsafe` lives there).
+//!
+//! Owns: `run_dir/{layer,home,files,rootfs,control.sock,log.jsonl,exit.json}` and the run's
+//! cgroups. Never: mounts anything in the daemon's mount namespace, or reads anything of the
+//! host into a sandbox that the spec did not ask for.
+
+pub mod cgroup;
+pub mod etcmask;
+mod init;
+pub mod logfmt;
+pub mod plan;
+pub mod proto;
+mod run;
+pub mod sys;
+
+use std::collections::HashMap;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use self::cgroup::{CgroupSystem, RunCgroups};
+use self::etcmask::EtcMaskCache;
+use self::plan::{Bind, InitPlan, RunLayout};
+use self::proto::Down;
+use self::run::{ActorInit, OutState, Run};
+use crate::{
+    Adopted, AttachInput, Attachment, EventSink, ExitInfo, LogQuery, NetnsCapability, OutputChunk,
+    Runtime, RuntimeKind, SandboxError, SandboxHandle, SandboxSpec, SandboxStats, StatsCapability,
+};
+
+/// Entry point of `paddock init` (hidden subcommand of the `paddock` binary): call it when
+/// `argv[1] == "init"` and exit with its return value, before starting any thread or async
+/// runtime (stage 1 must be single-threaded to create a user namespace).
+pub fn init_main() -> i32 {
+    init::main()
+}
+
+/// Configuration of the native runtime.
+#[derive(Debug, Clone)]
+pub struct NativeConfig {
+    /// Binary whose first argument `init` runs [`init_main`] (the `paddock` binary itself).
+    pub init_exe: PathBuf,
+    /// Name of the cgroup directory under which each run gets `<run_id>` (default `paddock`).
+    pub cgroup_parent: String,
+    /// `$PADDOCK_HOME`: never mountable into a sandbox. When `None`, it is taken from a
+    /// run directory shaped `<home>/runs/<run_id>`.
+    pub paddock_home: Option<PathBuf>,
+    /// How long an ended sandbox whose daemon is gone keeps unacknowledged output for a
+    /// daemon to come back (default 10 minutes).
+    pub linger: Duration,
+    /// How long `start` waits for the command to be exec'd (default 60 s).
+    pub start_timeout: Duration,
+}
+
+impl NativeConfig {
+    pub fn new(init_exe: impl Into<PathBuf>) -> Self {
+        NativeConfig {
+            init_exe: init_exe.into(),
+            cgroup_parent: "paddock".into(),
+            paddock_home: None,
+            linger: Duration::from_secs(600),
+            start_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// What a native [`SandboxHandle`] stores in `state`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct NativeState {
+    /// Host pid of PID 1 (0 before `start`).
+    #[serde(default)]
+    pub init_pid: i32,
+    /// Its start time (/proc/<pid>/stat field 22), guarding against pid reuse.
+    #[serde(default)]
+    pub init_start: u64,
+    /// Host pid of the command when it was started.
+    #[serde(default)]
+    pub command_pid: Option<i32>,
+    #[serde(default)]
+    pub cgroups: RunCgroups,
+    #[serde(default)]
+    pub rootless: bool,
+}
+
+/// The native Linux sandbox runtime.
+pub struct NativeRuntime {
+    cfg: NativeConfig,
+    euid: u32,
+    egid: u32,
+    rootless: bool,
+    cgroups: CgroupSystem,
+    etc: EtcMaskCache,
+    runs: Mutex<HashMap<String, Arc<Run>>>,
+}
+
+impl Drop for NativeRuntime {
+    fn drop(&mut self) {
+        // Sandboxes outlive the runtime: only the watching tasks stop (closing the control
+        // connections), PID 1 keeps running and a new runtime can `adopt` it.
+        let runs = self.runs.get_mut().unwrap_or_else(|e| e.into_inner());
+        for r in runs.values() {
+            if let Some(t) = r.task.lock().unwrap_or_else(|e| e.into_inner()).take() {
+                t.abort();
+            }
+        }
+    }
+}
+
+fn state_of(handle: &SandboxHandle) -> Result<NativeState, SandboxError> {
+    if handle.kind != RuntimeKind::Native {
+        return Err(SandboxError::InvalidSpec {
+            message: format!(
+                "run {} belongs to the {} runtime",
+                handle.run_id,
+                handle.kind.as_str()
+            ),
+            hint: "use the runtime that created it".into(),
+        });
+    }
+    if handle.state.is_null() {
+        return Ok(NativeState::default());
+    }
+    serde_json::from_value(handle.state.clone()).map_err(|e| SandboxError::InvalidSpec {
+        message: format!("unreadable native sandbox handle: {e}"),
+        hint: "the run was created by an incompatible paddock version".into(),
+    })
+}
+
+fn make_handle(spec_run_id: &str, run_dir: &Path, st: &NativeState) -> SandboxHandle {
+    SandboxHandle {
+        run_id: spec_run_id.to_string(),
+        run_dir: run_dir.to_path_buf(),
+        kind: RuntimeKind::Native,
+        state: serde_json::to_value(st).unwrap_or(serde_json::Value::Null),
+    }
+}
+
+fn mkdir_all(p: &Path) -> Result<(), SandboxError> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(p)
+        .map_err(|e| SandboxError::io("create directory", p.to_path_buf(), e))
+}
+
+/// Remove a tree the sandbox wrote into, fixing permissions that would block removal
+/// (overlayfs leaves `work/work` at mode 000; the agent may create read-only directories).
+fn remove_tree(p: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    match std::fs::symlink_metadata(p) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+        Ok(m) if !m.is_dir() => return std::fs::remove_file(p),
+        Ok(m) => {
+            if m.permissions().mode() & 0o700 != 0o700 {
+                let _ = std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o700));
+            }
+        }
+    }
+    for ent in std::fs::read_dir(p)? {
+        let ent = ent?;
+        remove_tree(&ent.path())?;
+    }
+    std::fs::remove_dir(p)
+}
+
+impl NativeRuntime {
+    pub fn new(cfg: NativeConfig) -> Self {
+        let euid = nix::unistd::geteuid().as_raw();
+        let egid = nix::unistd::getegid().as_raw();
+        let rootless = euid != 0;
+        NativeRuntime {
+            cfg,
+            euid,
+            egid,
+            rootless,
+            cgroups: CgroupSystem::detect(rootless),
+            etc: EtcMaskCache::new("/etc"),
+            runs: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Whether this runtime runs without root (unprivileged user namespaces).
+    pub fn is_rootless(&self) -> bool {
+        self.rootless
+    }
+
+    /// The cgroup setup this machine offers (for `paddock doctor`).
+    pub fn cgroup_system(&self) -> &CgroupSystem {
+        &self.cgroups
+    }
+
+    fn paddock_home(&self, run_dir: &Path) -> Option<PathBuf> {
+        self.cfg.paddock_home.clone().or_else(|| {
+            let runs = run_dir.parent()?;
+            (runs.file_name()? == "runs")
+                .then(|| runs.parent().map(Path::to_path_buf))
+                .flatten()
+        })
+    }
+
+    fn get(&self, run_id: &str) -> Option<Arc<Run>> {
+        self.runs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(run_id)
+            .cloned()
+    }
+
+    fn plan(&self, spec: &SandboxSpec, cg: &RunCgroups) -> InitPlan {
+        let layout = RunLayout::new(&spec.run_dir);
+        let mut binds = Vec::new();
+        let mut writable: Vec<PathBuf> = vec![spec.workspace.clone(), "/tmp".into()];
+        if let Some(home) = plan::home_target(spec) {
+            binds.push(Bind {
+                source: layout.home(),
+                target: home.clone(),
+                read_only: false,
+                is_dir: true,
+            });
+            writable.push(home);
+        }
+        for m in &spec.mounts {
+            let is_dir = std::fs::metadata(&m.source)
+                .map(|m| m.is_dir())
+                .unwrap_or(true);
+            binds.push(Bind {
+                source: m.source.clone(),
+                target: m.target.clone(),
+                read_only: m.read_only,
+                is_dir,
+            });
+            if !m.read_only {
+                writable.push(m.target.clone());
+            }
+        }
+        for (i, f) in spec.files.iter().enumerate() {
+            binds.push(Bind {
+                source: layout.files().join(i.to_string()),
+                target: f.path.clone(),
+                read_only: true,
+                is_dir: false,
+            });
+        }
+        for d in [
+            "/dev/null",
+            "/dev/zero",
+            "/dev/full",
+            "/dev/tty",
+            "/dev/pts",
+            "/dev/shm",
+            "/dev/ptmx",
+        ] {
+            writable.push(d.into());
+        }
+        let root_mode = spec.user.uid == 0;
+        InitPlan {
+            run_id: spec.run_id.clone(),
+            hostname: spec.name.clone(),
+            run_dir: spec.run_dir.clone(),
+            command: spec.command.clone(),
+            env: spec.env.clone(),
+            cwd: spec.cwd.clone(),
+            workspace: spec.workspace.clone(),
+            workspace_mode: spec.workspace_mode,
+            binds,
+            masks: self.etc.masks(root_mode),
+            cgroup_procs: cg.procs_files(),
+            uid_inside: if root_mode { 1000 } else { spec.user.uid },
+            gid_inside: if spec.user.gid == 0 {
+                1000
+            } else {
+                spec.user.gid
+            },
+            rootless: self.rootless,
+            tty: spec.tty,
+            stdin: spec.stdin,
+            tty_size: spec.tty_size,
+            writable_paths: writable,
+            linger_secs: self.cfg.linger.as_secs(),
+        }
+    }
+
+    fn register(&self, run: Arc<Run>) {
+        self.runs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(run.run_id.clone(), run);
+    }
+
+    fn new_run(
+        &self,
+        run_id: &str,
+        run_dir: &Path,
+        cgroups: RunCgroups,
+    ) -> (
+        Arc<Run>,
+        mpsc::UnboundedReceiver<run::DownMsg>,
+        watch::Sender<Option<ExitInfo>>,
+    ) {
+        let (down_tx, down_rx) = mpsc::unbounded_channel();
+        let (exit_tx, exit_rx) = watch::channel(None);
+        let run = Arc::new(Run {
+            run_id: run_id.to_string(),
+            layout: RunLayout::new(run_dir),
+            cgroups,
+            init_pid: AtomicI32::new(0),
+            init_start: Mutex::new(0),
+            pidfd: Mutex::new(None),
+            netns: Mutex::new(None),
+            down: down_tx,
+            out: Mutex::new(OutState {
+                subs: Vec::new(),
+                log_len: 0,
+                finished: false,
+            }),
+            exit: exit_rx,
+            task: Mutex::new(None),
+        });
+        (run, down_rx, exit_tx)
+    }
+
+    async fn wait_run(run: &Run) -> ExitInfo {
+        let mut rx = run.exit.clone();
+        loop {
+            if let Some(i) = rx.borrow_and_update().clone() {
+                return i;
+            }
+            if rx.changed().await.is_err() {
+                return rx.borrow().clone().unwrap_or(ExitInfo {
+                    exit_code: None,
+                    signal: None,
+                    oom_killed: false,
+                    reason: Some("the runtime stopped watching this sandbox".into()),
+                });
+            }
+        }
+    }
+
+    fn finished_exit(&self, handle: &SandboxHandle) -> Result<ExitInfo, SandboxError> {
+        run::read_exit_json(&RunLayout::new(&handle.run_dir))
+            .map(|r| r.info())
+            .ok_or_else(|| SandboxError::NotRunning {
+                run_id: handle.run_id.clone(),
+            })
+    }
+
+    /// Connect to a running sandbox's `control.sock` (blocking, non-primary).
+    fn connect_control(run_dir: &Path) -> std::io::Result<OwnedFd> {
+        use nix::sys::socket::{AddressFamily, SockFlag, SockType, UnixAddr, connect, socket};
+        let path = RunLayout::new(run_dir).control_sock();
+        let sock = socket(
+            AddressFamily::Unix,
+            SockType::SeqPacket,
+            SockFlag::SOCK_CLOEXEC,
+            None,
+        )?;
+        let dir_guard;
+        let addr = if path.as_os_str().len() < 100 {
+            UnixAddr::new(&path)?
+        } else {
+            dir_guard = std::fs::File::open(run_dir)?;
+            UnixAddr::new(format!("/proc/self/fd/{}/control.sock", dir_guard.as_raw_fd()).as_str())?
+        };
+        connect(sock.as_raw_fd(), &addr)?;
+        let tv = nix::sys::time::TimeVal::new(5, 0);
+        let _ = nix::sys::socket::setsockopt(&sock, nix::sys::socket::sockopt::ReceiveTimeout, &tv);
+        Ok(sock)
+    }
+
+    /// Ask init for an fd over a one-shot connection (rootless netns access).
+    fn request_fd(run_dir: &Path, req: &Down) -> Result<OwnedFd, SandboxError> {
+        let conn = Self::connect_control(run_dir).map_err(|e| {
+            SandboxError::io("connect to sandbox init", run_dir.join("control.sock"), e)
+        })?;
+        sys::send_msg(conn.as_fd(), &proto::encode_json(req), None, false)
+            .map_err(|e| SandboxError::io("send request to sandbox init", None, e))?;
+        let mut buf = vec![0u8; 4096];
+        let (n, mut fds) = sys::recv_msg(conn.as_fd(), &mut buf, false)
+            .map_err(|e| SandboxError::io("receive fd from sandbox init", None, e))?;
+        if n == 0 || buf[0] != proto::TAG_JSON {
+            return Err(SandboxError::Setup {
+                step: "netns".into(),
+                message: "sandbox init closed the connection".into(),
+            });
+        }
+        match serde_json::from_slice::<proto::Up>(&buf[1..n]) {
+            Ok(proto::Up::Fd { error: None, .. }) if !fds.is_empty() => Ok(fds.remove(0)),
+            Ok(proto::Up::Fd { error: Some(e), .. }) => Err(SandboxError::io(
+                "create socket in sandbox",
+                None,
+                std::io::Error::other(e),
+            )),
+            _ => Err(SandboxError::Setup {
+                step: "netns".into(),
+                message: "unexpected reply from sandbox init".into(),
+            }),
+        }
+    }
+
+    /// PID 1 of a handle, if it is still the same process.
+    fn live_init(st: &NativeState) -> Option<OwnedFd> {
+        if st.init_pid <= 0 {
+            return None;
+        }
+        if run::proc_start_time(st.init_pid)? != st.init_start {
+            return None;
+        }
+        let fd = sys::pidfd_open(st.init_pid).ok()?;
+        // Re-check after opening: the pidfd now pins this exact process.
+        (run::proc_start_time(st.init_pid)? == st.init_start).then_some(fd)
+    }
+}
+
+#[async_trait]
+impl Runtime for NativeRuntime {
+    fn kind(&self) -> RuntimeKind {
+        RuntimeKind::Native
+    }
+
+    async fn create(&self, spec: &SandboxSpec) -> Result<SandboxHandle, SandboxError> {
+        plan::validate(spec, self.paddock_home(&spec.run_dir).as_deref())?;
+        if spec.user.uid != self.euid || spec.user.gid != self.egid {
+            return Err(SandboxError::InvalidSpec {
+                message: format!(
+                    "sandbox user {}:{} is not the daemon's user {}:{}",
+                    spec.user.uid, spec.user.gid, self.euid, self.egid
+                ),
+                hint: "the native runtime maps the daemon's own uid/gid into the sandbox; run one daemon per user".into(),
+            });
+        }
+        self.cgroups.check_limits(&spec.limits, self.rootless)?;
+        let layout = RunLayout::new(&spec.run_dir);
+        for d in [
+            layout.upper(),
+            layout.work(),
+            layout.home(),
+            layout.files(),
+            layout.rootfs(),
+        ] {
+            mkdir_all(&d)?;
+        }
+        for (i, f) in spec.files.iter().enumerate() {
+            let p = layout.files().join(i.to_string());
+            std::fs::write(&p, &f.contents)
+                .map_err(|e| SandboxError::io("write injected file", p.clone(), e))?;
+            use std::os::unix::fs::PermissionsExt;
+            let _ = std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644));
+        }
+        let st = NativeState {
+            rootless: self.rootless,
+            ..NativeState::default()
+        };
+        Ok(make_handle(&spec.run_id, &spec.run_dir, &st))
+    }
+
+    async fn start(
+        &self,
+        handle: &SandboxHandle,
+        spec: &SandboxSpec,
+        events: EventSink,
+    ) -> Result<SandboxHandle, SandboxError> {
+        let _ = state_of(handle)?;
+        if let Some(r) = self.get(&spec.run_id)
+            && r.exit_info().is_none()
+        {
+            return Err(SandboxError::InvalidSpec {
+                message: format!("run {} is already running", spec.run_id),
+                hint: "stop it first".into(),
+            });
+        }
+        let layout = RunLayout::new(&spec.run_dir);
+        let cg = self.cgroups.create(
+            &self.cfg.cgroup_parent,
+            &spec.run_id,
+            &spec.limits,
+            self.rootless,
+        )?;
+        let cleanup = |cg: &RunCgroups| {
+            cg.remove();
+        };
+        let plan = self.plan(spec, &cg);
+        let _ = std::fs::remove_file(layout.exit_json());
+        let (log, _) = match run::open_log(&layout, true) {
+            Ok(v) => v,
+            Err(e) => {
+                cleanup(&cg);
+                return Err(e);
+            }
+        };
+
+        // Control socketpair: ours stays here, the other end becomes init's fd 3.
+        let (ours, theirs) = match nix::sys::socket::socketpair(
+            nix::sys::socket::AddressFamily::Unix,
+            nix::sys::socket::SockType::SeqPacket,
+            None,
+            nix::sys::socket::SockFlag::SOCK_CLOEXEC,
+        ) {
+            Ok(p) => p,
+            Err(e) => {
+                cleanup(&cg);
+                return Err(SandboxError::io("socketpair", None, e.into()));
+            }
+        };
+        let plan_msg = proto::encode_json(&plan);
+        let _ = nix::sys::socket::setsockopt(
+            &ours,
+            nix::sys::socket::sockopt::SndBuf,
+            &(plan_msg.len() + 65536),
+        );
+        let mut cmd = tokio::process::Command::new(&self.cfg.init_exe);
+        cmd.arg("init")
+            .env_clear()
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::inherit())
+            .kill_on_drop(false);
+        let fd = theirs.as_raw_fd();
+        // SAFETY: the closure runs in the forked child before exec and only calls
+        // async-signal-safe functions (dup2/fcntl) on an fd that is open in the child.
+        unsafe {
+            cmd.pre_exec(move || sys::move_fd_to_in_child(fd, init::CONTROL_FD));
+        }
+        let child = match cmd.spawn() {
+            Ok(c) => c,
+            Err(e) => {
+                cleanup(&cg);
+                return Err(SandboxError::io(
+                    "start paddock init",
+                    self.cfg.init_exe.clone(),
+                    e,
+                ));
+            }
+        };
+        drop(theirs);
+        if let Err(e) = sys::send_msg(ours.as_fd(), &plan_msg, None, false) {
+            cleanup(&cg);
+            return Err(SandboxError::io("send the sandbox plan", None, e));
+        }
+
+        let (run, down_rx, exit_tx) = self.new_run(&spec.run_id, &spec.run_dir, cg.clone());
+        let (started_tx, started_rx) = oneshot::channel();
+        let task = run::spawn_actor(ActorInit {
+            run: run.clone(),
+            conn: Some(ours),
+            pidfd: None,
+            down_rx,
+            exit_tx,
+            events,
+            started: Some(started_tx),
+            last_seq: 0,
+            log,
+            stage1: Some(child),
+        });
+        *run.task.lock().unwrap_or_else(|e| e.into_inner()) = Some(task);
+        self.register(run.clone());
+
+        let res = match tokio::time::timeout(self.cfg.start_timeout, started_rx).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(_)) => Err(SandboxError::Setup {
+                step: "starting".into(),
+                message: "the sandbox watcher stopped".into(),
+            }),
+            Err(_) => {
+                let _ = run.signal_init(libc::SIGKILL);
+                Err(SandboxError::Setup {
+                    step: "starting".into(),
+                    message: "timed out waiting for the command to start".into(),
+                })
+            }
+        };
+        let command_pid = match res {
+            Ok(p) => p,
+            Err(e) => {
+                // Let the watcher record the failure, then clean up what start created.
+                let _ = tokio::time::timeout(Duration::from_secs(5), Self::wait_run(&run)).await;
+                run.cgroups.remove();
+                return Err(e);
+            }
+        };
+        let st = NativeState {
+            init_pid: run.init_pid.load(Ordering::SeqCst),
+            init_start: *run.init_start.lock().unwrap_or_else(|e| e.into_inner()),
+            command_pid,
+            cgroups: cg,
+            rootless: self.rootless,
+        };
+        Ok(make_handle(&spec.run_id, &spec.run_dir, &st))
+    }
+
+    async fn attach(&self, handle: &SandboxHandle) -> Result<Attachment, SandboxError> {
+        let run = self
+            .get(&handle.run_id)
+            .ok_or_else(|| SandboxError::NotRunning {
+                run_id: handle.run_id.clone(),
+            })?;
+        let (rx, _) = run.subscribe();
+        let output = rx.ok_or_else(|| SandboxError::NotRunning {
+            run_id: handle.run_id.clone(),
+        })?;
+        let (in_tx, mut in_rx) = mpsc::channel::<AttachInput>(256);
+        let down = run.down.clone();
+        tokio::spawn(async move {
+            while let Some(i) = in_rx.recv().await {
+                let msg = match i {
+                    AttachInput::Stdin(data) => {
+                        let mut m = Vec::with_capacity(data.len() + 1);
+                        m.push(proto::TAG_STDIN);
+                        m.extend_from_slice(&data);
+                        m
+                    }
+                    AttachInput::CloseStdin => proto::encode_json(&Down::CloseStdin),
+                    AttachInput::Resize(s) => proto::encode_json(&Down::Resize {
+                        rows: s.rows,
+                        cols: s.cols,
+                    }),
+                    AttachInput::Signal(signal) => proto::encode_json(&Down::Signal { signal }),
+                };
+                if down.send(msg).is_err() {
+                    break;
+                }
+            }
+        });
+        Ok(Attachment {
+            output,
+            input: in_tx,
+        })
+    }
+
+    async fn wait(&self, handle: &SandboxHandle) -> Result<ExitInfo, SandboxError> {
+        match self.get(&handle.run_id) {
+            Some(run) => Ok(Self::wait_run(&run).await),
+            None => self.finished_exit(handle),
+        }
+    }
+
+    async fn stop(
+        &self,
+        handle: &SandboxHandle,
+        grace: Duration,
+    ) -> Result<ExitInfo, SandboxError> {
+        let Some(run) = self.get(&handle.run_id) else {
+            return self.finished_exit(handle);
+        };
+        if let Some(i) = run.exit_info() {
+            return Ok(i);
+        }
+        // PID 1 forwards SIGTERM to the command's process group.
+        let _ = run.signal_init(libc::SIGTERM);
+        if let Ok(i) = tokio::time::timeout(grace, Self::wait_run(&run)).await {
+            return Ok(i);
+        }
+        // SIGKILL to PID 1 ends the whole pid namespace.
+        let _ = run.signal_init(libc::SIGKILL);
+        match tokio::time::timeout(Duration::from_secs(10), Self::wait_run(&run)).await {
+            Ok(i) => Ok(i),
+            Err(_) => Err(SandboxError::Setup {
+                step: "stopping".into(),
+                message: "the sandbox did not end after SIGKILL".into(),
+            }),
+        }
+    }
+
+    async fn kill(&self, handle: &SandboxHandle, signal: i32) -> Result<(), SandboxError> {
+        let run = self
+            .get(&handle.run_id)
+            .ok_or_else(|| SandboxError::NotRunning {
+                run_id: handle.run_id.clone(),
+            })?;
+        if run.exit_info().is_some() {
+            return Err(SandboxError::NotRunning {
+                run_id: handle.run_id.clone(),
+            });
+        }
+        if signal == libc::SIGKILL {
+            return run
+                .signal_init(libc::SIGKILL)
+                .map_err(|e| SandboxError::io("kill sandbox", None, e));
+        }
+        run.send(&Down::Signal { signal });
+        Ok(())
+    }
+
+    async fn logs(
+        &self,
+        handle: &SandboxHandle,
+        query: LogQuery,
+    ) -> Result<mpsc::Receiver<OutputChunk>, SandboxError> {
+        let layout = RunLayout::new(&handle.run_dir);
+        let (live, upto) = match (query.follow, self.get(&handle.run_id)) {
+            (true, Some(run)) => run.subscribe(),
+            _ => (None, u64::MAX),
+        };
+        let (tx, rx) = mpsc::channel(1024);
+        let path = layout.log();
+        tokio::spawn(async move {
+            let data = tokio::fs::read(&path).await.unwrap_or_default();
+            let end = (upto.min(data.len() as u64)) as usize;
+            let mut chunks: Vec<OutputChunk> = data[..end]
+                .split(|b| *b == b'\n')
+                .filter_map(logfmt::decode_line)
+                .map(|(_, c)| c)
+                .collect();
+            if let Some(n) = query.tail {
+                let skip = chunks.len().saturating_sub(n);
+                chunks.drain(..skip);
+            }
+            for c in chunks {
+                if tx.send(c).await.is_err() {
+                    return;
+                }
+            }
+            if let Some(mut live) = live {
+                while let Some(c) = live.recv().await {
+                    if tx.send(c).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+        Ok(rx)
+    }
+
+    async fn destroy(&self, handle: &SandboxHandle) -> Result<(), SandboxError> {
+        let st = state_of(handle)?;
+        let layout = RunLayout::new(&handle.run_dir);
+        let run = self
+            .runs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&handle.run_id);
+        let mut cgroups = st.cgroups.clone();
+        if let Some(run) = run {
+            if run.exit_info().is_none() {
+                let _ = run.signal_init(libc::SIGKILL);
+                let _ = tokio::time::timeout(Duration::from_secs(10), Self::wait_run(&run)).await;
+            }
+            if let Some(t) = run.task.lock().unwrap_or_else(|e| e.into_inner()).take() {
+                t.abort();
+            }
+            if cgroups.dirs.is_empty() {
+                cgroups = run.cgroups.clone();
+            }
+        } else if let Some(pidfd) = Self::live_init(&st) {
+            let _ = sys::pidfd_send_signal(pidfd.as_fd(), libc::SIGKILL);
+            if let Some(afd) = run::async_fd(pidfd, tokio::io::Interest::READABLE) {
+                let _ = tokio::time::timeout(Duration::from_secs(10), afd.readable()).await;
+                // Reap it if it is our child (adopted-but-unwatched runs of this process).
+                let _ = sys::waitid_pidfd(afd.get_ref().as_fd());
+            }
+        }
+        let failed = tokio::task::spawn_blocking(move || cgroups.remove())
+            .await
+            .unwrap_or_default();
+        for p in [
+            layout.layer(),
+            layout.rootfs(),
+            layout.files(),
+            layout.home(),
+        ] {
+            let p2 = p.clone();
+            tokio::task::spawn_blocking(move || remove_tree(&p2))
+                .await
+                .unwrap_or_else(|e| Err(std::io::Error::other(e)))
+                .map_err(|e| SandboxError::io("remove run directory", p, e))?;
+        }
+        for f in [
+            layout.control_sock(),
+            layout.run_dir.join("exit.json.tmp"),
+            layout.run_dir.join("exit.json.init.tmp"),
+        ] {
+            let _ = std::fs::remove_file(f);
+        }
+        if let Some((p, e)) = failed.into_iter().next() {
+            return Err(SandboxError::io("remove cgroup", p, e));
+        }
+        Ok(())
+    }
+
+    async fn adopt(
+        &self,
+        handle: &SandboxHandle,
+        events: EventSink,
+    ) -> Result<Adopted, SandboxError> {
+        let st = state_of(handle)?;
+        if let Some(run) = self.get(&handle.run_id) {
+            return Ok(match run.exit_info() {
+                Some(i) => Adopted::Exited(i),
+                None => Adopted::Running,
+            });
+        }
+        let layout = RunLayout::new(&handle.run_dir);
+        let Some(pidfd) = Self::live_init(&st) else {
+            let mut info = match run::read_exit_json(&layout) {
+                Some(r) => r.info(),
+                None => ExitInfo {
+                    exit_code: None,
+                    signal: None,
+                    oom_killed: false,
+                    reason: Some("ended while the daemon was not running".into()),
+                },
+            };
+            if st.cgroups.oom_killed() && !info.oom_killed {
+                info.oom_killed = true;
+                info.reason = Some("out of memory".into());
+            }
+            let _ = run::write_exit_json(&layout, &info);
+            return Ok(Adopted::Exited(info));
+        };
+        let conn = Self::connect_control(&handle.run_dir).ok();
+        let last_seq = logfmt::last_seq(&layout.log());
+        if let Some(c) = &conn {
+            let _ = sys::send_msg(c.as_fd(), &proto::encode_json(&Down::Hello), None, false);
+            let _ = sys::send_msg(
+                c.as_fd(),
+                &proto::encode_json(&Down::Ack { seq: last_seq }),
+                None,
+                false,
+            );
+        }
+        let (log, len) = run::open_log(&layout, false)?;
+        let (run, down_rx, exit_tx) =
+            self.new_run(&handle.run_id, &handle.run_dir, st.cgroups.clone());
+        run.init_pid.store(st.init_pid, Ordering::SeqCst);
+        *run.init_start.lock().unwrap_or_else(|e| e.into_inner()) = st.init_start;
+        run.out.lock().unwrap_or_else(|e| e.into_inner()).log_len = len;
+        if let Ok(dup) = pidfd.try_clone() {
+            *run.pidfd.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(dup));
+        }
+        let task = run::spawn_actor(ActorInit {
+            run: run.clone(),
+            conn,
+            pidfd: Some(pidfd),
+            down_rx,
+            exit_tx,
+            events,
+            started: None,
+            last_seq,
+            log,
+            stage1: None,
+        });
+        *run.task.lock().unwrap_or_else(|e| e.into_inner()) = Some(task);
+        self.register(run);
+        Ok(Adopted::Running)
+    }
+
+    fn as_stats(&self) -> Option<&dyn StatsCapability> {
+        Some(self)
+    }
+
+    fn as_netns(&self) -> Option<&dyn NetnsCapability> {
+        Some(self)
+    }
+}
+
+#[async_trait]
+impl StatsCapability for NativeRuntime {
+    async fn stats(&self, handle: &SandboxHandle) -> Result<SandboxStats, SandboxError> {
+        let st = state_of(handle)?;
+        let cg = match self.get(&handle.run_id) {
+            Some(r) => r.cgroups.clone(),
+            None => st.cgroups,
+        };
+        Ok(cg.stats())
+    }
+}
+
+impl NetnsCapability for NativeRuntime {
+    fn netns_fd(&self, handle: &SandboxHandle) -> Result<OwnedFd, SandboxError> {
+        let not_running = || SandboxError::NotRunning {
+            run_id: handle.run_id.clone(),
+        };
+        let st = state_of(handle)?;
+        if let Some(run) = self.get(&handle.run_id) {
+            if run.exit_info().is_some() {
+                return Err(not_running());
+            }
+            if let Some(fd) = run.netns.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+                return fd
+                    .try_clone()
+                    .map_err(|e| SandboxError::io("dup netns fd", None, e));
+            }
+        }
+        let pidfd = Self::live_init(&st).ok_or_else(not_running)?;
+        let fd = if self.rootless {
+            Self::request_fd(&handle.run_dir, &Down::NetnsFd { id: 1 })?
+        } else {
+            let p = format!("/proc/{}/ns/net", st.init_pid);
+            std::fs::File::open(&p)
+                .map_err(|e| SandboxError::io("open netns", PathBuf::from(p), e))?
+                .into()
+        };
+        drop(pidfd);
+        if let Some(run) = self.get(&handle.run_id)
+            && let Ok(dup) = fd.try_clone()
+        {
+            *run.netns.lock().unwrap_or_else(|e| e.into_inner()) = Some(dup);
+        }
+        Ok(fd)
+    }
+
+    fn socket_in_netns(
+        &self,
+        handle: &SandboxHandle,
+        domain: i32,
+        ty: i32,
+    ) -> Result<OwnedFd, SandboxError> {
+        if self.rootless {
+            // setns needs CAP_SYS_ADMIN in our own user namespace; init creates it for us.
+            let st = state_of(handle)?;
+            Self::live_init(&st).ok_or_else(|| SandboxError::NotRunning {
+                run_id: handle.run_id.clone(),
+            })?;
+            return Self::request_fd(&handle.run_dir, &Down::Socket { id: 1, domain, ty });
+        }
+        let ns = self.netns_fd(handle)?;
+        std::thread::spawn(move || -> std::io::Result<OwnedFd> {
+            nix::sched::setns(ns.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET)?;
+            sys::new_socket(domain, ty)
+        })
+        .join()
+        .map_err(|_| {
+            SandboxError::io(
+                "socket in netns",
+                None,
+                std::io::Error::other("thread panicked"),
+            )
+        })?
+        .map_err(|e| SandboxError::io("socket in netns", None, e))
+    }
+}
