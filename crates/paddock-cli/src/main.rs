@@ -1,1 +1,104 @@
-fn main() {}
+//! `paddock`: the CLI, the daemon (`paddock daemon`) and the sandbox's PID 1 (`paddock
+//! init`, hidden) in one binary.
+//!
+//! This crate only parses arguments, talks to the daemon through paddock-api and prints.
+//! It holds no state: it never opens state.db or a run's files.
+
+mod cli;
+mod commands;
+mod ensure;
+mod run;
+mod ui;
+
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use cli::{Cli, Command};
+use paddock_daemon::Home;
+
+/// `0.1.0 (commit)` for `--version`.
+pub fn version_string() -> &'static str {
+    static VERSION: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        format!("{} ({})", paddock_daemon::VERSION, paddock_daemon::commit())
+    });
+    VERSION.as_str()
+}
+
+fn main() {
+    // PID 1 inside a sandbox: no argument parsing, no async runtime, nothing shared.
+    if std::env::args_os().nth(1).is_some_and(|a| a == "init") {
+        std::process::exit(paddock_sandbox::native::init_main());
+    }
+    let cli = Cli::parse();
+    init_tracing(
+        cli.verbose,
+        matches!(cli.command, Command::Daemon(ref d) if d.action.is_none()),
+    );
+    let code = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => match rt.block_on(dispatch(cli)) {
+            Ok(code) => code,
+            Err(e) => ui::report(&e),
+        },
+        Err(e) => ui::report(&anyhow::anyhow!(e).context("starting the async runtime")),
+    };
+    std::process::exit(code);
+}
+
+fn init_tracing(verbose: u8, daemon: bool) {
+    let default = match (daemon, verbose) {
+        (true, 0) => "info",
+        (_, 0) => "warn",
+        (_, 1) => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("PADDOCK_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(!daemon && ui::stderr_color())
+        .init();
+}
+
+async fn dispatch(cli: Cli) -> Result<i32> {
+    let home = Home::from_env().map_err(ui::Hinted::from_daemon)?;
+    match cli.command {
+        Command::Run(args) => run::run(&home, args).await,
+        Command::Ps(args) => commands::ps(&home, args).await,
+        Command::Logs(args) => commands::logs(&home, args).await,
+        Command::Stop(args) => commands::stop(&home, args).await,
+        Command::Rm(args) => commands::rm(&home, args).await,
+        Command::Inspect(args) => commands::inspect(&home, args).await,
+        Command::Wait(args) => commands::wait(&home, args).await,
+        Command::Diff(args) => commands::diff(&home, args).await,
+        Command::Apply(args) => commands::apply(&home, args).await,
+        Command::Doctor(args) => commands::doctor(args),
+        Command::Version(j) => commands::version(&home, j.json).await,
+        Command::Daemon(d) => match d.action {
+            Some(action) => commands::daemon(&home, action).await,
+            None => run_daemon(home, d.idle_timeout.as_deref()).await,
+        },
+        Command::Init => unreachable!("handled before argument parsing"),
+    }
+}
+
+/// `paddock daemon`: serve in the foreground until stopped or idle.
+async fn run_daemon(home: Home, idle_flag: Option<&str>) -> Result<i32> {
+    let idle_timeout = commands::idle_timeout(idle_flag)?;
+    let exe = std::env::current_exe().context("finding the paddock executable")?;
+    let mut config = paddock_sandbox::native::NativeConfig::new(exe);
+    config.paddock_home = Some(home.root().to_path_buf());
+    let runtime = paddock_sandbox::native::NativeRuntime::new(config);
+    paddock_daemon::serve(paddock_daemon::DaemonOptions {
+        home,
+        idle_timeout,
+        runtime: Arc::new(runtime),
+    })
+    .await
+    .map_err(ui::Hinted::from_daemon)?;
+    Ok(0)
+}

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# One command per benchmark, each printing paddock side by side with its named peer.
+#   bench/run.sh api       API round-trip latency (health, create, list) and daemon RSS
+#   bench/run.sh sandbox   `paddock run -- true` vs bwrap (and docker where an engine runs)
+#   bench/run.sh audit     audit log append/verify/proofs vs a naive SQLite chain
+#   bench/run.sh all       all of the above
+# Builds release binaries first. Sandbox benchmarks need root (or unprivileged userns).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+what="${1:-all}"
+shift || true
+
+cargo build --release --quiet -p paddock-cli -p paddock-bench
+paddock="$PWD/target/release/paddock"
+bench="$PWD/target/release/paddock-bench"
+
+run_api()     { "$bench" api "$paddock" "$@"; }
+run_sandbox() {
+  command -v bwrap >/dev/null || { echo "installing bubblewrap for the comparison"; apt-get install -y -qq bubblewrap >/dev/null; }
+  "$bench" sandbox "$paddock" "$@"
+}
+run_audit()   { if [ -x bench/audit.sh ]; then bench/audit.sh "$@"; else echo "audit bench not present"; fi; }
+
+case "$what" in
+  api) run_api "$@" ;;
+  sandbox) run_sandbox "$@" ;;
+  audit) run_audit "$@" ;;
+  all) rc=0; run_api || rc=1; echo; run_sandbox || rc=1; echo; run_audit || rc=1; exit $rc ;;
+  *) echo "usage: bench/run.sh [api|sandbox|audit|all] [ITERATIONS]" >&2; exit 2 ;;
+esac

@@ -1,0 +1,489 @@
+//! The commands other than `run`: each parses nothing (clap did), asks the daemon, prints.
+
+use std::io::Write;
+use std::time::Duration;
+
+use anyhow::{Result, anyhow};
+use paddock_api::{ApplyRequest, Run, StopRequest};
+use paddock_daemon::Home;
+
+use crate::cli::{
+    ApplyArgs, DaemonAction, DiffArgs, DoctorArgs, InspectArgs, JsonFlag, LogsArgs, PsArgs, RmArgs,
+    StopArgs, WaitArgs,
+};
+use crate::ensure::{ensure_running, running, stop_daemon};
+use crate::ui::{Hinted, age, paint, stdout_color, table, truncate};
+
+fn print_json<T: serde::Serialize>(v: &T) -> Result<()> {
+    println!("{}", serde_json::to_string_pretty(v)?);
+    Ok(())
+}
+
+fn state_cell(run: &Run, color: bool) -> String {
+    let text = match (run.state, run.exit_code) {
+        (paddock_api::RunState::Stopped, Some(c)) => format!("stopped ({c})"),
+        (s, _) => s.to_string(),
+    };
+    let code = match run.state {
+        paddock_api::RunState::Running => "32",
+        paddock_api::RunState::Failed => "31",
+        paddock_api::RunState::Starting | paddock_api::RunState::Stopping => "33",
+        _ => "2",
+    };
+    paint(color, code, &text)
+}
+
+pub async fn ps(home: &Home, args: PsArgs) -> Result<i32> {
+    let client = ensure_running(home).await?;
+    let list = client.list_runs(args.all).await?;
+    if args.json.json {
+        print_json(&list)?;
+        return Ok(0);
+    }
+    if args.quiet {
+        for r in &list.runs {
+            println!("{}", r.id);
+        }
+        return Ok(0);
+    }
+    let color = stdout_color();
+    let rows: Vec<Vec<String>> = list
+        .runs
+        .iter()
+        .map(|r| {
+            vec![
+                r.id.clone(),
+                r.name.clone(),
+                state_cell(r, color),
+                age(&r.created_at),
+                truncate(&r.command.join(" "), 40),
+                r.workspace.display().to_string(),
+            ]
+        })
+        .collect();
+    if rows.is_empty() {
+        eprintln!(
+            "no {}runs{}",
+            if args.all { "" } else { "live " },
+            if args.all {
+                ""
+            } else {
+                " (see ended ones with `paddock ps -a`)"
+            }
+        );
+        return Ok(0);
+    }
+    print!(
+        "{}",
+        table(
+            &["ID", "NAME", "STATE", "CREATED", "COMMAND", "WORKSPACE"],
+            &rows
+        )
+    );
+    Ok(0)
+}
+
+pub async fn logs(home: &Home, args: LogsArgs) -> Result<i32> {
+    let client = ensure_running(home).await?;
+    let mut stream = client.logs(&args.run, args.tail, args.follow).await?;
+    let mut out = std::io::stdout();
+    let mut err = std::io::stderr();
+    while let Some(line) = stream.next().await? {
+        if args.json {
+            writeln!(out, "{}", serde_json::to_string(&line)?)?;
+            continue;
+        }
+        let bytes = match (&line.text, &line.b64) {
+            (Some(t), _) => t.as_bytes().to_vec(),
+            (None, Some(b)) => decode_b64(b),
+            _ => Vec::new(),
+        };
+        if line.stream == "stderr" {
+            err.write_all(&bytes)?;
+            err.flush()?;
+        } else {
+            out.write_all(&bytes)?;
+            out.flush()?;
+        }
+    }
+    Ok(0)
+}
+
+fn decode_b64(s: &str) -> Vec<u8> {
+    let val = |c: u8| -> Option<u32> {
+        Some(match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => return None,
+        } as u32)
+    };
+    let mut out = Vec::with_capacity(s.len() * 3 / 4);
+    let mut acc = 0u32;
+    let mut bits = 0;
+    for c in s.bytes() {
+        let Some(v) = val(c) else { continue };
+        acc = (acc << 6) | v;
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    out
+}
+
+pub async fn stop(home: &Home, args: StopArgs) -> Result<i32> {
+    if !args.grace.is_finite() || !(0.0..=3600.0).contains(&args.grace) {
+        return Err(anyhow!(crate::ui::Usage(Hinted::new(
+            format!(
+                "invalid --time {}: expected seconds from 0 to 3600",
+                args.grace
+            ),
+            "e.g. -t 5",
+        ))));
+    }
+    let client = ensure_running(home).await?;
+    let mut code = 0;
+    let mut done = Vec::new();
+    for r in &args.runs {
+        match client
+            .stop_run(
+                r,
+                &StopRequest {
+                    grace_secs: Some(args.grace),
+                },
+            )
+            .await
+        {
+            Ok(run) => {
+                if !args.json.json {
+                    println!("{}", run.name);
+                }
+                done.push(run);
+            }
+            Err(e) => {
+                code = crate::ui::report(&anyhow!(e));
+            }
+        }
+    }
+    if args.json.json {
+        print_json(&done)?;
+    }
+    Ok(code)
+}
+
+pub async fn rm(home: &Home, args: RmArgs) -> Result<i32> {
+    let client = ensure_running(home).await?;
+    let mut code = 0;
+    let mut done = Vec::new();
+    for r in &args.runs {
+        match client.delete_run(r, args.force).await {
+            Ok(run) => {
+                if !args.json.json {
+                    println!("{}", run.name);
+                }
+                done.push(run);
+            }
+            Err(e) => code = crate::ui::report(&anyhow!(e)),
+        }
+    }
+    if args.json.json {
+        print_json(&done)?;
+    }
+    Ok(code)
+}
+
+pub async fn inspect(home: &Home, args: InspectArgs) -> Result<i32> {
+    let client = ensure_running(home).await?;
+    let run = client.get_run(&args.run).await?;
+    if args.json.json {
+        print_json(&run)?;
+        return Ok(0);
+    }
+    let color = stdout_color();
+    let kv = |k: &str, v: String| println!("{:<14}{v}", paint(color, "1", &format!("{k}:")));
+    kv("id", run.id.clone());
+    kv("name", run.name.clone());
+    kv("state", state_cell(&run, color));
+    if let Some(r) = &run.reason {
+        kv("reason", r.clone());
+    }
+    kv("command", run.command.join(" "));
+    kv(
+        "workspace",
+        format!(
+            "{} ({})",
+            run.workspace.display(),
+            run.workspace_mode.as_str()
+        ),
+    );
+    kv("runtime", run.runtime.clone());
+    kv("created", run.created_at.clone());
+    if let Some(t) = &run.started_at {
+        kv("started", t.clone());
+    }
+    if let Some(t) = &run.finished_at {
+        kv("finished", t.clone());
+    }
+    if let Some(c) = run.exit_code {
+        kv("exit code", c.to_string());
+    }
+    let l = &run.limits;
+    if l.memory_bytes.is_some() || l.pids.is_some() || l.cpus.is_some() {
+        kv(
+            "limits",
+            [
+                l.memory_bytes.map(|m| format!("memory {m} bytes")),
+                l.pids.map(|p| format!("pids {p}")),
+                l.cpus.map(|c| format!("cpus {c}")),
+            ]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>()
+            .join(", "),
+        );
+    }
+    for m in &run.mounts {
+        kv(
+            "mount",
+            format!(
+                "{} → {}{}",
+                m.source.display(),
+                m.target.display(),
+                if m.read_only { " (ro)" } else { "" }
+            ),
+        );
+    }
+    for s in &run.config_sources {
+        kv("config", s.display().to_string());
+    }
+    if run.workspace_mode == paddock_api::WorkspaceMode::Overlay {
+        kv(
+            "applied",
+            if run.applied {
+                "yes".into()
+            } else {
+                format!("no (review with `paddock diff {}`)", run.name)
+            },
+        );
+    }
+    Ok(0)
+}
+
+pub async fn wait(home: &Home, args: WaitArgs) -> Result<i32> {
+    let client = ensure_running(home).await?;
+    let r = client.wait_run(&args.run).await?;
+    if args.json.json {
+        print_json(&r)?;
+    }
+    Ok(crate::run::exit_code_of(&r))
+}
+
+pub async fn diff(home: &Home, args: DiffArgs) -> Result<i32> {
+    let client = ensure_running(home).await?;
+    let d = client.diff(&args.run, !args.stat).await?;
+    if args.json.json {
+        print_json(&d)?;
+        return Ok(0);
+    }
+    print!("{}", d.summary);
+    if !d.patch.is_empty() {
+        println!();
+        let color = stdout_color();
+        for line in d.patch.lines() {
+            let code = if line.starts_with("+++") || line.starts_with("---") {
+                "1"
+            } else if line.starts_with('+') {
+                "32"
+            } else if line.starts_with('-') {
+                "31"
+            } else if line.starts_with("@@") {
+                "36"
+            } else {
+                ""
+            };
+            if code.is_empty() {
+                println!("{line}")
+            } else {
+                println!("{}", paint(color, code, line))
+            }
+        }
+    }
+    Ok(0)
+}
+
+pub async fn apply(home: &Home, args: ApplyArgs) -> Result<i32> {
+    let client = ensure_running(home).await?;
+    let r = client
+        .apply(&args.run, &ApplyRequest { force: args.force })
+        .await?;
+    if args.json.json {
+        print_json(&r)?;
+        return Ok(0);
+    }
+    print!("{}", r.summary);
+    Ok(0)
+}
+
+pub async fn daemon(home: &Home, action: DaemonAction) -> Result<i32> {
+    match action {
+        DaemonAction::Status(JsonFlag { json }) => match running(home).await {
+            Some((_, h)) => {
+                if json {
+                    print_json(
+                        &serde_json::json!({ "running": true, "socket": home.socket(), "health": h }),
+                    )?;
+                } else {
+                    println!(
+                        "running: pid {}, version {} ({}), since {}",
+                        h.pid, h.version, h.commit, h.started_at
+                    );
+                    println!("runs: {} active, {} total", h.runs.active, h.runs.total);
+                    println!("socket: {}", home.socket().display());
+                    if h.event_bus.dropped > 0 {
+                        println!(
+                            "event bus: {} events dropped for slow subscribers",
+                            h.event_bus.dropped
+                        );
+                    }
+                }
+                Ok(0)
+            }
+            None => {
+                if json {
+                    print_json(&serde_json::json!({ "running": false, "socket": home.socket() }))?;
+                } else {
+                    println!(
+                        "not running (it starts on demand; socket {})",
+                        home.socket().display()
+                    );
+                }
+                Ok(3)
+            }
+        },
+        DaemonAction::Stop(JsonFlag { json }) => {
+            match running(home).await {
+                Some((client, h)) => {
+                    stop_daemon(&client, h.pid).await?;
+                    if json {
+                        print_json(&serde_json::json!({ "stopped": true, "pid": h.pid }))?;
+                    } else {
+                        println!(
+                            "stopped the paddock daemon (pid {}); {} run(s) keep running",
+                            h.pid, h.runs.active
+                        );
+                    }
+                }
+                None => {
+                    if json {
+                        print_json(&serde_json::json!({ "stopped": false }))?;
+                    } else {
+                        println!("the paddock daemon is not running");
+                    }
+                }
+            }
+            Ok(0)
+        }
+        DaemonAction::Restart(JsonFlag { json }) => {
+            if let Some((client, h)) = running(home).await {
+                stop_daemon(&client, h.pid).await?;
+            }
+            let client = ensure_running(home).await?;
+            let h = client.health().await?;
+            if json {
+                print_json(&h)?;
+            } else {
+                println!(
+                    "restarted the paddock daemon: pid {}, version {} ({})",
+                    h.pid, h.version, h.commit
+                );
+            }
+            Ok(0)
+        }
+    }
+}
+
+pub async fn version(home: &Home, json: bool) -> Result<i32> {
+    let daemon = running(home).await.map(|(_, h)| h);
+    if json {
+        print_json(&serde_json::json!({
+            "cli": { "version": paddock_daemon::VERSION, "commit": paddock_daemon::commit() },
+            "daemon": daemon.as_ref().map(|h| serde_json::json!({ "version": h.version, "commit": h.commit, "pid": h.pid })),
+        }))?;
+        return Ok(0);
+    }
+    println!(
+        "paddock {} ({})",
+        paddock_daemon::VERSION,
+        paddock_daemon::commit()
+    );
+    match daemon {
+        Some(h) => println!("daemon  {} ({}), pid {}", h.version, h.commit, h.pid),
+        None => println!("daemon  not running"),
+    }
+    Ok(0)
+}
+
+pub fn doctor(args: DoctorArgs) -> Result<i32> {
+    let checks = paddock_confine::probe_all();
+    let failed = checks
+        .iter()
+        .any(|c| c.status == paddock_confine::CheckStatus::Fail);
+    if args.json.json {
+        print_json(&serde_json::json!({ "ok": !failed, "checks": checks }))?;
+        return Ok(i32::from(failed));
+    }
+    let color = stdout_color();
+    for c in &checks {
+        let mark = match c.status {
+            paddock_confine::CheckStatus::Ok => paint(color, "32", "ok  "),
+            paddock_confine::CheckStatus::Warn => paint(color, "33", "warn"),
+            paddock_confine::CheckStatus::Fail => paint(color, "31", "FAIL"),
+        };
+        println!("{mark}  {}: {}", c.title, c.detail);
+        if let Some(fix) = &c.fix
+            && c.status != paddock_confine::CheckStatus::Ok
+        {
+            println!("      fix: {fix}");
+        }
+    }
+    if failed {
+        println!("\nsome checks failed: the native sandbox may not work here until they are fixed");
+    }
+    Ok(i32::from(failed))
+}
+
+/// Parse the daemon's idle timeout flag/env/config.
+pub fn idle_timeout(flag: Option<&str>) -> Result<Duration> {
+    if let Some(raw) = flag {
+        if raw.trim() == "0" {
+            return Ok(Duration::ZERO);
+        }
+        return paddock_config::parse_duration(raw).map_err(|e| {
+            anyhow!(crate::ui::Usage(Hinted::new(
+                format!("invalid idle timeout `{raw}`: {}", e.message()),
+                e.hint().unwrap_or("e.g. 30s, 5m, 1h, or 0 to never exit"),
+            )))
+        });
+    }
+    let Some(path) = paddock_config::user_config_path() else {
+        return Ok(paddock_daemon::DEFAULT_IDLE_TIMEOUT);
+    };
+    let from_config = match std::fs::read(&path) {
+        Ok(bytes) => {
+            match paddock_config::load_from_bytes(&bytes, &paddock_config::Origin::user(&path)) {
+                Ok(cfg) => cfg.daemon.idle_timeout,
+                Err(e) => {
+                    tracing::warn!(error = %e, "ignoring the user config for the daemon");
+                    None
+                }
+            }
+        }
+        Err(_) => None,
+    };
+    Ok(from_config.unwrap_or(paddock_daemon::DEFAULT_IDLE_TIMEOUT))
+}

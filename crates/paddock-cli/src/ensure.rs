@@ -1,0 +1,181 @@
+//! Finding the daemon, and starting it on demand.
+//!
+//! The check-and-spawn sequence runs under an exclusive flock on `spawn.lock`, so any
+//! number of CLIs started at once leave exactly one daemon. A daemon from another build
+//! is replaced when it has no active runs, and otherwise kept with a warning.
+
+use std::fs::OpenOptions;
+use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow};
+use nix::fcntl::{Flock, FlockArg};
+use paddock_api::{Client, Health};
+use paddock_daemon::Home;
+
+use crate::ui::Hinted;
+
+/// How long to wait for a spawned daemon to answer.
+const SPAWN_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// A client of a running daemon, started if needed.
+pub async fn ensure_running(home: &Home) -> Result<Client> {
+    let client = Client::new(home.socket());
+    if let Ok(h) = client.health().await
+        && h.commit == paddock_daemon::commit()
+    {
+        return Ok(client);
+    }
+    home.ensure().map_err(Hinted::from_daemon)?;
+    let _lock = lock_spawn(home).await?;
+    // Re-check under the lock: another CLI may have done the work.
+    match client.health().await {
+        Ok(h) if h.commit == paddock_daemon::commit() => return Ok(client),
+        Ok(h) => {
+            if !replace_other_build(&client, &h).await? {
+                return Ok(client);
+            }
+        }
+        Err(_) => {}
+    }
+    spawn_daemon(home)?;
+    wait_for_health(&client, home).await?;
+    Ok(client)
+}
+
+/// A client of the daemon if it is running; never starts one.
+pub async fn running(home: &Home) -> Option<(Client, Health)> {
+    let client = Client::new(home.socket());
+    let health = client.health().await.ok()?;
+    Some((client, health))
+}
+
+async fn lock_spawn(home: &Home) -> Result<Flock<std::fs::File>> {
+    let path = home.spawn_lock();
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    tokio::task::spawn_blocking(move || {
+        Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, e)| e)
+    })
+    .await?
+    .with_context(|| format!("locking {}", path.display()))
+}
+
+/// The daemon is from another build. Returns whether it was stopped (and a new one
+/// should be started).
+async fn replace_other_build(client: &Client, h: &Health) -> Result<bool> {
+    let mine = paddock_daemon::commit();
+    if h.runs.active > 0 {
+        eprintln!(
+            "warning: the running paddock daemon is from another build (commit {}, this CLI: {mine}); \
+             it has {} active run(s), so it keeps running.\n\
+             hint: restart it when they are done: `paddock daemon restart`",
+            h.commit, h.runs.active
+        );
+        return Ok(false);
+    }
+    tracing::info!(daemon = %h.commit, cli = %mine, "replacing a daemon from another build");
+    stop_daemon(client, h.pid).await?;
+    Ok(true)
+}
+
+/// Ask the daemon to stop, and wait until it is gone.
+pub async fn stop_daemon(client: &Client, pid: u32) -> Result<()> {
+    let _ = client.shutdown().await;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while Instant::now() < deadline {
+        if !pid_alive(pid) && client.health().await.is_err() {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Err(anyhow!(Hinted::new(
+        format!("the paddock daemon (pid {pid}) did not stop within 15 s"),
+        format!("look at $PADDOCK_HOME/daemon.log, or stop it with `kill {pid}`"),
+    )))
+}
+
+fn pid_alive(pid: u32) -> bool {
+    let Ok(pid) = i32::try_from(pid) else {
+        return false;
+    };
+    // Zombies count as gone: the daemon's parent (an old CLI) may not have reaped it.
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => !stat
+            .rsplit_once(") ")
+            .is_some_and(|(_, rest)| rest.starts_with('Z')),
+        Err(_) => false,
+    }
+}
+
+/// Start `paddock daemon` detached: its own session, stdin /dev/null, output to daemon.log.
+pub fn spawn_daemon(home: &Home) -> Result<()> {
+    let exe = std::env::current_exe().context("finding the paddock executable")?;
+    let log_path = home.daemon_log();
+    let log = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(&log_path)
+        .with_context(|| format!("opening {}", log_path.display()))?;
+    let mut cmd = Command::new(exe);
+    cmd.arg("daemon")
+        .env("PADDOCK_HOME", home.root())
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log);
+    // SAFETY: setsid(2) is async-signal-safe and touches no memory of the parent; it
+    // detaches the daemon from the CLI's terminal and process group.
+    unsafe {
+        cmd.pre_exec(|| {
+            nix::unistd::setsid().map_err(std::io::Error::from)?;
+            Ok(())
+        });
+    }
+    let child = cmd.spawn().context("starting the paddock daemon")?;
+    tracing::info!(pid = child.id(), "started the paddock daemon");
+    Ok(())
+}
+
+async fn wait_for_health(client: &Client, home: &Home) -> Result<Health> {
+    let deadline = Instant::now() + SPAWN_TIMEOUT;
+    let mut delay = Duration::from_millis(1);
+    loop {
+        match client.health().await {
+            Ok(h) => return Ok(h),
+            Err(e) if Instant::now() >= deadline => {
+                let tail = std::fs::read_to_string(home.daemon_log())
+                    .map(|s| {
+                        s.lines()
+                            .rev()
+                            .take(5)
+                            .collect::<Vec<_>>()
+                            .into_iter()
+                            .rev()
+                            .collect::<Vec<_>>()
+                            .join("\n")
+                    })
+                    .unwrap_or_default();
+                return Err(anyhow!(Hinted::new(
+                    format!(
+                        "the paddock daemon did not answer within {} s: {e}\n{tail}",
+                        SPAWN_TIMEOUT.as_secs()
+                    ),
+                    format!("see {}", home.daemon_log().display()),
+                )));
+            }
+            Err(_) => {
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_millis(50));
+            }
+        }
+    }
+}

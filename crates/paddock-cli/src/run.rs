@@ -1,0 +1,389 @@
+//! `paddock run`: build the request from config and flags, create the run, and either
+//! detach or attach to it (progress, output, stdin, terminal, signals) until it ends.
+
+use std::collections::BTreeMap;
+use std::io::{IsTerminal, Write};
+
+use anyhow::{Context, Result, anyhow};
+use paddock_api::attach::{Frame, read_frame, write_frame};
+use paddock_api::{CreateRun, InitStep, Limits, Mount, TtySize, WaitResult, WorkspaceMode};
+use paddock_daemon::Home;
+use tokio::io::AsyncReadExt;
+
+use crate::cli::RunArgs;
+use crate::ui::{Hinted, Usage, paint, stderr_color};
+
+fn usage(message: String, hint: Option<&str>) -> anyhow::Error {
+    anyhow!(Usage(Hinted::new(message, hint.unwrap_or_default())))
+}
+
+fn value_error(flag: &str, raw: &str, e: paddock_config::ValueError) -> anyhow::Error {
+    usage(format!("invalid {flag} `{raw}`: {}", e.message()), e.hint())
+}
+
+/// The request for a run: config layered under flags. Fails before anything is created.
+pub fn build_request(args: &RunArgs) -> Result<CreateRun> {
+    let cwd = std::env::current_dir().context("reading the current directory")?;
+    let workspace = match &args.workspace {
+        Some(w) => cwd.join(w),
+        None => cwd.clone(),
+    };
+    let workspace = std::fs::canonicalize(&workspace).map_err(|e| {
+        anyhow!(Hinted::new(
+            format!("workspace {} does not exist: {e}", workspace.display()),
+            "create it first, or pass an existing directory with -w",
+        ))
+    })?;
+    if !workspace.is_dir() {
+        return Err(anyhow!(Hinted::new(
+            format!("workspace {} is not a directory", workspace.display()),
+            "pass a directory with -w",
+        )));
+    }
+    let loaded = paddock_config::load(&workspace)?;
+    let cfg = loaded.config;
+
+    let mut mounts: Vec<Mount> = cfg
+        .mounts
+        .iter()
+        .map(|m| Mount {
+            source: m.source.clone(),
+            target: m.target.clone(),
+            read_only: m.read_only,
+        })
+        .collect();
+    for raw in &args.mounts {
+        let m = paddock_config::parse_mount_spec(raw, &cwd)
+            .map_err(|e| value_error("mount", raw, e))?;
+        if !m.source.exists() {
+            return Err(usage(
+                format!("mount source {} does not exist", m.source.display()),
+                Some("create it first, or fix the path in -m SRC:DST[:ro]"),
+            ));
+        }
+        mounts.push(Mount {
+            source: m.source,
+            target: m.target,
+            read_only: m.read_only,
+        });
+    }
+
+    let mut env: BTreeMap<String, String> = cfg.env.clone();
+    for raw in &args.env {
+        let (k, v) = match raw.split_once('=') {
+            Some((k, v)) => (k.to_string(), v.to_string()),
+            None => {
+                return Err(usage(
+                    format!("invalid env `{raw}`: expected KEY=VALUE"),
+                    Some(
+                        "write -e NAME=value; paddock never copies your environment into a sandbox",
+                    ),
+                ));
+            }
+        };
+        if k.is_empty()
+            || !k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+            || k.starts_with(|c: char| c.is_ascii_digit())
+        {
+            return Err(usage(
+                format!("invalid env name `{k}`"),
+                Some("use letters, digits and `_`"),
+            ));
+        }
+        env.insert(k, v);
+    }
+
+    let mut limits = Limits {
+        memory_bytes: cfg.limits.memory_bytes,
+        pids: cfg.limits.pids,
+        cpus: cfg.limits.cpus,
+    };
+    if let Some(m) = &args.memory {
+        limits.memory_bytes =
+            Some(paddock_config::parse_memory(m).map_err(|e| value_error("--memory", m, e))?);
+    }
+    if let Some(p) = &args.pids {
+        let n: u64 = p.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
+            usage(
+                format!("invalid --pids `{p}`: expected a whole number above 0"),
+                Some("e.g. --pids 512"),
+            )
+        })?;
+        limits.pids = Some(n);
+    }
+    if let Some(c) = &args.cpus {
+        limits.cpus = Some(paddock_config::parse_cpus(c).map_err(|e| value_error("--cpus", c, e))?);
+    }
+
+    if let Some(n) = &args.name {
+        paddock_config::validate_dns_label(n).map_err(|e| value_error("--name", n, e))?;
+    }
+
+    let command = if !args.command.is_empty() {
+        args.command.clone()
+    } else {
+        cfg.command.clone().unwrap_or_default()
+    };
+    let tty = args.tty;
+    if tty {
+        if let Ok(term) = std::env::var("TERM") {
+            env.entry("TERM".into()).or_insert(term);
+        }
+    }
+    let runtime = args.runtime.clone().or_else(|| {
+        let r = serde_json::to_value(cfg.runtime).ok()?;
+        r.as_str().map(str::to_string)
+    });
+    let workspace_mode = if args.bind || cfg.workspace.mode == paddock_config::WorkspaceMode::Bind {
+        WorkspaceMode::Bind
+    } else {
+        WorkspaceMode::Overlay
+    };
+    Ok(CreateRun {
+        name: args.name.clone().or(cfg.name.clone()),
+        workspace,
+        command,
+        env,
+        workspace_mode,
+        mounts,
+        limits,
+        runtime,
+        tty,
+        stdin: args.interactive,
+        tty_size: if tty { terminal_size() } else { None },
+        start: args.detach,
+        config: serde_json::to_value(&cfg).unwrap_or_default(),
+        config_sources: loaded.sources,
+    })
+}
+
+fn terminal_size() -> Option<TtySize> {
+    let mut ws = nix::libc::winsize {
+        ws_row: 0,
+        ws_col: 0,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCGWINSZ writes one `winsize` into the valid, exclusively borrowed `ws`;
+    // fd 0 is ours for the process lifetime.
+    let r = unsafe { nix::libc::ioctl(0, nix::libc::TIOCGWINSZ, &mut ws) };
+    (r == 0 && ws.ws_row > 0).then_some(TtySize {
+        rows: ws.ws_row,
+        cols: ws.ws_col,
+    })
+}
+
+/// `paddock run`. Returns the process exit code.
+pub async fn run(home: &Home, args: RunArgs) -> Result<i32> {
+    let req = build_request(&args)?;
+    if args.tty && !std::io::stdin().is_terminal() {
+        return Err(usage(
+            "-t needs a terminal on stdin".into(),
+            Some("drop -t when piping input, or run from a terminal"),
+        ));
+    }
+    let client = crate::ensure::ensure_running(home).await?;
+    let run = client.create_run(&req).await?;
+    if args.detach {
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&run)?);
+        } else {
+            println!("{}", run.id);
+            if !args.quiet && std::io::stderr().is_terminal() {
+                eprintln!(
+                    "started {} ({}); follow it with `paddock logs -f {}`",
+                    run.id, run.name, run.name
+                );
+            }
+        }
+        return Ok(0);
+    }
+    let io = client.attach(&run.id, true).await?;
+    attach_session(io, &run.name, args.tty, args.interactive, args.quiet).await
+}
+
+/// Restores the terminal's mode when dropped.
+struct RawMode {
+    saved: nix::sys::termios::Termios,
+}
+
+impl RawMode {
+    fn enter() -> Result<RawMode> {
+        use nix::sys::termios::{SetArg, cfmakeraw, tcgetattr, tcsetattr};
+        let stdin = std::io::stdin();
+        let saved = tcgetattr(&stdin).context("reading the terminal mode")?;
+        let mut raw = saved.clone();
+        cfmakeraw(&mut raw);
+        tcsetattr(&stdin, SetArg::TCSANOW, &raw).context("setting the terminal to raw mode")?;
+        Ok(RawMode { saved })
+    }
+}
+
+impl Drop for RawMode {
+    fn drop(&mut self) {
+        let _ = nix::sys::termios::tcsetattr(
+            std::io::stdin(),
+            nix::sys::termios::SetArg::TCSANOW,
+            &self.saved,
+        );
+    }
+}
+
+/// Drive an attach session until the exit frame; returns the run's exit code.
+async fn attach_session<IO>(
+    io: IO,
+    name: &str,
+    tty: bool,
+    interactive: bool,
+    quiet: bool,
+) -> Result<i32>
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut rd, wr) = tokio::io::split(io);
+    let wr = std::sync::Arc::new(tokio::sync::Mutex::new(wr));
+    let show_progress = !quiet && std::io::stderr().is_terminal();
+    let color = stderr_color();
+    let raw = if tty { Some(RawMode::enter()?) } else { None };
+
+    // Input: stdin bytes (when asked for), resizes and signals.
+    let mut tasks = Vec::new();
+    if interactive || tty {
+        let w = wr.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut stdin = tokio::io::stdin();
+            let mut buf = vec![0u8; 8192];
+            loop {
+                match stdin.read(&mut buf).await {
+                    Ok(0) | Err(_) => {
+                        let _ = write_frame(&mut *w.lock().await, &Frame::CloseStdin).await;
+                        break;
+                    }
+                    Ok(n) => {
+                        if write_frame(&mut *w.lock().await, &Frame::Stdin(buf[..n].to_vec()))
+                            .await
+                            .is_err()
+                        {
+                            break;
+                        }
+                    }
+                }
+            }
+        }));
+    }
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let w = wr.clone();
+        tasks.push(tokio::spawn(async move {
+            let (Ok(mut winch), Ok(mut int), Ok(mut term), Ok(mut hup)) = (
+                signal(SignalKind::window_change()),
+                signal(SignalKind::interrupt()),
+                signal(SignalKind::terminate()),
+                signal(SignalKind::hangup()),
+            ) else {
+                return;
+            };
+            loop {
+                let frame = tokio::select! {
+                    _ = winch.recv() => match terminal_size() {
+                        Some(s) if tty => Frame::Resize { rows: s.rows, cols: s.cols },
+                        _ => continue,
+                    },
+                    _ = int.recv() => Frame::Signal(nix::libc::SIGINT),
+                    _ = term.recv() => Frame::Signal(nix::libc::SIGTERM),
+                    _ = hup.recv() => Frame::Signal(nix::libc::SIGHUP),
+                };
+                if write_frame(&mut *w.lock().await, &frame).await.is_err() {
+                    break;
+                }
+            }
+        }));
+    }
+
+    let mut stdout = std::io::stdout();
+    let mut stderr = std::io::stderr();
+    let mut result: Option<WaitResult> = None;
+    let mut failure: Option<String> = None;
+    let mut progress_shown = false;
+    while let Some(frame) = read_frame(&mut rd)
+        .await
+        .context("reading from the paddock daemon")?
+    {
+        match frame {
+            Frame::Stdout(b) => {
+                stdout.write_all(&b)?;
+                stdout.flush()?;
+            }
+            Frame::Stderr(b) => {
+                stderr.write_all(&b)?;
+                stderr.flush()?;
+            }
+            Frame::InitStep(b) => {
+                if let (true, Ok(step)) = (
+                    show_progress && !tty,
+                    serde_json::from_slice::<InitStep>(&b),
+                ) {
+                    eprint!(
+                        "\r\x1b[2K{}",
+                        paint(
+                            color,
+                            "2",
+                            &format!(
+                                "[{name}] step {} of {}: {}",
+                                step.index, step.total, step.description
+                            )
+                        )
+                    );
+                    progress_shown = true;
+                }
+            }
+            Frame::Exit(b) => {
+                match serde_json::from_slice::<WaitResult>(&b) {
+                    Ok(r) => result = Some(r),
+                    Err(_) => failure = Some(String::from_utf8_lossy(&b).into_owned()),
+                }
+                break;
+            }
+            _ => {}
+        }
+        if progress_shown && show_progress {
+            // Clear the progress line once real output or the end arrives.
+            eprint!("\r\x1b[2K");
+            progress_shown = false;
+        }
+    }
+    for t in tasks {
+        t.abort();
+    }
+    drop(raw);
+    let Some(result) = result else {
+        return Err(anyhow!(Hinted::new(
+            format!(
+                "lost the connection to run {name} before it ended{}",
+                failure.map(|f| format!(": {f}")).unwrap_or_default()
+            ),
+            format!(
+                "check it with `paddock inspect {name}`; its output is in `paddock logs {name}`"
+            ),
+        )));
+    };
+    if let Some(reason) = &result.reason
+        && result.state == paddock_api::RunState::Failed
+    {
+        eprintln!(
+            "{} run {name} failed: {reason}",
+            paint(color, "1;31", "error:")
+        );
+    }
+    Ok(exit_code_of(&result))
+}
+
+/// The shell-style exit code of an ended run (1 when it failed without one).
+pub fn exit_code_of(r: &WaitResult) -> i32 {
+    r.exit_code
+        .unwrap_or(if r.state == paddock_api::RunState::Failed {
+            1
+        } else {
+            0
+        })
+}
