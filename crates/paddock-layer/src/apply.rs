@@ -281,7 +281,7 @@ pub fn apply(
 /// layer again and must still match it ([`LayerError::LayerChanged`] otherwise).
 pub fn apply_with(changes: &Changes, opts: &ApplyOptions) -> Result<ApplyReport, LayerError> {
     let (ws, root, _lock) = open_root(&changes.workspace)?;
-    let recovered = recover_locked(&ws, &root)?;
+    let recovered = recover_locked(&ws, &root, Some(&changes.upper))?;
 
     // Refusals that no `force` overrides.
     if let Some(c) = changes.changes.iter().find(|c| is_reserved(&c.path)) {
@@ -422,10 +422,6 @@ struct Plan<'a> {
     root_touched: bool,
 }
 
-fn is_newer(st: &FileStat, started: i128) -> bool {
-    ns(st.st_ctime, st.st_ctime_nsec) > started || ns(st.st_mtime, st.st_mtime_nsec) > started
-}
-
 /// Changed on the host since `started`, not counting the ctime bump of a rollback.
 fn host_changed(st: &FileStat, started: i128, ledger: &HashSet<(u64, u64, (i64, i64))>) -> bool {
     if ns(st.st_mtime, st.st_mtime_nsec) > started {
@@ -482,15 +478,14 @@ fn plan<'a>(
                 break;
             }
         }
-        if in_removed && in_ours.is_none() {
-            // Gone with an ancestor that was deleted; nothing below it can be added.
-            continue;
-        }
         let (host, parent_owner) = if let Some(owner) = in_ours {
             (None, owner)
         } else {
             let pfd = match open_dir_beneath(root, parent) {
                 Ok(fd) => fd,
+                Err(WalkError::Io(_, e)) if in_removed && e.kind() == io::ErrorKind::NotFound => {
+                    continue; // already gone on the host too
+                }
                 Err(WalkError::Io(at, e)) if e.kind() == io::ErrorKind::NotFound => {
                     conflicts.push(c.path.clone());
                     missing_parent.push(at);
@@ -505,30 +500,42 @@ fn plan<'a>(
             (host, powner)
         };
 
-        // Conflicts.
+        // Conflicts: host changes since the run started to anything this change replaces.
         if in_ours.is_none() {
-            let conflict = match (c.kind, &host, &c.old) {
-                (ChangeKind::Added, Some(_), _) => true,
-                (ChangeKind::Added, None, _) => {
+            let new_kind = c.new.as_ref().map(|n| n.kind);
+            let conflict = match (c.kind, &host) {
+                // Both created a directory: they merge; their children are checked one by one.
+                (ChangeKind::Added, Some(h)) => {
+                    !(kind_of(h) == FileKind::Dir && new_kind == Some(FileKind::Dir))
+                }
+                (ChangeKind::Added, None) => {
                     // Copied up from the host, yet the host no longer has it, and the host
-                    // directory's entries changed since the run started: deleted on the host.
+                    // directory's entries changed since the run started: most likely
+                    // deleted on the host. (Not for the root, whose entries churn.)
                     c.copied_up
                         && !parent.as_os_str().is_empty()
                         && open_dir_beneath(root, parent)
                             .ok()
                             .and_then(|fd| nix::sys::stat::fstat(fd.as_fd()).ok())
-                            .is_some_and(|s| is_newer(&s, started))
+                            .is_some_and(|s| host_changed(&s, started, &ledger))
                 }
-                (ChangeKind::Modified, None, _) => true,
-                (ChangeKind::Deleted, None, _) => false,
-                (_, Some(h), old) => {
-                    old.as_ref().is_some_and(|o| o.kind != kind_of(h))
-                        || (kind_of(h) != FileKind::Dir && host_changed(h, started, &ledger))
+                (ChangeKind::Modified, None) => true,
+                (ChangeKind::Deleted, None) => false,
+                (_, Some(h)) => {
+                    let hk = kind_of(h);
+                    let replaced = new_kind != Some(FileKind::Dir) || hk != FileKind::Dir;
+                    c.old.as_ref().is_some_and(|o| o.kind != hk)
+                        // A file's content or metadata; a removed directory's entries.
+                        || ((hk != FileKind::Dir || replaced) && host_changed(h, started, &ledger))
                 }
             };
             if conflict {
                 conflicts.push(c.path.clone());
             }
+        }
+        if in_removed && in_ours.is_none() {
+            // Goes with an ancestor that is moved away as a whole.
+            continue;
         }
 
         // Operations.
@@ -1020,12 +1027,24 @@ fn undo_one(
 ///
 /// An apply that had committed is only cleaned up; one that had not is rolled back so
 /// the workspace is exactly as before it started. Called at the start of every apply.
+///
+/// Moving entries back gives them a new ctime. When [`apply`] recovers a journal of the
+/// same layer it records those entries (beside the upper dir) so they are not taken for
+/// host changes; this standalone form does not know the layer, so a later apply may list
+/// them as conflicts.
 pub fn recover(workspace: &Path) -> Result<RecoverReport, LayerError> {
     let (ws, root, _lock) = open_root(workspace)?;
-    recover_locked(&ws, &root)
+    recover_locked(&ws, &root, None)
 }
 
-fn recover_locked(ws: &Path, root: &OwnedFd) -> Result<RecoverReport, LayerError> {
+/// `upper`: the layer being applied, if any. The ledger of restored entries is written only
+/// for a journal of that same layer: the journal's own `upper` field is never trusted as a
+/// place to write to (anything in the workspace may have been planted).
+fn recover_locked(
+    ws: &Path,
+    root: &OwnedFd,
+    upper: Option<&Path>,
+) -> Result<RecoverReport, LayerError> {
     let mut report = RecoverReport::default();
     let mut names = Vec::new();
     for e in std::fs::read_dir(ws).map_err(|e| LayerError::io("read directory", ws, e))? {
@@ -1062,7 +1081,9 @@ fn recover_locked(ws: &Path, root: &OwnedFd) -> Result<RecoverReport, LayerError
             Some(j) => {
                 let mut restored = Vec::new();
                 let r = undo(root, &st, &j.ops, &j.dir_times, &mut restored);
-                save_ledger(&path_of(&j.upper), &restored);
+                if let Some(u) = upper.filter(|u| bytes(u) == j.upper) {
+                    save_ledger(u, &restored);
+                }
                 r?;
                 st.remove()?;
                 restore_times(root, &j.dir_times);
