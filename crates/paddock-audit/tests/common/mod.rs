@@ -30,7 +30,7 @@ pub fn entry(i: u64) -> NewEntry {
         data: json!({
             "host": "api.example.com",
             "path": format!("/v1/items/{i}"),
-            "decision": if i % 3 == 0 { "deny" } else { "allow" },
+            "decision": if i.is_multiple_of(3) { "deny" } else { "allow" },
             "rule": "default",
             "bytes": i * 17,
             "ratio": 0.1 * i as f64,
