@@ -362,7 +362,10 @@ pub fn apply_with(changes: &Changes, opts: &ApplyOptions) -> Result<ApplyReport,
         return Err(e);
     }
 
-    for (i, op) in plan.ops.iter().enumerate() {
+    // Commit operations, then the commit point itself (durable, then marked). A failure
+    // anywhere before the mark rolls everything back.
+    let n = plan.ops.len();
+    for i in 0..=n {
         if opts.crash_before_op == Some(i) {
             return Err(LayerError::Journal {
                 path: st.path.clone(),
@@ -375,12 +378,22 @@ pub fn apply_with(changes: &Changes, opts: &ApplyOptions) -> Result<ApplyReport,
                 Path::new("<test hook>"),
                 io::Error::other("injected failure"),
             ))
+        } else if i < n {
+            do_op(&root, &st, &plan.ops[i])
         } else {
-            do_op(&root, &st, op)
+            nix::unistd::syncfs(root.as_fd())
+                .map_err(|e| LayerError::nix("sync", &ws, e))
+                .and_then(|()| st.mark_committed())
         };
         if let Err(e) = r {
             let mut restored = Vec::new();
-            let r = undo(&root, &st, &plan.ops[..=i], &dir_times, &mut restored);
+            let r = undo(
+                &root,
+                &st,
+                &plan.ops[..n.min(i + 1)],
+                &dir_times,
+                &mut restored,
+            );
             save_ledger(&changes.upper, &restored);
             return Err(match r {
                 Ok(()) => {
@@ -399,9 +412,9 @@ pub fn apply_with(changes: &Changes, opts: &ApplyOptions) -> Result<ApplyReport,
         }
     }
 
-    nix::unistd::syncfs(root.as_fd()).map_err(|e| LayerError::nix("sync", &ws, e))?;
-    st.mark_committed()?;
-    st.remove()?;
+    // Committed. Removing the staging dir (now only old backups) is best effort: if it
+    // fails, the next apply or recover() removes it without undoing anything.
+    let _ = st.remove();
     if let Some(p) = ledger_path(&changes.upper) {
         let _ = std::fs::remove_file(p);
     }
