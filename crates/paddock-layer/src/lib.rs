@@ -5,6 +5,15 @@
 //!
 //! Never: mounts anything, or touches a run's processes.
 //!
+//! Mount contract (what the sandbox must use so this crate reads the layer right):
+//! `redirect_dir=off` (as root) or `redirect_dir=nofollow` (with `userxattr`, where the
+//! kernel refuses `off`; nofollow creates no redirects either), `metacopy=off`, `index=off`.
+//! A directory rename in the sandbox then falls back to copy + delete, which the scan sees
+//! as additions plus a whiteout. A layer with redirect xattrs is refused.
+//!
+//! Flow: [`scan`] → [`summary`] / [`diff`] for review → [`apply`] with the reviewed
+//! [`Changes`]; [`has_changes`] is the fast check for `paddock rm`.
+//!
 //! ```no_run
 //! # fn main() -> Result<(), paddock_layer::LayerError> {
 //! use std::path::Path;

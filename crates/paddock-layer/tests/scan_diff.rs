@@ -328,4 +328,13 @@ fn scale_scan_10k_files() {
         c.changes.len()
     );
     assert_eq!(c.changes.len(), 50 + 5000);
+
+    let t = Instant::now();
+    assert!(has_changes(&f.upper, &f.ws).unwrap());
+    println!("has_changes: {:?}", t.elapsed());
+
+    let t = Instant::now();
+    paddock_layer::apply(&c, std::time::SystemTime::now(), false).unwrap();
+    println!("apply of {} changes: {:?}", c.changes.len(), t.elapsed());
+    assert!(scan(&f.upper, &f.ws).unwrap().is_empty());
 }
