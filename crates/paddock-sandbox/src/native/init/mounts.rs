@@ -370,11 +370,14 @@ fn mount_workspace(step: &str, plan: &InitPlan, root: &Path) -> R<()> {
                 esc(&plan.run_dir.join("layer/upper")),
                 esc(&plan.run_dir.join("layer/work")),
             );
-            // A mount in a user namespace needs `userxattr` (user.overlay.* xattrs); the
-            // feature options keep the upper dir a plain tree paddock-layer can read. Older
-            // kernels reject some of them, so fall back step by step.
+            // A mount in a user namespace needs `userxattr` (user.overlay.* xattrs; the
+            // kernel then also forces redirect_dir=nofollow and metacopy=off). These keep the
+            // upper dir a plain tree paddock-layer can read: whiteouts are 0/0 character
+            // devices, opaque directories carry `user.overlay.opaque`, and a directory
+            // rename is EXDEV (copied by tools) instead of a redirect. Older kernels reject
+            // some options, so fall back step by step.
             let attempts = [
-                format!("{base},userxattr,redirect_dir=off,metacopy=off,index=off"),
+                format!("{base},userxattr,redirect_dir=nofollow,metacopy=off,index=off"),
                 format!("{base},userxattr"),
                 format!("{base},redirect_dir=off,metacopy=off,index=off"),
                 base.clone(),
