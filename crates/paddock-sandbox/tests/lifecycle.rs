@@ -1,0 +1,114 @@
+//! Sandboxes outlive the runtime instance: adopt after a "daemon restart".
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use paddock_sandbox::*;
+
+async fn collect_logs(rt: &dyn Runtime, h: &SandboxHandle) -> String {
+    let mut rx = rt.logs(h, LogQuery::default()).await.unwrap();
+    let mut out = Vec::new();
+    while let Some(c) = rx.recv().await {
+        out.extend_from_slice(&c.data);
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[tokio::test]
+async fn adopt_a_running_sandbox_after_dropping_the_runtime() {
+    let env = Env::new();
+    let spec = sh(&env, "echo before; sleep 1.5; echo after; exit 5");
+    let h = {
+        let rt = runtime();
+        let h = rt.create(&spec).await.unwrap();
+        let h = rt.start(&h, &spec, Events::default().sink()).await.unwrap();
+        let mut logs = rt
+            .logs(
+                &h,
+                LogQuery {
+                    tail: None,
+                    follow: true,
+                },
+            )
+            .await
+            .unwrap();
+        let c = tokio::time::timeout(Duration::from_secs(10), logs.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(c.data, b"before\n");
+        h
+        // rt dropped here: the watcher stops, the sandbox keeps running.
+    };
+    let handle_json = serde_json::to_string(&h).unwrap();
+    let h: SandboxHandle = serde_json::from_str(&handle_json).unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let rt = runtime();
+    let ev = Events::default();
+    let adopted = rt.adopt(&h, ev.sink()).await.unwrap();
+    assert_eq!(adopted, Adopted::Running);
+    let exit = tokio::time::timeout(Duration::from_secs(20), rt.wait(&h))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(exit.exit_code, Some(5), "{exit:?}");
+    assert_eq!(collect_logs(&rt, &h).await, "before\nafter\n");
+    assert!(
+        ev.all()
+            .iter()
+            .any(|e| matches!(e, SandboxEvent::Exited { .. }))
+    );
+    let rec: serde_json::Value =
+        serde_json::from_str(&read(&env.run_dir.join("exit.json"))).unwrap();
+    assert_eq!(rec["exit_code"], 5);
+    rt.destroy(&h).await.unwrap();
+}
+
+#[tokio::test]
+async fn adopt_a_sandbox_that_ended_unwatched() {
+    let env = Env::new();
+    let spec = sh(&env, "sleep 0.3; echo bye; exit 4");
+    let h = {
+        let rt = runtime();
+        let h = rt.create(&spec).await.unwrap();
+        rt.start(&h, &spec, Events::default().sink()).await.unwrap()
+    };
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let rt = runtime();
+    match rt.adopt(&h, Events::default().sink()).await.unwrap() {
+        // Init kept the unacknowledged output for us, or left exit.json and ended.
+        Adopted::Running | Adopted::Exited(_) => {}
+    }
+    let exit = tokio::time::timeout(Duration::from_secs(20), rt.wait(&h))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(exit.exit_code, Some(4), "{exit:?}");
+    assert_eq!(collect_logs(&rt, &h).await, "bye\n");
+    rt.destroy(&h).await.unwrap();
+}
+
+#[tokio::test]
+async fn adopt_without_any_record() {
+    let env = Env::new();
+    let rt = runtime();
+    let spec = sh(&env, "true");
+    let h = rt.create(&spec).await.unwrap();
+    let mut h2 = h.clone();
+    // A pid that is certainly not our PID 1 (start time mismatch).
+    h2.state = serde_json::json!({"init_pid": std::process::id(), "init_start": 1});
+    match rt.adopt(&h2, Events::default().sink()).await.unwrap() {
+        Adopted::Exited(info) => {
+            assert_eq!(info.exit_code, None);
+            assert_eq!(
+                info.reason.as_deref(),
+                Some("ended while the daemon was not running")
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    rt.destroy(&h).await.unwrap();
+    rt.destroy(&h).await.unwrap();
+}
