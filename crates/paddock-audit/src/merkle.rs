@@ -257,6 +257,25 @@ impl Frontier {
         self.size += 1;
     }
 
+    /// Appends a whole perfect subtree of `2^height` leaves, given its root. The current
+    /// size must be a multiple of `2^height` (the subtree is aligned).
+    pub fn push_subtree(&mut self, root: Hash, height: u32) {
+        assert!(
+            self.size.is_multiple_of(1 << height),
+            "subtree of height {height} pushed at unaligned size {}",
+            self.size
+        );
+        let mut h = root;
+        let mut s = self.size >> height;
+        while s & 1 == 1 {
+            let left = self.hashes.pop().unwrap_or_default();
+            h = node_hash(&left, &h);
+            s >>= 1;
+        }
+        self.hashes.push(h);
+        self.size += 1 << height;
+    }
+
     /// Root of the tree of `size` leaves (SHA-256("") when empty).
     pub fn root(&self) -> Hash {
         let mut it = self.hashes.iter().rev();

@@ -28,7 +28,7 @@ use serde::Serialize;
 use crate::bundle::{BUNDLE_FORMAT, Bundle};
 use crate::checkpoint::{Checkpoint, SignatureError};
 use crate::entry::{EncodedHeader, Entry, EntryError};
-use crate::hash::{Hash, empty_root, leaf_hash};
+use crate::hash::{Hash, leaf_hash};
 use crate::keys::{KeyError, PublicKeyInfo};
 use crate::merkle::{ConsistencyProof, Frontier, InclusionProof, ProofError};
 use crate::record::{CHECKPOINTS_MAGIC, ENTRIES_MAGIC, FILE_HEADER_LEN, RecordReader, Step};
@@ -444,41 +444,41 @@ fn verify_core(
 ) -> Result<VerifyReport, VerifyError> {
     check_checkpoints(log_id, public_key, checkpoints, opts)?;
     let n = seqs.len() as u64;
+    // Sequence first (cheap); roots are checked for every checkpoint before the first bad
+    // seq, so a damaged earlier range is reported before a later sequence error.
+    let first_bad_seq = seqs.iter().enumerate().position(|(i, &s)| s != i as u64);
+    let limit = first_bad_seq.map_or(n, |i| i as u64);
+    // Roots of aligned blocks of BLOCK leaves, on all cores; the frontier then advances a
+    // block at a time, and leaf by leaf only inside the block where a checkpoint ends.
+    let block_roots = block_roots(&leaves[..limit as usize]);
     let mut frontier = Frontier::new();
-    let mut next_cp = 0;
     let mut verified_up_to = 0;
-    let mut check_roots = |frontier: &Frontier, next_cp: &mut usize| -> Result<(), VerifyError> {
-        while let Some(cp) = checkpoints
-            .get(*next_cp)
-            .filter(|cp| cp.tree_size == frontier.size())
-        {
-            let computed = if frontier.size() == 0 {
-                empty_root()
-            } else {
-                frontier.root()
-            };
-            if computed != cp.root_hash {
-                return Err(VerifyError::RootMismatch {
-                    checkpoint: *next_cp,
-                    tree_size: cp.tree_size,
-                    verified_up_to,
-                    signed: cp.root_hash,
-                    computed,
-                });
-            }
-            verified_up_to = cp.tree_size;
-            *next_cp += 1;
+    let mut next_cp = 0;
+    while let Some(cp) = checkpoints.get(next_cp).filter(|cp| cp.tree_size <= limit) {
+        let block = (cp.tree_size / BLOCK) as usize;
+        while frontier.size() / BLOCK < block as u64 {
+            let b = (frontier.size() / BLOCK) as usize;
+            frontier.push_subtree(block_roots[b], BLOCK.trailing_zeros());
         }
-        Ok(())
-    };
-    check_roots(&frontier, &mut next_cp)?;
-    for (i, (&seq, leaf)) in seqs.iter().zip(leaves).enumerate() {
-        let index = i as u64;
-        if seq != index {
-            return Err(sequence_error(seqs, i));
+        let mut at = frontier.clone();
+        for leaf in &leaves[at.size() as usize..cp.tree_size as usize] {
+            at.push(*leaf);
         }
-        frontier.push(*leaf);
-        check_roots(&frontier, &mut next_cp)?;
+        let computed = at.root();
+        if computed != cp.root_hash {
+            return Err(VerifyError::RootMismatch {
+                checkpoint: next_cp,
+                tree_size: cp.tree_size,
+                verified_up_to,
+                signed: cp.root_hash,
+                computed,
+            });
+        }
+        verified_up_to = cp.tree_size;
+        next_cp += 1;
+    }
+    if let Some(i) = first_bad_seq {
+        return Err(sequence_error(seqs, i));
     }
     if let Some(cp) = checkpoints.get(next_cp) {
         return Err(VerifyError::CheckpointBeyondEntries {
@@ -510,6 +510,38 @@ fn verify_core(
         last_checkpoint_time: last.map(|c| c.time),
         uncovered,
         notes,
+    })
+}
+
+/// Leaves per block in the parallel root computation (a power of two).
+const BLOCK: u64 = 1024;
+
+/// Root of each complete aligned block of [`BLOCK`] leaves.
+fn block_roots(leaves: &[Hash]) -> Vec<Hash> {
+    let blocks: Vec<&[Hash]> = leaves.chunks_exact(BLOCK as usize).collect();
+    let root_of = |block: &[Hash]| {
+        let mut f = Frontier::new();
+        for l in block {
+            f.push(*l);
+        }
+        f.root()
+    };
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(8);
+    if blocks.len() < 16 || threads == 1 {
+        return blocks.iter().map(|b| root_of(b)).collect();
+    }
+    let per = blocks.len().div_ceil(threads);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = blocks
+            .chunks(per)
+            .map(|part| s.spawn(move || part.iter().map(|b| root_of(b)).collect::<Vec<_>>()))
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect()
     })
 }
 
@@ -639,6 +671,9 @@ pub fn verify_log_dir(dir: &Path, opts: &VerifyOptions) -> Result<VerifyReport, 
     let (mut rr, e_path, e_len) = open(ENTRIES_FILE, ENTRIES_MAGIC)?;
     let mut seqs = Vec::new();
     let mut leaves = Vec::new();
+    // Payloads are gathered into chunks and their leaf hashes computed on all cores: unlike
+    // a hash chain, Merkle leaves do not depend on each other.
+    let mut chunk = PayloadChunk::default();
     loop {
         match rr.next().map_err(|e| io(&e_path, &e))? {
             Step::Record { .. } => {
@@ -646,7 +681,10 @@ pub fn verify_log_dir(dir: &Path, opts: &VerifyOptions) -> Result<VerifyReport, 
                 let h = EncodedHeader::parse(&rr.payload)
                     .map_err(|reason| VerifyError::EntryInvalid { index, reason })?;
                 seqs.push(h.seq);
-                leaves.push(leaf_hash(&rr.payload));
+                chunk.push(&rr.payload);
+                if chunk.bytes.len() >= 8 << 20 {
+                    chunk.hash_into(&mut leaves);
+                }
             }
             Step::End => break,
             Step::Bad { offset, reason } => {
@@ -655,6 +693,7 @@ pub fn verify_log_dir(dir: &Path, opts: &VerifyOptions) -> Result<VerifyReport, 
             }
         }
     }
+    chunk.hash_into(&mut leaves);
     verify_core(
         &meta.log_id,
         &meta.public_key,
@@ -664,6 +703,62 @@ pub fn verify_log_dir(dir: &Path, opts: &VerifyOptions) -> Result<VerifyReport, 
         opts,
         notes,
     )
+}
+
+/// Encoded entries waiting to be leaf-hashed in parallel.
+#[derive(Default)]
+struct PayloadChunk {
+    bytes: Vec<u8>,
+    ends: Vec<usize>,
+}
+
+impl PayloadChunk {
+    fn push(&mut self, payload: &[u8]) {
+        self.bytes.extend_from_slice(payload);
+        self.ends.push(self.bytes.len());
+    }
+
+    fn hash_into(&mut self, out: &mut Vec<Hash>) {
+        let threads = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(8);
+        let per = self.ends.len().div_ceil(threads).max(1024);
+        let bytes = &self.bytes;
+        let hash_range = |ends: &[usize], start: usize| -> Vec<Hash> {
+            let mut from = start;
+            ends.iter()
+                .map(|&end| {
+                    let h = leaf_hash(&bytes[from..end]);
+                    from = end;
+                    h
+                })
+                .collect()
+        };
+        if self.ends.len() <= per {
+            out.extend(hash_range(&self.ends, 0));
+        } else {
+            let all_ends = &self.ends;
+            let parts: Vec<Vec<Hash>> = std::thread::scope(|s| {
+                let handles: Vec<_> = all_ends
+                    .chunks(per)
+                    .enumerate()
+                    .map(|(k, ends)| {
+                        let start = if k == 0 { 0 } else { all_ends[k * per - 1] };
+                        s.spawn(move || hash_range(ends, start))
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+                    .collect()
+            });
+            for p in parts {
+                out.extend(p);
+            }
+        }
+        self.bytes.clear();
+        self.ends.clear();
+    }
 }
 
 /// Verifies a standalone inclusion proof of `entry` against a signed checkpoint: the

@@ -407,3 +407,20 @@ fn proofs_are_bound_to_their_sizes_exhaustively() {
         }
     }
 }
+
+#[test]
+fn frontier_push_subtree_matches_leaf_pushes() {
+    let all: Vec<Hash> = (0..300u64).map(|i| leaf_hash(&i.to_le_bytes())).collect();
+    let t = MerkleTree::from_leaves(all.iter().copied());
+    for height in 0..5u32 {
+        let block = 1usize << height;
+        let mut f = Frontier::new();
+        for (b, chunk) in all.chunks_exact(block).enumerate() {
+            f.push_subtree(
+                MerkleTree::from_leaves(chunk.iter().copied()).root(),
+                height,
+            );
+            assert_eq!(f.root(), t.root_at(((b + 1) * block) as u64).unwrap());
+        }
+    }
+}

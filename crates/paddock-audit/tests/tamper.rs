@@ -438,3 +438,45 @@ fn large_bundle_uses_parallel_hashing_and_still_locates_errors() {
         "{err}"
     );
 }
+
+#[test]
+fn checkpoints_on_block_boundaries() {
+    // Sizes 1024 and 2048 end exactly on the verifier's parallel blocks; 3000 does not.
+    let dir = tempfile::tempdir().unwrap();
+    let log = common::build_log(dir.path(), 3000, 512, 1024);
+    let b = log.export_bundle().unwrap();
+    let sizes: Vec<u64> = b.checkpoints.iter().map(|c| c.tree_size).collect();
+    assert_eq!(sizes, [1024, 2048, 3000]);
+    verify_bundle(&b).unwrap();
+    for (at, cp, from) in [
+        (0, 0, 0),
+        (1023, 0, 0),
+        (1024, 1, 1024),
+        (2047, 1, 1024),
+        (2048, 2, 2048),
+        (2999, 2, 2048),
+    ] {
+        let mut t = b.clone();
+        t.entries[at].ts ^= 1;
+        let err = fails(&t);
+        assert!(
+            matches!(err, VerifyError::RootMismatch { checkpoint, verified_up_to, .. } if checkpoint == cp && verified_up_to == from),
+            "entry {at}: {err}"
+        );
+    }
+    // A root error before a sequence error is reported first; after it, the sequence error.
+    let mut t = b.clone();
+    t.entries[10].ts ^= 1;
+    t.entries.remove(2500);
+    assert!(matches!(
+        fails(&t),
+        VerifyError::RootMismatch { checkpoint: 0, .. }
+    ));
+    let mut t = b.clone();
+    t.entries[2100].ts ^= 1;
+    t.entries.remove(1500);
+    assert!(matches!(
+        fails(&t),
+        VerifyError::SequenceGap { index: 1500, .. }
+    ));
+}
