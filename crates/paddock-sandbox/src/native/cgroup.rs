@@ -1,8 +1,13 @@
 //! cgroups of a run: where they live (v1 per-controller hierarchies or the v2 unified tree),
 //! creating them with limits, reading OOM counters and usage, removing them.
 //!
+//! Cgroups are created only for runs with limits (and on v1 only for the limited
+//! controllers): moving a process into a cgroup waits for an RCU grace period in the kernel,
+//! which would otherwise dominate the start time. Stats and OOM detection are therefore
+//! available for limited runs only.
+//!
 //! Layout: v1 `<controller mount>/<parent>/<run_id>` for memory, pids, cpu (and cpuacct when
-//! it is a separate hierarchy, for stats); v2 `<base>/<parent>/<run_id>`, where `<base>` is
+//! it is a separate hierarchy and the CPU is limited, for stats); v2 `<base>/<parent>/<run_id>`, where `<base>` is
 //! the unified root as root, or the parent of the daemon's own cgroup when that is delegated
 //! to the user (rootless). Stage 1 of `paddock init` joins them by writing "0" to each
 //! `cgroup.procs` before it creates the cgroup namespace.
@@ -189,6 +194,14 @@ impl CgroupSystem {
         match self {
             CgroupSystem::None => Ok(()),
             CgroupSystem::V1 { .. } if rootless => Ok(()),
+            // No limits, no cgroups: joining one costs an RCU grace period on the kernel's
+            // cgroup_threadgroup_rwsem (often several ms), the largest part of a start.
+            _ if limits.memory_bytes.is_none()
+                && limits.pids.is_none()
+                && limits.cpus.is_none() =>
+            {
+                Ok(())
+            }
             CgroupSystem::V1 {
                 memory,
                 pids,
@@ -205,7 +218,7 @@ impl CgroupSystem {
                     }
                     Ok(dir)
                 };
-                if let Some(m) = memory {
+                if let (Some(m), true) = (memory, limits.memory_bytes.is_some()) {
                     let d = mk(m, rc)?;
                     if let Some(bytes) = limits.memory_bytes {
                         write(&d.join("memory.limit_in_bytes"), &bytes.to_string())?;
@@ -219,14 +232,14 @@ impl CgroupSystem {
                     }
                     rc.memory = Some(d);
                 }
-                if let Some(m) = pids {
+                if let (Some(m), true) = (pids, limits.pids.is_some()) {
                     let d = mk(m, rc)?;
                     if let Some(n) = limits.pids {
                         write(&d.join("pids.max"), &n.to_string())?;
                     }
                     rc.pids = Some(d);
                 }
-                if let Some(m) = cpu {
+                if let (Some(m), true) = (cpu, limits.cpus.is_some()) {
                     let d = mk(m, rc)?;
                     if let Some(cpus) = limits.cpus {
                         let period = 100_000u64;
@@ -236,7 +249,8 @@ impl CgroupSystem {
                     }
                     rc.cpu = Some(d);
                 }
-                if let Some(m) = cpuacct {
+                // CPU usage for stats, when the CPU is limited anyway.
+                if let (Some(m), true) = (cpuacct, limits.cpus.is_some()) {
                     let d = mk(m, rc)?;
                     rc.cpuacct = Some(d);
                 }

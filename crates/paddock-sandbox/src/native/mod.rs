@@ -1,7 +1,7 @@
 //! The native Linux backend: namespaces, overlayfs, cgroups, `paddock init` as PID 1.
 //!
 //! Process model: the runtime (in the daemon) spawns `init_exe init` with a seqpacket
-//! control socket on fd 3 and sends it an [`plan::InitPlan`]. Stage 1 creates the
+//! control socket as its stdin and sends it an [`plan::InitPlan`]. Stage 1 creates the
 //! namespaces and clones PID 1 with `CLONE_PARENT`, so PID 1 is the daemon's own child: the
 //! runtime waits for it with a pidfd (tokio `AsyncFd`) and gets its real wait status without
 //! the daemon having to be a subreaper. PID 1 builds the root, `pivot_root`s, and runs the
@@ -21,9 +21,9 @@ pub mod etcmask;
 mod init;
 pub mod logfmt;
 pub mod plan;
-pub mod proto;
+mod proto;
 mod run;
-pub mod sys;
+mod sys;
 
 use std::collections::HashMap;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
@@ -527,19 +527,15 @@ impl Runtime for NativeRuntime {
             nix::sys::socket::sockopt::SndBuf,
             &(plan_msg.len() + 65536),
         );
+        // The control socket is init's stdin: with no pre_exec hook, std can spawn with
+        // posix_spawn (vfork-like), which stays cheap however large the daemon grows.
         let mut cmd = tokio::process::Command::new(&self.cfg.init_exe);
         cmd.arg("init")
             .env_clear()
-            .stdin(std::process::Stdio::null())
+            .stdin(std::process::Stdio::from(theirs))
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::inherit())
             .kill_on_drop(false);
-        let fd = theirs.as_raw_fd();
-        // SAFETY: the closure runs in the forked child before exec and only calls
-        // async-signal-safe functions (dup2/fcntl) on an fd that is open in the child.
-        unsafe {
-            cmd.pre_exec(move || sys::move_fd_to_in_child(fd, init::CONTROL_FD));
-        }
         let child = match cmd.spawn() {
             Ok(c) => c,
             Err(e) => {
@@ -551,7 +547,7 @@ impl Runtime for NativeRuntime {
                 ));
             }
         };
-        drop(theirs);
+        drop(cmd);
         if let Err(e) = sys::send_msg(ours.as_fd(), &plan_msg, None, false) {
             cleanup(&cg);
             return Err(SandboxError::io("send the sandbox plan", None, e));
@@ -752,10 +748,22 @@ impl Runtime for NativeRuntime {
         if let Some(run) = run {
             if run.exit_info().is_none() {
                 let _ = run.signal_init(libc::SIGKILL);
-                let _ = tokio::time::timeout(Duration::from_secs(10), Self::wait_run(&run)).await;
             }
-            if let Some(t) = run.task.lock().unwrap_or_else(|e| e.into_inner()).take() {
-                t.abort();
+            // The watcher ends once PID 1 is reaped; it must not be cut short (a zombie would
+            // be left behind).
+            let task = run.task.lock().unwrap_or_else(|e| e.into_inner()).take();
+            if let Some(mut t) = task
+                && tokio::time::timeout(Duration::from_secs(10), &mut t)
+                    .await
+                    .is_err()
+            {
+                let _ = run.signal_init(libc::SIGKILL);
+                if tokio::time::timeout(Duration::from_secs(5), &mut t)
+                    .await
+                    .is_err()
+                {
+                    t.abort();
+                }
             }
             if cgroups.dirs.is_empty() {
                 cgroups = run.cgroups.clone();

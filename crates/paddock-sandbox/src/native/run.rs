@@ -11,7 +11,6 @@
 //! Owns: the run's connection, pidfd, log and exit record. Never: blocks the runtime's
 //! callers (publishing is non-blocking) or touches another run.
 
-use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::os::fd::{AsFd, OwnedFd};
@@ -131,10 +130,12 @@ pub fn write_exit_json(layout: &RunLayout, info: &ExitInfo) -> std::io::Result<(
         ts_ms: proto::now_ms(),
         writer: "runtime".into(),
     };
+    // temp + rename: readers see the old or the new record, never a torn one. No fsync:
+    // it would double the cost of a short run, and the daemon's database is the durable
+    // record; this file only bridges a daemon restart.
     let tmp = layout.run_dir.join("exit.json.tmp");
     let mut f = File::create(&tmp)?;
     f.write_all(&serde_json::to_vec(&rec).unwrap_or_default())?;
-    f.sync_all()?;
     std::fs::rename(&tmp, layout.exit_json())
 }
 
@@ -171,12 +172,11 @@ struct Actor {
     setup_failed: Option<(String, String)>,
     exec_failed: Option<String>,
     exit_recorded: bool,
+    exit_tx: watch::Sender<Option<ExitInfo>>,
     buf: Vec<u8>,
-    fd_waiters: HashMap<u64, oneshot::Sender<Result<OwnedFd, String>>>,
 }
 
 pub fn spawn_actor(init: ActorInit) -> tokio::task::JoinHandle<()> {
-    let run = init.run.clone();
     let mut actor = Actor {
         run: init.run,
         conn: init.conn.and_then(|c| {
@@ -195,13 +195,12 @@ pub fn spawn_actor(init: ActorInit) -> tokio::task::JoinHandle<()> {
         setup_failed: None,
         exec_failed: None,
         exit_recorded: false,
+        exit_tx: init.exit_tx,
         buf: vec![0u8; proto::MAX_MESSAGE],
-        fd_waiters: HashMap::new(),
     };
     if actor.conn.is_none() {
         actor.conn_eof = true;
     }
-    let exit_tx = init.exit_tx;
     let mut down_rx = init.down_rx;
     let stage1 = init.stage1;
     let h = tokio::spawn(async move {
@@ -211,19 +210,8 @@ pub fn spawn_actor(init: ActorInit) -> tokio::task::JoinHandle<()> {
             });
         }
         actor.main(&mut down_rx).await;
-        let info = actor.finalize();
-        {
-            let mut out = actor.run.out.lock().unwrap_or_else(|e| e.into_inner());
-            out.finished = true;
-            out.subs.clear();
-        }
-        let _ = exit_tx.send(Some(info.clone()));
-        (actor.events)(SandboxEvent::Exited {
-            run_id: actor.run.run_id.clone(),
-            exit: info,
-        });
+        actor.finalize();
     });
-    let _ = run;
     h
 }
 
@@ -302,9 +290,10 @@ impl Actor {
             self.send_down(&msg).await;
         }
         if self.exit_msg.is_some() && !self.exit_recorded {
-            self.exit_recorded = true;
+            // All output came before `Exited`: the command's end is final now, even though
+            // PID 1 is still tearing down (the actor keeps going until it is reaped).
             let info = self.compose_exit(None);
-            let _ = write_exit_json(&self.run.layout, &info);
+            self.record(info);
             let msg = proto::encode_json(&Down::ExitAck);
             self.send_down(&msg).await;
         }
@@ -427,14 +416,8 @@ impl Actor {
                     } => {
                         self.exit_msg = Some((code, signal, reason));
                     }
-                    Up::Fd { id, error } => {
-                        if let Some(tx) = self.fd_waiters.remove(&id) {
-                            let _ = tx.send(match (error, fds.pop()) {
-                                (None, Some(fd)) => Ok(fd),
-                                (e, _) => Err(e.unwrap_or_else(|| "no fd received".into())),
-                            });
-                        }
-                    }
+                    // fds are requested over one-shot connections, never on this one.
+                    Up::Fd { .. } => {}
                 }
             }
             _ => {}
@@ -500,7 +483,27 @@ impl Actor {
         info
     }
 
-    fn finalize(&mut self) -> ExitInfo {
+    /// Write `exit.json`, end the output streams, publish the exit. Once.
+    fn record(&mut self, info: ExitInfo) {
+        if self.exit_recorded {
+            return;
+        }
+        self.exit_recorded = true;
+        let _ = write_exit_json(&self.run.layout, &info);
+        let _ = self.log.flush();
+        {
+            let mut out = self.run.out.lock().unwrap_or_else(|e| e.into_inner());
+            out.finished = true;
+            out.subs.clear();
+        }
+        let _ = self.exit_tx.send(Some(info.clone()));
+        (self.events)(SandboxEvent::Exited {
+            run_id: self.run.run_id.clone(),
+            exit: info,
+        });
+    }
+
+    fn finalize(&mut self) {
         let wait = self.init_dead.flatten();
         if let Some(tx) = self.started.take() {
             let msg = match &self.setup_failed {
@@ -515,12 +518,10 @@ impl Actor {
             };
             let _ = tx.send(Err(msg));
         }
-        let info = self.compose_exit(wait);
-        if !self.exit_recorded || info.oom_killed {
-            let _ = write_exit_json(&self.run.layout, &info);
+        if !self.exit_recorded {
+            let info = self.compose_exit(wait);
+            self.record(info);
         }
-        let _ = self.log.flush();
-        info
     }
 }
 

@@ -393,13 +393,6 @@ pub unsafe fn adopt_fd(fd: RawFd) -> OwnedFd {
     unsafe { OwnedFd::from_raw_fd(fd) }
 }
 
-/// Set FD_CLOEXEC on an fd.
-pub fn set_cloexec(fd: BorrowedFd<'_>) -> io::Result<()> {
-    // SAFETY: F_SETFD with an integer flag on a valid fd.
-    cvt_int(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFD, libc::FD_CLOEXEC) })?;
-    Ok(())
-}
-
 /// Set O_NONBLOCK on an fd.
 pub fn set_nonblocking(fd: BorrowedFd<'_>) -> io::Result<()> {
     // SAFETY: F_GETFL/F_SETFL with integer flags on a valid fd.
@@ -424,16 +417,35 @@ pub fn fd_is_socket(fd: RawFd) -> bool {
     r == 0 && st.st_mode & libc::S_IFMT == libc::S_IFSOCK
 }
 
-/// In a forked child before exec: make `fd` available as `target`, inheritable.
-/// Async-signal-safe (dup2/fcntl only).
-pub fn move_fd_to_in_child(fd: RawFd, target: RawFd) -> io::Result<()> {
-    if fd == target {
-        // SAFETY: fcntl with integer arguments on an fd open in this process.
-        cvt_int(unsafe { libc::fcntl(fd, libc::F_SETFD, 0) })?;
-    } else {
-        // SAFETY: dup2 with two integers; `fd` is open; the target is replaced atomically
-        // and no Rust object in the child owns it.
-        cvt_int(unsafe { libc::dup2(fd, target) })?;
-    }
+/// Whether the raw fd is a SOCK_SEQPACKET socket.
+pub fn is_seqpacket(fd: RawFd) -> bool {
+    let mut ty: libc::c_int = 0;
+    let mut len = size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `len` bytes into `ty`, which is valid for them.
+    let r = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_TYPE,
+            (&mut ty as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
+    r == 0 && ty == libc::SOCK_SEQPACKET
+}
+
+/// Duplicate a raw fd to a new close-on-exec fd >= 3.
+pub fn dup_cloexec(fd: RawFd) -> io::Result<OwnedFd> {
+    // SAFETY: F_DUPFD_CLOEXEC with integer arguments; returns a new fd or -1.
+    let new = cvt_int(unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 3) })?;
+    // SAFETY: the fd was just created and is owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(new) })
+}
+
+/// `dup2(fd, target)` for a standard stream number no Rust object owns.
+pub fn dup_onto(fd: BorrowedFd<'_>, target: RawFd) -> io::Result<()> {
+    // SAFETY: both are valid fd numbers; the target (0, 1 or 2) is replaced atomically and
+    // is not owned by any Rust object in this process.
+    cvt_int(unsafe { libc::dup2(fd.as_raw_fd(), target) })?;
     Ok(())
 }

@@ -1,7 +1,7 @@
 //! `paddock init`: the process side of the native runtime.
 //!
 //! Stage 1 is `init_exe init` as spawned by the runtime (a fresh, single-threaded process
-//! with the control socket on fd 3). It reads the [`InitPlan`], joins the run's cgroups,
+//! with the control socket as stdin). It reads the [`InitPlan`], joins the run's cgroups,
 //! unshares user+mount+net+uts+ipc+pid+cgroup namespaces, writes single-line uid/gid maps
 //! (`setgroups` denied), and creates PID 1 with `clone(CLONE_PARENT)` so that PID 1 is a
 //! direct child of the daemon (which can then wait for it with a pidfd and get its real
@@ -33,21 +33,28 @@ pub struct SetupError {
     pub message: String,
 }
 
-/// The fd on which `paddock init` receives its control socket.
-pub const CONTROL_FD: i32 = 3;
+/// The fd on which `paddock init` receives its control socket (its stdin).
+const CONTROL_FD: i32 = 0;
 
 /// Entry point of `paddock init` (see `native::init_main`).
 pub fn main() -> i32 {
     // fd 3 must be a socket handed to us by the runtime; anything else means a human ran
     // the hidden subcommand.
-    if !sys::fd_is_socket(CONTROL_FD) {
+    if !sys::fd_is_socket(CONTROL_FD) || !sys::is_seqpacket(CONTROL_FD) {
         eprintln!("paddock init is internal: it is started by the paddock daemon to run a sandbox");
         return 2;
     }
-    // SAFETY: fd 3 is open (fstat succeeded), is the socket the runtime passed, and nothing
-    // else in this fresh process owns it.
-    let ctl = unsafe { sys::adopt_fd(CONTROL_FD) };
-    let _ = sys::set_cloexec(ctl.as_fd());
+    // Move the socket off stdin (close-on-exec) and put /dev/null there.
+    let ctl = match sys::dup_cloexec(CONTROL_FD) {
+        Ok(fd) => fd,
+        Err(e) => {
+            eprintln!("paddock init: {e}");
+            return 2;
+        }
+    };
+    if let Ok(null) = std::fs::File::open("/dev/null") {
+        let _ = sys::dup_onto(null.as_fd(), CONTROL_FD);
+    }
     match stage1(&ctl) {
         Ok(()) => 0,
         Err(e) => {

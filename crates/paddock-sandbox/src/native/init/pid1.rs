@@ -328,10 +328,11 @@ impl Pid1 {
                     }
                 }
             }
-            if stdin_pending && self.ended_at.is_none() {
-                if let Some(s) = self.stdin.as_ref().or(self.pty.as_ref()) {
-                    fds.push((5, 0, PollFd::new(s.as_fd(), PollFlags::POLLOUT)));
-                }
+            if stdin_pending
+                && self.ended_at.is_none()
+                && let Some(s) = self.stdin.as_ref().or(self.pty.as_ref())
+            {
+                fds.push((5, 0, PollFd::new(s.as_fd(), PollFlags::POLLOUT)));
             }
             if let Some(r) = &self.exec_report {
                 fds.push((6, 0, PollFd::new(r.as_fd(), PollFlags::POLLIN)));
@@ -538,12 +539,13 @@ impl Pid1 {
     /// Handle a daemon message. `reply_to` is the auxiliary connection it came on.
     fn handle(&mut self, msg: &[u8], reply_to: Option<&OwnedFd>) {
         match msg.first() {
-            Some(&proto::TAG_STDIN) => {
-                if (self.stdin.is_some() || self.pty.is_some()) && self.stdin_buf.len() < (8 << 20)
-                {
-                    self.stdin_buf.extend_from_slice(&msg[1..]);
-                    self.flush_stdin();
-                }
+            // Input beyond 8 MiB that the command does not read is dropped.
+            Some(&proto::TAG_STDIN)
+                if (self.stdin.is_some() || self.pty.is_some())
+                    && self.stdin_buf.len() < (8 << 20) =>
+            {
+                self.stdin_buf.extend_from_slice(&msg[1..]);
+                self.flush_stdin();
             }
             Some(&proto::TAG_JSON) => {
                 let Ok(down) = serde_json::from_slice::<Down>(&msg[1..]) else {

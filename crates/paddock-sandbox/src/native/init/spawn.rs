@@ -12,7 +12,7 @@
 use std::ffi::CString;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::path::PathBuf;
+use std::path::Path;
 
 use nix::fcntl::OFlag;
 
@@ -206,7 +206,7 @@ fn child(
     prog: &str,
     confine: Option<&paddock_confine::Prepared>,
     report: &OwnedFd,
-    cwd_path: &PathBuf,
+    cwd_path: &Path,
 ) -> ! {
     if nix::unistd::setsid().is_err() {
         fail(report, 126, "cannot start a new session");
