@@ -12,7 +12,14 @@
 //! signature, then monotonicity against the previous one (size never shrinks, time strictly
 //! grows, equal sizes have equal roots); then entries in order: sequence (gap, duplicate,
 //! out of order), and the root at every checkpoint's size; then checkpoints larger than
-//! the entries (a truncated log); then entries past the last checkpoint.
+//! the entries (a truncated log); then, given a checkpoint seen earlier
+//! ([`VerifyOptions::known_checkpoint`]), that the log extends it (no rollback, no fork);
+//! then entries past the last checkpoint.
+//!
+//! What a bundle alone cannot prove: that it is the *whole* log (an older, genuinely signed
+//! prefix verifies; pass a known checkpoint to catch that), and that its key is the
+//! daemon's (a log rewritten and re-signed with another key, public key replaced, is
+//! self-consistent; pin the key).
 //!
 //! Entries not covered by any signed checkpoint: by default (strict) verification fails
 //! with [`VerifyError::Uncovered`], because anyone can append such entries. With
@@ -60,6 +67,10 @@ pub struct VerifyOptions {
     /// Accept entries after the last checkpoint (reported in [`VerifyReport::uncovered`])
     /// instead of failing.
     pub allow_uncovered: bool,
+    /// A checkpoint of this log the verifier saw earlier (e.g. kept from a previous export
+    /// or published). The log must extend it: same root at its size, and signed at least as
+    /// far. Detects a rollback: an older, genuinely signed prefix presented as current.
+    pub known_checkpoint: Option<Checkpoint>,
 }
 
 /// What a successful verification established.
@@ -97,6 +108,24 @@ pub enum VerifyError {
         "wrong key: the log is signed by key {found}, not the pinned key {pinned}; it was rewritten and re-signed, or it is not the log you expect"
     )]
     PinnedKeyMismatch { found: Hash, pinned: Hash },
+    #[error("the known checkpoint given to the verifier is not valid for this log: {reason}")]
+    KnownCheckpointInvalid { reason: String },
+    #[error(
+        "rolled back: the log is signed up to tree size {signed_size}, but a checkpoint already seen covers {known_size} (time {known_time}); entries were removed and an older checkpoint presented as current"
+    )]
+    RolledBack {
+        known_size: u64,
+        known_time: u64,
+        signed_size: u64,
+    },
+    #[error(
+        "the log disagrees with the known checkpoint at tree size {known_size}: its entries give root {computed}, the known checkpoint signed {signed}; two different histories were signed"
+    )]
+    KnownCheckpointFork {
+        known_size: u64,
+        signed: Hash,
+        computed: Hash,
+    },
     #[error("checkpoint {checkpoint}: belongs to log {found:?}, not {expected:?}")]
     CheckpointLogId {
         checkpoint: usize,
@@ -218,7 +247,13 @@ impl VerifyError {
     pub fn location(&self) -> Location {
         use VerifyError::*;
         match self {
-            Format { .. } | PublicKey(_) | PinnedKeyMismatch { .. } | Io { .. } => Location::Bundle,
+            Format { .. }
+            | PublicKey(_)
+            | PinnedKeyMismatch { .. }
+            | KnownCheckpointInvalid { .. }
+            | RolledBack { .. }
+            | KnownCheckpointFork { .. }
+            | Io { .. } => Location::Bundle,
             CheckpointLogId { checkpoint, .. }
             | CheckpointWrongKey { checkpoint, .. }
             | CheckpointBadSignature { checkpoint, .. }
@@ -243,6 +278,9 @@ impl VerifyError {
             Format { .. } => "format",
             PublicKey(_) => "public_key",
             PinnedKeyMismatch { .. } => "pinned_key",
+            KnownCheckpointInvalid { .. } => "known_checkpoint",
+            RolledBack { .. } => "rollback",
+            KnownCheckpointFork { .. } => "known_checkpoint_fork",
             CheckpointLogId { .. } => "checkpoint_log_id",
             CheckpointWrongKey { .. } => "checkpoint_key",
             CheckpointBadSignature { .. } => "checkpoint_signature",
@@ -273,6 +311,12 @@ impl VerifyError {
             }
             CheckpointBadSignature { .. } | CheckpointLogId { .. } | CheckpointFork { .. } => {
                 "the checkpoint was not signed by the daemon for this log: the bundle was tampered with"
+            }
+            KnownCheckpointInvalid { .. } => {
+                "pass a checkpoint of this same log, as exported earlier"
+            }
+            RolledBack { .. } | KnownCheckpointFork { .. } => {
+                "do not trust this copy: compare with the copy the known checkpoint came from"
             }
             CheckpointSizeRegressed { .. } | CheckpointTimeRegressed { .. } => {
                 "a log only grows: an older checkpoint presented as the newest hides later entries"
@@ -443,6 +487,22 @@ fn verify_core(
     notes: Vec<String>,
 ) -> Result<VerifyReport, VerifyError> {
     check_checkpoints(log_id, public_key, checkpoints, opts)?;
+    if let Some(known) = &opts.known_checkpoint {
+        let invalid = |reason: String| VerifyError::KnownCheckpointInvalid { reason };
+        if known.log_id != log_id {
+            return Err(invalid(format!("it belongs to log {:?}", known.log_id)));
+        }
+        if known.key_id != public_key.key_id {
+            return Err(invalid(format!(
+                "it is signed by key {}, the log by {}",
+                known.key_id, public_key.key_id
+            )));
+        }
+        let vk = public_key.verifying_key().map_err(VerifyError::PublicKey)?;
+        known
+            .verify_signature(&vk)
+            .map_err(|e| invalid(e.to_string()))?;
+    }
     let n = seqs.len() as u64;
     // Sequence first (cheap); roots are checked for every checkpoint before the first bad
     // seq, so a damaged earlier range is reported before a later sequence error.
@@ -489,6 +549,23 @@ fn verify_core(
     }
     let last = checkpoints.last();
     let signed_size = last.map_or(0, |c| c.tree_size);
+    if let Some(known) = &opts.known_checkpoint {
+        if known.tree_size > signed_size {
+            return Err(VerifyError::RolledBack {
+                known_size: known.tree_size,
+                known_time: known.time,
+                signed_size,
+            });
+        }
+        let computed = root_with_blocks(leaves, &block_roots, known.tree_size);
+        if computed != known.root_hash {
+            return Err(VerifyError::KnownCheckpointFork {
+                known_size: known.tree_size,
+                signed: known.root_hash,
+                computed,
+            });
+        }
+    }
     let mut uncovered = None;
     if n > signed_size {
         if !opts.allow_uncovered {
@@ -543,6 +620,18 @@ fn block_roots(leaves: &[Hash]) -> Vec<Hash> {
             .flat_map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
             .collect()
     })
+}
+
+/// Root of the first `size` leaves (`size <= leaves.len()`), using the block roots.
+fn root_with_blocks(leaves: &[Hash], block_roots: &[Hash], size: u64) -> Hash {
+    let mut f = Frontier::new();
+    for root in &block_roots[..(size / BLOCK) as usize] {
+        f.push_subtree(*root, BLOCK.trailing_zeros());
+    }
+    for leaf in &leaves[f.size() as usize..size as usize] {
+        f.push(*leaf);
+    }
+    f.root()
 }
 
 /// Classifies a wrong seq at position `i` (where `seqs[i] != i` and all before are right).

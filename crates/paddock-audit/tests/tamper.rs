@@ -480,3 +480,72 @@ fn checkpoints_on_block_boundaries() {
         VerifyError::SequenceGap { index: 1500, .. }
     ));
 }
+
+#[test]
+fn rollback_to_an_older_signed_prefix_is_caught_with_a_known_checkpoint() {
+    // A genuine older state of the log: only the first 20 entries and checkpoints 0 and 1.
+    // It verifies on its own (it was signed), so the verifier needs something it saw before.
+    let full = bundle();
+    let mut old = full.clone();
+    old.entries.truncate(20);
+    old.checkpoints.truncate(2);
+    verify_bundle(&old).unwrap();
+    let known = full.checkpoints[2].clone();
+    let opts = VerifyOptions {
+        known_checkpoint: Some(known.clone()),
+        ..Default::default()
+    };
+    let err = verify_bundle_with(&old, &opts).unwrap_err();
+    assert_eq!(
+        err,
+        VerifyError::RolledBack {
+            known_size: 25,
+            known_time: known.time,
+            signed_size: 20
+        }
+    );
+    has(
+        &err,
+        &["rolled back", "signed up to tree size 20", "covers 25"],
+    );
+    // The full log extends the known checkpoint, and so does a later one.
+    verify_bundle_with(&full, &opts).unwrap();
+    let earlier = VerifyOptions {
+        known_checkpoint: Some(full.checkpoints[0].clone()),
+        ..Default::default()
+    };
+    verify_bundle_with(&full, &earlier).unwrap();
+    verify_bundle_with(&old, &earlier).unwrap();
+    // A forged "known" checkpoint is refused rather than trusted.
+    let mut forged = known.clone();
+    forged.tree_size = 24;
+    let opts = VerifyOptions {
+        known_checkpoint: Some(forged),
+        ..Default::default()
+    };
+    assert!(matches!(
+        verify_bundle_with(&full, &opts),
+        Err(VerifyError::KnownCheckpointInvalid { .. })
+    ));
+    // A different history signed by the same key (split view) disagrees with the known one.
+    let dir = tempfile::tempdir().unwrap();
+    let (mut other, _) = paddock_audit::AuditLog::open(
+        dir.path(),
+        "run-test",
+        common::signer(),
+        common::config(1000),
+    )
+    .unwrap();
+    other.append_batch(&common::entries(100..125)).unwrap();
+    other.checkpoint_at(known.time + 1).unwrap();
+    let fork = other.export_bundle().unwrap();
+    let opts = VerifyOptions {
+        known_checkpoint: Some(known),
+        ..Default::default()
+    };
+    let err = verify_bundle_with(&fork, &opts).unwrap_err();
+    assert!(
+        matches!(err, VerifyError::KnownCheckpointFork { known_size: 25, .. }),
+        "{err}"
+    );
+}
