@@ -306,6 +306,20 @@ pub trait ExecCapability: Send + Sync {
         env: Vec<(String, String)>,
         tty: bool,
     ) -> Result<Attachment, SandboxError>;
+
+    /// Like [`exec`](ExecCapability::exec), and also reports how the command ended. The
+    /// default (for backends that cannot tell) resolves the receiver with an error.
+    async fn exec_with_exit(
+        &self,
+        handle: &SandboxHandle,
+        command: Vec<String>,
+        env: Vec<(String, String)>,
+        tty: bool,
+    ) -> Result<(Attachment, tokio::sync::oneshot::Receiver<ExitInfo>), SandboxError> {
+        let attachment = self.exec(handle, command, env, tty).await?;
+        let (_, rx) = tokio::sync::oneshot::channel();
+        Ok((attachment, rx))
+    }
 }
 
 /// Resource usage of a running sandbox.

@@ -42,8 +42,9 @@ use self::plan::{Bind, InitPlan, RunLayout};
 use self::proto::Down;
 use self::run::{ActorInit, OutState, Run};
 use crate::{
-    Adopted, AttachInput, Attachment, EventSink, ExitInfo, LogQuery, NetnsCapability, OutputChunk,
-    Runtime, RuntimeKind, SandboxError, SandboxHandle, SandboxSpec, SandboxStats, StatsCapability,
+    Adopted, AttachInput, Attachment, EventSink, ExecCapability, ExitInfo, LogQuery,
+    NetnsCapability, OutputChunk, Runtime, RuntimeKind, SandboxError, SandboxHandle, SandboxSpec,
+    SandboxStats, StatsCapability,
 };
 
 /// Entry point of `paddock init` (hidden subcommand of the `paddock` binary): call it when
@@ -104,7 +105,6 @@ pub struct NativeState {
 pub struct NativeRuntime {
     cfg: NativeConfig,
     euid: u32,
-    egid: u32,
     rootless: bool,
     cgroups: CgroupSystem,
     etc: EtcMaskCache,
@@ -186,12 +186,10 @@ fn remove_tree(p: &Path) -> std::io::Result<()> {
 impl NativeRuntime {
     pub fn new(cfg: NativeConfig) -> Self {
         let euid = nix::unistd::geteuid().as_raw();
-        let egid = nix::unistd::getegid().as_raw();
         let rootless = euid != 0;
         NativeRuntime {
             cfg,
             euid,
-            egid,
             rootless,
             cgroups: CgroupSystem::detect(rootless),
             etc: EtcMaskCache::new("/etc"),
@@ -439,13 +437,12 @@ impl Runtime for NativeRuntime {
 
     async fn create(&self, spec: &SandboxSpec) -> Result<SandboxHandle, SandboxError> {
         plan::validate(spec, self.paddock_home(&spec.run_dir).as_deref())?;
-        if spec.user.uid != self.euid || spec.user.gid != self.egid {
+        // The daemon's own uid is what gets mapped (a process can map only its own id
+        // without privileges in the parent namespace); the gid inside follows the spec.
+        if spec.user.uid != self.euid {
             return Err(SandboxError::InvalidSpec {
-                message: format!(
-                    "sandbox user {}:{} is not the daemon's user {}:{}",
-                    spec.user.uid, spec.user.gid, self.euid, self.egid
-                ),
-                hint: "the native runtime maps the daemon's own uid/gid into the sandbox; run one daemon per user".into(),
+                message: format!("sandbox user {} is not the daemon's user {}", spec.user.uid, self.euid),
+                hint: "the native runtime maps the daemon's own uid into the sandbox; run one daemon per user".into(),
             });
         }
         self.cgroups.check_limits(&spec.limits, self.rootless)?;
@@ -617,20 +614,7 @@ impl Runtime for NativeRuntime {
         let down = run.down.clone();
         tokio::spawn(async move {
             while let Some(i) = in_rx.recv().await {
-                let msg = match i {
-                    AttachInput::Stdin(data) => {
-                        let mut m = Vec::with_capacity(data.len() + 1);
-                        m.push(proto::TAG_STDIN);
-                        m.extend_from_slice(&data);
-                        m
-                    }
-                    AttachInput::CloseStdin => proto::encode_json(&Down::CloseStdin),
-                    AttachInput::Resize(s) => proto::encode_json(&Down::Resize {
-                        rows: s.rows,
-                        cols: s.cols,
-                    }),
-                    AttachInput::Signal(signal) => proto::encode_json(&Down::Signal { signal }),
-                };
+                let msg = encode_input(i);
                 if down.send(msg).is_err() {
                     break;
                 }
@@ -875,8 +859,166 @@ impl Runtime for NativeRuntime {
         Some(self)
     }
 
+    fn as_exec(&self) -> Option<&dyn ExecCapability> {
+        Some(self)
+    }
+
     fn as_netns(&self) -> Option<&dyn NetnsCapability> {
         Some(self)
+    }
+}
+
+fn encode_input(i: AttachInput) -> Vec<u8> {
+    match i {
+        AttachInput::Stdin(data) => {
+            let mut m = Vec::with_capacity(data.len() + 1);
+            m.push(proto::TAG_STDIN);
+            m.extend_from_slice(&data);
+            m
+        }
+        AttachInput::CloseStdin => proto::encode_json(&Down::CloseStdin),
+        AttachInput::Resize(s) => proto::encode_json(&Down::Resize {
+            rows: s.rows,
+            cols: s.cols,
+        }),
+        AttachInput::Signal(signal) => proto::encode_json(&Down::Signal { signal }),
+    }
+}
+
+/// `exec`: a new connection to init carries the command's output, input and exit. Exec'd
+/// commands are not in `log.jsonl`, and end with the sandbox.
+#[async_trait]
+impl ExecCapability for NativeRuntime {
+    async fn exec(
+        &self,
+        handle: &SandboxHandle,
+        command: Vec<String>,
+        env: Vec<(String, String)>,
+        tty: bool,
+    ) -> Result<Attachment, SandboxError> {
+        Ok(self.exec_with_exit(handle, command, env, tty).await?.0)
+    }
+
+    async fn exec_with_exit(
+        &self,
+        handle: &SandboxHandle,
+        command: Vec<String>,
+        env: Vec<(String, String)>,
+        tty: bool,
+    ) -> Result<(Attachment, oneshot::Receiver<ExitInfo>), SandboxError> {
+        if command.is_empty()
+            || command
+                .iter()
+                .chain(env.iter().flat_map(|(k, v)| [k, v]))
+                .any(|s| s.contains('\0'))
+        {
+            return Err(SandboxError::InvalidSpec {
+                message: "exec needs a command without NUL bytes".into(),
+                hint: "give a command after `--`".into(),
+            });
+        }
+        let st = state_of(handle)?;
+        let not_running = || SandboxError::NotRunning {
+            run_id: handle.run_id.clone(),
+        };
+        match self.get(&handle.run_id) {
+            Some(r) if r.exit_info().is_some() => return Err(not_running()),
+            Some(_) => {}
+            None => {
+                Self::live_init(&st).ok_or_else(not_running)?;
+            }
+        }
+        let conn = Self::connect_control(&handle.run_dir).map_err(|_| not_running())?;
+        let req = Down::Exec {
+            command,
+            env,
+            tty,
+            tty_size: None,
+        };
+        sys::send_msg(conn.as_fd(), &proto::encode_json(&req), None, false)
+            .map_err(|e| SandboxError::io("send exec request", None, e))?;
+        sys::set_nonblocking(conn.as_fd())
+            .map_err(|e| SandboxError::io("exec connection", None, e))?;
+        let conn = run::async_fd(
+            conn,
+            tokio::io::Interest::READABLE | tokio::io::Interest::WRITABLE,
+        )
+        .ok_or_else(|| {
+            SandboxError::io(
+                "exec connection",
+                None,
+                std::io::Error::other("cannot register"),
+            )
+        })?;
+        let (out_tx, out_rx) = mpsc::channel::<OutputChunk>(256);
+        let (in_tx, mut in_rx) = mpsc::channel::<AttachInput>(256);
+        let (exit_tx, exit_rx) = oneshot::channel();
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; proto::MAX_MESSAGE];
+            let mut exit: Option<ExitInfo> = None;
+            let mut reason: Option<String> = None;
+            let mut input_open = true;
+            'outer: loop {
+                tokio::select! {
+                    r = conn.readable() => {
+                        let Ok(mut g) = r else { break };
+                        g.clear_ready();
+                        drop(g);
+                        loop {
+                            match sys::recv_msg(conn.get_ref().as_fd(), &mut buf, true) {
+                                Ok((0, _)) => break 'outer,
+                                Ok((n, _)) => match buf[0] {
+                                    proto::TAG_OUTPUT => {
+                                        if let Some(o) = proto::decode_output(&buf[1..n]) {
+                                            let c = OutputChunk { ts_ms: o.ts_ms, stream: o.stream, data: o.data.to_vec() };
+                                            // The client is gone: dropping the connection ends the command.
+                                            if out_tx.send(c).await.is_err() {
+                                                break 'outer;
+                                            }
+                                        }
+                                    }
+                                    proto::TAG_JSON => match serde_json::from_slice::<proto::Up>(&buf[1..n]) {
+                                        Ok(proto::Up::ExecFailed { reason: r, .. }) => reason = Some(r),
+                                        Ok(proto::Up::Exited { code, signal, reason: r }) => {
+                                            exit = Some(ExitInfo { exit_code: Some(code), signal, oom_killed: false, reason: r.or(reason.clone()) });
+                                        }
+                                        Ok(proto::Up::SetupFailed { message, .. }) => {
+                                            exit = Some(ExitInfo { exit_code: Some(125), signal: None, oom_killed: false, reason: Some(message) });
+                                        }
+                                        _ => {}
+                                    },
+                                    _ => {}
+                                },
+                                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                                Err(_) => break 'outer,
+                            }
+                        }
+                    }
+                    i = in_rx.recv(), if input_open => match i {
+                        None => input_open = false,
+                        Some(i) => {
+                            let msg = encode_input(i);
+                            if conn.async_io(tokio::io::Interest::WRITABLE, |fd| sys::send_msg(fd.as_fd(), &msg, None, true)).await.is_err() {
+                                break;
+                            }
+                        }
+                    },
+                }
+            }
+            let _ = exit_tx.send(exit.unwrap_or(ExitInfo {
+                exit_code: None,
+                signal: None,
+                oom_killed: false,
+                reason: Some(reason.unwrap_or_else(|| "the sandbox ended".into())),
+            }));
+        });
+        Ok((
+            Attachment {
+                output: out_rx,
+                input: in_tx,
+            },
+            exit_rx,
+        ))
     }
 }
 

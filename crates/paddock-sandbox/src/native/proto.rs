@@ -89,6 +89,15 @@ pub enum Down {
     NetnsFd {
         id: u64,
     },
+    /// Start another command in the sandbox (confined like the first). Sent as the first
+    /// message of a new connection, which then carries that command's output (`TAG_OUTPUT`,
+    /// unacknowledged), its input, and its `Exited`.
+    Exec {
+        command: Vec<String>,
+        env: Vec<(String, String)>,
+        tty: bool,
+        tty_size: Option<crate::TtySize>,
+    },
 }
 
 pub fn encode_json<T: Serialize>(msg: &T) -> Vec<u8> {

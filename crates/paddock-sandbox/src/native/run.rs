@@ -203,7 +203,7 @@ pub fn spawn_actor(init: ActorInit) -> tokio::task::JoinHandle<()> {
     }
     let mut down_rx = init.down_rx;
     let stage1 = init.stage1;
-    let h = tokio::spawn(async move {
+    tokio::spawn(async move {
         if let Some(mut child) = stage1 {
             tokio::spawn(async move {
                 let _ = child.wait().await;
@@ -211,8 +211,7 @@ pub fn spawn_actor(init: ActorInit) -> tokio::task::JoinHandle<()> {
         }
         actor.main(&mut down_rx).await;
         actor.finalize();
-    });
-    h
+    })
 }
 
 enum Wake {

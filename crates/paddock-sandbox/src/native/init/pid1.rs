@@ -131,10 +131,11 @@ pub fn run(plan: crate::native::plan::InitPlan, ctl: &OwnedFd) -> i32 {
             step: s.into(),
             message: format!("preparing confinement: {e} ({})", e.hint()),
         })?;
-        let spawned = spawn::spawn(&plan, Some(&prepared)).map_err(|message| SetupError {
-            step: s.into(),
-            message,
-        })?;
+        let spawned =
+            spawn::spawn(&main_spec(&plan), Some(&prepared)).map_err(|message| SetupError {
+                step: s.into(),
+                message,
+            })?;
         Ok((spawned, listener, run_dir))
     })();
     let (spawned, listener, run_dir) = match setup {
@@ -157,6 +158,17 @@ pub fn run(plan: crate::native::plan::InitPlan, ctl: &OwnedFd) -> i32 {
     let _ = sys::set_nonblocking(ctl.as_fd());
     let mut p = Pid1::new(plan, ctl, listener, run_dir, sigfd, spawned);
     p.run()
+}
+
+fn main_spec(plan: &InitPlan) -> spawn::SpawnSpec<'_> {
+    spawn::SpawnSpec {
+        command: &plan.command,
+        env: &plan.env,
+        cwd: &plan.cwd,
+        tty: plan.tty,
+        stdin: plan.stdin,
+        tty_size: plan.tty_size,
+    }
 }
 
 /// Bind `run_dir/control.sock` (0600) for reconnecting daemons.
@@ -194,8 +206,173 @@ struct OutSrc {
     eof: bool,
 }
 
+/// Output an exec session may have queued before PID 1 stops reading its pipes.
+const MAX_EXEC_QUEUE: usize = 1 << 20;
+
+/// A command started with `Down::Exec`, bound to the connection that asked for it.
+struct ExecSession {
+    conn: Option<OwnedFd>,
+    pid: i32,
+    outs: Vec<OutSrc>,
+    input: Option<OwnedFd>,
+    pty: bool,
+    stdin_buf: Vec<u8>,
+    queue: VecDeque<Vec<u8>>,
+    queued: usize,
+    status: Option<(i32, Option<i32>)>,
+    report: Option<OwnedFd>,
+    report_buf: Vec<u8>,
+    reason: Option<String>,
+    seq: u64,
+    finished: bool,
+}
+
+impl ExecSession {
+    fn push(&mut self, msg: Vec<u8>) {
+        self.queued += msg.len();
+        self.queue.push_back(msg);
+    }
+
+    fn flush(&mut self) {
+        let Some(c) = &self.conn else {
+            self.queue.clear();
+            self.queued = 0;
+            return;
+        };
+        while let Some(m) = self.queue.front() {
+            match sys::send_msg(c.as_fd(), m, None, true) {
+                Ok(_) => {
+                    self.queued -= m.len();
+                    self.queue.pop_front();
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(_) => {
+                    self.detach();
+                    return;
+                }
+            }
+        }
+    }
+
+    /// The client went away: end the command (its output has nowhere to go).
+    fn detach(&mut self) {
+        self.conn = None;
+        self.queue.clear();
+        self.queued = 0;
+        if self.status.is_none() {
+            let _ = nix::sys::signal::kill(Pid::from_raw(-self.pid), Signal::SIGKILL);
+        }
+    }
+
+    fn read_out(&mut self, k: usize, chunk: &mut [u8], drain: bool) {
+        loop {
+            if !drain && self.queued >= MAX_EXEC_QUEUE {
+                return;
+            }
+            let o = &mut self.outs[k];
+            if o.eof {
+                return;
+            }
+            match nix::unistd::read(o.fd.as_fd(), chunk) {
+                Ok(0) => o.eof = true,
+                Ok(n) => {
+                    let stream = o.stream;
+                    self.seq += 1;
+                    let m = proto::encode_output(self.seq, proto::now_ms(), stream, &chunk[..n]);
+                    self.push(m);
+                    if !drain {
+                        return;
+                    }
+                }
+                Err(nix::errno::Errno::EAGAIN) => return,
+                Err(nix::errno::Errno::EINTR) => {}
+                Err(_) => o.eof = true,
+            }
+        }
+    }
+
+    fn flush_stdin(&mut self) {
+        let Some(fd) = &self.input else {
+            self.stdin_buf.clear();
+            return;
+        };
+        while !self.stdin_buf.is_empty() {
+            match nix::unistd::write(fd.as_fd(), &self.stdin_buf) {
+                Ok(n) => {
+                    self.stdin_buf.drain(..n);
+                }
+                Err(nix::errno::Errno::EAGAIN) => return,
+                Err(nix::errno::Errno::EINTR) => {}
+                Err(_) => {
+                    self.stdin_buf.clear();
+                    self.input = None;
+                    return;
+                }
+            }
+        }
+    }
+
+    fn handle(&mut self, msg: &[u8]) {
+        match msg.first() {
+            Some(&proto::TAG_STDIN) if self.stdin_buf.len() < (8 << 20) => {
+                self.stdin_buf.extend_from_slice(&msg[1..]);
+                self.flush_stdin();
+            }
+            Some(&proto::TAG_JSON) => match serde_json::from_slice::<Down>(&msg[1..]) {
+                Ok(Down::CloseStdin) => {
+                    if self.pty {
+                        self.stdin_buf.push(0x04);
+                        self.flush_stdin();
+                    } else {
+                        self.flush_stdin();
+                        self.input = None;
+                    }
+                }
+                Ok(Down::Resize { rows, cols }) if self.pty => {
+                    if let Some(m) = &self.input {
+                        let _ = sys::set_winsize(m.as_fd(), rows, cols);
+                    }
+                }
+                Ok(Down::Signal { signal }) if self.status.is_none() => {
+                    let _ = nix::sys::signal::kill(
+                        Pid::from_raw(-self.pid),
+                        Signal::try_from(signal).ok(),
+                    );
+                }
+                _ => {}
+            },
+            _ => {}
+        }
+    }
+
+    fn on_report(&mut self) {
+        let Some(r) = &self.report else { return };
+        let mut b = [0u8; 1024];
+        match nix::unistd::read(r.as_fd(), &mut b) {
+            Ok(0) | Err(nix::errno::Errno::EBADF) => {
+                self.report = None;
+                if self.report_buf.is_empty() {
+                    self.push(proto::encode_json(&Up::Started { pid: self.pid }));
+                } else {
+                    let s = String::from_utf8_lossy(&self.report_buf).into_owned();
+                    let (code, reason) = s.split_once(':').unwrap_or(("126", s.as_str()));
+                    self.reason = Some(reason.to_string());
+                    let msg = Up::ExecFailed {
+                        code: code.parse().unwrap_or(126),
+                        reason: reason.to_string(),
+                    };
+                    self.push(proto::encode_json(&msg));
+                }
+            }
+            Ok(n) => self.report_buf.extend_from_slice(&b[..n]),
+            Err(_) => {}
+        }
+    }
+}
+
 struct Pid1 {
     plan: InitPlan,
+    execs: Vec<ExecSession>,
     primary: Option<OwnedFd>,
     aux: Vec<OwnedFd>,
     listener: OwnedFd,
@@ -257,6 +434,7 @@ impl Pid1 {
         };
         Pid1 {
             plan,
+            execs: Vec::new(),
             primary: Some(ctl),
             aux: Vec::new(),
             listener,
@@ -337,6 +515,25 @@ impl Pid1 {
             if let Some(r) = &self.exec_report {
                 fds.push((6, 0, PollFd::new(r.as_fd(), PollFlags::POLLIN)));
             }
+            for (j, e) in self.execs.iter().enumerate() {
+                if let Some(c) = &e.conn {
+                    let mut ev = PollFlags::POLLIN;
+                    if !e.queue.is_empty() {
+                        ev |= PollFlags::POLLOUT;
+                    }
+                    fds.push((7, j, PollFd::new(c.as_fd(), ev)));
+                }
+                if e.queued < MAX_EXEC_QUEUE {
+                    for (k, o) in e.outs.iter().enumerate() {
+                        if !o.eof {
+                            fds.push((8, j * 4 + k, PollFd::new(o.fd.as_fd(), PollFlags::POLLIN)));
+                        }
+                    }
+                }
+                if let Some(r) = &e.report {
+                    fds.push((9, j, PollFd::new(r.as_fd(), PollFlags::POLLIN)));
+                }
+            }
             let mut pfds: Vec<PollFd<'_>> = fds.iter().map(|(_, _, p)| p.clone()).collect();
             match poll(&mut pfds, timeout) {
                 Ok(_) => {}
@@ -360,9 +557,16 @@ impl Pid1 {
                     4 => self.read_output(idx),
                     5 => self.flush_stdin(),
                     6 => self.on_exec_report(),
+                    7 => self.on_exec_conn(idx),
+                    8 => {
+                        let mut chunk = vec![0u8; proto::MAX_OUTPUT_CHUNK];
+                        self.execs[idx / 4].read_out(idx % 4, &mut chunk, false);
+                    }
+                    9 => self.execs[idx].on_report(),
                     _ => {}
                 }
             }
+            self.tend_execs();
             aux_ready.sort_unstable_by(|a, b| b.cmp(a));
             for i in aux_ready {
                 self.on_aux(i);
@@ -381,9 +585,142 @@ impl Pid1 {
     }
 
     fn poll_timeout(&self) -> PollTimeout {
-        match self.ended_at {
-            None => PollTimeout::NONE,
-            Some(_) => PollTimeout::from(200u16),
+        if self.ended_at.is_some() || self.execs.iter().any(|e| !e.stdin_buf.is_empty()) {
+            PollTimeout::from(50u16)
+        } else {
+            PollTimeout::NONE
+        }
+    }
+
+    fn on_exec_conn(&mut self, j: usize) {
+        let e = &mut self.execs[j];
+        e.flush();
+        loop {
+            let Some(c) = &e.conn else { return };
+            match sys::recv_msg(c.as_fd(), &mut self.buf, true) {
+                Ok((0, _)) => {
+                    e.detach();
+                    return;
+                }
+                Ok((n, _)) => {
+                    let msg = self.buf[..n].to_vec();
+                    e.handle(&msg);
+                }
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => return,
+                Err(_) => {
+                    e.detach();
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Finish ended exec sessions: drain, report, and drop them once delivered.
+    fn tend_execs(&mut self) {
+        let mut chunk = vec![0u8; proto::MAX_OUTPUT_CHUNK];
+        for e in &mut self.execs {
+            e.flush_stdin();
+            if e.status.is_some() && !e.finished {
+                if e.report.is_some() {
+                    e.on_report();
+                }
+                for k in 0..e.outs.len() {
+                    e.read_out(k, &mut chunk, true);
+                }
+                let (code, signal) = e.status.unwrap_or((125, None));
+                e.push(proto::encode_json(&Up::Exited {
+                    code,
+                    signal,
+                    reason: e.reason.clone(),
+                }));
+                e.finished = true;
+            }
+            e.flush();
+        }
+        self.execs
+            .retain(|e| !(e.finished && (e.queue.is_empty() || e.conn.is_none())));
+    }
+
+    /// `Down::Exec` on a new connection: start the command, confined like the first.
+    fn start_exec(
+        &mut self,
+        conn: OwnedFd,
+        command: Vec<String>,
+        env: Vec<(String, String)>,
+        tty: bool,
+        tty_size: Option<crate::TtySize>,
+    ) {
+        if self.ended_at.is_some() || command.is_empty() {
+            let msg = Up::SetupFailed {
+                step: "exec".into(),
+                message: "the sandbox's command has ended".into(),
+            };
+            let _ = sys::send_msg(conn.as_fd(), &proto::encode_json(&msg), None, true);
+            return;
+        }
+        let env = if env.is_empty() {
+            self.plan.env.clone()
+        } else {
+            env
+        };
+        let spec = spawn::SpawnSpec {
+            command: &command,
+            env: &env,
+            cwd: &self.plan.cwd,
+            tty,
+            stdin: true,
+            tty_size,
+        };
+        let confinement = paddock_confine::Confinement {
+            writable_paths: self.plan.writable_paths.clone(),
+            ..paddock_confine::Confinement::default()
+        };
+        let res = confinement
+            .prepare()
+            .map_err(|e| format!("preparing confinement: {e}"))
+            .and_then(|p| spawn::spawn(&spec, Some(&p)));
+        match res {
+            Ok(sp) => {
+                let mut outs = vec![OutSrc {
+                    fd: sp.stdout,
+                    stream: if tty {
+                        OutputStream::Tty
+                    } else {
+                        OutputStream::Stdout
+                    },
+                    eof: false,
+                }];
+                if let Some(e) = sp.stderr {
+                    outs.push(OutSrc {
+                        fd: e,
+                        stream: OutputStream::Stderr,
+                        eof: false,
+                    });
+                }
+                self.execs.push(ExecSession {
+                    conn: Some(conn),
+                    pid: sp.pid,
+                    outs,
+                    input: sp.stdin,
+                    pty: tty,
+                    stdin_buf: Vec::new(),
+                    queue: VecDeque::new(),
+                    queued: 0,
+                    status: None,
+                    report: Some(sp.exec_report),
+                    report_buf: Vec::new(),
+                    reason: None,
+                    seq: 0,
+                    finished: false,
+                });
+            }
+            Err(message) => {
+                let msg = Up::SetupFailed {
+                    step: "exec".into(),
+                    message,
+                };
+                let _ = sys::send_msg(conn.as_fd(), &proto::encode_json(&msg), None, true);
+            }
         }
     }
 
@@ -469,9 +806,19 @@ impl Pid1 {
                 Ok(WaitStatus::Signaled(pid, sig, _)) if pid.as_raw() == self.child => {
                     self.child_status = Some((128 + sig as i32, Some(sig as i32)));
                 }
+                Ok(WaitStatus::Exited(pid, code)) => self.exec_ended(pid.as_raw(), (code, None)),
+                Ok(WaitStatus::Signaled(pid, sig, _)) => {
+                    self.exec_ended(pid.as_raw(), (128 + sig as i32, Some(sig as i32)))
+                }
                 Ok(WaitStatus::StillAlive) | Err(_) => return,
                 Ok(_) => {}
             }
+        }
+    }
+
+    fn exec_ended(&mut self, pid: i32, status: (i32, Option<i32>)) {
+        if let Some(e) = self.execs.iter_mut().find(|e| e.pid == pid) {
+            e.status = Some(status);
         }
     }
 
@@ -516,13 +863,29 @@ impl Pid1 {
                 }
                 Ok((n, _)) => {
                     let msg = self.buf[..n].to_vec();
-                    if msg.first() == Some(&proto::TAG_JSON)
-                        && matches!(serde_json::from_slice::<Down>(&msg[1..]), Ok(Down::Hello))
-                    {
-                        let conn = self.aux.remove(i);
-                        self.drop_primary();
-                        self.primary = Some(conn);
-                        return;
+                    let parsed = if msg.first() == Some(&proto::TAG_JSON) {
+                        serde_json::from_slice::<Down>(&msg[1..]).ok()
+                    } else {
+                        None
+                    };
+                    match parsed {
+                        Some(Down::Hello) => {
+                            let conn = self.aux.remove(i);
+                            self.drop_primary();
+                            self.primary = Some(conn);
+                            return;
+                        }
+                        Some(Down::Exec {
+                            command,
+                            env,
+                            tty,
+                            tty_size,
+                        }) => {
+                            let conn = self.aux.remove(i);
+                            self.start_exec(conn, command, env, tty, tty_size);
+                            return;
+                        }
+                        _ => {}
                     }
                     let conn = self.aux[i].try_clone().ok();
                     self.handle(&msg, conn.as_ref());
@@ -579,6 +942,8 @@ impl Pid1 {
                         }
                     }
                     Down::ExitAck => self.exit_acked = true,
+                    // Only valid as the first message of a new connection.
+                    Down::Exec { .. } => {}
                     Down::Socket { id, domain, ty } => {
                         let (reply, fd) = match sys::new_socket(domain, ty) {
                             Ok(fd) => (Up::Fd { id, error: None }, Some(fd)),

@@ -16,7 +16,7 @@ use std::path::Path;
 
 use nix::fcntl::OFlag;
 
-use crate::native::plan::InitPlan;
+use crate::TtySize;
 use crate::native::sys;
 
 /// What PID 1 keeps of a started command.
@@ -35,7 +35,17 @@ fn cstr(s: &str) -> Result<CString, String> {
     CString::new(s).map_err(|_| format!("{s:?} contains a NUL byte"))
 }
 
-fn candidates(plan: &InitPlan) -> Result<Vec<CString>, String> {
+/// What to start (the run's command, or an `exec` into the running sandbox).
+pub struct SpawnSpec<'a> {
+    pub command: &'a [String],
+    pub env: &'a [(String, String)],
+    pub cwd: &'a Path,
+    pub tty: bool,
+    pub stdin: bool,
+    pub tty_size: Option<TtySize>,
+}
+
+fn candidates(plan: &SpawnSpec<'_>) -> Result<Vec<CString>, String> {
     let prog = &plan.command[0];
     if prog.contains('/') {
         return Ok(vec![cstr(prog)?]);
@@ -61,7 +71,7 @@ fn os(e: impl std::fmt::Display) -> String {
 
 /// Start the command. `confine` is applied in the child right before exec.
 pub fn spawn(
-    plan: &InitPlan,
+    plan: &SpawnSpec<'_>,
     confine: Option<&paddock_confine::Prepared>,
 ) -> Result<Spawned, String> {
     let argv_c: Vec<CString> = plan
@@ -160,7 +170,7 @@ pub fn spawn(
             &prog,
             confine,
             &report_w,
-            &plan.cwd,
+            plan.cwd,
         );
     }
     drop(child_io);
