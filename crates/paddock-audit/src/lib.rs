@@ -11,7 +11,9 @@
 //!   commit: one fsync per batch; `Ok` = acknowledged), [`AuditLog::maybe_checkpoint`] on
 //!   a timer and after batches, [`AuditLog::checkpoint`] at run end,
 //!   [`AuditLog::export_bundle`], [`AuditLog::inclusion_proof`],
-//!   [`AuditLog::consistency_proof`];
+//!   [`AuditLog::consistency_proof`]; or, with many producers, [`Committer::spawn`] and
+//!   [`CommitHandle::append`] / [`CommitHandle::submit`] (bounded queue: producers block
+//!   instead of entries being dropped; batches drained from the queue, one fsync each);
 //! - the CLI or a third party, offline: [`verify_bundle`] / [`verify_bundle_with`],
 //!   [`verify_log_dir`], [`verify_entry_inclusion`], [`verify_checkpoint_consistency`],
 //!   [`merkle::verify_inclusion`], [`merkle::verify_consistency`], [`LogReader`].
@@ -22,6 +24,7 @@
 
 pub mod bundle;
 pub mod checkpoint;
+pub mod commit;
 pub mod entry;
 pub mod error;
 pub mod hash;
@@ -33,6 +36,7 @@ pub mod verify;
 
 pub use bundle::{BUNDLE_FORMAT, Bundle};
 pub use checkpoint::{Checkpoint, SignatureError};
+pub use commit::{Ack, CommitError, CommitHandle, Committer, CommitterConfig};
 pub use entry::{Entry, EntryError, NewEntry, canonical_json};
 pub use error::{AuditError, Result};
 pub use hash::{Hash, empty_root, leaf_hash, node_hash};
