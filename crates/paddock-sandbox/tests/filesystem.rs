@@ -257,3 +257,33 @@ async fn invalid_specs_fail_in_create() {
     // Nothing was created.
     assert!(!env.run_dir.join("layer").exists());
 }
+
+#[tokio::test]
+async fn setup_failure_is_reported_by_start_and_cleaned_up() {
+    let env = Env::new();
+    let rt = runtime();
+    let mut spec = sh(&env, "true");
+    // /etc is the host's, read-only: a file in a directory that does not exist there
+    // cannot get a mount point.
+    spec.files = vec![InjectedFile {
+        path: "/etc/paddock-no-such-dir/x".into(),
+        contents: b"x".to_vec(),
+    }];
+    let h = rt.create(&spec).await.unwrap();
+    let ev = Events::default();
+    match rt.start(&h, &spec, ev.sink()).await {
+        Err(SandboxError::Setup { step, message }) => {
+            assert!(
+                step.contains("workspace") || step.contains("mount"),
+                "{step}: {message}"
+            );
+            assert!(message.contains("paddock-no-such-dir"), "{message}");
+        }
+        other => panic!("expected a setup error, got {other:?}"),
+    }
+    let exit = rt.wait(&h).await.unwrap();
+    assert_eq!(exit.exit_code, Some(125), "{exit:?}");
+    assert!(exit.reason.unwrap_or_default().contains("setup failed"));
+    rt.destroy(&h).await.unwrap();
+    assert!(!env.run_dir.join("layer").exists());
+}

@@ -112,3 +112,36 @@ async fn adopt_without_any_record() {
     rt.destroy(&h).await.unwrap();
     rt.destroy(&h).await.unwrap();
 }
+
+#[tokio::test]
+async fn output_is_not_lost_while_no_runtime_watches() {
+    let env = Env::new();
+    // ~10.8 MB of output, more than init buffers: the command must block, not lose data.
+    let spec = sh(&env, "head -c 8000000 /dev/zero | base64 -w 100; echo end");
+    let h = {
+        let rt = runtime();
+        let h = rt.create(&spec).await.unwrap();
+        rt.start(&h, &spec, Events::default().sink()).await.unwrap()
+    };
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // The command is stuck on a full pipe, since init stopped reading.
+    let rt = runtime();
+    rt.adopt(&h, Events::default().sink()).await.unwrap();
+    let exit = tokio::time::timeout(Duration::from_secs(60), rt.wait(&h))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(exit.exit_code, Some(0), "{exit:?}");
+    let out = collect_logs(&rt, &h).await;
+    let expected_len = 8_000_000usize.div_ceil(3) * 4;
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.last(), Some(&"end"));
+    let body: usize = lines[..lines.len() - 1].iter().map(|l| l.len()).sum();
+    assert_eq!(body, expected_len, "output lost or duplicated");
+    assert!(
+        lines[..lines.len() - 1]
+            .iter()
+            .all(|l| l.bytes().all(|b| b == b'A' || b == b'='))
+    );
+    rt.destroy(&h).await.unwrap();
+}

@@ -12,6 +12,26 @@
 //! [`run`] (per-run actor in the daemon), `init` (everything inside the sandbox), [`sys`]
 //! (syscall wrappers; the `unsafe` lives there).
 //!
+//! # Use (daemon)
+//!
+//! ```no_run
+//! # fn main() -> std::io::Result<()> {
+//! // First thing in `main`, before any thread or async runtime exists:
+//! if std::env::args().nth(1).as_deref() == Some("init") {
+//!     std::process::exit(paddock_sandbox::native::init_main());
+//! }
+//! use paddock_sandbox::native::{NativeConfig, NativeRuntime};
+//! let mut cfg = NativeConfig::new(std::env::current_exe()?);
+//! cfg.paddock_home = Some("/home/me/.local/share/paddock".into());
+//! let runtime = NativeRuntime::new(cfg); // then use it as `Arc<dyn Runtime>`
+//! # let _ = runtime; Ok(()) }
+//! ```
+//!
+//! Identity: the daemon's uid is mapped into the sandbox as itself, or as 1000 when the
+//! daemon is root (`spec.user.uid` must be the daemon's uid; the gid inside is
+//! `spec.user.gid`, or 1000 for 0). Exec'd commands (`as_exec`) are confined like the
+//! first and end with the sandbox; their output is not in `log.jsonl`.
+//!
 //! Owns: `run_dir/{layer,home,files,rootfs,control.sock,log.jsonl,exit.json}` and the run's
 //! cgroups. Never: mounts anything in the daemon's mount namespace, or reads anything of the
 //! host into a sandbox that the spec did not ask for.

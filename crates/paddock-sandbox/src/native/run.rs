@@ -339,8 +339,11 @@ impl Actor {
                 };
                 let line = logfmt::encode_line(o.seq, &chunk);
                 let mut out = self.run.out.lock().unwrap_or_else(|e| e.into_inner());
-                if self.log.write_all(&line).is_ok() {
-                    out.log_len += line.len() as u64;
+                match self.log.write_all(&line) {
+                    Ok(()) => out.log_len += line.len() as u64,
+                    Err(e) => {
+                        tracing::warn!(run_id = %self.run.run_id, error = %e, "cannot append to log.jsonl")
+                    }
                 }
                 out.subs.retain(|s| s.try_send(chunk.clone()).is_ok());
             }
@@ -382,9 +385,11 @@ impl Actor {
                             description,
                         });
                     }
-                    Up::Started { pid } => {
-                        let host_pid = command_host_pid(self.run.init_pid.load(Ordering::SeqCst))
-                            .unwrap_or(pid);
+                    Up::Started { .. } => {
+                        // The command's pid as the daemon sees it; if /proc does not tell
+                        // (rootless: PID 1 is not dumpable), PID 1's own pid.
+                        let init_pid = self.run.init_pid.load(Ordering::SeqCst);
+                        let host_pid = command_host_pid(init_pid).unwrap_or(init_pid);
                         (self.events)(SandboxEvent::Started {
                             run_id,
                             pid: host_pid,
@@ -488,7 +493,9 @@ impl Actor {
             return;
         }
         self.exit_recorded = true;
-        let _ = write_exit_json(&self.run.layout, &info);
+        if let Err(e) = write_exit_json(&self.run.layout, &info) {
+            tracing::warn!(run_id = %self.run.run_id, error = %e, "cannot write exit.json");
+        }
         let _ = self.log.flush();
         {
             let mut out = self.run.out.lock().unwrap_or_else(|e| e.into_inner());
