@@ -2,8 +2,9 @@
 //! not cover (pidfds, `mount_setattr`, raw `clone`, SCM_RIGHTS on seqpacket sockets, a few
 //! ioctls).
 //!
-//! Owns: every `unsafe` block of the native backend that is not a plain `fork`. Each wrapper
-//! states the invariant it relies on.
+//! Owns: the `unsafe` of the native backend (the few call sites elsewhere — `fork`/`clone`,
+//! taking ownership of an accepted fd, registering an fd with tokio — each carry their own
+//! `SAFETY:` comment). Each wrapper states the invariant it relies on.
 //!
 //! Never: holds state, allocates in code that may run between `fork` and `exec` (the
 //! `*_in_child` helpers only touch the stack), or panics.
@@ -448,4 +449,10 @@ pub fn dup_onto(fd: BorrowedFd<'_>, target: RawFd) -> io::Result<()> {
     // is not owned by any Rust object in this process.
     cvt_int(unsafe { libc::dup2(fd.as_raw_fd(), target) })?;
     Ok(())
+}
+
+/// Whether the raw fd number is open.
+pub fn fd_is_open(fd: RawFd) -> bool {
+    // SAFETY: F_GETFD only reads the fd's flags; a closed fd yields EBADF.
+    unsafe { libc::fcntl(fd, libc::F_GETFD) >= 0 }
 }

@@ -52,8 +52,19 @@ pub fn main() -> i32 {
             return 2;
         }
     };
-    if let Ok(null) = std::fs::File::open("/dev/null") {
+    // 0 becomes /dev/null; 1 and 2 must be open too (fds PID 1 creates later are then
+    // never 0/1/2, which the command's stdio setup relies on).
+    if let Ok(null) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+    {
         let _ = sys::dup_onto(null.as_fd(), CONTROL_FD);
+        for fd in [1, 2] {
+            if !sys::fd_is_open(fd) {
+                let _ = sys::dup_onto(null.as_fd(), fd);
+            }
+        }
     }
     match stage1(&ctl) {
         Ok(()) => 0,

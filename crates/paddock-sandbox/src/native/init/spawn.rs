@@ -224,10 +224,10 @@ fn child(
     if tty && sys::set_controlling_tty(stdin.as_raw_fd()).is_err() {
         fail(report, 126, "cannot set the controlling terminal");
     }
+    // init keeps 0/1/2 open (on /dev/null or its stderr), so none of these fds is 0/1/2
+    // itself and the order of the dup2s does not matter.
     for (fd, target) in [(stdin, 0), (stdout, 1), (stderr, 2)] {
-        // SAFETY: dup2 onto 0/1/2 in the forked child; both fds are valid, and the targets
-        // are replaced atomically (no Rust object owns 0/1/2 in this process).
-        if unsafe { libc::dup2(fd.as_raw_fd(), target) } < 0 {
+        if sys::dup_onto(fd.as_fd(), target).is_err() {
             sys::exit_now(126);
         }
     }
