@@ -51,6 +51,26 @@ pub enum PinnedKey {
 }
 
 impl PinnedKey {
+    /// Parses a pin as a person passes it: `ed25519:<64 hex>` (a public key),
+    /// `sha256:<64 hex>` (a key id), or the JSON of an exported [`PublicKeyInfo`].
+    pub fn parse(s: &str) -> Result<PinnedKey, KeyError> {
+        let s = s.trim();
+        if let Some(hex) = s.strip_prefix("ed25519:") {
+            return PublicKeyInfo::from_hex(hex).map(PinnedKey::PublicKey);
+        }
+        if let Some(hex) = s.strip_prefix("sha256:") {
+            return Hash::from_hex(hex)
+                .map(PinnedKey::KeyId)
+                .map_err(|_| KeyError::NotHex);
+        }
+        if s.starts_with('{') {
+            let info: PublicKeyInfo = serde_json::from_str(s).map_err(|_| KeyError::NotHex)?;
+            info.verifying_key()?;
+            return Ok(PinnedKey::PublicKey(info));
+        }
+        Err(KeyError::NotHex)
+    }
+
     fn key_id(&self) -> Hash {
         match self {
             PinnedKey::PublicKey(k) => k.key_id,

@@ -66,11 +66,48 @@ fn append_reopen_export_verify() {
 fn new_directory_is_private() {
     let parent = tempfile::tempdir().unwrap();
     let dir = parent.path().join("runs/r1/audit");
-    let _ = open(&dir).unwrap();
+    let (mut log, _) = open(&dir).unwrap();
+    log.append(common::entry(0)).unwrap();
+    log.checkpoint().unwrap();
     assert_eq!(
         fs::metadata(&dir).unwrap().permissions().mode() & 0o777,
         0o700
     );
+    for f in fs::read_dir(&dir).unwrap() {
+        let f = f.unwrap();
+        assert_eq!(
+            f.metadata().unwrap().permissions().mode() & 0o777,
+            0o600,
+            "{:?}",
+            f.file_name()
+        );
+    }
+}
+
+#[test]
+fn pinned_key_forms() {
+    use paddock_audit::PinnedKey;
+    let s = common::signer();
+    let pk = s.public_key();
+    assert_eq!(
+        PinnedKey::parse(&format!("ed25519:{}", pk.public_key)).unwrap(),
+        PinnedKey::PublicKey(pk.clone())
+    );
+    assert_eq!(
+        PinnedKey::parse(&format!("sha256:{}", pk.key_id)).unwrap(),
+        PinnedKey::KeyId(pk.key_id)
+    );
+    assert_eq!(
+        PinnedKey::parse(&serde_json::to_string(pk).unwrap()).unwrap(),
+        PinnedKey::PublicKey(pk.clone())
+    );
+    assert!(
+        PinnedKey::parse(&pk.public_key).is_err(),
+        "bare hex is ambiguous"
+    );
+    let mut wrong = pk.clone();
+    wrong.key_id = paddock_audit::Hash::digest(b"x");
+    assert!(PinnedKey::parse(&serde_json::to_string(&wrong).unwrap()).is_err());
 }
 
 /// Three acknowledged batches (5 + 5 + 3 entries), no checkpoint.
