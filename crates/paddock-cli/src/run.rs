@@ -8,7 +8,6 @@ use anyhow::{Context, Result, anyhow};
 use paddock_api::attach::{Frame, read_frame, write_frame};
 use paddock_api::{CreateRun, InitStep, Limits, Mount, TtySize, WaitResult, WorkspaceMode};
 use paddock_daemon::Home;
-use tokio::io::AsyncReadExt;
 
 use crate::cli::RunArgs;
 use crate::ui::{Hinted, Usage, paint, stderr_color};
@@ -116,7 +115,14 @@ pub fn build_request(args: &RunArgs) -> Result<CreateRun> {
     }
 
     if let Some(n) = &args.name {
-        paddock_config::validate_dns_label(n).map_err(|e| value_error("--name", n, e))?;
+        paddock_config::validate_dns_label(n).map_err(|e| {
+            let e = if e.hint().is_none() {
+                e.with_hint("run names are DNS labels because URLs use them, e.g. `fix-bug-2`")
+            } else {
+                e
+            };
+            value_error("--name", n, e)
+        })?;
     }
 
     let command = if !args.command.is_empty() {
@@ -249,24 +255,37 @@ where
     // Input: stdin bytes (when asked for), resizes and signals.
     let mut tasks = Vec::new();
     if interactive || tty {
-        let w = wr.clone();
-        tasks.push(tokio::spawn(async move {
-            let mut stdin = tokio::io::stdin();
+        // A plain thread reads stdin: a blocking read pending in the async runtime would
+        // keep the process alive after the run has ended.
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Option<Vec<u8>>>(16);
+        std::thread::spawn(move || {
+            use std::io::Read;
+            let mut stdin = std::io::stdin().lock();
             let mut buf = vec![0u8; 8192];
             loop {
-                match stdin.read(&mut buf).await {
+                match stdin.read(&mut buf) {
                     Ok(0) | Err(_) => {
-                        let _ = write_frame(&mut *w.lock().await, &Frame::CloseStdin).await;
+                        let _ = tx.blocking_send(None);
                         break;
                     }
                     Ok(n) => {
-                        if write_frame(&mut *w.lock().await, &Frame::Stdin(buf[..n].to_vec()))
-                            .await
-                            .is_err()
-                        {
+                        if tx.blocking_send(Some(buf[..n].to_vec())).is_err() {
                             break;
                         }
                     }
+                }
+            }
+        });
+        let w = wr.clone();
+        tasks.push(tokio::spawn(async move {
+            while let Some(chunk) = rx.recv().await {
+                let frame = match chunk {
+                    Some(bytes) => Frame::Stdin(bytes),
+                    None => Frame::CloseStdin,
+                };
+                let last = frame == Frame::CloseStdin;
+                if write_frame(&mut *w.lock().await, &frame).await.is_err() || last {
+                    break;
                 }
             }
         }));

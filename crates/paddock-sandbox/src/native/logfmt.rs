@@ -175,3 +175,71 @@ mod tests {
         }
     }
 }
+
+/// The chunks holding the last `n` lines of output (across streams, as they were
+/// interleaved), cutting the first kept chunk at a line boundary. A final line without a
+/// newline counts as a line.
+pub fn tail_lines(mut chunks: Vec<OutputChunk>, n: usize) -> Vec<OutputChunk> {
+    if n == 0 {
+        return Vec::new();
+    }
+    // Walk back from the end; the very last byte being '\n' ends the last line, it does not
+    // start a new one.
+    let mut newlines = 0usize;
+    let mut trailing = true;
+    for i in (0..chunks.len()).rev() {
+        let data = &chunks[i].data;
+        for j in (0..data.len()).rev() {
+            if data[j] == b'\n' {
+                if trailing {
+                    trailing = false;
+                    continue;
+                }
+                newlines += 1;
+                if newlines == n {
+                    let rest = chunks[i].data.split_off(j + 1);
+                    chunks[i].data = rest;
+                    let mut kept = chunks.split_off(i);
+                    if kept[0].data.is_empty() {
+                        kept.remove(0);
+                    }
+                    return kept;
+                }
+            } else {
+                trailing = false;
+            }
+        }
+    }
+    chunks
+}
+
+#[cfg(test)]
+mod tail_tests {
+    use super::*;
+    use crate::OutputStream;
+
+    fn chunk(s: &str) -> OutputChunk {
+        OutputChunk {
+            ts_ms: 0,
+            stream: OutputStream::Stdout,
+            data: s.as_bytes().to_vec(),
+        }
+    }
+
+    fn text(v: &[OutputChunk]) -> String {
+        v.iter()
+            .map(|c| String::from_utf8_lossy(&c.data).into_owned())
+            .collect()
+    }
+
+    #[test]
+    fn tail_counts_lines_not_chunks() {
+        let chunks = vec![chunk("a\nb\n"), chunk("c\nd"), chunk("\ne\n")];
+        assert_eq!(text(&tail_lines(chunks.clone(), 1)), "e\n");
+        assert_eq!(text(&tail_lines(chunks.clone(), 2)), "d\ne\n");
+        assert_eq!(text(&tail_lines(chunks.clone(), 4)), "b\nc\nd\ne\n");
+        assert_eq!(text(&tail_lines(chunks.clone(), 10)), "a\nb\nc\nd\ne\n");
+        assert_eq!(text(&tail_lines(chunks, 0)), "");
+        assert_eq!(text(&tail_lines(vec![chunk("x\ny")], 1)), "y");
+    }
+}

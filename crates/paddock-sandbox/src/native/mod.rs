@@ -721,8 +721,7 @@ impl Runtime for NativeRuntime {
                 .map(|(_, c)| c)
                 .collect();
             if let Some(n) = query.tail {
-                let skip = chunks.len().saturating_sub(n);
-                chunks.drain(..skip);
+                chunks = logfmt::tail_lines(chunks, n);
             }
             for c in chunks {
                 if tx.send(c).await.is_err() {
