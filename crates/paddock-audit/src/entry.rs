@@ -170,6 +170,29 @@ pub fn encode_fields(
     data: &Value,
     out: &mut Vec<u8>,
 ) -> Result<(), EntryError> {
+    encode_with(seq, ts, kind, out, |out| canonical_json_into(data, out))
+}
+
+/// Like [`encode_fields`], with `data` already in canonical JSON.
+pub(crate) fn encode_fields_canonical(
+    seq: u64,
+    ts: u64,
+    kind: &str,
+    canonical_data: &[u8],
+    out: &mut Vec<u8>,
+) -> Result<(), EntryError> {
+    encode_with(seq, ts, kind, out, |out| {
+        out.extend_from_slice(canonical_data)
+    })
+}
+
+fn encode_with(
+    seq: u64,
+    ts: u64,
+    kind: &str,
+    out: &mut Vec<u8>,
+    write_data: impl FnOnce(&mut Vec<u8>),
+) -> Result<(), EntryError> {
     check_type(kind)?;
     let start = out.len();
     out.reserve(HEADER_LEN + kind.len() + 4 + 128);
@@ -180,7 +203,7 @@ pub fn encode_fields(
     out.extend_from_slice(kind.as_bytes());
     let len_at = out.len();
     out.extend_from_slice(&[0; 4]);
-    canonical_json_into(data, out);
+    write_data(out);
     let data_len = out.len() - len_at - 4;
     if data_len > MAX_DATA_LEN {
         out.truncate(start);
@@ -188,6 +211,120 @@ pub fn encode_fields(
     }
     out[len_at..len_at + 4].copy_from_slice(&(data_len as u32).to_be_bytes());
     Ok(())
+}
+
+/// An entry as read from a bundle, with `data` turned into canonical JSON while parsing
+/// (no `serde_json::Value` is built: the fast path of bundle verification).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub(crate) struct CanonicalEntry {
+    pub(crate) seq: u64,
+    pub(crate) ts: u64,
+    #[serde(rename = "type")]
+    pub(crate) kind: String,
+    #[serde(deserialize_with = "deserialize_canonical")]
+    pub(crate) data: Vec<u8>,
+}
+
+/// Deserializes any JSON value straight into its canonical JSON bytes. Produces exactly
+/// what [`canonical_json`] gives for the `Value` the same input parses to (duplicate keys:
+/// the last one wins, as in `Value`).
+pub fn deserialize_canonical<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+    let mut out = Vec::with_capacity(128);
+    d.deserialize_any(CanonVisitor(&mut out))?;
+    Ok(out)
+}
+
+struct CanonSeed<'a>(&'a mut Vec<u8>);
+
+impl<'de> serde::de::DeserializeSeed<'de> for CanonSeed<'_> {
+    type Value = ();
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(CanonVisitor(self.0))
+    }
+}
+
+struct CanonVisitor<'a>(&'a mut Vec<u8>);
+
+impl<'de> serde::de::Visitor<'de> for CanonVisitor<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_unit<E: serde::de::Error>(self) -> Result<(), E> {
+        self.0.extend_from_slice(b"null");
+        Ok(())
+    }
+    fn visit_none<E: serde::de::Error>(self) -> Result<(), E> {
+        self.visit_unit()
+    }
+    fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<(), E> {
+        self.0.extend_from_slice(if v { b"true" } else { b"false" });
+        Ok(())
+    }
+    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<(), E> {
+        write_json(&v, self.0);
+        Ok(())
+    }
+    fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<(), E> {
+        write_json(&v, self.0);
+        Ok(())
+    }
+    fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<(), E> {
+        // As Value does: a finite float is a Number, written by the same serializer.
+        match serde_json::Number::from_f64(v) {
+            Some(n) => write_json(&n, self.0),
+            None => self.0.extend_from_slice(b"null"),
+        }
+        Ok(())
+    }
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<(), E> {
+        write_json(v, self.0);
+        Ok(())
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        self.0.push(b'[');
+        let mut first = true;
+        loop {
+            let mark = self.0.len();
+            if !first {
+                self.0.push(b',');
+            }
+            if seq.next_element_seed(CanonSeed(self.0))?.is_none() {
+                self.0.truncate(mark);
+                break;
+            }
+            first = false;
+        }
+        self.0.push(b']');
+        Ok(())
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let mut members: Vec<(String, Vec<u8>)> = Vec::new();
+        while let Some(key) = map.next_key::<String>()? {
+            let mut v = Vec::new();
+            map.next_value_seed(CanonSeed(&mut v))?;
+            members.push((key, v));
+        }
+        // Stable sort keeps duplicates in input order; the last of each key wins.
+        members.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+        self.0.push(b'{');
+        let mut first = true;
+        for (i, (k, v)) in members.iter().enumerate() {
+            if members.get(i + 1).is_some_and(|next| next.0 == *k) {
+                continue;
+            }
+            if !first {
+                self.0.push(b',');
+            }
+            first = false;
+            write_json(k, self.0);
+            self.0.push(b':');
+            self.0.extend_from_slice(v);
+        }
+        self.0.push(b'}');
+        Ok(())
+    }
 }
 
 /// The fixed fields of an encoded entry, read without parsing its JSON.

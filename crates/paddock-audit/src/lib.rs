@@ -14,7 +14,8 @@
 //!   [`AuditLog::consistency_proof`]; or, with many producers, [`Committer::spawn`] and
 //!   [`CommitHandle::append`] / [`CommitHandle::submit`] (bounded queue: producers block
 //!   instead of entries being dropped; batches drained from the queue, one fsync each);
-//! - the CLI or a third party, offline: [`verify_bundle`] / [`verify_bundle_with`],
+//! - the CLI or a third party, offline: [`verify_bundle_json`] (a bundle file's bytes),
+//!   [`verify_bundle`] / [`verify_bundle_with`] (a parsed [`Bundle`]),
 //!   [`verify_log_dir`], [`verify_entry_inclusion`], [`verify_checkpoint_consistency`],
 //!   [`merkle::verify_inclusion`], [`merkle::verify_consistency`], [`LogReader`].
 //!
@@ -45,5 +46,6 @@ pub use merkle::{ConsistencyProof, Frontier, InclusionProof, MerkleTree, ProofEr
 pub use store::{AuditLog, LogConfig, LogReader, Recovery, TornTail};
 pub use verify::{
     Location, PinnedKey, ProofCheckError, VerifyError, VerifyOptions, VerifyReport, verify_bundle,
-    verify_bundle_with, verify_checkpoint_consistency, verify_entry_inclusion, verify_log_dir,
+    verify_bundle_json, verify_bundle_with, verify_checkpoint_consistency, verify_entry_inclusion,
+    verify_log_dir,
 };

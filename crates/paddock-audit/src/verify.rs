@@ -30,11 +30,11 @@ use std::fs::File;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::bundle::{BUNDLE_FORMAT, Bundle};
 use crate::checkpoint::{Checkpoint, SignatureError};
-use crate::entry::{EncodedHeader, Entry, EntryError};
+use crate::entry::{CanonicalEntry, EncodedHeader, Entry, EntryError, encode_fields_canonical};
 use crate::hash::{Hash, leaf_hash};
 use crate::keys::{KeyError, PublicKeyInfo};
 use crate::merkle::{ConsistencyProof, Frontier, InclusionProof, ProofError};
@@ -241,6 +241,10 @@ pub enum VerifyError {
     Uncovered { range: Range<u64>, signed_size: u64 },
     #[error("{}: {message}", path.display())]
     Io { path: PathBuf, message: String },
+    #[error("bundle is not valid JSON: {message}")]
+    Json { message: String },
+    #[error("entry {index}: not a valid entry: {message}")]
+    EntryJson { index: u64, message: String },
     #[error("{} at byte {offset} (entry {index}): {reason}", path.display())]
     Record {
         path: PathBuf,
@@ -273,6 +277,7 @@ impl VerifyError {
             | KnownCheckpointInvalid { .. }
             | RolledBack { .. }
             | KnownCheckpointFork { .. }
+            | Json { .. }
             | Io { .. } => Location::Bundle,
             CheckpointLogId { checkpoint, .. }
             | CheckpointWrongKey { checkpoint, .. }
@@ -283,6 +288,7 @@ impl VerifyError {
             | RootMismatch { checkpoint, .. }
             | CheckpointBeyondEntries { checkpoint, .. } => Location::Checkpoint(*checkpoint),
             EntryInvalid { index, .. }
+            | EntryJson { index, .. }
             | SequenceGap { index, .. }
             | SequenceDuplicate { index, .. }
             | SequenceOutOfOrder { index, .. }
@@ -308,7 +314,8 @@ impl VerifyError {
                 "checkpoint_monotonic"
             }
             CheckpointFork { .. } => "checkpoint_fork",
-            EntryInvalid { .. } => "entry",
+            EntryInvalid { .. } | EntryJson { .. } => "entry",
+            Json { .. } => "json",
             SequenceGap { .. } | SequenceDuplicate { .. } | SequenceOutOfOrder { .. } => "sequence",
             RootMismatch { .. } => "root",
             CheckpointBeyondEntries { .. } => "truncated",
@@ -341,7 +348,8 @@ impl VerifyError {
             CheckpointSizeRegressed { .. } | CheckpointTimeRegressed { .. } => {
                 "a log only grows: an older checkpoint presented as the newest hides later entries"
             }
-            EntryInvalid { .. } | Record { .. } => {
+            Json { .. } => "export the bundle again; a bundle is one JSON document",
+            EntryInvalid { .. } | EntryJson { .. } | Record { .. } => {
                 "the entry's bytes are not a valid record; the log was altered or damaged"
             }
             SequenceGap { .. } | SequenceDuplicate { .. } | SequenceOutOfOrder { .. } => {
@@ -388,6 +396,95 @@ pub fn verify_bundle_with(
         opts,
         Vec::new(),
     )
+}
+
+/// Parses and verifies a bundle given as JSON bytes (what `paddock audit verify FILE`
+/// should call): each entry's data is turned into canonical JSON while it is parsed (no
+/// JSON value tree is built), then entries are encoded and hashed on all cores.
+pub fn verify_bundle_json(bytes: &[u8], opts: &VerifyOptions) -> Result<VerifyReport, VerifyError> {
+    #[derive(serde::Deserialize)]
+    struct RawBundle {
+        format: String,
+        log_id: String,
+        public_key: PublicKeyInfo,
+        checkpoints: Vec<Checkpoint>,
+        entries: Vec<CanonicalEntry>,
+    }
+    let raw: RawBundle = serde_json::from_slice(bytes).map_err(|e| locate_json_error(bytes, e))?;
+    if raw.format != BUNDLE_FORMAT {
+        return Err(VerifyError::Format { found: raw.format });
+    }
+    let parsed = parallel_chunks(&raw.entries, |base, part| {
+        let mut buf = Vec::with_capacity(256);
+        let mut out = Vec::with_capacity(part.len());
+        for (i, e) in part.iter().enumerate() {
+            let index = (base + i) as u64;
+            buf.clear();
+            encode_fields_canonical(e.seq, e.ts, &e.kind, &e.data, &mut buf)
+                .map_err(|reason| VerifyError::EntryInvalid { index, reason })?;
+            out.push((e.seq, leaf_hash(&buf)));
+        }
+        Ok(out)
+    })?;
+    let (seqs, leaves): (Vec<u64>, Vec<Hash>) = parsed.into_iter().unzip();
+    verify_core(
+        &raw.log_id,
+        &raw.public_key,
+        &raw.checkpoints,
+        &seqs,
+        &leaves,
+        opts,
+        Vec::new(),
+    )
+}
+
+/// Names the entry a bundle parse error is in (slow path, only on failure).
+fn locate_json_error(bytes: &[u8], err: serde_json::Error) -> VerifyError {
+    let whole = || VerifyError::Json {
+        message: err.to_string(),
+    };
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(bytes) else {
+        return whole();
+    };
+    let Some(entries) = v.get("entries").and_then(|e| e.as_array()) else {
+        return whole();
+    };
+    for (index, e) in entries.iter().enumerate() {
+        if let Err(e) = CanonicalEntry::deserialize(e) {
+            return VerifyError::EntryJson {
+                index: index as u64,
+                message: e.to_string(),
+            };
+        }
+    }
+    whole()
+}
+
+/// Runs `f(first_index, chunk)` over `items` on all cores and concatenates the results.
+fn parallel_chunks<T: Sync, R: Send>(
+    items: &[T],
+    f: impl Fn(usize, &[T]) -> Result<Vec<R>, VerifyError> + Sync,
+) -> Result<Vec<R>, VerifyError> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(8);
+    let chunk = items.len().div_ceil(threads).max(4096);
+    if items.len() <= chunk {
+        return f(0, items);
+    }
+    let f = &f;
+    std::thread::scope(|s| {
+        let handles: Vec<_> = items
+            .chunks(chunk)
+            .enumerate()
+            .map(|(k, part)| s.spawn(move || f(k * chunk, part)))
+            .collect();
+        let mut out = Vec::with_capacity(items.len());
+        for h in handles {
+            out.extend(h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))?);
+        }
+        Ok(out)
+    })
 }
 
 /// Canonical leaf hashes of all entries, on all cores.

@@ -549,3 +549,45 @@ fn rollback_to_an_older_signed_prefix_is_caught_with_a_known_checkpoint() {
         "{err}"
     );
 }
+
+#[test]
+fn bundle_verified_straight_from_json_bytes() {
+    use paddock_audit::verify_bundle_json;
+    let dir = tempfile::tempdir().unwrap();
+    let log = common::build_log(dir.path(), 9000, 1000, 4000);
+    let b = log.export_bundle().unwrap();
+    let raw = b.to_json();
+    let opts = VerifyOptions::default();
+    assert_eq!(
+        verify_bundle_json(&raw, &opts).unwrap(),
+        verify_bundle(&b).unwrap()
+    );
+    verify_bundle_json(&serde_json::to_vec_pretty(&b).unwrap(), &opts).unwrap();
+    // a flipped byte in entry 6001's data
+    let needle = b"\"/v1/items/6001\"";
+    let at = raw.windows(needle.len()).position(|w| w == needle).unwrap();
+    let mut t = raw.clone();
+    t[at + 5] = b'2';
+    let err = verify_bundle_json(&t, &opts).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            VerifyError::RootMismatch {
+                checkpoint: 1,
+                verified_up_to: 4000,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    // an entry that is not an entry, and a file that is not JSON
+    let mut v: serde_json::Value = serde_json::from_slice(&raw).unwrap();
+    v["entries"][5000].as_object_mut().unwrap().remove("type");
+    let err = verify_bundle_json(&serde_json::to_vec(&v).unwrap(), &opts).unwrap_err();
+    assert!(
+        matches!(err, VerifyError::EntryJson { index: 5000, .. }),
+        "{err}"
+    );
+    let err = verify_bundle_json(&raw[..raw.len() / 2], &opts).unwrap_err();
+    assert!(matches!(err, VerifyError::Json { .. }), "{err}");
+}
