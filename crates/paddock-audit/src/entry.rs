@@ -23,6 +23,8 @@
 //! written as UTF-8), integers in decimal, floats in the shortest form that round-trips
 //! (ryu). The leaf hash of an entry is `SHA-256(0x00 || encoding)` (RFC 6962).
 
+use std::borrow::Cow;
+
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -245,6 +247,34 @@ impl<'de> serde::de::DeserializeSeed<'de> for CanonSeed<'_> {
 
 struct CanonVisitor<'a>(&'a mut Vec<u8>);
 
+/// An object key, borrowed from the input when it has no escapes.
+struct KeySeed;
+
+impl<'de> serde::de::DeserializeSeed<'de> for KeySeed {
+    type Value = Cow<'de, str>;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Cow<'de, str>, D::Error> {
+        d.deserialize_str(KeyVisitor)
+    }
+}
+
+struct KeyVisitor;
+
+impl<'de> serde::de::Visitor<'de> for KeyVisitor {
+    type Value = Cow<'de, str>;
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("an object key")
+    }
+    fn visit_borrowed_str<E: serde::de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(Cow::Borrowed(v))
+    }
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(Cow::Owned(v.to_owned()))
+    }
+    fn visit_string<E: serde::de::Error>(self, v: String) -> Result<Self::Value, E> {
+        Ok(Cow::Owned(v))
+    }
+}
+
 impl<'de> serde::de::Visitor<'de> for CanonVisitor<'_> {
     type Value = ();
 
@@ -300,29 +330,73 @@ impl<'de> serde::de::Visitor<'de> for CanonVisitor<'_> {
         Ok(())
     }
     fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        let mut members: Vec<(String, Vec<u8>)> = Vec::new();
-        while let Some(key) = map.next_key::<String>()? {
-            let mut v = Vec::new();
-            map.next_value_seed(CanonSeed(&mut v))?;
-            members.push((key, v));
-        }
-        // Stable sort keeps duplicates in input order; the last of each key wins.
-        members.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
-        self.0.push(b'{');
-        let mut first = true;
-        for (i, (k, v)) in members.iter().enumerate() {
-            if members.get(i + 1).is_some_and(|next| next.0 == *k) {
-                continue;
+        // Fast path: members are written as they come, which is already canonical when the
+        // keys arrive sorted and unique (always, for a bundle this crate exported). The
+        // first key out of order switches to collecting and sorting.
+        let out = self.0;
+        let start = out.len();
+        out.push(b'{');
+        let mut spans: Vec<(Cow<'de, str>, usize, usize)> = Vec::new();
+        let mut last: Option<Cow<'de, str>> = None;
+        let mut sorted = true;
+        while let Some(key) = map.next_key_seed(KeySeed)? {
+            if sorted
+                && last
+                    .as_ref()
+                    .is_some_and(|l| l.as_bytes() >= key.as_bytes())
+            {
+                sorted = false;
             }
-            if !first {
-                self.0.push(b',');
+            if sorted {
+                if last.is_some() {
+                    out.push(b',');
+                }
+                write_json(key.as_ref(), out);
+                out.push(b':');
+                map.next_value_seed(CanonSeed(out))?;
+                last = Some(key);
+            } else {
+                let from = out.len();
+                map.next_value_seed(CanonSeed(out))?;
+                spans.push((key, from, out.len()));
             }
-            first = false;
-            write_json(k, self.0);
-            self.0.push(b':');
-            self.0.extend_from_slice(v);
         }
-        self.0.push(b'}');
+        if !sorted {
+            // Re-read the members written so far, then sort all of them.
+            let head: Vec<u8> = out[start + 1..].to_vec();
+            let mut members: Vec<(Cow<'de, str>, Vec<u8>)> = Vec::new();
+            let tail_base = start + 1;
+            let first_span = spans.first().map_or(out.len(), |s| s.1);
+            let written = &head[..first_span - tail_base];
+            if !written.is_empty() {
+                let v: serde_json::Map<String, Value> =
+                    serde_json::from_slice(&[b"{", written, b"}"].concat())
+                        .map_err(serde::de::Error::custom)?;
+                for (k, val) in v {
+                    members.push((Cow::Owned(k), canonical_json(&val)));
+                }
+            }
+            for (k, from, to) in spans {
+                members.push((k, head[from - tail_base..to - tail_base].to_vec()));
+            }
+            // Stable sort keeps duplicates in input order; the last of each key wins.
+            members.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+            out.truncate(start + 1);
+            let mut first = true;
+            for (i, (k, v)) in members.iter().enumerate() {
+                if members.get(i + 1).is_some_and(|next| next.0 == *k) {
+                    continue;
+                }
+                if !first {
+                    out.push(b',');
+                }
+                first = false;
+                write_json(k.as_ref(), out);
+                out.push(b':');
+                out.extend_from_slice(v);
+            }
+        }
+        out.push(b'}');
         Ok(())
     }
 }

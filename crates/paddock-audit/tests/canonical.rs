@@ -37,12 +37,29 @@ fn json_value() -> impl Strategy<Value = Value> {
     })
 }
 
+/// JSON text with every object's keys in reverse order (exercises the unsorted path).
+fn reversed(v: &Value) -> String {
+    match v {
+        Value::Object(m) => {
+            let mut members: Vec<(&String, &Value)> = m.iter().collect();
+            members.sort_by(|a, b| b.0.cmp(a.0));
+            let inner: Vec<String> = members
+                .into_iter()
+                .map(|(k, v)| format!("{} : {}", serde_json::to_string(k).unwrap(), reversed(v)))
+                .collect();
+            format!("{{ {} }}", inner.join(" , "))
+        }
+        Value::Array(a) => format!("[{}]", a.iter().map(reversed).collect::<Vec<_>>().join(",")),
+        other => serde_json::to_string(other).unwrap(),
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
 
     #[test]
     fn direct_equals_via_value(v in json_value()) {
-        for text in [serde_json::to_string(&v).unwrap(), serde_json::to_string_pretty(&v).unwrap()] {
+        for text in [serde_json::to_string(&v).unwrap(), serde_json::to_string_pretty(&v).unwrap(), reversed(&v)] {
             prop_assert_eq!(direct(&text), via_value(&text));
         }
         // and canonical JSON is a fixed point
@@ -56,6 +73,8 @@ proptest! {
 fn edge_cases() {
     for text in [
         r#"{"b":1,"a":2,"b":3}"#,
+        r#"{"a":1,"c":{"y":1,"x":[{"q":1,"p":2}]},"b":2,"a":5}"#,
+        r#"{"a":1,"b":2,"b":3}"#,
         r#"{"a":{"a":1,"a":[]},"":0}"#,
         r#"[1e400, -0.0, 1.0, 1e-7, 12345678901234567890, -9223372036854775808, 18446744073709551616]"#,
         r#""\u00e9\ud83d\ude00\u0001\/""#,

@@ -317,6 +317,12 @@ fn symlink(step: &str, target: &str, link: &Path) -> R<()> {
 
 /// Hide `p` (if it exists): a file under /dev/null, a directory under an empty read-only tmpfs.
 fn mask(step: &str, p: &Path) -> R<()> {
+    mask_with(step, p, Path::new("/dev/null"))
+}
+
+/// Hide `p` (if it exists): a file under `file_mask`, a directory under an empty read-only
+/// tmpfs.
+fn mask_with(step: &str, p: &Path, file_mask: &Path) -> R<()> {
     let Ok(md) = fs::symlink_metadata(p) else {
         return Ok(());
     };
@@ -332,7 +338,7 @@ fn mask(step: &str, p: &Path) -> R<()> {
     } else {
         bind(
             step,
-            Path::new("/dev/null"),
+            file_mask,
             p,
             false,
             MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC,
@@ -435,12 +441,31 @@ pub fn mount_workspace_and_binds(plan: &InitPlan, root: &Path) -> R<()> {
 }
 
 /// Step 3: hide secrets under /etc.
+///
+/// Secret files are covered with an empty, mode-000 file on a read-only bind: opening one
+/// fails with EACCES (even for its owner, as the agent holds no capabilities) instead of
+/// reading as empty, and it cannot be chmod'ed back. The placeholder is unlinked once bound.
 pub fn apply_masks(plan: &InitPlan, root: &Path) -> R<()> {
     let step = "hiding host secrets";
-    for m in &plan.masks {
-        mask(step, &under_root(root, &m.path))?;
+    if plan.masks.is_empty() {
+        return Ok(());
     }
-    Ok(())
+    let placeholder = root.join(".paddock-masked");
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o000)
+            .open(&placeholder)
+            .map_err(|e| err(step, format!("creating {}", placeholder.display()), e))?;
+    }
+    let result = plan
+        .masks
+        .iter()
+        .try_for_each(|m| mask_with(step, &under_root(root, &m.path), &placeholder));
+    let _ = fs::remove_file(&placeholder);
+    result
 }
 
 /// Step 4 (after the control socket is bound): enter the new root and drop the old one.
