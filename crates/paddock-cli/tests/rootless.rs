@@ -1,0 +1,156 @@
+//! Rootless: the CLI and the daemon it starts run as an unprivileged uid (65534), and the
+//! sandbox comes from unprivileged user namespaces. Needs root to switch uid; skips loudly
+//! otherwise.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+const NOBODY: u32 = 65534;
+
+struct Rootless {
+    _dir: tempfile::TempDir,
+    home: PathBuf,
+    user_home: PathBuf,
+    ws: PathBuf,
+}
+
+impl Rootless {
+    fn new() -> Option<Rootless> {
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("SKIP: rootless tests switch to uid {NOBODY} and need to start as root");
+            return None;
+        }
+        let dir = tempfile::Builder::new()
+            .prefix("paddock-rootless-")
+            .tempdir()
+            .unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let r = Rootless {
+            home: dir.path().join("user/.local/share/paddock"),
+            user_home: dir.path().join("user"),
+            ws: dir.path().join("user/project"),
+            _dir: dir,
+        };
+        std::fs::create_dir_all(&r.ws).unwrap();
+        std::fs::write(r.ws.join("README"), "original\n").unwrap();
+        chown_tree(r.user_home.as_path());
+        Some(r)
+    }
+
+    fn paddock(&self, args: &[&str]) -> Output {
+        Command::new(common::exe())
+            .args(args)
+            .current_dir(&self.ws)
+            .env_clear()
+            .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+            .env("HOME", &self.user_home)
+            .env("PADDOCK_HOME", &self.home)
+            .env("XDG_CONFIG_HOME", self.user_home.join(".config"))
+            .env("NO_COLOR", "1")
+            .uid(NOBODY)
+            .gid(NOBODY)
+            .output()
+            .unwrap()
+    }
+}
+
+impl Drop for Rootless {
+    fn drop(&mut self) {
+        let _ = self.paddock(&["rm", "--force", "rootless-edit"]);
+        let _ = self.paddock(&["daemon", "stop"]);
+    }
+}
+
+fn chown_tree(p: &Path) {
+    let _ = nix::unistd::chown(p, Some(NOBODY.into()), Some(NOBODY.into()));
+    if p.is_dir() {
+        for e in std::fs::read_dir(p).unwrap().flatten() {
+            chown_tree(&e.path());
+        }
+    }
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+#[test]
+fn rootless_daemon_runs_sandboxes_and_keeps_the_promises() {
+    let Some(r) = Rootless::new() else { return };
+    // Exit codes, identity (the invoking user, mapped), private home.
+    let out = r.paddock(&["run", "-q", "--", "sh", "-c", "id -u; echo $HOME; exit 3"]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.starts_with(&format!("{NOBODY}\n")), "{stdout}");
+    // The daemon is ours and unprivileged.
+    let status: serde_json::Value =
+        serde_json::from_slice(&r.paddock(&["daemon", "status", "--json"]).stdout).unwrap();
+    let pid = status["health"]["pid"].as_u64().expect("daemon runs") as u32;
+    let uid_line = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let uid_line = uid_line
+        .lines()
+        .find(|l| l.starts_with("Uid:"))
+        .unwrap()
+        .to_string();
+    assert!(
+        uid_line.contains(&NOBODY.to_string()) && !uid_line.contains("\t0\t"),
+        "{uid_line}"
+    );
+
+    // Overlay: the host workspace is untouched until apply.
+    let out = r.paddock(&[
+        "run",
+        "-q",
+        "--name",
+        "rootless-edit",
+        "--",
+        "sh",
+        "-c",
+        "echo changed > README; echo new > added",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(
+        std::fs::read_to_string(r.ws.join("README")).unwrap(),
+        "original\n"
+    );
+    let diff = r.paddock(&["diff", "rootless-edit"]);
+    let d = String::from_utf8_lossy(&diff.stdout);
+    assert!(
+        d.contains("M  README") && d.contains("A  added"),
+        "{}",
+        text(&diff)
+    );
+    let out = r.paddock(&["apply", "rootless-edit"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(
+        std::fs::read_to_string(r.ws.join("README")).unwrap(),
+        "changed\n"
+    );
+
+    // Escapes: other users' files, host processes, the network, privileges.
+    let out = r.paddock(&[
+        "run",
+        "-q",
+        "--",
+        "sh",
+        "-c",
+        "cat /etc/shadow && echo ESCAPED-shadow; \
+         ls /root 2>/dev/null && echo ESCAPED-root; \
+         test -e /proc/1/cmdline && grep -q init /proc/1/cmdline || echo ESCAPED-pid1; \
+         unshare -U true 2>/dev/null && echo ESCAPED-userns; \
+         grep -q 'CapEff:\t0000000000000000' /proc/self/status || echo ESCAPED-caps; \
+         (echo > /dev/tcp/127.0.0.1/22) 2>/dev/null && echo ESCAPED-net; \
+         echo done",
+    ]);
+    let t = text(&out);
+    assert!(t.contains("done"), "{t}");
+    assert!(!t.contains("ESCAPED"), "{t}");
+}
