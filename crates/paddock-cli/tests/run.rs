@@ -454,3 +454,167 @@ fn no_color_is_respected() {
     assert!(!String::from_utf8_lossy(&out.stdout).contains('\x1b'));
     let _ = wait_until(Duration::from_millis(1), || Some(()));
 }
+
+#[test]
+fn out_of_memory_fails_the_run_and_a_fork_bomb_is_contained() {
+    let env = Env::new();
+    let ws = workspace(&env);
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("SKIP: cgroup limits on this machine (v1) need root");
+        return;
+    }
+    let out = run_in(
+        &env,
+        &ws,
+        &[
+            "run",
+            "-q",
+            "--name",
+            "hog",
+            "--memory",
+            "32M",
+            "--",
+            "/usr/bin/python3",
+            "-c",
+            "x = bytearray(256 * 1024 * 1024); print(len(x))",
+        ],
+    );
+    assert_ne!(out.status.code(), Some(0), "{out:?}");
+    let r: serde_json::Value =
+        serde_json::from_str(&env.ok(&["inspect", "--json", "hog"])).unwrap();
+    assert_eq!(r["state"], "failed", "{r}");
+    assert_eq!(r["reason"], "out of memory", "{r}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("out of memory"),
+        "{out:?}"
+    );
+
+    // A fork bomb hits the pids limit and ends; the host is fine.
+    let out = run_in(
+        &env,
+        &ws,
+        &[
+            "run",
+            "-q",
+            "--pids",
+            "64",
+            "--",
+            "sh",
+            "-c",
+            "bomb() { bomb | bomb & }; bomb; sleep 2; echo survived",
+        ],
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("survived"),
+        "the sandbox's own shell should outlive the bomb: {out:?}"
+    );
+    let live: serde_json::Value = serde_json::from_str(&env.ok(&["ps", "--json"])).unwrap();
+    assert_eq!(live["runs"].as_array().unwrap().len(), 0, "{live}");
+}
+
+#[test]
+fn sandboxes_survive_a_daemon_restart_and_are_readopted() {
+    let env = Env::new();
+    let ws = workspace(&env);
+    run_in(
+        &env,
+        &ws,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "survivor",
+            "--",
+            "sh",
+            "-c",
+            "echo before; sleep 300",
+        ],
+    );
+    run_in(
+        &env,
+        &ws,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "shortlived",
+            "--",
+            "sh",
+            "-c",
+            "sleep 1; exit 9",
+        ],
+    );
+    let old = env.daemon_pid().unwrap();
+    env.ok(&["daemon", "stop"]);
+    // While no daemon runs, one sandbox ends by itself.
+    std::thread::sleep(Duration::from_millis(1500));
+    env.ok(&["ps"]);
+    assert_ne!(env.daemon_pid().unwrap(), old);
+    let s: serde_json::Value =
+        serde_json::from_str(&env.ok(&["inspect", "--json", "survivor"])).unwrap();
+    assert_eq!(s["state"], "running", "{s}");
+    let ended = wait_until(Duration::from_secs(10), || {
+        let v: serde_json::Value =
+            serde_json::from_str(&env.ok(&["inspect", "--json", "shortlived"])).ok()?;
+        (v["state"] == "stopped").then_some(v)
+    })
+    .expect("the sandbox that ended unwatched must be recorded as stopped");
+    assert_eq!(ended["exit_code"], 9, "{ended}");
+    assert!(env.ok(&["logs", "survivor"]).contains("before"));
+    env.ok(&["stop", "-t", "1", "survivor"]);
+    let s: serde_json::Value =
+        serde_json::from_str(&env.ok(&["inspect", "--json", "survivor"])).unwrap();
+    assert_eq!(s["state"], "stopped", "{s}");
+}
+
+#[test]
+fn terminal_resize_reaches_the_command() {
+    let env = Env::new();
+    let ws = workspace(&env);
+    let script = r#"
+import os, pty, sys, time, select, struct, fcntl, termios
+pid, fd = pty.fork()
+if pid == 0:
+    os.execv(sys.argv[1], [sys.argv[1], "run", "-q", "-it", "--", "sh", "-c", "trap 'stty size' WINCH; stty size; while :; do sleep 0.05; done"])
+fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 33, 101, 0, 0))
+out = b""
+deadline = time.time() + 20
+resized = interrupted = False
+while time.time() < deadline:
+    r, _, _ = select.select([fd], [], [], 0.1)
+    if r:
+        try:
+            data = os.read(fd, 4096)
+        except OSError:
+            break
+        if not data:
+            break
+        out += data
+    if b"33 101" in out and not resized:
+        fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+        resized = True
+    if b"40 120" in out and not interrupted:
+        os.write(fd, b"\x03")
+        interrupted = True
+try:
+    os.kill(pid, 9)
+except ProcessLookupError:
+    pass
+os.waitpid(pid, 0)
+sys.stdout.write(out.decode(errors="replace"))
+"#;
+    let out = std::process::Command::new("python3")
+        .args(["-c", script, common::exe().to_str().unwrap()])
+        .current_dir(&ws)
+        .env("PADDOCK_HOME", &env.home)
+        .env("XDG_CONFIG_HOME", &env.config)
+        .env("TERM", "xterm")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("33 101") && text.contains("40 120"),
+        "resize not propagated: {text:?}"
+    );
+}
