@@ -107,7 +107,11 @@ fn idle_writer_signs_time_based_checkpoints_and_on_request() {
     let (log, _) = committer.finish().unwrap();
     let sizes: Vec<u64> = log.checkpoints().iter().map(|c| c.tree_size).collect();
     assert_eq!(sizes[0], 1, "T elapsed while idle: {sizes:?}");
-    assert_eq!(sizes[1..], [2, 2]);
+    // the requested one and the final one (a T-based one may slip in between under load)
+    assert!(
+        sizes.len() >= 3 && sizes[1..].iter().all(|&s| s == 2),
+        "{sizes:?}"
+    );
 }
 
 #[test]
