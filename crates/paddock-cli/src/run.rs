@@ -131,10 +131,8 @@ pub fn build_request(args: &RunArgs) -> Result<CreateRun> {
         cfg.command.clone().unwrap_or_default()
     };
     let tty = args.tty;
-    if tty {
-        if let Ok(term) = std::env::var("TERM") {
-            env.entry("TERM".into()).or_insert(term);
-        }
+    if tty && let Ok(term) = std::env::var("TERM") {
+        env.entry("TERM".into()).or_insert(term);
     }
     let runtime = args.runtime.clone().or_else(|| {
         let r = serde_json::to_value(cfg.runtime).ok()?;

@@ -143,7 +143,7 @@ impl RunManager {
                 hint: "use the default native runtime (omit --runtime / `runtime:`)".into(),
             });
         }
-        for (k, _) in &req.env {
+        for k in req.env.keys() {
             if k.is_empty() || k.contains('=') || k.contains('\0') {
                 return Err(DaemonError::bad_request(
                     format!("invalid environment variable name `{}`", k.escape_default()),

@@ -105,17 +105,13 @@ impl Env {
 impl Drop for Env {
     fn drop(&mut self) {
         // Remove leftover runs so their sandboxes don't outlive the test.
-        if self.health().is_some() {
-            if let Ok((_, body)) = request(&self.socket(), "GET", "/v1/runs?all=1", None) {
-                for r in body["runs"].as_array().cloned().unwrap_or_default() {
-                    let id = r["id"].as_str().unwrap_or_default();
-                    let _ = request(
-                        &self.socket(),
-                        "DELETE",
-                        &format!("/v1/runs/{id}?force=1"),
-                        None,
-                    );
-                }
+        if self.health().is_some()
+            && let Ok((_, body)) = request(&self.socket(), "GET", "/v1/runs?all=1", None)
+        {
+            for r in body["runs"].as_array().cloned().unwrap_or_default() {
+                let id = r["id"].as_str().unwrap_or_default();
+                let path = format!("/v1/runs/{id}?force=1");
+                let _ = request(&self.socket(), "DELETE", &path, None);
             }
         }
         self.stop_daemon();
@@ -205,10 +201,7 @@ pub fn request_raw(
 
 fn dechunk(mut b: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
-    loop {
-        let Some(pos) = b.windows(2).position(|w| w == b"\r\n") else {
-            break;
-        };
+    while let Some(pos) = b.windows(2).position(|w| w == b"\r\n") {
         let size =
             usize::from_str_radix(String::from_utf8_lossy(&b[..pos]).trim(), 16).unwrap_or(0);
         if size == 0 {
