@@ -1,0 +1,346 @@
+//! Response scrubbing: every real value, and its common encodings, replaced by its
+//! placeholder in response headers and bodies, before a byte reaches the sandbox.
+//!
+//! Patterns per grant: the value as-is; URL-encoded and JSON-escaped (when those differ);
+//! standard base64 of the value and of `username:value` for every `Basic` username of its
+//! rules (`x-access-token` for GitHub), cut to whole 3-byte groups so the pattern does not
+//! depend on what follows. Matching is Aho-Corasick, leftmost-longest.
+//!
+//! [`ScrubStream`] is the streaming form: safe across chunk boundaries, it holds back only
+//! the shortest tail that could still be the start of a match (at most `max_len - 1`
+//! bytes), so server-sent events pass through as they come; its output always equals the
+//! one-shot [`Scrubber::scrub`] of the whole body.
+//!
+//! Never: lets a complete real value through, whatever the chunking; grows beyond one
+//! chunk plus `max_len - 1` bytes.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+
+use aho_corasick::{AhoCorasick, MatchKind};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use http::{HeaderMap, HeaderValue};
+use zeroize::Zeroizing;
+
+use crate::value::SecretValue;
+
+/// What to scrub for one grant.
+pub struct ScrubEntry<'a> {
+    pub real: &'a SecretValue,
+    pub placeholder: &'a str,
+    /// `Basic` usernames under which the value is sent (`x-access-token`).
+    pub basic_usernames: Vec<String>,
+}
+
+struct Inner {
+    ac: Option<AhoCorasick>,
+    patterns: Vec<Zeroizing<Vec<u8>>>,
+    replacements: Vec<Vec<u8>>,
+    /// For each byte, whether some pattern starts with it.
+    first: [bool; 256],
+    max_len: usize,
+}
+
+/// The set of values to scrub for a run. Cheap to clone (shared).
+#[derive(Clone)]
+pub struct Scrubber(Arc<Inner>);
+
+impl std::fmt::Debug for Scrubber {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Scrubber(<{} patterns redacted>, max_len={})",
+            self.0.patterns.len(),
+            self.0.max_len
+        )
+    }
+}
+
+/// Standard base64 of `raw`, cut to whole 3-byte groups.
+fn b64_groups(raw: &[u8]) -> Zeroizing<String> {
+    let whole = raw.len() / 3 * 3;
+    Zeroizing::new(B64.encode(&raw[..whole]))
+}
+
+impl Scrubber {
+    /// A scrubber for `entries`.
+    pub fn new(entries: &[ScrubEntry<'_>]) -> Self {
+        let mut pairs: Vec<(Zeroizing<Vec<u8>>, Vec<u8>)> = Vec::new();
+        let mut add = |real: &[u8], ph: &[u8]| {
+            if real.len() >= 4 && real != ph && !pairs.iter().any(|(r, _)| r.as_slice() == real) {
+                pairs.push((Zeroizing::new(real.to_vec()), ph.to_vec()));
+            }
+        };
+        for e in entries {
+            let real = e.real.expose();
+            let ph = e.placeholder;
+            add(real.as_bytes(), ph.as_bytes());
+            let pct = Zeroizing::new(crate::inject::percent(real));
+            add(pct.as_bytes(), crate::inject::percent(ph).as_bytes());
+            let json = Zeroizing::new(crate::inject::json_escape(real));
+            add(json.as_bytes(), crate::inject::json_escape(ph).as_bytes());
+            add(
+                b64_groups(real.as_bytes()).as_bytes(),
+                b64_groups(ph.as_bytes()).as_bytes(),
+            );
+            for user in &e.basic_usernames {
+                let r = Zeroizing::new(format!("{user}:{real}"));
+                let p = format!("{user}:{ph}");
+                add(
+                    b64_groups(r.as_bytes()).as_bytes(),
+                    b64_groups(p.as_bytes()).as_bytes(),
+                );
+            }
+        }
+        let mut first = [false; 256];
+        for (p, _) in &pairs {
+            first[p[0] as usize] = true;
+        }
+        let max_len = pairs.iter().map(|(p, _)| p.len()).max().unwrap_or(0);
+        let ac = if pairs.is_empty() {
+            None
+        } else {
+            AhoCorasick::builder()
+                .match_kind(MatchKind::LeftmostLongest)
+                .build(pairs.iter().map(|(p, _)| p.as_slice()))
+                .ok()
+        };
+        let (patterns, replacements) = pairs.into_iter().unzip();
+        Self(Arc::new(Inner {
+            ac,
+            patterns,
+            replacements,
+            first,
+            max_len,
+        }))
+    }
+
+    /// A scrubber that scrubs nothing.
+    pub fn empty() -> Self {
+        Self::new(&[])
+    }
+
+    /// Whether there is nothing to scrub.
+    pub fn is_empty(&self) -> bool {
+        self.0.ac.is_none()
+    }
+
+    /// Length of the longest pattern; a stream holds back at most this minus one byte.
+    pub fn max_len(&self) -> usize {
+        self.0.max_len
+    }
+
+    /// One-shot scrub of a whole buffer.
+    pub fn scrub<'a>(&self, data: &'a [u8]) -> Cow<'a, [u8]> {
+        let Some(ac) = &self.0.ac else {
+            return Cow::Borrowed(data);
+        };
+        let mut out = Vec::new();
+        let mut pos = 0;
+        let mut matched = false;
+        for m in ac.find_iter(data) {
+            matched = true;
+            out.extend_from_slice(&data[pos..m.start()]);
+            out.extend_from_slice(&self.0.replacements[m.pattern().as_usize()]);
+            pos = m.end();
+        }
+        if !matched {
+            return Cow::Borrowed(data);
+        }
+        out.extend_from_slice(&data[pos..]);
+        Cow::Owned(out)
+    }
+
+    /// Scrubs every header value in place; returns whether anything changed.
+    pub fn scrub_headers(&self, headers: &mut HeaderMap) -> bool {
+        if self.is_empty() {
+            return false;
+        }
+        let mut changed = false;
+        let names: Vec<_> = headers.keys().cloned().collect();
+        for name in names {
+            let values: Vec<HeaderValue> = headers.get_all(&name).iter().cloned().collect();
+            let mut new_values = Vec::with_capacity(values.len());
+            let mut touched = false;
+            for v in values {
+                match self.scrub(v.as_bytes()) {
+                    Cow::Borrowed(_) => new_values.push(v),
+                    Cow::Owned(bytes) => {
+                        touched = true;
+                        new_values.push(
+                            HeaderValue::from_bytes(&bytes)
+                                .unwrap_or_else(|_| HeaderValue::from_static("[scrubbed]")),
+                        );
+                    }
+                }
+            }
+            if touched {
+                changed = true;
+                headers.remove(&name);
+                for v in new_values {
+                    headers.append(name.clone(), v);
+                }
+            }
+        }
+        changed
+    }
+
+    /// A streaming scrubber for one body.
+    pub fn stream(&self) -> ScrubStream {
+        ScrubStream {
+            scrubber: self.clone(),
+            buf: Zeroizing::new(Vec::new()),
+        }
+    }
+
+    /// The earliest `i` such that `buf[i..]` is a proper prefix of some pattern (so a match
+    /// may start there once more bytes arrive), or `buf.len()`.
+    fn hold_point(&self, buf: &[u8]) -> usize {
+        let inner = &self.0;
+        let start = buf.len().saturating_sub(inner.max_len.saturating_sub(1));
+        for i in start..buf.len() {
+            if !inner.first[buf[i] as usize] {
+                continue;
+            }
+            let rest = &buf[i..];
+            if inner
+                .patterns
+                .iter()
+                .any(|p| p.len() > rest.len() && p.starts_with(rest))
+            {
+                return i;
+            }
+        }
+        buf.len()
+    }
+}
+
+/// Scrubs one body as it streams. Feed chunks with [`ScrubStream::push`], send what it
+/// returns at once, and call [`ScrubStream::finish`] at the end of the body.
+pub struct ScrubStream {
+    scrubber: Scrubber,
+    buf: Zeroizing<Vec<u8>>,
+}
+
+impl std::fmt::Debug for ScrubStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ScrubStream(<{} bytes held>)", self.buf.len())
+    }
+}
+
+impl ScrubStream {
+    /// Scrubs `chunk` and returns every byte that can be sent now.
+    pub fn push(&mut self, chunk: &[u8]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(chunk.len() + self.buf.len());
+        self.push_into(chunk, &mut out);
+        out
+    }
+
+    /// Like [`push`](Self::push), appending to `out`.
+    pub fn push_into(&mut self, chunk: &[u8], out: &mut Vec<u8>) {
+        let Some(ac) = &self.scrubber.0.ac else {
+            out.extend_from_slice(chunk);
+            return;
+        };
+        if self.buf.is_empty() && !chunk.is_empty() {
+            // Fast path: scan the chunk in place, copy only the held tail.
+            let hold = self.scrubber.hold_point(chunk);
+            let pos = emit(ac, &self.scrubber.0.replacements, chunk, hold, out);
+            let keep = pos.max(hold);
+            out.extend_from_slice(&chunk[pos.min(keep)..keep]);
+            self.buf.extend_from_slice(&chunk[keep..]);
+            return;
+        }
+        self.buf.extend_from_slice(chunk);
+        let hold = self.scrubber.hold_point(&self.buf);
+        let pos = emit(ac, &self.scrubber.0.replacements, &self.buf, hold, out);
+        let keep = pos.max(hold);
+        out.extend_from_slice(&self.buf[pos.min(keep)..keep]);
+        self.buf.drain(..keep);
+    }
+
+    /// Ends the body: returns the scrubbed held bytes.
+    pub fn finish(&mut self) -> Vec<u8> {
+        let out = self.scrubber.scrub(&self.buf).into_owned();
+        self.buf.clear();
+        out
+    }
+
+    /// Bytes held back, waiting for the next chunk.
+    pub fn pending(&self) -> usize {
+        self.buf.len()
+    }
+}
+
+/// Emits `buf` up to the matches that start before `hold` (those are final), with
+/// replacements; returns the position after the last emitted byte.
+fn emit(ac: &AhoCorasick, repl: &[Vec<u8>], buf: &[u8], hold: usize, out: &mut Vec<u8>) -> usize {
+    let mut pos = 0;
+    for m in ac.find_iter(buf) {
+        if m.start() >= hold {
+            break;
+        }
+        out.extend_from_slice(&buf[pos..m.start()]);
+        out.extend_from_slice(&repl[m.pattern().as_usize()]);
+        pos = m.end();
+    }
+    pos
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scrubber(pairs: &[(&str, &str)]) -> (Scrubber, Vec<SecretValue>) {
+        let values: Vec<SecretValue> = pairs
+            .iter()
+            .map(|(r, _)| SecretValue::new(*r).unwrap())
+            .collect();
+        let entries: Vec<ScrubEntry> = values
+            .iter()
+            .zip(pairs)
+            .map(|(v, (_, p))| ScrubEntry {
+                real: v,
+                placeholder: p,
+                basic_usernames: vec!["x-access-token".into()],
+            })
+            .collect();
+        (Scrubber::new(&entries), values)
+    }
+
+    #[test]
+    fn one_shot_and_encodings() {
+        let (s, _) = scrubber(&[("ghp_REALREALREALREAL1234", "ghp_FAKEFAKEFAKEFAKE9999")]);
+        let out = s.scrub(b"token=ghp_REALREALREALREAL1234;");
+        assert_eq!(&out[..], b"token=ghp_FAKEFAKEFAKEFAKE9999;");
+        let basic = B64.encode("x-access-token:ghp_REALREALREALREAL1234");
+        let out = s.scrub(format!("Basic {basic}").as_bytes()).into_owned();
+        assert!(!String::from_utf8_lossy(&out).contains(&basic[..basic.len() - 4]));
+        let plain = B64.encode("ghp_REALREALREALREAL1234");
+        let out = s.scrub(plain.as_bytes()).into_owned();
+        assert_ne!(out, plain.as_bytes());
+    }
+
+    #[test]
+    fn stream_holds_only_possible_prefixes() {
+        let (s, _) = scrubber(&[("secretsecret", "XXXXXXXXXXXX")]);
+        let mut st = s.stream();
+        assert_eq!(st.push(b"data: hello\n\n"), b"data: hello\n\n");
+        assert_eq!(st.pending(), 0);
+        assert_eq!(st.push(b"data: sec"), b"data: ");
+        assert_eq!(st.pending(), 3);
+        assert_eq!(st.push(b"retsecret!"), b"XXXXXXXXXXXX!");
+        assert_eq!(st.push(b"se"), b"");
+        assert_eq!(st.finish(), b"se");
+    }
+
+    #[test]
+    fn empty_scrubber_passes_through() {
+        let s = Scrubber::empty();
+        let mut st = s.stream();
+        assert_eq!(st.push(b"abc"), b"abc");
+        assert_eq!(st.finish(), b"");
+        assert!(matches!(s.scrub(b"x"), Cow::Borrowed(_)));
+    }
+}
