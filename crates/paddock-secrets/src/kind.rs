@@ -77,6 +77,12 @@ pub struct InjectRule {
     pub format: ValueFormat,
 }
 
+impl std::fmt::Display for InjectRule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} → {}: {}", self.host, self.header, self.format)
+    }
+}
+
 impl InjectRule {
     /// The header as an [`http::HeaderName`] (validated when the rule was made).
     pub fn header_name(&self) -> HeaderName {

@@ -44,7 +44,7 @@ pub use host::HostPattern;
 pub use inject::{BODY_LIMIT, BodyInjection, BodySkip, HeaderEdit, Injection, RunSecrets, Target};
 pub use key::{KeyBackend, KeyOrigin, KeyVault};
 pub use kind::{GrantKind, GrantSpec, HttpSpec, InjectRule, KINDS, Substitution, ValueFormat};
-pub use scrub::{ScrubStream, Scrubber};
+pub use scrub::{ScrubStream, Scrubber, response_is_scrubbable};
 pub use source::ValueSource;
 pub use store::{Grant, GrantInfo, SecretStore, validate_name};
 pub use value::{SecretValue, mask};

@@ -25,6 +25,20 @@ use zeroize::Zeroizing;
 
 use crate::value::SecretValue;
 
+/// Whether a response body can be scrubbed as bytes: no `Content-Encoding`, or `identity`.
+/// A compressed body must be decoded before scrubbing (or refused): the scrubber cannot see
+/// a value inside gzip. Requests that received a grant ask for `identity` (see
+/// [`crate::RunSecrets::with_identity_encoding`]), but a server may ignore that.
+pub fn response_is_scrubbable(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(http::header::CONTENT_ENCODING)
+        .iter()
+        .all(|v| {
+            v.to_str()
+                .is_ok_and(|v| v.trim().eq_ignore_ascii_case("identity") || v.trim().is_empty())
+        })
+}
+
 /// What to scrub for one grant.
 pub struct ScrubEntry<'a> {
     pub real: &'a SecretValue,
@@ -333,6 +347,16 @@ mod tests {
         assert_eq!(st.push(b"retsecret!"), b"XXXXXXXXXXXX!");
         assert_eq!(st.push(b"se"), b"");
         assert_eq!(st.finish(), b"se");
+    }
+
+    #[test]
+    fn scrubbable_encodings() {
+        let mut h = HeaderMap::new();
+        assert!(response_is_scrubbable(&h));
+        h.insert("content-encoding", HeaderValue::from_static("identity"));
+        assert!(response_is_scrubbable(&h));
+        h.insert("content-encoding", HeaderValue::from_static("gzip"));
+        assert!(!response_is_scrubbable(&h));
     }
 
     #[test]

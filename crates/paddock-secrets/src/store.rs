@@ -318,19 +318,14 @@ impl SecretStore {
         Ok(out)
     }
 
-    /// Deletes the grant's file (then fsyncs the directory) and returns its metadata. Values
-    /// already handed out are [`SecretValue`]s, zeroized when their owners drop them.
-    pub fn revoke(&self, name: &str) -> Result<GrantInfo> {
+    /// Deletes the grant's file (then fsyncs the directory). Returns its metadata, or
+    /// `None` when the file was unreadable (a corrupt or renamed file can still be revoked).
+    /// Values already handed out are [`SecretValue`]s, zeroized when their owners drop them;
+    /// a running run stops using the grant through [`crate::RunSecrets::revoke`].
+    pub fn revoke(&self, name: &str) -> Result<Option<GrantInfo>> {
         let info = match self.info(name) {
-            Ok(i) => i,
-            // A corrupt file can still be revoked.
-            Err(SecretsError::Corrupt { .. } | SecretsError::Swapped { .. }) => GrantInfo {
-                name: name.to_string(),
-                spec: GrantSpec::Github,
-                created_at: String::new(),
-                updated_at: String::new(),
-                preview: "…".into(),
-            },
+            Ok(i) => Some(i),
+            Err(SecretsError::Corrupt { .. } | SecretsError::Swapped { .. }) => None,
             Err(e) => return Err(e),
         };
         let path = self.path(name);

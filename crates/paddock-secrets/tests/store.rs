@@ -80,7 +80,8 @@ fn round_trip_list_show_revoke() {
         "gho_0therT0ken0therT0ken0therT0ken0ther"
     );
 
-    store.revoke("github").unwrap();
+    let revoked = store.revoke("github").unwrap().unwrap();
+    assert_eq!(revoked.preview, "gho_…ther");
     assert!(matches!(
         store.get("github"),
         Err(SecretsError::NotFound { .. })
@@ -199,7 +200,8 @@ fn swapped_files_are_detected() {
     // and listing says so too, rather than showing a wrong name.
     assert!(store.list().is_err());
     // A broken grant can still be revoked.
-    store.revoke("three").unwrap();
+    assert!(store.revoke("three").unwrap().is_none());
+    assert!(store.list().unwrap().iter().all(|g| g.name != "three"));
 }
 
 #[test]
