@@ -1,0 +1,54 @@
+//! The credential-injection seam. paddock-secrets implements [`Injector`]; the proxy calls
+//! it for every intercepted request and response of a run (never for passthrough hosts,
+//! never for plain tunnels it cannot see into).
+//!
+//! The contract an implementation must keep: real credential values appear only in what
+//! goes *upstream* (request parts, request bodies); everything going back to the sandbox
+//! (response headers and bodies) passes through [`Injector::on_response`] and the body
+//! scrubber so that an echoed value is replaced by its placeholder.
+
+use bytes::Bytes;
+
+/// One credential use, for the record (the name only).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GrantUse {
+    pub grant: String,
+}
+
+/// Rewrites a streaming body chunk by chunk (placeholder ⇄ real value). It may hold back
+/// a bounded tail of a chunk (a value split across chunks) and release it later or in
+/// [`finish`](BodyRewriter::finish).
+pub trait BodyRewriter: Send {
+    fn chunk(&mut self, data: Bytes) -> Bytes;
+    fn finish(&mut self) -> Bytes;
+}
+
+/// Credential injection and response scrubbing for one run.
+pub trait Injector: Send + Sync {
+    /// Called before an intercepted request goes upstream: set or replace headers,
+    /// substitute placeholders in the path. `host` is the verified upstream name.
+    fn on_request(&self, host: &str, port: u16, parts: &mut http::request::Parts) -> Vec<GrantUse>;
+
+    /// A rewriter for the request body (placeholder → real value), if this host needs one.
+    fn request_body(&self, _host: &str, _uses: &[GrantUse]) -> Option<Box<dyn BodyRewriter>> {
+        None
+    }
+
+    /// Called on the response before it goes to the sandbox: scrub headers.
+    fn on_response(&self, _host: &str, _uses: &[GrantUse], _parts: &mut http::response::Parts) {}
+
+    /// A scrubber for the response body (real value → placeholder), if needed.
+    fn response_body(&self, _host: &str, _uses: &[GrantUse]) -> Option<Box<dyn BodyRewriter>> {
+        None
+    }
+}
+
+/// The injector of a run without grants.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoInjection;
+
+impl Injector for NoInjection {
+    fn on_request(&self, _: &str, _: u16, _: &mut http::request::Parts) -> Vec<GrantUse> {
+        Vec::new()
+    }
+}

@@ -1,0 +1,239 @@
+//! One run's egress: everything [`RunEgress::start`] places in the run's netns, and what
+//! the sandbox spec needs ([`sandbox_net`]).
+//!
+//! Fixed addresses inside every sandbox:
+//! - explicit proxy: `127.0.0.80:3128` (a loopback address of its own, so a dev server on
+//!   127.0.0.1 or 0.0.0.0 never collides with it; 3128 is the customary proxy port);
+//! - DNS stub: `127.0.0.1:53`, UDP and TCP;
+//! - transparent listeners: `[::]:80`, `[::]:443` and the configured extra ports
+//!   (dual-stack), reached through the AnyIP routes.
+//!
+//! Sequencing (native runtime): the netns exists once `Runtime::start` has run stage 1.
+//! The daemon calls [`sandbox_net`] before `create` (env and files), then `start`, then
+//! [`RunEgress::start`] right after.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use paddock_ca::CertAuthority;
+use paddock_config::NetworkConfig;
+use paddock_sandbox::{InjectedFile, NetnsCapability, SandboxHandle};
+use tokio::task::JoinHandle;
+
+use crate::dns::{DnsStub, SyntheticMap};
+use crate::error::EgressError;
+use crate::inject::Injector;
+use crate::netns;
+use crate::policy::{ImpliedHost, Policy};
+use crate::proxy::Proxy;
+use crate::record::{RecordSink, Recorder};
+use crate::upstream::Upstream;
+
+/// Where the explicit proxy listens inside every sandbox.
+pub const PROXY_ADDR: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 80)), 3128);
+/// Where the DNS stub listens inside every sandbox.
+pub const DNS_ADDR: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1)), 53);
+/// Ports with a transparent listener in every sandbox.
+pub const DEFAULT_PORTS: [u16; 2] = [80, 443];
+/// The CA bundle path inside the sandbox (system bundle + paddock's CA).
+pub const SANDBOX_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
+/// paddock's CA certificate alone, inside the sandbox (for NODE_EXTRA_CA_CERTS).
+pub const SANDBOX_CA: &str = "/etc/paddock/ca.crt";
+/// Capacity of a run's synthetic address map.
+pub const MAX_NAMES: usize = 65536;
+
+/// The daemon-wide pieces every run shares.
+#[derive(Clone)]
+pub struct EgressShared {
+    pub ca: Arc<CertAuthority>,
+    pub upstream: Arc<Upstream>,
+}
+
+impl EgressShared {
+    /// Open (or create) the CA in `ca_dir` and set up upstream TLS from `upstream:` config.
+    pub fn new(
+        ca_dir: &Path,
+        upstream: &paddock_config::UpstreamConfig,
+    ) -> Result<Self, EgressError> {
+        Ok(EgressShared {
+            ca: Arc::new(CertAuthority::open_or_create(ca_dir)?),
+            upstream: Arc::new(Upstream::new(
+                upstream.extra_ca.as_deref(),
+                upstream.resolve.clone(),
+            )?),
+        })
+    }
+}
+
+/// What one run is allowed and how its requests are modified.
+pub struct RunPolicy {
+    pub network: NetworkConfig,
+    /// Hosts implied by the run's grants.
+    pub implied: Vec<ImpliedHost>,
+    /// Transparent ports besides 80 and 443 (53 and 3128 are ignored: taken).
+    pub extra_ports: Vec<u16>,
+    pub injector: Arc<dyn Injector>,
+}
+
+/// Env vars and files a sandbox needs for egress.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SandboxNet {
+    pub env: Vec<(String, String)>,
+    pub files: Vec<InjectedFile>,
+}
+
+/// The system CA bundle read from the host (first of the usual paths that exists).
+pub fn system_bundle() -> Option<(PathBuf, Vec<u8>)> {
+    [
+        "/etc/ssl/certs/ca-certificates.crt",
+        "/etc/pki/tls/certs/ca-bundle.crt",
+        "/etc/ssl/ca-bundle.pem",
+        "/etc/ssl/cert.pem",
+    ]
+    .iter()
+    .find_map(|p| std::fs::read(p).ok().map(|b| (PathBuf::from(p), b)))
+}
+
+/// Env vars (replacing any proxy variables the user passed) and injected files:
+/// `/etc/resolv.conf` → the stub, the CA bundle at the standard path, paddock's CA alone.
+pub fn sandbox_net(ca_pem: &str) -> SandboxNet {
+    let proxy = format!("http://{PROXY_ADDR}");
+    let mut env = Vec::new();
+    for k in ["HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"] {
+        env.push((k.to_string(), proxy.clone()));
+        env.push((k.to_ascii_lowercase(), proxy.clone()));
+    }
+    let no_proxy = "localhost,127.0.0.1,::1".to_string();
+    env.push(("NO_PROXY".into(), no_proxy.clone()));
+    env.push(("no_proxy".into(), no_proxy));
+    for k in [
+        "SSL_CERT_FILE",
+        "REQUESTS_CA_BUNDLE",
+        "CURL_CA_BUNDLE",
+        "GIT_SSL_CAINFO",
+        "CARGO_HTTP_CAINFO",
+    ] {
+        env.push((k.to_string(), SANDBOX_BUNDLE.to_string()));
+    }
+    env.push(("NODE_EXTRA_CA_CERTS".into(), SANDBOX_CA.to_string()));
+    let mut bundle = system_bundle().map(|(_, b)| b).unwrap_or_default();
+    if !bundle.is_empty() && !bundle.ends_with(b"\n") {
+        bundle.push(b'\n');
+    }
+    bundle.extend_from_slice(b"# paddock local interception CA\n");
+    bundle.extend_from_slice(ca_pem.as_bytes());
+    SandboxNet {
+        env,
+        files: vec![
+            InjectedFile {
+                path: "/etc/resolv.conf".into(),
+                contents: b"# paddock DNS stub: answers allowed names, forwards nothing\nnameserver 127.0.0.1\noptions edns0 trust-ad\n".to_vec(),
+            },
+            InjectedFile {
+                path: SANDBOX_BUNDLE.into(),
+                contents: bundle,
+            },
+            InjectedFile {
+                path: SANDBOX_CA.into(),
+                contents: ca_pem.as_bytes().to_vec(),
+            },
+        ],
+    }
+}
+
+/// Replace the proxy variables in a command's environment with [`SandboxNet::env`].
+pub fn apply_env(env: &mut Vec<(String, String)>, net: &SandboxNet) {
+    env.retain(|(k, _)| !net.env.iter().any(|(n, _)| n == k));
+    env.extend(net.env.iter().cloned());
+}
+
+/// A run's live egress. Dropping it (or [`stop`](RunEgress::stop)) closes every listener.
+pub struct RunEgress {
+    tasks: Vec<JoinHandle<()>>,
+    map: Arc<SyntheticMap>,
+    policy: Arc<Policy>,
+}
+
+impl RunEgress {
+    /// Set up the run's network: AnyIP routes, DNS stub, explicit proxy, transparent
+    /// listeners. Call inside a tokio runtime, with the sandbox running.
+    pub fn start(
+        netns: &dyn NetnsCapability,
+        handle: &SandboxHandle,
+        shared: &EgressShared,
+        run: RunPolicy,
+        sink: RecordSink,
+    ) -> Result<RunEgress, EgressError> {
+        let recorder = Recorder::new(&handle.run_id, sink);
+        let policy = Arc::new(Policy::new(&run.network, &run.implied));
+        let map = Arc::new(SyntheticMap::new(MAX_NAMES));
+        netns::add_anyip_routes(netns, handle)?;
+
+        // Create every socket first: a failure leaves nothing running.
+        let dns_udp = netns::udp_socket(netns, handle, DNS_ADDR)?;
+        let dns_tcp = netns::tcp_listener(netns, handle, DNS_ADDR)?;
+        let explicit = netns::tcp_listener(netns, handle, PROXY_ADDR)?;
+        let mut ports: Vec<u16> = DEFAULT_PORTS.to_vec();
+        for p in run.extra_ports {
+            if p != 0 && p != 53 && p != PROXY_ADDR.port() && !ports.contains(&p) {
+                ports.push(p);
+            }
+        }
+        let mut transparent = Vec::new();
+        for p in ports {
+            transparent.push(netns::any_listener(netns, handle, p)?);
+        }
+
+        let io = |e: std::io::Error| EgressError::Netns {
+            action: "register a socket with the async runtime".into(),
+            source: e,
+        };
+        let stub = Arc::new(DnsStub {
+            policy: policy.clone(),
+            map: map.clone(),
+            recorder: recorder.clone(),
+        });
+        let proxy = Proxy::new(
+            policy.clone(),
+            map.clone(),
+            shared.ca.clone(),
+            shared.upstream.clone(),
+            run.injector,
+            recorder,
+        );
+        let mut tasks = Vec::new();
+        let udp = tokio::net::UdpSocket::from_std(dns_udp).map_err(io)?;
+        tasks.push(tokio::spawn(stub.clone().serve_udp(udp)));
+        let tcp = tokio::net::TcpListener::from_std(dns_tcp).map_err(io)?;
+        tasks.push(tokio::spawn(stub.serve_tcp(tcp)));
+        let l = tokio::net::TcpListener::from_std(explicit).map_err(io)?;
+        tasks.push(tokio::spawn(proxy.clone().serve_explicit(l)));
+        for t in transparent {
+            let l = tokio::net::TcpListener::from_std(t).map_err(io)?;
+            tasks.push(tokio::spawn(proxy.clone().serve_transparent(l)));
+        }
+        Ok(RunEgress { tasks, map, policy })
+    }
+
+    /// The run's name ⇄ synthetic address map.
+    pub fn names(&self) -> &SyntheticMap {
+        &self.map
+    }
+
+    /// The run's compiled policy.
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    /// Close every listener (connections in flight finish on their own).
+    pub fn stop(self) {}
+}
+
+impl Drop for RunEgress {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
