@@ -111,6 +111,87 @@ pub struct BodyInjection {
     pub skipped: Option<BodySkip>,
 }
 
+/// What to do with a streaming request body: [`RunSecrets::request_body`].
+#[derive(Debug)]
+pub enum BodyPlan {
+    /// No grant of this host substitutes in bodies: send the body as it is.
+    PassThrough,
+    /// Substitution applies but cannot be done (compressed, or `Content-Length` over
+    /// [`BODY_LIMIT`]): the body is sent untouched; log the reason.
+    Skipped(BodySkip),
+    /// Stream the body through this (and drop `Content-Length`: the length changes).
+    Substitute(BodySubstituter),
+}
+
+/// Streaming placeholder → real substitution for one request body. Bounded memory (a tail
+/// shorter than the longest placeholder); only the first [`BODY_LIMIT`] bytes are searched,
+/// the rest passes through (reported by [`skipped`](Self::skipped)).
+pub struct BodySubstituter {
+    stream: crate::scrub::ScrubStream,
+    /// Grant name of each pattern.
+    pattern_grant: Vec<String>,
+    seen: usize,
+    exceeded: bool,
+}
+
+impl std::fmt::Debug for BodySubstituter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BodySubstituter")
+            .field("grants", &self.pattern_grant)
+            .field("seen", &self.seen)
+            .field("exceeded", &self.exceeded)
+            .finish_non_exhaustive()
+    }
+}
+
+impl BodySubstituter {
+    /// Substitutes in `chunk`; returns the bytes to send upstream now.
+    pub fn push(&mut self, chunk: &[u8]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(chunk.len() + 64);
+        if self.exceeded {
+            out.extend_from_slice(chunk);
+        } else {
+            let room = BODY_LIMIT - self.seen;
+            if chunk.len() <= room {
+                self.stream.push_into(chunk, &mut out);
+            } else {
+                self.stream.push_into(&chunk[..room], &mut out);
+                out.extend(self.stream.finish());
+                out.extend_from_slice(&chunk[room..]);
+                self.exceeded = true;
+            }
+        }
+        self.seen = self.seen.saturating_add(chunk.len());
+        out
+    }
+
+    /// Ends the body: the held tail.
+    pub fn finish(&mut self) -> Vec<u8> {
+        self.stream.finish()
+    }
+
+    /// Grants whose real value went into the body so far (names, sorted).
+    pub fn grants_used(&self) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .stream
+            .hits()
+            .iter()
+            .zip(&self.pattern_grant)
+            .filter(|(hit, _)| **hit)
+            .map(|(_, g)| g.clone())
+            .collect();
+        v.sort();
+        v.dedup();
+        v
+    }
+
+    /// Set once the body grew past [`BODY_LIMIT`]: the rest went through untouched.
+    pub fn skipped(&self) -> Option<BodySkip> {
+        self.exceeded
+            .then_some(BodySkip::TooLarge { len: self.seen })
+    }
+}
+
 struct Active {
     name: String,
     rules: Vec<InjectRule>,
@@ -611,6 +692,43 @@ impl RunSecrets {
         (result, inj)
     }
 
+    /// How to treat a streaming request body to `target` with these request headers (call
+    /// after [`inject_request`](Self::inject_request)).
+    pub fn request_body(&self, target: Target<'_>, headers: &HeaderMap) -> BodyPlan {
+        let rules = self.applicable(target, &mut Injection::default());
+        let allowed: Vec<usize> = (0..self.grants.len())
+            .filter(|&i| rules[i].is_some() && self.grants[i].substitute.body)
+            .collect();
+        if allowed.is_empty() {
+            return BodyPlan::PassThrough;
+        }
+        if let Some(skip) = body_skip(headers, None) {
+            return BodyPlan::Skipped(skip);
+        }
+        let enc = body_encoding(headers);
+        let mut pairs = Vec::new();
+        let mut pattern_grant = Vec::new();
+        for i in allowed {
+            let g = &self.grants[i];
+            let real = match enc {
+                Encoding::Raw => g.value.expose().to_string(),
+                Encoding::Percent => percent(g.value.expose()),
+                Encoding::Json => json_escape(g.value.expose()),
+            };
+            pairs.push((
+                zeroize::Zeroizing::new(g.placeholder.as_bytes().to_vec()),
+                zeroize::Zeroizing::new(real.into_bytes()),
+            ));
+            pattern_grant.push(g.name.clone());
+        }
+        BodyPlan::Substitute(BodySubstituter {
+            stream: Scrubber::from_pairs(pairs).stream(),
+            pattern_grant,
+            seen: 0,
+            exceeded: false,
+        })
+    }
+
     /// Placeholder substitution in a buffered request body, for grants of this host that
     /// allow it. The real value is JSON-escaped for JSON bodies and percent-encoded for
     /// form bodies. Bodies over [`BODY_LIMIT`] or compressed are left untouched (and
@@ -631,29 +749,11 @@ impl RunSecrets {
         if !allowed.iter().any(|a| *a) {
             return out;
         }
-        if body.len() > BODY_LIMIT {
-            out.skipped = Some(BodySkip::TooLarge { len: body.len() });
+        if let Some(skip) = body_skip(headers, Some(body.len())) {
+            out.skipped = Some(skip);
             return out;
         }
-        if let Some(enc) = headers.get(CONTENT_ENCODING) {
-            let enc = enc.to_str().unwrap_or("?").trim().to_ascii_lowercase();
-            if !enc.is_empty() && enc != "identity" {
-                out.skipped = Some(BodySkip::Encoded { encoding: enc });
-                return out;
-            }
-        }
-        let ctype = headers
-            .get(CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_ascii_lowercase();
-        let enc = if ctype.contains("json") {
-            Encoding::Json
-        } else if ctype.starts_with("application/x-www-form-urlencoded") {
-            Encoding::Percent
-        } else {
-            Encoding::Raw
-        };
+        let enc = body_encoding(headers);
         let n = self.grants.len();
         let (mut used, mut foreign) = (vec![false; n], vec![false; n]);
         if let Cow::Owned(new) = self.substitute(body, &allowed, enc, &mut used, &mut foreign) {
@@ -664,5 +764,41 @@ impl RunSecrets {
         }
         self.finish(&mut out.injection, target.host, &used, &foreign);
         out
+    }
+}
+
+/// Why a body to be substituted must pass untouched, if it must.
+fn body_skip(headers: &HeaderMap, len: Option<usize>) -> Option<BodySkip> {
+    if let Some(enc) = headers.get(CONTENT_ENCODING) {
+        let enc = enc.to_str().unwrap_or("?").trim().to_ascii_lowercase();
+        if !enc.is_empty() && enc != "identity" {
+            return Some(BodySkip::Encoded { encoding: enc });
+        }
+    }
+    let len = len.or_else(|| {
+        headers
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse().ok())
+    });
+    match len {
+        Some(len) if len > BODY_LIMIT => Some(BodySkip::TooLarge { len }),
+        _ => None,
+    }
+}
+
+/// How a real value is written into a body of this content type.
+fn body_encoding(headers: &HeaderMap) -> Encoding {
+    let ctype = headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    if ctype.contains("json") {
+        Encoding::Json
+    } else if ctype.starts_with("application/x-www-form-urlencoded") {
+        Encoding::Percent
+    } else {
+        Encoding::Raw
     }
 }

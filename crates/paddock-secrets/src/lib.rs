@@ -41,7 +41,10 @@ pub mod value;
 
 pub use error::{Result, SecretsError};
 pub use host::HostPattern;
-pub use inject::{BODY_LIMIT, BodyInjection, BodySkip, HeaderEdit, Injection, RunSecrets, Target};
+pub use inject::{
+    BODY_LIMIT, BodyInjection, BodyPlan, BodySkip, BodySubstituter, HeaderEdit, Injection,
+    RunSecrets, Target,
+};
 pub use key::{KeyBackend, KeyOrigin, KeyVault};
 pub use kind::{GrantKind, GrantSpec, HttpSpec, InjectRule, KINDS, Substitution, ValueFormat};
 pub use scrub::{ScrubStream, Scrubber, response_is_scrubbable};

@@ -39,6 +39,9 @@ pub fn response_is_scrubbable(headers: &HeaderMap) -> bool {
         })
 }
 
+/// A pattern and its replacement, both zeroized on drop.
+pub(crate) type Pair = (Zeroizing<Vec<u8>>, Zeroizing<Vec<u8>>);
+
 /// What to scrub for one grant.
 pub struct ScrubEntry<'a> {
     pub real: &'a SecretValue,
@@ -50,7 +53,8 @@ pub struct ScrubEntry<'a> {
 struct Inner {
     ac: Option<AhoCorasick>,
     patterns: Vec<Zeroizing<Vec<u8>>>,
-    replacements: Vec<Vec<u8>>,
+    /// Zeroized too: when substituting into requests, replacements are real values.
+    replacements: Vec<Zeroizing<Vec<u8>>>,
     /// For each byte, whether some pattern starts with it.
     first: [bool; 256],
     max_len: usize,
@@ -80,10 +84,10 @@ fn b64_groups(raw: &[u8]) -> Zeroizing<String> {
 impl Scrubber {
     /// A scrubber for `entries`.
     pub fn new(entries: &[ScrubEntry<'_>]) -> Self {
-        let mut pairs: Vec<(Zeroizing<Vec<u8>>, Vec<u8>)> = Vec::new();
+        let mut pairs: Vec<Pair> = Vec::new();
         let mut add = |real: &[u8], ph: &[u8]| {
             if real.len() >= 4 && real != ph && !pairs.iter().any(|(r, _)| r.as_slice() == real) {
-                pairs.push((Zeroizing::new(real.to_vec()), ph.to_vec()));
+                pairs.push((Zeroizing::new(real.to_vec()), Zeroizing::new(ph.to_vec())));
             }
         };
         for e in entries {
@@ -107,6 +111,12 @@ impl Scrubber {
                 );
             }
         }
+        Self::from_pairs(pairs)
+    }
+
+    /// A replacer for arbitrary (pattern, replacement) pairs (empty patterns are ignored).
+    pub(crate) fn from_pairs(pairs: Vec<Pair>) -> Self {
+        let pairs: Vec<_> = pairs.into_iter().filter(|(p, _)| !p.is_empty()).collect();
         let mut first = [false; 256];
         for (p, _) in &pairs {
             first[p[0] as usize] = true;
@@ -205,6 +215,7 @@ impl Scrubber {
         ScrubStream {
             scrubber: self.clone(),
             buf: Zeroizing::new(Vec::new()),
+            hits: vec![false; self.0.patterns.len()],
         }
     }
 
@@ -235,6 +246,8 @@ impl Scrubber {
 pub struct ScrubStream {
     scrubber: Scrubber,
     buf: Zeroizing<Vec<u8>>,
+    /// Which patterns were replaced so far.
+    hits: Vec<bool>,
 }
 
 impl std::fmt::Debug for ScrubStream {
@@ -260,7 +273,14 @@ impl ScrubStream {
         if self.buf.is_empty() && !chunk.is_empty() {
             // Fast path: scan the chunk in place, copy only the held tail.
             let hold = self.scrubber.hold_point(chunk);
-            let pos = emit(ac, &self.scrubber.0.replacements, chunk, hold, out);
+            let pos = emit(
+                ac,
+                &self.scrubber.0.replacements,
+                chunk,
+                hold,
+                out,
+                &mut self.hits,
+            );
             let keep = pos.max(hold);
             out.extend_from_slice(&chunk[pos.min(keep)..keep]);
             self.buf.extend_from_slice(&chunk[keep..]);
@@ -268,7 +288,14 @@ impl ScrubStream {
         }
         self.buf.extend_from_slice(chunk);
         let hold = self.scrubber.hold_point(&self.buf);
-        let pos = emit(ac, &self.scrubber.0.replacements, &self.buf, hold, out);
+        let pos = emit(
+            ac,
+            &self.scrubber.0.replacements,
+            &self.buf,
+            hold,
+            out,
+            &mut self.hits,
+        );
         let keep = pos.max(hold);
         out.extend_from_slice(&self.buf[pos.min(keep)..keep]);
         self.buf.drain(..keep);
@@ -276,9 +303,28 @@ impl ScrubStream {
 
     /// Ends the body: returns the scrubbed held bytes.
     pub fn finish(&mut self) -> Vec<u8> {
-        let out = self.scrubber.scrub(&self.buf).into_owned();
+        let mut out = Vec::with_capacity(self.buf.len());
+        if let Some(ac) = &self.scrubber.0.ac {
+            let len = self.buf.len();
+            let pos = emit(
+                ac,
+                &self.scrubber.0.replacements,
+                &self.buf,
+                len,
+                &mut out,
+                &mut self.hits,
+            );
+            out.extend_from_slice(&self.buf[pos..]);
+        } else {
+            out.extend_from_slice(&self.buf);
+        }
         self.buf.clear();
         out
+    }
+
+    /// Indices of the patterns replaced so far.
+    pub(crate) fn hits(&self) -> &[bool] {
+        &self.hits
     }
 
     /// Bytes held back, waiting for the next chunk.
@@ -289,12 +335,20 @@ impl ScrubStream {
 
 /// Emits `buf` up to the matches that start before `hold` (those are final), with
 /// replacements; returns the position after the last emitted byte.
-fn emit(ac: &AhoCorasick, repl: &[Vec<u8>], buf: &[u8], hold: usize, out: &mut Vec<u8>) -> usize {
+fn emit(
+    ac: &AhoCorasick,
+    repl: &[Zeroizing<Vec<u8>>],
+    buf: &[u8],
+    hold: usize,
+    out: &mut Vec<u8>,
+    hits: &mut [bool],
+) -> usize {
     let mut pos = 0;
     for m in ac.find_iter(buf) {
         if m.start() >= hold {
             break;
         }
+        hits[m.pattern().as_usize()] = true;
         out.extend_from_slice(&buf[pos..m.start()]);
         out.extend_from_slice(&repl[m.pattern().as_usize()]);
         pos = m.end();

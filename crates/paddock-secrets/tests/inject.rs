@@ -537,3 +537,72 @@ fn response_headers_are_scrubbed() {
     clean.insert("x", HeaderValue::from_static("nothing"));
     assert!(!s.scrub_response_headers(&mut clean));
 }
+
+#[test]
+fn streaming_body_substitution() {
+    use paddock_secrets::BodyPlan;
+    let s = run();
+    let ph = s.placeholder("example").unwrap().to_string();
+    let target = Target::https("api.example.com");
+    let mut h = HeaderMap::new();
+    h.insert("content-type", HeaderValue::from_static("application/json"));
+    let body = format!("{{\"a\":\"{ph}\",\"b\":[\"{ph}\"],\"c\":\"x\"}}");
+    for chunk_len in [1, 3, 7, 64, 4096] {
+        let BodyPlan::Substitute(mut sub) = s.request_body(target, &h) else {
+            panic!("expected a substituter");
+        };
+        let mut out = Vec::new();
+        for c in body.as_bytes().chunks(chunk_len) {
+            out.extend(sub.push(c));
+        }
+        out.extend(sub.finish());
+        assert_eq!(
+            out,
+            format!("{{\"a\":\"{GEN}\",\"b\":[\"{GEN}\"],\"c\":\"x\"}}").as_bytes()
+        );
+        assert_eq!(sub.grants_used(), ["example"]);
+        assert!(sub.skipped().is_none());
+    }
+
+    // Hosts whose grants do not substitute in bodies, and other hosts: pass through.
+    assert!(matches!(
+        s.request_body(Target::https("api.github.com"), &h),
+        BodyPlan::PassThrough
+    ));
+    assert!(matches!(
+        s.request_body(Target::https("evil.com"), &h),
+        BodyPlan::PassThrough
+    ));
+
+    // A declared length over the bound, or a compressed body: untouched, reported.
+    let mut big = h.clone();
+    big.insert("content-length", HeaderValue::from(BODY_LIMIT + 1));
+    assert!(matches!(
+        s.request_body(target, &big),
+        BodyPlan::Skipped(BodySkip::TooLarge { len }) if len == BODY_LIMIT + 1
+    ));
+    let mut gz = h.clone();
+    gz.insert("content-encoding", HeaderValue::from_static("br"));
+    assert!(matches!(
+        s.request_body(target, &gz),
+        BodyPlan::Skipped(BodySkip::Encoded { .. })
+    ));
+
+    // A chunked body that grows past the bound: the first BODY_LIMIT bytes are searched,
+    // the rest passes through, and that is reported.
+    let BodyPlan::Substitute(mut sub) = s.request_body(target, &HeaderMap::new()) else {
+        panic!("expected a substituter");
+    };
+    let mut first = vec![b' '; BODY_LIMIT - 100];
+    first.extend_from_slice(ph.as_bytes());
+    let mut out = sub.push(&first);
+    let mut second = vec![b' '; 200];
+    second.extend_from_slice(ph.as_bytes());
+    out.extend(sub.push(&second));
+    out.extend(sub.finish());
+    let text = String::from_utf8(out).unwrap();
+    assert_eq!(text.matches(GEN).count(), 1);
+    assert_eq!(text.matches(&ph).count(), 1);
+    assert!(text.ends_with(&ph));
+    assert!(matches!(sub.skipped(), Some(BodySkip::TooLarge { .. })));
+}
