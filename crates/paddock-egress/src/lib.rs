@@ -29,6 +29,6 @@ pub use inject::{BodyRewriter, GrantUse, Injector, NoInjection};
 pub use policy::{Decision, ImpliedHost, Policy, Query, RuleRef};
 pub use record::{NetRecord, RecordKind, RecordSink};
 pub use run::{
-    DNS_ADDR, EgressShared, PROXY_ADDR, RunEgress, RunPolicy, SANDBOX_BUNDLE, SANDBOX_CA,
-    SandboxNet, apply_env, sandbox_net,
+    DNS_ADDR, EgressShared, PROXY_ADDR, RunEgress, RunPolicy, SANDBOX_BUNDLE, SandboxNet,
+    apply_env, sandbox_net,
 };

@@ -38,8 +38,6 @@ pub const DNS_ADDR: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(127, 0
 pub const DEFAULT_PORTS: [u16; 2] = [80, 443];
 /// The CA bundle path inside the sandbox (system bundle + paddock's CA).
 pub const SANDBOX_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
-/// paddock's CA certificate alone, inside the sandbox (for NODE_EXTRA_CA_CERTS).
-pub const SANDBOX_CA: &str = "/etc/paddock/ca.crt";
 /// Capacity of a run's synthetic address map.
 pub const MAX_NAMES: usize = 65536;
 
@@ -96,7 +94,8 @@ pub fn system_bundle() -> Option<(PathBuf, Vec<u8>)> {
 }
 
 /// Env vars (replacing any proxy variables the user passed) and injected files:
-/// `/etc/resolv.conf` → the stub, the CA bundle at the standard path, paddock's CA alone.
+/// `/etc/resolv.conf` → the stub, and the system CA bundle plus paddock's CA at the
+/// standard path.
 pub fn sandbox_net(ca_pem: &str) -> SandboxNet {
     let proxy = format!("http://{PROXY_ADDR}");
     let mut env = Vec::new();
@@ -107,8 +106,11 @@ pub fn sandbox_net(ca_pem: &str) -> SandboxNet {
     let no_proxy = "localhost,127.0.0.1,::1".to_string();
     env.push(("NO_PROXY".into(), no_proxy.clone()));
     env.push(("no_proxy".into(), no_proxy));
+    // NODE_EXTRA_CA_CERTS takes a bundle too; the native runtime injects files only where
+    // their directory exists, so the bundle's standard path serves every variable.
     for k in [
         "SSL_CERT_FILE",
+        "NODE_EXTRA_CA_CERTS",
         "REQUESTS_CA_BUNDLE",
         "CURL_CA_BUNDLE",
         "GIT_SSL_CAINFO",
@@ -116,7 +118,6 @@ pub fn sandbox_net(ca_pem: &str) -> SandboxNet {
     ] {
         env.push((k.to_string(), SANDBOX_BUNDLE.to_string()));
     }
-    env.push(("NODE_EXTRA_CA_CERTS".into(), SANDBOX_CA.to_string()));
     let mut bundle = system_bundle().map(|(_, b)| b).unwrap_or_default();
     if !bundle.is_empty() && !bundle.ends_with(b"\n") {
         bundle.push(b'\n');
@@ -133,10 +134,6 @@ pub fn sandbox_net(ca_pem: &str) -> SandboxNet {
             InjectedFile {
                 path: SANDBOX_BUNDLE.into(),
                 contents: bundle,
-            },
-            InjectedFile {
-                path: SANDBOX_CA.into(),
-                contents: ca_pem.as_bytes().to_vec(),
             },
         ],
     }
