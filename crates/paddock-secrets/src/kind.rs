@@ -373,6 +373,37 @@ impl GrantSpec {
         }
     }
 
+    /// Re-checks a spec built by hand (the fields of [`HttpSpec`] are public).
+    pub fn validate(&self) -> Result<()> {
+        let Self::Http(h) = self else {
+            return Ok(());
+        };
+        let hosts: Vec<String> = h.hosts.iter().map(|p| p.to_string()).collect();
+        let hosts: Vec<&str> = hosts.iter().map(String::as_str).collect();
+        let template = match &h.format {
+            ValueFormat::Template { template } => template.clone(),
+            ValueFormat::Basic { username } => {
+                if username.contains(':') || username.bytes().any(|b| !(0x21..=0x7e).contains(&b)) {
+                    return Err(SecretsError::InvalidFormat {
+                        format: h.format.to_string(),
+                        reason: "a Basic username is printable ASCII without ':'",
+                    });
+                }
+                "{}".into()
+            }
+        };
+        let checked = HttpSpec::new(&hosts, &h.header, Some(&template))?;
+        if checked.header != h.header {
+            return Err(SecretsError::InvalidHeader {
+                header: h.header.clone(),
+            });
+        }
+        for v in &h.env {
+            validate_env_name(v)?;
+        }
+        Ok(())
+    }
+
     /// Where the credential goes.
     pub fn rules(&self) -> Vec<InjectRule> {
         match self {

@@ -49,5 +49,5 @@ pub use key::{KeyBackend, KeyOrigin, KeyVault};
 pub use kind::{GrantKind, GrantSpec, HttpSpec, InjectRule, KINDS, Substitution, ValueFormat};
 pub use scrub::{ScrubStream, Scrubber, response_is_scrubbable};
 pub use source::ValueSource;
-pub use store::{Grant, GrantInfo, SecretStore, validate_name};
+pub use store::{Grant, GrantInfo, MIN_GRANT_VALUE_LEN, SecretStore, validate_name};
 pub use value::{SecretValue, mask};

@@ -32,6 +32,8 @@ use crate::kind::{GrantKind, GrantSpec, InjectRule};
 use crate::value::SecretValue;
 
 const FORMAT: &str = "paddock-grant-v1";
+/// Shortest value a grant accepts.
+pub const MIN_GRANT_VALUE_LEN: usize = 8;
 const AAD_DOMAIN: &[u8] = b"paddock-secrets grant v1\0";
 const EXT: &str = "grant";
 
@@ -174,8 +176,16 @@ impl SecretStore {
     }
 
     /// Creates the grant `name`, or replaces its value and spec (keeping `created_at`).
+    /// Values shorter than [`MIN_GRANT_VALUE_LEN`] are refused: they would be guessable and
+    /// too short to scrub reliably.
     pub fn put(&self, name: &str, spec: GrantSpec, value: &SecretValue) -> Result<GrantInfo> {
         validate_name(name)?;
+        spec.validate()?;
+        if value.len() < MIN_GRANT_VALUE_LEN {
+            return Err(SecretsError::InvalidValue {
+                reason: "it is shorter than 8 characters",
+            });
+        }
         let key = self.key()?;
         let now = now_rfc3339();
         let created_at = self

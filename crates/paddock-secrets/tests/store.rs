@@ -385,3 +385,44 @@ fn debug_output_masks_values() {
     assert!(!text.contains(GH), "{text}");
     assert!(!text.contains(&GH[4..20]), "{text}");
 }
+
+#[test]
+fn specs_and_values_are_validated_on_put() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = file_store(tmp.path());
+    let err = store
+        .put("short", GrantSpec::Github, &v("abc1234"))
+        .unwrap_err();
+    assert!(matches!(err, SecretsError::InvalidValue { .. }), "{err}");
+    // A hand-built spec is re-checked.
+    let mut spec = HttpSpec::new(&["api.example.com"], "x-api-key", None).unwrap();
+    spec.env = vec!["BAD NAME".into()];
+    let err = store
+        .put(
+            "x",
+            GrantSpec::Http(spec.clone()),
+            &v("generic-secret-1234567890"),
+        )
+        .unwrap_err();
+    assert!(matches!(err, SecretsError::InvalidEnvName { .. }), "{err}");
+    spec.env.clear();
+    spec.header = "X-Upper".into();
+    assert!(
+        store
+            .put(
+                "x",
+                GrantSpec::Http(spec.clone()),
+                &v("generic-secret-1234567890")
+            )
+            .is_err()
+    );
+    spec.header = "x-api-key".into();
+    spec.format = paddock_secrets::ValueFormat::Template {
+        template: "no braces".into(),
+    };
+    assert!(
+        store
+            .put("x", GrantSpec::Http(spec), &v("generic-secret-1234567890"))
+            .is_err()
+    );
+}
