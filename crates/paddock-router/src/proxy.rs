@@ -1,0 +1,304 @@
+//! One request: pick the route from the host, answer it or forward it.
+//!
+//! Owns: host → route resolution, header rewriting (hop-by-hop removal, `x-forwarded-*`,
+//! `forwarded`), forwarding over the pooled HTTP/1.1 connections, and upgrades (WebSocket
+//! and any other protocol) as a byte splice on a dedicated backend connection. Never
+//! changes a body, and never answers for a backend with anything but the router's own
+//! error pages.
+
+use std::error::Error as StdError;
+use std::io;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::uri::{PathAndQuery, Scheme};
+use http::{Request, Response, StatusCode, Uri, Version};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+
+use crate::Shared;
+use crate::body::RouterBody;
+use crate::host::{Target, parse_host};
+use crate::pages::{self, UrlBase};
+use crate::table::{Endpoint, Entry, RouteState};
+
+/// What the router knows about the client's connection.
+pub(crate) struct ConnInfo {
+    pub(crate) https: bool,
+    /// `x-forwarded-for` value: the client's address.
+    pub(crate) xff: HeaderValue,
+    /// The `for=` part of `forwarded` (quoted for IPv6).
+    pub(crate) forwarded_for: String,
+}
+
+impl ConnInfo {
+    pub(crate) fn new(peer: IpAddr, https: bool) -> ConnInfo {
+        let ip = peer.to_canonical().to_string();
+        let forwarded_for = match peer.to_canonical() {
+            IpAddr::V4(_) => format!("for={ip}"),
+            IpAddr::V6(_) => format!("for=\"[{ip}]\""),
+        };
+        ConnInfo {
+            https,
+            xff: HeaderValue::from_str(&ip).unwrap_or(HeaderValue::from_static("unknown")),
+            forwarded_for,
+        }
+    }
+}
+
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+static FORWARDED: HeaderName = HeaderName::from_static("forwarded");
+static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+static HTTP2_SETTINGS: HeaderName = HeaderName::from_static("http2-settings");
+static HTTP: HeaderValue = HeaderValue::from_static("http");
+static HTTPS: HeaderValue = HeaderValue::from_static("https");
+
+pub(crate) async fn handle(
+    sh: &Shared,
+    conn: &ConnInfo,
+    req: Request<Incoming>,
+) -> Response<RouterBody> {
+    // HTTP/2 carries the host in :authority; an HTTP/1.1 request in absolute form too.
+    let host = match req.uri().authority() {
+        Some(a) => HeaderValue::from_str(a.as_str()).ok(),
+        None => req.headers().get(header::HOST).cloned(),
+    };
+    let Some(host) = host else {
+        return pages::bad_host("The request has no Host header.");
+    };
+    let Ok(host_str) = host.to_str() else {
+        return pages::bad_host("The Host header is not valid text.");
+    };
+    let target = match parse_host(host_str) {
+        Ok(t) => t,
+        Err(e) => return pages::bad_host(&format!("Cannot route this request: {e}.")),
+    };
+    let base = UrlBase {
+        https: conn.https,
+        port: sh.port,
+    };
+    let (entry, idx) = {
+        let table = sh.router.inner.routes.load();
+        let json = || {
+            req.headers()
+                .get(header::ACCEPT)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.contains("application/json"))
+        };
+        match target {
+            Target::Index => return pages::index(&table, base, json()),
+            Target::Run(name) => {
+                let Some(e) = table.runs.get(&*name) else {
+                    return pages::unknown_run(&table, base, &name);
+                };
+                if e.endpoints.len() != 1 {
+                    return pages::run_index(e, base, json());
+                }
+                (e.clone(), 0)
+            }
+            Target::Endpoint { run, endpoint } => {
+                let Some(e) = table.runs.get(&*run) else {
+                    return pages::unknown_run(&table, base, &run);
+                };
+                let Some(i) = e.endpoints.iter().position(|ep| *ep.name == *endpoint) else {
+                    return pages::unknown_endpoint(e, base, &endpoint);
+                };
+                (e.clone(), i)
+            }
+        }
+    };
+    let ep = &entry.endpoints[idx];
+    if entry.route.state != RouteState::Running {
+        return pages::stopped(&entry.route.name, &ep.name);
+    }
+    forward(sh, conn, req, &entry, ep, host).await
+}
+
+/// Remove hop-by-hop headers (RFC 9110 §7.6.1); keep `connection`/`upgrade` for upgrades.
+fn strip_hop_by_hop(h: &mut HeaderMap, keep_upgrade: bool) {
+    if let Some(conn) = h.get(header::CONNECTION) {
+        let named: Vec<HeaderName> = conn
+            .to_str()
+            .unwrap_or("")
+            .split(',')
+            .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+            .filter(|n| !(keep_upgrade && n == header::UPGRADE))
+            .collect();
+        for n in named {
+            h.remove(n);
+        }
+        if !keep_upgrade {
+            h.remove(header::CONNECTION);
+        }
+    }
+    if !keep_upgrade {
+        h.remove(header::UPGRADE);
+    }
+    h.remove(&KEEP_ALIVE);
+    h.remove(&PROXY_CONNECTION);
+    h.remove(header::TE);
+    h.remove(header::TRAILER);
+    h.remove(header::TRANSFER_ENCODING);
+}
+
+fn is_upgrade(req: &Request<Incoming>) -> bool {
+    req.version() == Version::HTTP_11
+        && req
+            .headers()
+            .get(header::UPGRADE)
+            .is_some_and(|u| !u.as_bytes().eq_ignore_ascii_case(b"h2c"))
+}
+
+async fn forward(
+    sh: &Shared,
+    conn: &ConnInfo,
+    mut req: Request<Incoming>,
+    entry: &Arc<Entry>,
+    ep: &Endpoint,
+    host: HeaderValue,
+) -> Response<RouterBody> {
+    let upgrade = is_upgrade(&req);
+    // Answer in the client's HTTP version, whatever the backend spoke (python's
+    // http.server answers HTTP/1.0).
+    let client_version = req.version();
+    {
+        let h = req.headers_mut();
+        strip_hop_by_hop(h, upgrade);
+        // `Upgrade: h2c` is declined (RFC 9110 lets a server ignore Upgrade; RFC 9113
+        // deprecates it): the request is answered over HTTP/1.1.
+        h.remove(&HTTP2_SETTINGS);
+        let proto = if conn.https { &HTTPS } else { &HTTP };
+        // The router is the edge: client-sent forwarding headers are replaced, not extended.
+        h.insert(X_FORWARDED_FOR.clone(), conn.xff.clone());
+        h.insert(X_FORWARDED_PROTO.clone(), proto.clone());
+        let fwd = format!(
+            "{};host=\"{}\";proto={}",
+            conn.forwarded_for,
+            host.to_str().unwrap_or(""),
+            if conn.https { "https" } else { "http" }
+        );
+        if let Ok(v) = HeaderValue::from_str(&fwd) {
+            h.insert(FORWARDED.clone(), v);
+        }
+        h.insert(X_FORWARDED_HOST.clone(), host.clone());
+        h.insert(header::HOST, host);
+    }
+    let pq = req
+        .uri()
+        .path_and_query()
+        .cloned()
+        .unwrap_or_else(|| PathAndQuery::from_static("/"));
+    *req.version_mut() = Version::HTTP_11;
+
+    if upgrade {
+        *req.uri_mut() = Uri::from(pq);
+        return forward_upgrade(sh, req, entry, ep).await;
+    }
+
+    let mut parts = http::uri::Parts::default();
+    parts.scheme = Some(Scheme::HTTP);
+    parts.authority = Some(ep.authority.clone());
+    parts.path_and_query = Some(pq);
+    match Uri::from_parts(parts) {
+        Ok(u) => *req.uri_mut() = u,
+        Err(e) => {
+            return pages::upstream_failed(&entry.route.name, &ep.name, ep.port, &e.to_string());
+        }
+    }
+    match sh.router.inner.client.request(req).await {
+        Ok(resp) => {
+            let mut resp = resp.map(RouterBody::Stream);
+            strip_hop_by_hop(resp.headers_mut(), false);
+            *resp.version_mut() = client_version;
+            resp
+        }
+        Err(e) => upstream_error(entry, ep, &e),
+    }
+}
+
+fn io_kind(e: &(dyn StdError + 'static)) -> Option<io::ErrorKind> {
+    let mut cur = Some(e);
+    while let Some(x) = cur {
+        if let Some(io) = x.downcast_ref::<io::Error>() {
+            return Some(io.kind());
+        }
+        cur = x.source();
+    }
+    None
+}
+
+fn chain(e: &(dyn StdError + 'static)) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(x) = cur {
+        s.push_str(": ");
+        s.push_str(&x.to_string());
+        cur = x.source();
+    }
+    s
+}
+
+fn upstream_error(
+    entry: &Entry,
+    ep: &Endpoint,
+    e: &(dyn StdError + 'static),
+) -> Response<RouterBody> {
+    let run = &entry.route.name;
+    match io_kind(e) {
+        Some(io::ErrorKind::ConnectionRefused) => pages::not_listening(run, &ep.name, ep.port),
+        Some(io::ErrorKind::NotFound) => pages::stopped(run, &ep.name),
+        _ => {
+            tracing::debug!(run = %run, endpoint = %ep.name, error = %chain(e), "upstream failed");
+            pages::upstream_failed(run, &ep.name, ep.port, &chain(e))
+        }
+    }
+}
+
+async fn forward_upgrade(
+    sh: &Shared,
+    mut req: Request<Incoming>,
+    entry: &Entry,
+    ep: &Endpoint,
+) -> Response<RouterBody> {
+    let from_client = hyper::upgrade::on(&mut req);
+    let stream = match sh
+        .router
+        .inner
+        .dialer
+        .dial(&entry.route.run_id, ep.port)
+        .await
+    {
+        Ok(s) => s,
+        Err(e) => return upstream_error(entry, ep, &e),
+    };
+    let (mut sender, connection) =
+        match hyper::client::conn::http1::handshake(TokioIo::new(stream)).await {
+            Ok(x) => x,
+            Err(e) => return upstream_error(entry, ep, &e),
+        };
+    tokio::spawn(async move {
+        let _ = connection.with_upgrades().await;
+    });
+    let mut resp = match sender.send_request(req).await {
+        Ok(r) => r,
+        Err(e) => return upstream_error(entry, ep, &e),
+    };
+    if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
+        let mut resp = resp.map(RouterBody::Stream);
+        strip_hop_by_hop(resp.headers_mut(), false);
+        return resp;
+    }
+    let from_backend = hyper::upgrade::on(&mut resp);
+    tokio::spawn(async move {
+        let (Ok(c), Ok(b)) = tokio::join!(from_client, from_backend) else {
+            return;
+        };
+        let (mut c, mut b) = (TokioIo::new(c), TokioIo::new(b));
+        let _ = tokio::io::copy_bidirectional(&mut c, &mut b).await;
+    });
+    resp.map(|_| RouterBody::empty())
+}

@@ -1,0 +1,342 @@
+//! The listener: bind, accept, tell TLS / HTTP/2 / HTTP/1.1 apart, serve connections.
+//!
+//! Owns: the port (never another one than asked), connection limits and timeouts, TLS
+//! termination with the caller's certificate resolver. Never decides routes (see `proxy`).
+
+use std::convert::Infallible;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::server::conn::{http1, http2};
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinHandle;
+
+use crate::io::Prefixed;
+use crate::proxy::{ConnInfo, handle};
+use crate::{Router, Shared};
+
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// Where and how the router listens. `PADDOCK_ROUTER_PORT` and `router.port` are resolved
+/// by the caller into `listen`.
+#[derive(Clone)]
+pub struct RouterConfig {
+    /// Default `127.0.0.1:8080`.
+    pub listen: SocketAddr,
+    /// Certificates for HTTPS on the same port (`*.name.localhost`); `None` refuses TLS.
+    pub tls: Option<Arc<dyn rustls::server::ResolvesServerCert>>,
+    /// Time allowed for a connection's first bytes, its TLS handshake, and each request
+    /// head. Default 10 s.
+    pub header_read_timeout: Duration,
+    /// Largest request head (request line + headers), bytes. Default 64 KiB; larger gets
+    /// 431.
+    pub max_header_bytes: usize,
+    /// Connections served at once; further ones wait in the kernel's backlog. Default 4096.
+    pub max_connections: usize,
+}
+
+impl std::fmt::Debug for RouterConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RouterConfig")
+            .field("listen", &self.listen)
+            .field("tls", &self.tls.is_some())
+            .field("header_read_timeout", &self.header_read_timeout)
+            .field("max_header_bytes", &self.max_header_bytes)
+            .field("max_connections", &self.max_connections)
+            .finish()
+    }
+}
+
+impl RouterConfig {
+    /// The router's default port.
+    pub const DEFAULT_PORT: u16 = 8080;
+
+    /// Listen on `127.0.0.1:port` (0 picks a free port: tests only; URLs must be stable).
+    pub fn new(port: u16) -> RouterConfig {
+        RouterConfig {
+            listen: SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
+            tls: None,
+            header_read_timeout: Duration::from_secs(10),
+            max_header_bytes: 64 * 1024,
+            max_connections: 4096,
+        }
+    }
+
+    /// Serve HTTPS too, with certificates from `resolver`.
+    pub fn with_tls(mut self, resolver: Arc<dyn rustls::server::ResolvesServerCert>) -> Self {
+        self.tls = Some(resolver);
+        self
+    }
+}
+
+impl Default for RouterConfig {
+    fn default() -> Self {
+        RouterConfig::new(RouterConfig::DEFAULT_PORT)
+    }
+}
+
+/// The router could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum RouterError {
+    #[error("the router's port {port} on {addr} is already in use by another program")]
+    PortInUse { addr: SocketAddr, port: u16 },
+    #[error("the router cannot listen on {addr}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the router's TLS configuration is invalid")]
+    Tls(#[from] rustls::Error),
+}
+
+impl RouterError {
+    /// What the user can do about it.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            RouterError::PortInUse { port, .. } => Some(format!(
+                "stop the program using port {port}, or choose another port with `router.port` \
+                 in ~/.config/paddock/config.yaml or PADDOCK_ROUTER_PORT (URLs include the port, \
+                 so paddock never picks another one by itself)"
+            )),
+            RouterError::Bind { .. } => {
+                Some("choose another port with `router.port` or PADDOCK_ROUTER_PORT".to_string())
+            }
+            RouterError::Tls(_) => None,
+        }
+    }
+}
+
+/// A running listener. Dropping it (or [`shutdown`](RouterHandle::shutdown)) stops
+/// accepting and closes the connections it serves.
+pub struct RouterHandle {
+    local_addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    accept: Option<JoinHandle<()>>,
+}
+
+impl RouterHandle {
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    pub fn port(&self) -> u16 {
+        self.local_addr.port()
+    }
+
+    /// Stop accepting and close every connection; returns once the listener is closed.
+    pub async fn shutdown(mut self) {
+        let _ = self.stop.send(true);
+        if let Some(accept) = self.accept.take() {
+            accept.abort();
+            // The listener socket is closed once the aborted task is dropped.
+            let _ = accept.await;
+        }
+    }
+}
+
+impl Drop for RouterHandle {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+        if let Some(accept) = self.accept.take() {
+            accept.abort();
+        }
+    }
+}
+
+struct Server {
+    shared: Shared,
+    h1: http1::Builder,
+    h2: http2::Builder<TokioExecutor>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    first_bytes_timeout: Duration,
+}
+
+fn tls_acceptor(
+    resolver: Arc<dyn rustls::server::ResolvesServerCert>,
+) -> Result<tokio_rustls::TlsAcceptor, RouterError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_cert_resolver(resolver);
+    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(cfg)))
+}
+
+pub(crate) async fn serve(
+    router: Router,
+    config: RouterConfig,
+) -> Result<RouterHandle, RouterError> {
+    let tls = config.tls.clone().map(tls_acceptor).transpose()?;
+    let listener = TcpListener::bind(config.listen).await.map_err(|e| {
+        if e.kind() == std::io::ErrorKind::AddrInUse {
+            RouterError::PortInUse {
+                addr: config.listen,
+                port: config.listen.port(),
+            }
+        } else {
+            RouterError::Bind {
+                addr: config.listen,
+                source: e,
+            }
+        }
+    })?;
+    let local_addr = listener.local_addr().map_err(|e| RouterError::Bind {
+        addr: config.listen,
+        source: e,
+    })?;
+
+    let mut h1 = http1::Builder::new();
+    h1.timer(TokioTimer::new())
+        .header_read_timeout(config.header_read_timeout)
+        .max_buf_size(config.max_header_bytes.max(8192) + 8192)
+        .max_header_size(config.max_header_bytes)
+        .keep_alive(true);
+    let mut h2 = http2::Builder::new(TokioExecutor::new());
+    h2.timer(TokioTimer::new())
+        .max_header_list_size(config.max_header_bytes.min(u32::MAX as usize) as u32)
+        .max_concurrent_streams(256)
+        .keep_alive_interval(Duration::from_secs(30))
+        .keep_alive_timeout(Duration::from_secs(20));
+    let server = Arc::new(Server {
+        shared: Shared {
+            router,
+            port: local_addr.port(),
+        },
+        h1,
+        h2,
+        tls,
+        first_bytes_timeout: config.header_read_timeout,
+    });
+    let (stop, stopped) = watch::channel(false);
+    let limit = Arc::new(Semaphore::new(config.max_connections.max(1)));
+    let accept = tokio::spawn(accept_loop(listener, server, limit, stopped));
+    tracing::info!(addr = %local_addr, "router listening");
+    Ok(RouterHandle {
+        local_addr,
+        stop,
+        accept: Some(accept),
+    })
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    server: Arc<Server>,
+    limit: Arc<Semaphore>,
+    stopped: watch::Receiver<bool>,
+) {
+    loop {
+        let Ok(permit) = limit.clone().acquire_owned().await else {
+            return;
+        };
+        let (tcp, peer) = match listener.accept().await {
+            Ok(x) => x,
+            Err(e) => {
+                // EMFILE and friends: back off instead of spinning.
+                tracing::warn!(error = %e, "router accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let server = server.clone();
+        let mut stopped = stopped.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = connection(&server, tcp, peer) => {}
+                _ = stopped.wait_for(|s| *s) => {}
+            }
+            drop(permit);
+        });
+    }
+}
+
+enum Proto {
+    Tls,
+    H2,
+    H1,
+}
+
+/// Read until the first bytes say which protocol this is. `None`: closed or too slow.
+async fn sniff<R: AsyncRead + Unpin>(io: &mut R, timeout: Duration) -> Option<(Vec<u8>, Proto)> {
+    let mut buf = Vec::with_capacity(2048);
+    let work = async {
+        loop {
+            if let Some(&first) = buf.first() {
+                if first == 0x16 {
+                    return Some(Proto::Tls);
+                }
+                let n = buf.len().min(H2_PREFACE.len());
+                if buf[..n] != H2_PREFACE[..n] {
+                    return Some(Proto::H1);
+                }
+                if n == H2_PREFACE.len() {
+                    return Some(Proto::H2);
+                }
+            }
+            match io.read_buf(&mut buf).await {
+                Ok(0) | Err(_) => return None,
+                Ok(_) => {}
+            }
+        }
+    };
+    let proto = tokio::time::timeout(timeout, work).await.ok()??;
+    Some((buf, proto))
+}
+
+async fn connection(server: &Arc<Server>, mut tcp: TcpStream, peer: SocketAddr) {
+    let _ = tcp.set_nodelay(true);
+    let Some((pre, proto)) = sniff(&mut tcp, server.first_bytes_timeout).await else {
+        return;
+    };
+    let io = Prefixed::new(pre, tcp);
+    match proto {
+        Proto::Tls => {
+            let Some(acceptor) = &server.tls else {
+                tracing::debug!(%peer, "TLS connection but the router has no certificates");
+                return;
+            };
+            let tls =
+                match tokio::time::timeout(server.first_bytes_timeout, acceptor.accept(io)).await {
+                    Ok(Ok(s)) => s,
+                    _ => return,
+                };
+            let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+            let info = Arc::new(ConnInfo::new(peer.ip(), true));
+            serve_http(server, TokioIo::new(tls), info, h2).await;
+        }
+        Proto::H2 => {
+            let info = Arc::new(ConnInfo::new(peer.ip(), false));
+            serve_http(server, TokioIo::new(io), info, true).await;
+        }
+        Proto::H1 => {
+            let info = Arc::new(ConnInfo::new(peer.ip(), false));
+            serve_http(server, TokioIo::new(io), info, false).await;
+        }
+    }
+}
+
+async fn serve_http<I>(server: &Arc<Server>, io: I, info: Arc<ConnInfo>, h2: bool)
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let s = server.clone();
+    let svc = service_fn(move |req| {
+        let s = s.clone();
+        let info = info.clone();
+        async move { Ok::<_, Infallible>(handle(&s.shared, &info, req).await) }
+    });
+    let r = if h2 {
+        server.h2.serve_connection(io, svc).await
+    } else {
+        server.h1.serve_connection(io, svc).with_upgrades().await
+    };
+    if let Err(e) = r {
+        tracing::trace!(error = %e, "router connection ended with an error");
+    }
+}
