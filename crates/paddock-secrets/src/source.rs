@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use zeroize::Zeroizing;
 
 use crate::error::{Result, SecretsError};
+use crate::kind::GrantKind;
 use crate::value::{MAX_VALUE_LEN, SecretValue};
 
 /// Default time allowed for a credential CLI.
@@ -32,6 +33,24 @@ impl ValueSource {
             program: "gh".into(),
             args: vec!["auth".into(), "token".into()],
         }
+    }
+
+    /// Where `paddock grant KIND` reads the value when no source is named, in order: the
+    /// kind's CLI (`gh auth token` for GitHub), else the first of the kind's environment
+    /// variables that is set (`ANTHROPIC_API_KEY` …), else stdin.
+    pub fn default_for(kind: GrantKind) -> Self {
+        let row = kind.row();
+        if let Some(cli) = row.cli {
+            return Self::Command {
+                program: cli[0].to_string(),
+                args: cli[1..].iter().map(|a| a.to_string()).collect(),
+            };
+        }
+        row.env
+            .iter()
+            .find(|v| std::env::var_os(v).is_some_and(|x| !x.is_empty()))
+            .map(|v| Self::Env(v.to_string()))
+            .unwrap_or(Self::Stdin)
     }
 
     /// Reads the value.
@@ -202,6 +221,18 @@ mod tests {
         let e = from_command("sleep", &["5".into()], Duration::from_millis(200)).unwrap_err();
         assert!(matches!(e, SecretsError::CliTimeout { .. }), "{e}");
         assert!(start.elapsed() < Duration::from_secs(3));
+    }
+
+    #[test]
+    fn defaults() {
+        assert_eq!(
+            ValueSource::default_for(GrantKind::Github),
+            ValueSource::gh()
+        );
+        assert_eq!(
+            ValueSource::default_for(GrantKind::Http),
+            ValueSource::Stdin
+        );
     }
 
     #[test]
