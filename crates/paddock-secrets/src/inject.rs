@@ -6,8 +6,9 @@
 //! 2. for every grant with a rule for that host: its header is set to the formatted real
 //!    value, or, where the client already sent a placeholder in it (`Bearer <ph>`,
 //!    `Basic base64(user:<ph>)`), the placeholder is replaced in place;
-//! 3. placeholders are replaced in other header values, and (opt-in per grant) in the URL
-//!    path and query and in bodies up to [`BODY_LIMIT`].
+//! 3. opt-in per grant ([`Substitution`]): placeholders are replaced in other header
+//!    values, in the URL path and query, and in bodies up to [`BODY_LIMIT`]. Built-in kinds
+//!    use only their own header.
 //!
 //! Never: injects or substitutes for a host the grant does not belong to (a placeholder
 //! sent elsewhere stays a placeholder, and is reported as `foreign_placeholders`); injects
@@ -256,6 +257,7 @@ impl RunSecrets {
             if active.iter().any(|a| a.name == g.info.name) {
                 continue;
             }
+            g.info.spec.validate()?;
             let style = g.info.spec.placeholder_style();
             let mut ph = placeholder::generate(style, g.value.expose(), rng);
             // Astronomically unlikely, but a placeholder must never be (part of) a real

@@ -90,7 +90,8 @@ impl InjectRule {
     }
 }
 
-/// Where placeholders may be swapped for the real value, besides the rule's own header.
+/// Where placeholders may be swapped for the real value, besides the rule's own header
+/// (which is always set or substituted on the grant's hosts).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Substitution {
     /// In every request header value (including inside `Basic` credentials).
@@ -102,9 +103,16 @@ pub struct Substitution {
 }
 
 impl Substitution {
-    /// Header values only: the default of every built-in kind. URL and body substitution
-    /// would let an agent publish the real value through the API itself (a gist, an
-    /// issue, a prompt), so they are opt-in.
+    /// Only the grant's own header (set, or its placeholder replaced there): the default,
+    /// and what every built-in kind uses. Substituting elsewhere would let an agent make
+    /// the upstream store the real value where it can read it back or publish it (a file
+    /// name in a URL, a gist or issue body, a prompt), so the rest is opt-in per grant.
+    pub const OWN_HEADER: Self = Self {
+        headers: false,
+        url: false,
+        body: false,
+    };
+    /// Every request header value too (including inside `Basic` credentials).
     pub const HEADERS: Self = Self {
         headers: true,
         url: false,
@@ -120,7 +128,7 @@ impl Substitution {
 
 impl Default for Substitution {
     fn default() -> Self {
-        Self::HEADERS
+        Self::OWN_HEADER
     }
 }
 
@@ -320,7 +328,7 @@ impl HttpSpec {
             header: name.as_str().to_string(),
             format: ValueFormat::template(format.unwrap_or("{}"))?,
             env: Vec::new(),
-            substitute: Substitution::HEADERS,
+            substitute: Substitution::OWN_HEADER,
             allow_plain_http: false,
         })
     }
@@ -459,7 +467,7 @@ impl GrantSpec {
     pub fn substitution(&self) -> Substitution {
         match self {
             Self::Http(h) => h.substitute,
-            _ => Substitution::HEADERS,
+            _ => Substitution::OWN_HEADER,
         }
     }
 

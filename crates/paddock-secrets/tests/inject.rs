@@ -606,3 +606,19 @@ fn streaming_body_substitution() {
     assert!(text.ends_with(&ph));
     assert!(matches!(sub.skipped(), Some(BodySkip::TooLarge { .. })));
 }
+
+#[test]
+fn built_in_kinds_use_only_their_own_header() {
+    let s = run();
+    let ph = s.placeholder("github").unwrap().to_string();
+    let mut p = parts(
+        "https://api.github.com/user",
+        &[("x-note", &ph), ("cookie", &format!("t={ph}"))],
+    );
+    let inj = s.inject_request(Target::https("api.github.com"), &mut p);
+    assert_eq!(header(&p, "x-note"), [ph.as_str()]);
+    assert_eq!(header(&p, "cookie"), [format!("t={ph}")]);
+    assert_eq!(header(&p, "authorization"), [format!("Bearer {GH}")]);
+    assert_eq!(inj.grants_used, ["github"]);
+    assert!(inj.foreign_placeholders.is_empty());
+}
