@@ -2,9 +2,12 @@
 //! placeholder in response headers and bodies, before a byte reaches the sandbox.
 //!
 //! Patterns per grant: the value as-is; URL-encoded and JSON-escaped (when those differ);
-//! standard base64 of the value and of `username:value` for every `Basic` username of its
-//! rules (`x-access-token` for GitHub), cut to whole 3-byte groups so the pattern does not
-//! depend on what follows. Matching is Aho-Corasick, leftmost-longest.
+//! base64 (standard and URL-safe) of the value at each of the three alignments it can have
+//! inside a longer base64 text (so `Basic base64(anyuser:value)` is caught), and of
+//! `username:value` for every `Basic` username of its rules (`x-access-token` for GitHub);
+//! each cut to whole 3-byte groups so the pattern does not depend on what surrounds it (at
+//! most two bytes' worth of characters at either end of an encoded value stay). Matching is
+//! Aho-Corasick, leftmost-longest.
 //!
 //! [`ScrubStream`] is the streaming form: safe across chunk boundaries, it holds back only
 //! the shortest tail that could still be the start of a match (at most `max_len - 1`
@@ -19,7 +22,7 @@ use std::sync::Arc;
 
 use aho_corasick::{AhoCorasick, MatchKind};
 use base64::Engine;
-use base64::engine::general_purpose::STANDARD as B64;
+use base64::engine::general_purpose::{STANDARD as B64, URL_SAFE_NO_PAD as B64URL};
 use http::{HeaderMap, HeaderValue};
 use zeroize::Zeroizing;
 
@@ -77,8 +80,12 @@ impl std::fmt::Debug for Scrubber {
 
 /// Standard base64 of `raw`, cut to whole 3-byte groups.
 fn b64_groups(raw: &[u8]) -> Zeroizing<String> {
+    b64_groups_with(&B64, raw)
+}
+
+fn b64_groups_with(engine: &impl Engine, raw: &[u8]) -> Zeroizing<String> {
     let whole = raw.len() / 3 * 3;
-    Zeroizing::new(B64.encode(&raw[..whole]))
+    Zeroizing::new(engine.encode(&raw[..whole]))
 }
 
 impl Scrubber {
@@ -98,10 +105,17 @@ impl Scrubber {
             add(pct.as_bytes(), crate::inject::percent(ph).as_bytes());
             let json = Zeroizing::new(crate::inject::json_escape(real));
             add(json.as_bytes(), crate::inject::json_escape(ph).as_bytes());
-            add(
-                b64_groups(real.as_bytes()).as_bytes(),
-                b64_groups(ph.as_bytes()).as_bytes(),
-            );
+            // Inside any base64 text (standard or URL-safe) the value starts at one of three
+            // alignments; encoding it from offsets 0, 1 and 2 gives a pattern for each.
+            for skip in 0..3 {
+                for engine in [&B64, &B64URL] {
+                    add(
+                        b64_groups_with(engine, &real.as_bytes()[skip.min(real.len())..])
+                            .as_bytes(),
+                        b64_groups_with(engine, &ph.as_bytes()[skip.min(ph.len())..]).as_bytes(),
+                    );
+                }
+            }
             for user in &e.basic_usernames {
                 let r = Zeroizing::new(format!("{user}:{real}"));
                 let p = format!("{user}:{ph}");

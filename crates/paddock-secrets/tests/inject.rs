@@ -622,3 +622,39 @@ fn built_in_kinds_use_only_their_own_header() {
     assert_eq!(inj.grants_used, ["github"]);
     assert!(inj.foreign_placeholders.is_empty());
 }
+
+#[test]
+fn scrubs_base64_at_every_alignment() {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let s = run();
+    for user in [
+        "",
+        "a",
+        "ab",
+        "abc",
+        "oauth2",
+        "x-access-token",
+        "someone@example",
+    ] {
+        for encoded in [
+            B64.encode(format!("{user}:{GH}")),
+            URL_SAFE_NO_PAD.encode(format!("{user}:{GH}")),
+            B64.encode(format!("{user}{GH}trailer")),
+        ] {
+            let out = s.scrubber().scrub(encoded.as_bytes()).into_owned();
+            let decoded = B64
+                .decode(&out)
+                .or_else(|_| URL_SAFE_NO_PAD.decode(&out))
+                .or_else(|_| {
+                    base64::engine::general_purpose::STANDARD_NO_PAD
+                        .decode(String::from_utf8_lossy(&out).trim_end_matches('='))
+                })
+                .unwrap_or_default();
+            assert!(!decoded.is_empty(), "{user:?}: scrubbed base64 no longer decodes");
+            // At most two bytes at each end of the value survive in the decoded text.
+            let text = String::from_utf8_lossy(&decoded);
+            assert!(!text.contains(&GH[2..GH.len() - 2]), "{user:?}: {text}");
+            assert_ne!(out, encoded.as_bytes(), "{user:?}");
+        }
+    }
+}
