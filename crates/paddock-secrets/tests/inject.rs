@@ -650,7 +650,10 @@ fn scrubs_base64_at_every_alignment() {
                         .decode(String::from_utf8_lossy(&out).trim_end_matches('='))
                 })
                 .unwrap_or_default();
-            assert!(!decoded.is_empty(), "{user:?}: scrubbed base64 no longer decodes");
+            assert!(
+                !decoded.is_empty(),
+                "{user:?}: scrubbed base64 no longer decodes"
+            );
             // At most two bytes at each end of the value survive in the decoded text.
             let text = String::from_utf8_lossy(&decoded);
             assert!(!text.contains(&GH[2..GH.len() - 2]), "{user:?}: {text}");
