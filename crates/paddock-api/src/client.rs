@@ -64,6 +64,24 @@ fn transport(e: impl std::fmt::Display) -> ClientError {
     ClientError::Transport(e.to_string())
 }
 
+/// Which audit log a request is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuditLog<'a> {
+    /// A run's log (id, id prefix or name).
+    Run(&'a str),
+    /// The daemon's own log.
+    Daemon,
+}
+
+impl AuditLog<'_> {
+    fn path(&self) -> String {
+        match self {
+            AuditLog::Run(r) => format!("/v1/runs/{}/audit", enc(r)),
+            AuditLog::Daemon => "/v1/audit/daemon".to_string(),
+        }
+    }
+}
+
 /// A client of one daemon socket.
 #[derive(Debug, Clone)]
 pub struct Client {
@@ -314,6 +332,80 @@ impl Client {
         .await
     }
 
+    /// Entries of an audit log: of one `kind` (exact, or a prefix ending in `.`), `since`
+    /// (RFC 3339 or a duration back from now), the newest `limit`.
+    pub async fn audit_entries(
+        &self,
+        log: AuditLog<'_>,
+        kind: Option<&str>,
+        since: Option<&str>,
+        limit: Option<usize>,
+    ) -> Result<AuditEntries, ClientError> {
+        let mut q = Vec::new();
+        if let Some(k) = kind {
+            q.push(format!("type={}", enc(k)));
+        }
+        if let Some(s) = since {
+            q.push(format!("since={}", enc(s)));
+        }
+        if let Some(n) = limit {
+            q.push(format!("limit={n}"));
+        }
+        let path = with_query(log.path(), &q);
+        self.call(Method::GET, &path, None::<&()>).await
+    }
+
+    /// The export bundle (paddock-audit's bundle format), as the daemon sent it.
+    pub async fn audit_export(&self, log: AuditLog<'_>) -> Result<Vec<u8>, ClientError> {
+        let path = format!("{}/export", log.path());
+        let resp = self.send(Method::GET, &path, None).await?;
+        let resp = Self::check(resp, "audit export").await?;
+        Ok(resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(transport)?
+            .to_bytes()
+            .to_vec())
+    }
+
+    /// Inclusion proof of entry `entry` against the signed checkpoint of tree size `size`
+    /// (default: the latest): `{log_id, entry, proof, checkpoint, public_key}`.
+    pub async fn audit_prove(
+        &self,
+        log: AuditLog<'_>,
+        entry: u64,
+        size: Option<u64>,
+    ) -> Result<serde_json::Value, ClientError> {
+        let mut q = vec![format!("entry={entry}")];
+        if let Some(s) = size {
+            q.push(format!("size={s}"));
+        }
+        let path = with_query(format!("{}/prove", log.path()), &q);
+        self.call(Method::GET, &path, None::<&()>).await
+    }
+
+    /// Consistency proof between the signed checkpoints of sizes `from` and `to` (default:
+    /// the latest): `{log_id, proof, old, new, public_key}`.
+    pub async fn audit_consistency(
+        &self,
+        log: AuditLog<'_>,
+        from: u64,
+        to: Option<u64>,
+    ) -> Result<serde_json::Value, ClientError> {
+        let mut q = vec![format!("from={from}")];
+        if let Some(t) = to {
+            q.push(format!("to={t}"));
+        }
+        let path = with_query(format!("{}/consistency", log.path()), &q);
+        self.call(Method::GET, &path, None::<&()>).await
+    }
+
+    /// The public key that signs audit checkpoints.
+    pub async fn audit_key(&self) -> Result<AuditKey, ClientError> {
+        self.call(Method::GET, "/v1/audit/key", None::<&()>).await
+    }
+
     pub async fn shutdown(&self) -> Result<serde_json::Value, ClientError> {
         self.call(Method::POST, "/v1/shutdown", Some(&serde_json::json!({})))
             .await
@@ -378,6 +470,13 @@ impl Client {
         let upgraded = hyper::upgrade::on(resp).await.map_err(transport)?;
         Ok(TokioIo::new(upgraded))
     }
+}
+
+fn with_query(path: String, q: &[String]) -> String {
+    if q.is_empty() {
+        return path;
+    }
+    format!("{path}?{}", q.join("&"))
 }
 
 /// Percent-encode a path segment (run refs are `[a-z0-9_-]`, but input is the user's).

@@ -17,13 +17,21 @@
 //! newline-delimited JSON ([`LogLine`]); `GET /v1/runs/{ref}/attach` upgrades the
 //! connection to the framed protocol in [`attach`].
 //!
+//! Audit (capability `audit`): `GET /v1/runs/{ref}/audit?type=T&since=RFC3339|10m&limit=N`
+//! ([`AuditEntries`]), `…/audit/export` (the bundle JSON of paddock-audit),
+//! `…/audit/prove?entry=N[&size=M]` (entry, inclusion proof, signed checkpoint, public key),
+//! `…/audit/consistency?from=SIZE[&to=SIZE]` (proof between two signed checkpoints); the
+//! same under `/v1/audit/daemon` for the daemon's own log; `GET /v1/audit/key`
+//! ([`AuditKey`]). Proofs and bundles are passed through as JSON: their shape is
+//! paddock-audit's, which a client uses to verify them offline.
+//!
 //! Never: holds state, reads config files, or knows how runs are executed.
 
 pub mod attach;
 mod client;
 mod types;
 
-pub use client::{Client, ClientError, EventStream, LogStream};
+pub use client::{AuditLog, Client, ClientError, EventStream, LogStream};
 pub use types::*;
 
 /// Path prefix of every endpoint.

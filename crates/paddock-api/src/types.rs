@@ -262,6 +262,9 @@ pub struct Health {
     /// Seconds of idleness (no active runs) before the daemon exits; 0 = never.
     #[serde(default)]
     pub idle_timeout_secs: u64,
+    /// The audit writer (capability `audit`); absent from older daemons.
+    #[serde(default)]
+    pub audit: Option<AuditStats>,
 }
 
 impl Health {
@@ -345,6 +348,76 @@ pub struct ApplyResponse {
     pub run_id: String,
     pub report: serde_json::Value,
     pub summary: String,
+}
+
+/// Audit writer figures in `/v1/health`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct AuditStats {
+    /// Logs whose writer is open (the daemon log and every live run's).
+    #[serde(default)]
+    pub logs_open: u64,
+    /// Entries handed to the writers since the daemon started.
+    #[serde(default)]
+    pub submitted: u64,
+    /// Entries acknowledged: written and fsynced.
+    #[serde(default)]
+    pub acked_entries: u64,
+    /// Entries queued, not yet acknowledged.
+    #[serde(default)]
+    pub pending: u64,
+    /// Entries that could not be recorded (each one is logged as an error).
+    #[serde(default)]
+    pub failed: u64,
+    /// Key id (SHA-256 of the public key, hex) of the checkpoint signing key.
+    #[serde(default)]
+    pub key_id: String,
+}
+
+/// One audit entry, as `GET /v1/runs/{ref}/audit` lists it (the shape of a bundle entry).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    /// Position in the log, from 0.
+    pub seq: u64,
+    /// Milliseconds since the Unix epoch.
+    pub ts: u64,
+    /// Event kind: `run.state`, `init.step`, `net.request`, …
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub data: serde_json::Value,
+}
+
+/// `GET /v1/runs/{ref}/audit` and `GET /v1/audit/daemon`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditEntries {
+    /// The run id, or `daemon`.
+    pub log_id: String,
+    /// Entries in the log.
+    pub size: u64,
+    /// Entries covered by the latest signed checkpoint.
+    #[serde(default)]
+    pub signed_size: u64,
+    /// Signed checkpoints.
+    #[serde(default)]
+    pub checkpoints: u64,
+    /// Entries that matched the filter (before `limit`).
+    #[serde(default)]
+    pub matched: u64,
+    /// The matching entries, oldest first (the newest `limit` of them).
+    pub entries: Vec<AuditEntry>,
+}
+
+/// `GET /v1/audit/key`: the public key that signs every checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditKey {
+    /// `ed25519`.
+    pub algorithm: String,
+    /// The 32-byte public key, hex.
+    pub public_key: String,
+    /// SHA-256 of the public key bytes, hex.
+    pub key_id: String,
+    /// The key as `paddock audit verify --key` takes it: `ed25519:<hex>`.
+    #[serde(default)]
+    pub pin: String,
 }
 
 /// The error envelope: `{"error":{"code","message","hint"}}`.

@@ -76,6 +76,25 @@ Examples:
     /// Copy an overlay run's changes into the real workspace (all or nothing).
     Apply(ApplyArgs),
 
+    /// Show, export and verify the tamper-evident audit log of a run (or of the daemon).
+    ///
+    /// Every lifecycle transition, the command a run was created with, its setup steps,
+    /// its exit, diff/apply and removal are appended by the daemon to a Merkle log with
+    /// Ed25519-signed checkpoints. `paddock audit RUN` is short for `paddock audit show RUN`
+    /// (a run named like a subcommand needs the long form). `verify` works offline, with
+    /// no daemon.
+    #[command(after_help = "\
+Examples:
+  paddock audit fix-bug                      the run's entries (same as `audit show fix-bug`)
+  paddock audit fix-bug --type run.state --since 10m
+  paddock audit show --daemon                the daemon's own log (starts, stops, removals)
+  paddock audit export fix-bug -o bundle.json
+  paddock audit key --json > key.json        the public key, to pin when verifying
+  paddock audit verify bundle.json --key key.json
+  paddock audit prove fix-bug --entry 3      inclusion proof of entry 3 (checked locally)
+  paddock audit consistency fix-bug --from 12")]
+    Audit(AuditArgs),
+
     /// Run or manage the paddock daemon (`paddock daemon` alone runs it in the foreground).
     Daemon(DaemonArgs),
 
@@ -273,6 +292,114 @@ pub enum DaemonAction {
 
 #[derive(Debug, Args)]
 pub struct DoctorArgs {
+    #[command(flatten)]
+    pub json: JsonFlag,
+}
+
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+pub struct AuditArgs {
+    #[command(subcommand)]
+    pub action: Option<AuditAction>,
+    /// Without a subcommand: `show`.
+    #[command(flatten)]
+    pub show: AuditShowArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditAction {
+    /// Show a log's entries: seq, time, type and a one-line summary.
+    Show(AuditShowArgs),
+    /// Write a log's bundle (entries, signed checkpoints, public key) for offline checks.
+    Export(AuditExportArgs),
+    /// Verify an exported bundle offline (no daemon): exits 1 and names the failed check
+    /// and where (entry index or checkpoint) when it does not verify.
+    Verify(AuditVerifyArgs),
+    /// Prove that one entry is in the log, against a signed checkpoint (checked locally).
+    Prove(AuditProveArgs),
+    /// Prove that a newer signed checkpoint extends an older one (checked locally).
+    Consistency(AuditConsistencyArgs),
+    /// Print the public key that signs every checkpoint (pin it when verifying).
+    Key(JsonFlag),
+}
+
+/// Which log: a run, or (`--daemon`) the daemon's own log.
+#[derive(Debug, Args, Clone)]
+pub struct AuditTarget {
+    /// Run id, id prefix or name.
+    #[arg(required_unless_present = "daemon", value_name = "RUN")]
+    pub run: Option<String>,
+    /// The daemon's own log (daemon start/stop, removed runs) instead of a run's.
+    #[arg(long, conflicts_with = "run")]
+    pub daemon: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct AuditShowArgs {
+    #[command(flatten)]
+    pub target: AuditTarget,
+    /// Only entries of this type (e.g. run.state), or of a family with a trailing dot
+    /// (e.g. `run.`).
+    #[arg(long = "type", value_name = "TYPE")]
+    pub kind: Option<String>,
+    /// Only entries since a time: a duration back from now (10m, 2h) or RFC 3339.
+    #[arg(long, value_name = "10m|RFC3339")]
+    pub since: Option<String>,
+    /// Only the newest N matching entries.
+    #[arg(short = 'n', long = "limit", value_name = "N")]
+    pub limit: Option<usize>,
+    #[command(flatten)]
+    pub json: JsonFlag,
+}
+
+#[derive(Debug, Args)]
+pub struct AuditExportArgs {
+    #[command(flatten)]
+    pub target: AuditTarget,
+    /// Write the bundle here (atomically); `-` or absent: standard output.
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    pub output: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct AuditVerifyArgs {
+    /// The bundle file (from `paddock audit export`).
+    pub bundle: PathBuf,
+    /// Require this signing key: `ed25519:<hex>` (public key), `sha256:<hex>` (key id), or
+    /// a file holding either or the JSON of `paddock audit key --json`.
+    #[arg(long, value_name = "KEY|FILE")]
+    pub key: Option<String>,
+    /// Accept entries after the last signed checkpoint (reported, not proven).
+    #[arg(long)]
+    pub allow_uncovered: bool,
+    #[command(flatten)]
+    pub json: JsonFlag,
+}
+
+#[derive(Debug, Args)]
+pub struct AuditProveArgs {
+    #[command(flatten)]
+    pub target: AuditTarget,
+    /// The entry's seq (from 0).
+    #[arg(long, value_name = "N")]
+    pub entry: u64,
+    /// Against the signed checkpoint of this tree size (default: the latest).
+    #[arg(long, value_name = "SIZE")]
+    pub size: Option<u64>,
+    #[command(flatten)]
+    pub json: JsonFlag,
+}
+
+#[derive(Debug, Args)]
+pub struct AuditConsistencyArgs {
+    #[command(flatten)]
+    pub target: AuditTarget,
+    /// Tree size of the older signed checkpoint.
+    #[arg(long, value_name = "SIZE")]
+    pub from: u64,
+    /// Tree size of the newer signed checkpoint (default: the latest).
+    #[arg(long, value_name = "SIZE")]
+    pub to: Option<u64>,
     #[command(flatten)]
     pub json: JsonFlag,
 }

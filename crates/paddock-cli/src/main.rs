@@ -4,6 +4,7 @@
 //! This crate only parses arguments, talks to the daemon through paddock-api and prints.
 //! It holds no state: it never opens state.db or a run's files.
 
+mod audit;
 mod cli;
 mod commands;
 mod ensure;
@@ -77,6 +78,7 @@ async fn dispatch(cli: Cli) -> Result<i32> {
         Command::Diff(args) => commands::diff(&home, args).await,
         Command::Apply(args) => commands::apply(&home, args).await,
         Command::Doctor(args) => commands::doctor(args),
+        Command::Audit(a) => audit::dispatch(&home, a).await,
         Command::Version(j) => commands::version(&home, j.json).await,
         Command::Daemon(d) => match d.action {
             Some(action) => commands::daemon(&home, action).await,
@@ -97,6 +99,7 @@ async fn run_daemon(home: Home, idle_flag: Option<&str>) -> Result<i32> {
         home,
         idle_timeout,
         runtime: Arc::new(runtime),
+        audit: audit::daemon_options(),
     })
     .await
     .map_err(ui::Hinted::from_daemon)?;

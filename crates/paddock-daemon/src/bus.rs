@@ -3,7 +3,9 @@
 //! Publishing never blocks. Each subscriber reads from a bounded ring (tokio's broadcast
 //! channel): a subscriber that falls behind loses the *oldest* events, and the loss is
 //! counted in [`EventBus::stats`] (shown by `/v1/health`). The audit writer must not lose
-//! anything, so it will get its own backpressured path instead of a subscription.
+//! anything, so it is not a subscription: [`EventBus::publish`] hands every event to it
+//! first ([`crate::audit::Audit::record`]), and blocks while the audit queue is full
+//! (backpressure on the producer, never a dropped entry).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -11,6 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use paddock_api::{Event, EventBusStats};
 use tokio::sync::broadcast;
 
+use crate::audit::Audit;
 use crate::store::now_rfc3339;
 
 /// Buffered events per subscriber before the oldest are dropped.
@@ -25,6 +28,7 @@ struct Inner {
     tx: broadcast::Sender<Arc<Event>>,
     seq: AtomicU64,
     dropped: AtomicU64,
+    audit: Option<Arc<Audit>>,
 }
 
 /// One subscription. Dropping it unsubscribes.
@@ -42,18 +46,57 @@ impl Default for EventBus {
 
 impl EventBus {
     pub fn new() -> Self {
+        Self::build(None)
+    }
+
+    /// A bus whose every event is also recorded in the audit log.
+    pub fn with_audit(audit: Arc<Audit>) -> Self {
+        Self::build(Some(audit))
+    }
+
+    fn build(audit: Option<Arc<Audit>>) -> Self {
         let (tx, _) = broadcast::channel(SUBSCRIBER_BUFFER);
         EventBus {
             inner: Arc::new(Inner {
                 tx,
                 seq: AtomicU64::new(0),
                 dropped: AtomicU64::new(0),
+                audit,
             }),
         }
     }
 
-    /// Publish an event. Never blocks; with no subscribers the event is simply not kept.
+    /// The audit writer, when the bus records to one.
+    pub fn audit(&self) -> Option<&Arc<Audit>> {
+        self.inner.audit.as_ref()
+    }
+
+    /// Publish an event: first to the audit writer (blocking while its queue is full), then
+    /// to subscribers (never blocking; with none the event is simply not kept).
     pub fn publish(&self, run_id: Option<&str>, kind: &str, data: serde_json::Value) -> Arc<Event> {
+        self.publish_inner(run_id, kind, data).0
+    }
+
+    /// Publish, and return only once the audit entry is durable (fsynced). Returns false
+    /// when it could not be recorded (or there is no audit writer).
+    pub fn publish_recorded(
+        &self,
+        run_id: Option<&str>,
+        kind: &str,
+        data: serde_json::Value,
+    ) -> bool {
+        match self.publish_inner(run_id, kind, data).1 {
+            Some(done) => done.recv().unwrap_or(false),
+            None => false,
+        }
+    }
+
+    fn publish_inner(
+        &self,
+        run_id: Option<&str>,
+        kind: &str,
+        data: serde_json::Value,
+    ) -> (Arc<Event>, Option<std::sync::mpsc::Receiver<bool>>) {
         let seq = self.inner.seq.fetch_add(1, Ordering::Relaxed) + 1;
         let event = Arc::new(Event {
             seq,
@@ -62,8 +105,9 @@ impl EventBus {
             kind: kind.to_string(),
             data,
         });
+        let done = self.inner.audit.as_ref().and_then(|a| a.record(&event));
         let _ = self.inner.tx.send(event.clone());
-        event
+        (event, done)
     }
 
     /// Subscribe to everything, or to one run's events.

@@ -61,6 +61,9 @@ pub enum DaemonError {
     #[error(transparent)]
     Sandbox(#[from] paddock_sandbox::SandboxError),
 
+    #[error("audit log: {message}")]
+    Audit { message: String, hint: String },
+
     #[error("another paddock daemon is already running for {home} (pid {pid})")]
     AlreadyRunning { home: String, pid: String },
 }
@@ -96,6 +99,7 @@ impl DaemonError {
             DaemonError::Sandbox(S::Unsupported { .. }) => 501,
             DaemonError::Sandbox(S::NotRunning { .. }) => 409,
             DaemonError::AlreadyRunning { .. } => 409,
+            DaemonError::Audit { .. } => 500,
             DaemonError::Store(_) | DaemonError::Io { .. } | DaemonError::Sandbox(_) => 500,
         }
     }
@@ -119,6 +123,7 @@ impl DaemonError {
             DaemonError::Sandbox(S::NotRunning { .. }) => "not_running",
             DaemonError::Sandbox(_) => "sandbox",
             DaemonError::AlreadyRunning { .. } => "already_running",
+            DaemonError::Audit { .. } => "audit",
             DaemonError::Store(_) | DaemonError::Io { .. } => "internal",
         }
     }
@@ -128,7 +133,8 @@ impl DaemonError {
             DaemonError::BadRequest { hint, .. }
             | DaemonError::Conflict { hint, .. }
             | DaemonError::Unsupported { hint, .. }
-            | DaemonError::Config { hint, .. } => hint.clone(),
+            | DaemonError::Config { hint, .. }
+            | DaemonError::Audit { hint, .. } => hint.clone(),
             DaemonError::RunNotFound { .. } => "list runs with `paddock ps -a`".into(),
             DaemonError::PayloadTooLarge { .. } => "send a smaller request".into(),
             DaemonError::MethodNotAllowed { .. } => {

@@ -5,11 +5,13 @@
 //! Never: parses CLI arguments or prints for humans (that is paddock-cli); never lets
 //! anything but itself write state.db.
 //!
-//! Lifecycle: take `daemon.lock` (one daemon per home), open state.db, re-adopt live
-//! sandboxes, listen on `daemon.sock` (0600, peers checked by SO_PEERCRED), serve until
+//! Lifecycle: take `daemon.lock` (one daemon per home), open state.db and the audit writer
+//! (signing key, daemon log), re-adopt live sandboxes (re-opening their audit logs), listen on `daemon.sock` (0600, peers checked by SO_PEERCRED), serve until
 //! SIGTERM/SIGINT, `POST /v1/shutdown` or idleness, then stop accepting, let in-flight
-//! requests finish, flush state and remove the socket. Sandboxes keep running.
+//! requests finish, flush state and remove the socket, record `daemon.stop` and sign a checkpoint in every open audit log.
+//! Sandboxes keep running.
 
+mod audit;
 mod bus;
 mod error;
 mod home;
@@ -32,6 +34,7 @@ use paddock_sandbox::Runtime;
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
+pub use audit::{AuditOptions, key_path as audit_key_path};
 pub use bus::EventBus;
 pub use error::DaemonError;
 pub use home::Home;
@@ -49,6 +52,8 @@ pub struct DaemonOptions {
     /// `Duration::ZERO` disables idle shutdown.
     pub idle_timeout: Duration,
     pub runtime: Arc<dyn Runtime>,
+    /// Checkpoint schedule of the audit logs (`audit:` in the user config).
+    pub audit: AuditOptions,
 }
 
 /// What `daemon.lock` records (besides being locked for the daemon's lifetime).
@@ -120,7 +125,8 @@ pub async fn serve(opts: DaemonOptions) -> Result<(), DaemonError> {
     let lock = take_lock(&home, &started_at)?;
 
     let store = store::Store::open(&home.state_db())?;
-    let bus = EventBus::new();
+    let audit = audit::Audit::open(&home, opts.audit)?;
+    let bus = EventBus::with_audit(audit.clone());
     let runs = runs::RunManager::new(home.clone(), store, bus.clone(), opts.runtime);
     runs.adopt_all().await?;
 
@@ -161,7 +167,8 @@ pub async fn serve(opts: DaemonOptions) -> Result<(), DaemonError> {
         .map_err(|e| DaemonError::io("serve", &socket_path, e))?;
 
     // In-flight requests are done. Flush and leave no socket behind.
-    bus.publish(None, "daemon.stop", serde_json::json!({ "pid": state.pid }));
+    bus.publish_recorded(None, "daemon.stop", serde_json::json!({ "pid": state.pid }));
+    audit.close_all();
     if let Err(e) = runs.store().checkpoint() {
         tracing::warn!(error = %e, "could not checkpoint state.db");
     }

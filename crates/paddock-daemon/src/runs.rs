@@ -18,6 +18,7 @@ use paddock_sandbox::{
 };
 
 use crate::DaemonError;
+use crate::audit::LogRef;
 use crate::bus::EventBus;
 use crate::home::Home;
 use crate::names::{check_dns_label, new_run_id, random_name};
@@ -280,6 +281,15 @@ impl RunManager {
                 return Err(e.into());
             }
         };
+        // The run's audit log exists before its first event, or the run does not exist.
+        if let Some(audit) = self.bus.audit()
+            && let Err(e) = audit.open_live(&LogRef::Run(id.clone()))
+        {
+            let _ = audit.close_removed_run(&id);
+            let _ = self.runtime.destroy(&handle).await;
+            let _ = std::fs::remove_dir_all(&run_dir);
+            return Err(e);
+        }
 
         let created_ms = now_ms();
         let run = Run {
@@ -319,6 +329,9 @@ impl RunManager {
                 .find(|r| !r.run.state.is_terminal() && r.run.name == record.run.name)
             {
                 drop(_g);
+                if let Some(audit) = self.bus.audit() {
+                    let _ = audit.close_removed_run(&id);
+                }
                 let _ = self.runtime.destroy(&handle).await;
                 let _ = std::fs::remove_dir_all(&run_dir);
                 return Err(DaemonError::NameTaken {
@@ -332,6 +345,8 @@ impl RunManager {
             .lock()
             .expect("handles lock poisoned")
             .insert(id.clone(), handle);
+        self.bus
+            .publish(Some(&id), "run.created", created_event(&record.run, &req));
         self.publish_state(&id, None, RunState::Created, None, None);
         self.get(&id)
     }
@@ -577,6 +592,9 @@ impl RunManager {
         loop {
             let run = self.get(id)?;
             if run.state.is_terminal() {
+                // A transition is persisted, then published (and recorded in the audit log)
+                // under this lock: taking it makes the answer follow the audit record.
+                drop(self.transitions.lock().expect("transition lock poisoned"));
                 return Ok(WaitResult {
                     id: run.id,
                     state: run.state,
@@ -641,6 +659,24 @@ impl RunManager {
         if let Ok(handle) = self.handle_of(&rec) {
             self.runtime.destroy(&handle).await?;
         }
+        // The run's directory holds its audit log: close it (final checkpoint) and record
+        // the removal with that checkpoint in the daemon log before anything is deleted.
+        let mut removed = serde_json::json!({ "name": run.name });
+        if let Some(audit) = self.bus.audit() {
+            let cp = audit.close_removed_run(id)?;
+            removed["audit_checkpoint"] = serde_json::to_value(cp).unwrap_or_default();
+            if !self
+                .bus
+                .publish_recorded(Some(id), "run.removed", removed.clone())
+            {
+                return Err(DaemonError::Audit {
+                    message: format!("could not record the removal of run {id}"),
+                    hint: "see $PADDOCK_HOME/daemon.log; nothing was deleted".into(),
+                });
+            }
+        } else {
+            self.bus.publish(Some(id), "run.removed", removed);
+        }
         let dir = self.home.run_dir(&run.id);
         if dir.exists() {
             std::fs::remove_dir_all(&dir).map_err(|e| DaemonError::io("remove", &dir, e))?;
@@ -657,11 +693,6 @@ impl RunManager {
             .lock()
             .expect("handles lock poisoned")
             .remove(id);
-        self.bus.publish(
-            Some(id),
-            "run.removed",
-            serde_json::json!({ "name": run.name }),
-        );
         Ok(run)
     }
 
@@ -684,6 +715,12 @@ impl RunManager {
     pub async fn adopt_all(self: &Arc<Self>) -> Result<(), DaemonError> {
         for rec in self.store.list()? {
             let id = rec.run.id.clone();
+            if !rec.run.state.is_terminal()
+                && let Some(audit) = self.bus.audit()
+                && let Err(e) = audit.open_live(&LogRef::Run(id.clone()))
+            {
+                tracing::error!(run = %id, error = %e, "could not re-open the run's audit log");
+            }
             match rec.run.state {
                 RunState::Created | RunState::Stopped | RunState::Failed => continue,
                 RunState::Starting => {
@@ -735,6 +772,23 @@ impl RunManager {
 /// Where the overlay upper layer of a run lives (the layout the native runtime uses).
 pub fn layer_upper(run_dir: &Path) -> PathBuf {
     run_dir.join("layer").join("upper")
+}
+
+/// Data of `run.created`: what the run was asked to do. Environment variable *names*
+/// only: their values may be credentials.
+fn created_event(run: &Run, req: &CreateRun) -> serde_json::Value {
+    serde_json::json!({
+        "name": run.name,
+        "command": run.command,
+        "workspace": run.workspace,
+        "workspace_mode": run.workspace_mode,
+        "runtime": run.runtime,
+        "limits": run.limits,
+        "mounts": run.mounts,
+        "tty": run.tty,
+        "env_names": req.env.keys().collect::<Vec<_>>(),
+        "config_sources": run.config_sources,
+    })
 }
 
 pub fn exit_json(exit: &ExitInfo) -> serde_json::Value {

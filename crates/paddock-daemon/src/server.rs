@@ -26,6 +26,7 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::Notify;
 
 use crate::DaemonError;
+use crate::audit::{Audit, LogRef, parse_since};
 use crate::runs::{Caller, DEFAULT_STOP_GRACE, RunManager};
 use crate::version;
 
@@ -213,6 +214,18 @@ pub fn router(state: Arc<ServerState>) -> Router {
         .route("/v1/runs/{run}/attach", get(attach))
         .route("/v1/runs/{run}/diff", get(diff))
         .route("/v1/runs/{run}/apply", post(apply))
+        .route("/v1/runs/{run}/audit", get(audit_entries))
+        .route("/v1/runs/{run}/audit/export", get(audit_export))
+        .route("/v1/runs/{run}/audit/prove", get(audit_prove))
+        .route("/v1/runs/{run}/audit/consistency", get(audit_consistency))
+        .route("/v1/audit/daemon", get(daemon_audit_entries))
+        .route("/v1/audit/daemon/export", get(daemon_audit_export))
+        .route("/v1/audit/daemon/prove", get(daemon_audit_prove))
+        .route(
+            "/v1/audit/daemon/consistency",
+            get(daemon_audit_consistency),
+        )
+        .route("/v1/audit/key", get(audit_key))
         .route("/v1/events", get(events))
         .route("/v1/shutdown", post(shutdown))
         .fallback(not_found)
@@ -253,6 +266,7 @@ pub const CAPABILITIES: &[&str] = &[
     "apply",
     "shutdown",
     "runtime.native",
+    "audit",
 ];
 
 async fn health(State(st): St) -> ApiResult {
@@ -266,6 +280,7 @@ async fn health(State(st): St) -> ApiResult {
         capabilities: CAPABILITIES.iter().map(|s| s.to_string()).collect(),
         event_bus: st.runs.bus().stats(),
         idle_timeout_secs: st.idle_timeout.as_secs(),
+        audit: st.runs.bus().audit().map(|a| a.stats()),
     })
 }
 
@@ -693,6 +708,11 @@ async fn diff(State(st): St, Path(r): Path<String>, Query(q): Query<DiffQuery>) 
         tokio::task::spawn_blocking(move || crate::review::diff(&upper, &workspace, want_patch))
             .await
             .map_err(|e| DaemonError::bad_request(format!("diff failed: {e}"), "retry"))??;
+    st.runs.bus().publish(
+        Some(&run.id),
+        "layer.diffed",
+        serde_json::json!({ "summary": out.summary, "patch": want_patch }),
+    );
     ok(&DiffResponse {
         run_id: run.id,
         changes: out.changes,
@@ -741,4 +761,161 @@ async fn apply(
 async fn shutdown(State(st): St) -> ApiResult {
     st.shutdown.notify_one();
     ok(&serde_json::json!({ "shutting_down": true }))
+}
+
+fn audit_of(st: &ServerState) -> Result<Arc<Audit>, DaemonError> {
+    st.runs
+        .bus()
+        .audit()
+        .cloned()
+        .ok_or_else(|| DaemonError::Unsupported {
+            message: "this daemon runs without an audit writer".into(),
+            hint: "restart the daemon: `paddock daemon restart`".into(),
+        })
+}
+
+/// Runs a blocking audit read (file I/O, hashing) off the async workers.
+async fn audit_blocking<T: serde::Serialize + Send + 'static>(
+    st: &ServerState,
+    f: impl FnOnce(&Audit) -> Result<T, DaemonError> + Send + 'static,
+) -> ApiResult {
+    let audit = audit_of(st)?;
+    let out = tokio::task::spawn_blocking(move || f(&audit))
+        .await
+        .map_err(|e| DaemonError::Audit {
+            message: format!("the audit reader failed: {e}"),
+            hint: "see $PADDOCK_HOME/daemon.log".into(),
+        })??;
+    ok(&out)
+}
+
+#[derive(Deserialize, Default)]
+struct AuditQuery {
+    #[serde(default, rename = "type")]
+    kind: Option<String>,
+    #[serde(default)]
+    since: Option<String>,
+    #[serde(default)]
+    limit: Option<usize>,
+}
+
+#[derive(Deserialize, Default)]
+struct ProveQuery {
+    #[serde(default)]
+    entry: Option<u64>,
+    #[serde(default)]
+    size: Option<u64>,
+}
+
+#[derive(Deserialize, Default)]
+struct ConsistencyQuery {
+    #[serde(default)]
+    from: Option<u64>,
+    #[serde(default)]
+    to: Option<u64>,
+}
+
+fn run_log(st: &ServerState, r: &str) -> Result<LogRef, DaemonError> {
+    Ok(LogRef::Run(st.runs.resolve(r)?.run.id))
+}
+
+async fn entries_of(st: &ServerState, log: LogRef, q: AuditQuery) -> ApiResult {
+    let since = q.since.as_deref().map(parse_since).transpose()?;
+    audit_blocking(st, move |a| {
+        a.entries(
+            &log,
+            q.kind.as_deref().filter(|k| !k.is_empty()),
+            since,
+            q.limit,
+        )
+    })
+    .await
+}
+
+async fn prove_of(st: &ServerState, log: LogRef, q: ProveQuery) -> ApiResult {
+    let entry = q.entry.ok_or_else(|| {
+        DaemonError::bad_request(
+            "`entry` is required",
+            "e.g. ?entry=0 (entries count from 0)",
+        )
+    })?;
+    audit_blocking(st, move |a| a.prove(&log, entry, q.size)).await
+}
+
+async fn consistency_of(st: &ServerState, log: LogRef, q: ConsistencyQuery) -> ApiResult {
+    let from = q.from.ok_or_else(|| {
+        DaemonError::bad_request(
+            "`from` is required",
+            "e.g. ?from=12: the tree size of an older signed checkpoint",
+        )
+    })?;
+    audit_blocking(st, move |a| a.consistency(&log, from, q.to)).await
+}
+
+async fn export_of(st: &ServerState, log: LogRef) -> ApiResult {
+    let audit = audit_of(st)?;
+    let bundle = tokio::task::spawn_blocking(move || audit.export(&log))
+        .await
+        .map_err(|e| DaemonError::Audit {
+            message: format!("the audit export failed: {e}"),
+            hint: "see $PADDOCK_HOME/daemon.log".into(),
+        })??;
+    let mut resp = Response::new(Body::from(bundle.to_json()));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    Ok(resp)
+}
+
+async fn audit_entries(
+    State(st): St,
+    Path(r): Path<String>,
+    Query(q): Query<AuditQuery>,
+) -> ApiResult {
+    let log = run_log(&st, &r)?;
+    entries_of(&st, log, q).await
+}
+
+async fn audit_export(State(st): St, Path(r): Path<String>) -> ApiResult {
+    let log = run_log(&st, &r)?;
+    export_of(&st, log).await
+}
+
+async fn audit_prove(
+    State(st): St,
+    Path(r): Path<String>,
+    Query(q): Query<ProveQuery>,
+) -> ApiResult {
+    let log = run_log(&st, &r)?;
+    prove_of(&st, log, q).await
+}
+
+async fn audit_consistency(
+    State(st): St,
+    Path(r): Path<String>,
+    Query(q): Query<ConsistencyQuery>,
+) -> ApiResult {
+    let log = run_log(&st, &r)?;
+    consistency_of(&st, log, q).await
+}
+
+async fn daemon_audit_entries(State(st): St, Query(q): Query<AuditQuery>) -> ApiResult {
+    entries_of(&st, LogRef::Daemon, q).await
+}
+
+async fn daemon_audit_export(State(st): St) -> ApiResult {
+    export_of(&st, LogRef::Daemon).await
+}
+
+async fn daemon_audit_prove(State(st): St, Query(q): Query<ProveQuery>) -> ApiResult {
+    prove_of(&st, LogRef::Daemon, q).await
+}
+
+async fn daemon_audit_consistency(State(st): St, Query(q): Query<ConsistencyQuery>) -> ApiResult {
+    consistency_of(&st, LogRef::Daemon, q).await
+}
+
+async fn audit_key(State(st): St) -> ApiResult {
+    ok(&audit_of(&st)?.key())
 }

@@ -1,0 +1,750 @@
+//! The audit writer: every event published on the [`EventBus`](crate::bus::EventBus) is
+//! appended to a tamper-evident log (paddock-audit) over a path that never drops.
+//!
+//! Owns: the signing key (`$PADDOCK_HOME/audit/signing.key`, 0600, directory 0700; never
+//! under `runs/`, never mounted into a sandbox), one log per run (`runs/<id>/audit/`), the
+//! daemon log (`$PADDOCK_HOME/audit/daemon/`), routing events to them, the acknowledgement
+//! counters shown in `/v1/health`, and the read side the API serves (entries, export,
+//! proofs, the public key).
+//! Never: drops an entry (a full queue blocks the publisher: backpressure), records an
+//! environment variable's value, signs anything but through paddock-audit, lets a sandbox
+//! see a log or the key.
+//!
+//! How an event travels: `EventBus::publish` calls [`Audit::record`] *before* fanning the
+//! event out to subscribers. `record` hands the entry to the log's group-commit writer
+//! ([`paddock_audit::Committer`]), blocking while its bounded queue is full, and passes the
+//! pending ack to a collector thread that counts entries once their batch is fsynced.
+//!
+//! Routing: an event with a `run_id` goes to that run's log, opened when the run is created
+//! (or, after a daemon restart, re-opened for every run that is not over). An event for a
+//! run whose log is not open (diff/apply after the run ended, an end recorded while no
+//! daemon watched) opens it, appends, and closes it again with a signed checkpoint.
+//! Events without a run, `run.removed`, and events of a run already removed go to the
+//! daemon log (with the run id added to the data). A run's terminal `run.state`
+//! (stopped/failed) closes its log: the writer commits what is queued and signs the
+//! run-end checkpoint. Otherwise checkpoints are signed every N entries or T seconds
+//! (`audit.checkpoint_every` / `audit.checkpoint_interval` in the user config).
+//!
+//! Event kinds recorded today (the entry `type` is the event kind, `data` its payload):
+//! - `run.created`: name, command, workspace, workspace mode, runtime, limits, mounts, tty,
+//!   config sources and the *names* of the extra environment variables (never values);
+//! - `run.state`: every lifecycle transition (`from`, `to`, `reason`, `exit_code`);
+//! - `init.step`: each setup step of the sandbox's PID 1;
+//! - `run.started` (pid), `run.exit` (exit code, signal, OOM, reason);
+//! - `layer.diffed` (summary of a diff), `layer.applied` (the apply report);
+//! - `run.removed` (daemon log): the run's name and the final checkpoint of its log, so the
+//!   daemon log keeps a signed record of a log whose files `rm` deletes;
+//! - `daemon.start`, `daemon.stop` (daemon log).
+//!
+//! Anything else published on the bus is recorded the same way, with no change here: the
+//! egress proxy's `net.request`, `policy.denied`, `dns.denied`, `grant.used` events (with a
+//! `run_id`, so they land in the run's log) only need to be published on the bus.
+
+use std::collections::{HashMap, HashSet};
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::Duration;
+
+use paddock_api::{AuditEntries, AuditEntry, AuditKey, AuditStats, Event, RunState};
+use paddock_audit::{
+    Ack, AuditError, AuditLog, Bundle, Checkpoint, Committer, CommitterConfig, LogConfig,
+    LogReader, NewEntry, Signer,
+};
+use serde_json::Value;
+
+use crate::DaemonError;
+use crate::home::Home;
+
+/// Log id of the daemon-level log.
+pub const DAEMON_LOG: &str = "daemon";
+
+/// Checkpoint schedule (from the user config).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AuditOptions {
+    /// Sign a checkpoint once this many entries are not covered (N).
+    pub checkpoint_every: u64,
+    /// Sign a checkpoint once the oldest uncovered entry waited this long (T).
+    pub checkpoint_interval: Duration,
+}
+
+impl Default for AuditOptions {
+    fn default() -> Self {
+        let d = LogConfig::default();
+        AuditOptions {
+            checkpoint_every: d.checkpoint_every,
+            checkpoint_interval: d.checkpoint_interval,
+        }
+    }
+}
+
+/// Which log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LogRef {
+    Run(String),
+    Daemon,
+}
+
+impl LogRef {
+    fn id(&self) -> &str {
+        match self {
+            LogRef::Run(id) => id,
+            LogRef::Daemon => DAEMON_LOG,
+        }
+    }
+}
+
+struct Slot {
+    log_id: String,
+    dir: PathBuf,
+    state: Mutex<SlotState>,
+}
+
+#[derive(Default)]
+struct SlotState {
+    committer: Option<Committer>,
+    /// The run is not over: keep the writer open between events.
+    live: bool,
+}
+
+#[derive(Default)]
+struct Counters {
+    submitted: AtomicU64,
+    acked: AtomicU64,
+    failed: AtomicU64,
+    logs_open: AtomicU64,
+}
+
+/// The daemon's audit writer.
+pub struct Audit {
+    home: Home,
+    signer: Arc<Signer>,
+    log_config: LogConfig,
+    slots: Mutex<HashMap<String, Arc<Slot>>>,
+    removed: Mutex<HashSet<String>>,
+    acks: Mutex<mpsc::Sender<(Ack, mpsc::SyncSender<bool>)>>,
+    counters: Arc<Counters>,
+}
+
+impl std::fmt::Debug for Audit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Audit")
+            .field("key_id", &self.signer.key_id())
+            .finish_non_exhaustive()
+    }
+}
+
+fn audit_err(e: AuditError) -> DaemonError {
+    let hint = e.hint().to_string();
+    DaemonError::Audit {
+        message: e.to_string(),
+        hint,
+    }
+}
+
+/// Where the signing key lives.
+pub fn key_path(home: &Home) -> PathBuf {
+    home.root().join("audit").join("signing.key")
+}
+
+/// The directory of a run's log.
+pub fn run_log_dir(home: &Home, run_id: &str) -> PathBuf {
+    home.run_dir(run_id).join("audit")
+}
+
+impl Audit {
+    /// Loads (or creates) the signing key and opens the daemon log.
+    pub fn open(home: &Home, opts: AuditOptions) -> Result<Arc<Audit>, DaemonError> {
+        let key = key_path(home);
+        let signer = Signer::load_or_create(&key).map_err(audit_err)?;
+        if let Some(dir) = key.parent() {
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+                .map_err(|e| DaemonError::io("chmod", dir, e))?;
+        }
+        let (tx, rx) = mpsc::channel::<(Ack, mpsc::SyncSender<bool>)>();
+        let counters = Arc::new(Counters::default());
+        let c = counters.clone();
+        std::thread::Builder::new()
+            .name("paddock-audit-acks".into())
+            .spawn(move || {
+                for (ack, done) in rx {
+                    let ok = match ack.wait() {
+                        Ok(_) => {
+                            c.acked.fetch_add(1, Ordering::SeqCst);
+                            true
+                        }
+                        Err(e) => {
+                            tracing::error!(error = %e, "an audit entry was not recorded");
+                            c.failed.fetch_add(1, Ordering::SeqCst);
+                            false
+                        }
+                    };
+                    // Nobody may be waiting: that is fine.
+                    let _ = done.try_send(ok);
+                }
+            })
+            .map_err(|e| DaemonError::io("spawn the audit ack thread for", &key, e))?;
+        let audit = Arc::new(Audit {
+            home: home.clone(),
+            signer: Arc::new(signer),
+            log_config: LogConfig {
+                checkpoint_every: opts.checkpoint_every.max(1),
+                checkpoint_interval: opts.checkpoint_interval,
+            },
+            slots: Mutex::new(HashMap::new()),
+            removed: Mutex::new(HashSet::new()),
+            acks: Mutex::new(tx),
+            counters,
+        });
+        audit.open_live(&LogRef::Daemon)?;
+        Ok(audit)
+    }
+
+    fn dir_of(&self, log: &LogRef) -> PathBuf {
+        match log {
+            LogRef::Run(id) => run_log_dir(&self.home, id),
+            LogRef::Daemon => self.home.root().join("audit").join(DAEMON_LOG),
+        }
+    }
+
+    fn slot(&self, log: &LogRef) -> Arc<Slot> {
+        let mut slots = self.slots.lock().expect("audit slots poisoned");
+        slots
+            .entry(log.id().to_string())
+            .or_insert_with(|| {
+                Arc::new(Slot {
+                    log_id: log.id().to_string(),
+                    dir: self.dir_of(log),
+                    state: Mutex::new(SlotState::default()),
+                })
+            })
+            .clone()
+    }
+
+    fn open_writer(&self, slot: &Slot) -> Result<Committer, DaemonError> {
+        let (log, recovery) = AuditLog::open(
+            &slot.dir,
+            &slot.log_id,
+            self.signer.clone(),
+            self.log_config,
+        )
+        .map_err(audit_err)?;
+        if recovery.entries_tail.is_some() || recovery.checkpoints_tail.is_some() {
+            tracing::warn!(log = %slot.log_id, ?recovery, "audit log recovered from a torn tail");
+        }
+        let committer = Committer::spawn(log, CommitterConfig::default())
+            .map_err(|e| DaemonError::io("start the audit writer for", &slot.dir, e))?;
+        self.counters.logs_open.fetch_add(1, Ordering::SeqCst);
+        Ok(committer)
+    }
+
+    fn finish(&self, slot: &Slot, committer: Committer) -> Option<Checkpoint> {
+        self.counters.logs_open.fetch_sub(1, Ordering::SeqCst);
+        match committer.finish() {
+            Ok((_, cp)) => Some(cp),
+            Err(e) => {
+                tracing::error!(log = %slot.log_id, error = %e, "could not close an audit log");
+                None
+            }
+        }
+    }
+
+    /// Opens a log and keeps its writer open (a run that is not over; the daemon log).
+    pub fn open_live(&self, log: &LogRef) -> Result<(), DaemonError> {
+        let slot = self.slot(log);
+        let mut st = slot.state.lock().expect("audit slot poisoned");
+        st.live = true;
+        if st.committer.is_none() {
+            st.committer = Some(self.open_writer(&slot)?);
+        }
+        Ok(())
+    }
+
+    fn route(&self, ev: &Event) -> (LogRef, Value) {
+        let Some(run_id) = ev.run_id.as_deref() else {
+            return (LogRef::Daemon, ev.data.clone());
+        };
+        let removed = self
+            .removed
+            .lock()
+            .expect("audit removed set poisoned")
+            .contains(run_id);
+        if !removed && ev.kind != "run.removed" {
+            return (LogRef::Run(run_id.to_string()), ev.data.clone());
+        }
+        let data = match &ev.data {
+            Value::Object(m) => {
+                let mut m = m.clone();
+                m.insert("run_id".into(), Value::String(run_id.to_string()));
+                Value::Object(m)
+            }
+            other => serde_json::json!({ "run_id": run_id, "value": other }),
+        };
+        (LogRef::Daemon, data)
+    }
+
+    /// Records an event (called by the bus for every event). Blocks while the log's queue
+    /// is full. Returns the pending acknowledgement, or `None` when the entry could not be
+    /// queued at all (counted as failed and logged).
+    pub fn record(&self, ev: &Event) -> Option<mpsc::Receiver<bool>> {
+        let (log, data) = self.route(ev);
+        let ends_run = matches!(log, LogRef::Run(_))
+            && ev.kind == "run.state"
+            && ev
+                .data
+                .get("to")
+                .and_then(Value::as_str)
+                .and_then(RunState::parse)
+                .is_some_and(RunState::is_terminal);
+        let slot = self.slot(&log);
+        let mut st = slot.state.lock().expect("audit slot poisoned");
+        if st.committer.is_none() {
+            match self.open_writer(&slot) {
+                Ok(c) => st.committer = Some(c),
+                Err(e) => {
+                    self.counters.failed.fetch_add(1, Ordering::SeqCst);
+                    tracing::error!(log = %slot.log_id, kind = %ev.kind, error = %e, "could not open the audit log; the event was not recorded");
+                    return None;
+                }
+            }
+        }
+        let committer = st.committer.as_ref()?;
+        self.counters.submitted.fetch_add(1, Ordering::SeqCst);
+        let ack = match committer
+            .handle()
+            .submit(NewEntry::now(ev.kind.clone(), data))
+        {
+            Ok(a) => a,
+            Err(e) => {
+                self.counters.failed.fetch_add(1, Ordering::SeqCst);
+                tracing::error!(log = %slot.log_id, kind = %ev.kind, error = %e, "the audit writer refused an event");
+                return None;
+            }
+        };
+        // The collector counts it; a caller that needs durability waits on `done`.
+        let (done_tx, done) = mpsc::sync_channel(1);
+        let _ = self
+            .acks
+            .lock()
+            .expect("audit ack channel poisoned")
+            .send((ack, done_tx));
+        if ends_run || !st.live {
+            st.live = false;
+            if let Some(c) = st.committer.take() {
+                self.finish(&slot, c);
+            }
+        }
+        Some(done)
+    }
+
+    /// Closes a run's log before `rm` deletes it: commits what is queued, makes sure every
+    /// entry is covered by a signed checkpoint, and routes the run's later events to the
+    /// daemon log. Returns the final checkpoint (None when the run has no log).
+    pub fn close_removed_run(&self, run_id: &str) -> Result<Option<Checkpoint>, DaemonError> {
+        let log = LogRef::Run(run_id.to_string());
+        let slot = self.slot(&log);
+        let mut st = slot.state.lock().expect("audit slot poisoned");
+        self.removed
+            .lock()
+            .expect("audit removed set poisoned")
+            .insert(run_id.to_string());
+        st.live = false;
+        let cp = match st.committer.take() {
+            Some(c) => self.finish(&slot, c),
+            None if slot.dir.join(paddock_audit::store::META_FILE).exists() => {
+                Some(self.sign_closed(&slot)?)
+            }
+            None => None,
+        };
+        drop(st);
+        self.slots
+            .lock()
+            .expect("audit slots poisoned")
+            .remove(run_id);
+        Ok(cp)
+    }
+
+    /// Signs a checkpoint over a closed log if entries are uncovered; returns the last one.
+    fn sign_closed(&self, slot: &Slot) -> Result<Checkpoint, DaemonError> {
+        let (mut log, _) = AuditLog::open(
+            &slot.dir,
+            &slot.log_id,
+            self.signer.clone(),
+            self.log_config,
+        )
+        .map_err(audit_err)?;
+        let signed = log.checkpoints().last().map_or(0, |c| c.tree_size);
+        match log.checkpoints().last() {
+            Some(cp) if signed == log.len() => Ok(cp.clone()),
+            _ => log.checkpoint().map_err(audit_err),
+        }
+    }
+
+    /// Makes every acknowledged entry of a log covered by a signed checkpoint (the writer
+    /// signs one if entries are pending), so that exports and proofs verify strictly.
+    fn cover(&self, log: &LogRef) -> Result<(), DaemonError> {
+        let slot = self.slot(log);
+        let st = slot.state.lock().expect("audit slot poisoned");
+        if !slot.dir.join(paddock_audit::store::META_FILE).exists() {
+            return Err(no_log(log));
+        }
+        match &st.committer {
+            Some(c) => {
+                let (reader, _) = LogReader::open(&slot.dir).map_err(audit_err)?;
+                let signed = reader.checkpoints().last().map_or(0, |c| c.tree_size);
+                if signed < reader.len() || reader.checkpoints().is_empty() {
+                    c.handle().checkpoint().map_err(|e| DaemonError::Audit {
+                        message: e.to_string(),
+                        hint: "see $PADDOCK_HOME/daemon.log".into(),
+                    })?;
+                }
+            }
+            None => {
+                self.sign_closed(&slot)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn reader(&self, log: &LogRef) -> Result<LogReader, DaemonError> {
+        let dir = self.dir_of(log);
+        if !dir.join(paddock_audit::store::META_FILE).exists() {
+            return Err(no_log(log));
+        }
+        Ok(LogReader::open(&dir).map_err(audit_err)?.0)
+    }
+
+    /// Entries of a log, filtered: `kind` (exact, or a prefix ending in `.`), `since_ms`,
+    /// and the newest `limit` of what matches.
+    pub fn entries(
+        &self,
+        log: &LogRef,
+        kind: Option<&str>,
+        since_ms: Option<u64>,
+        limit: Option<usize>,
+    ) -> Result<AuditEntries, DaemonError> {
+        let reader = self.reader(log)?;
+        let all = reader.read_entries(0..reader.len()).map_err(audit_err)?;
+        let mut entries: Vec<AuditEntry> = all
+            .into_iter()
+            .filter(|e| match kind {
+                Some(k) if k.ends_with('.') => e.kind.starts_with(k),
+                Some(k) => e.kind == k,
+                None => true,
+            })
+            .filter(|e| since_ms.is_none_or(|s| e.ts >= s))
+            .map(|e| AuditEntry {
+                seq: e.seq,
+                ts: e.ts,
+                kind: e.kind,
+                data: e.data,
+            })
+            .collect();
+        let matched = entries.len() as u64;
+        if let Some(n) = limit
+            && entries.len() > n
+        {
+            entries.drain(..entries.len() - n);
+        }
+        Ok(AuditEntries {
+            log_id: reader.log_id().to_string(),
+            size: reader.len(),
+            signed_size: reader.checkpoints().last().map_or(0, |c| c.tree_size),
+            checkpoints: reader.checkpoints().len() as u64,
+            matched,
+            entries,
+        })
+    }
+
+    /// The export bundle, every entry covered by a signed checkpoint. A live log may grow
+    /// while it is read: the bundle then ends at the last checkpoint.
+    pub fn export(&self, log: &LogRef) -> Result<Bundle, DaemonError> {
+        self.cover(log)?;
+        let reader = self.reader(log)?;
+        let mut bundle = reader.export_bundle().map_err(audit_err)?;
+        let signed = bundle.checkpoints.last().map_or(0, |c| c.tree_size);
+        bundle.entries.truncate(signed as usize);
+        Ok(bundle)
+    }
+
+    /// Inclusion proof of entry `seq` in the tree of a signed checkpoint: the one of size
+    /// `size`, else the latest.
+    pub fn prove(&self, log: &LogRef, seq: u64, size: Option<u64>) -> Result<Value, DaemonError> {
+        self.cover(log)?;
+        let reader = self.reader(log)?;
+        let cp = pick_checkpoint(&reader, size)?;
+        if seq >= cp.tree_size {
+            return Err(DaemonError::bad_request(
+                format!(
+                    "entry {seq} is not covered by the checkpoint of tree size {}",
+                    cp.tree_size
+                ),
+                format!(
+                    "entries are numbered from 0; this log has {} entries",
+                    reader.len()
+                ),
+            ));
+        }
+        let entry = reader.read_entry(seq).map_err(audit_err)?;
+        let proof = reader
+            .inclusion_proof(seq, cp.tree_size)
+            .map_err(audit_err)?;
+        Ok(serde_json::json!({
+            "log_id": reader.log_id(),
+            "entry": entry,
+            "proof": proof,
+            "checkpoint": cp,
+            "public_key": reader.public_key(),
+        }))
+    }
+
+    /// Consistency proof between the signed checkpoints of sizes `from` and `to` (default:
+    /// the latest).
+    pub fn consistency(
+        &self,
+        log: &LogRef,
+        from: u64,
+        to: Option<u64>,
+    ) -> Result<Value, DaemonError> {
+        self.cover(log)?;
+        let reader = self.reader(log)?;
+        let old = pick_checkpoint(&reader, Some(from))?;
+        let new = pick_checkpoint(&reader, to)?;
+        if old.tree_size > new.tree_size {
+            return Err(DaemonError::bad_request(
+                format!(
+                    "--from {} is larger than the target size {}",
+                    old.tree_size, new.tree_size
+                ),
+                "a consistency proof goes from an older (smaller) checkpoint to a newer one",
+            ));
+        }
+        let proof = reader
+            .consistency_proof(old.tree_size, new.tree_size)
+            .map_err(audit_err)?;
+        Ok(serde_json::json!({
+            "log_id": reader.log_id(),
+            "proof": proof,
+            "old": old,
+            "new": new,
+            "public_key": reader.public_key(),
+        }))
+    }
+
+    /// The public key that signs every checkpoint.
+    pub fn key(&self) -> AuditKey {
+        let k = self.signer.public_key();
+        AuditKey {
+            algorithm: k.algorithm.clone(),
+            public_key: k.public_key.clone(),
+            key_id: k.key_id.to_hex(),
+            pin: format!("ed25519:{}", k.public_key),
+        }
+    }
+
+    /// Figures for `/v1/health`.
+    pub fn stats(&self) -> AuditStats {
+        let c = &self.counters;
+        let submitted = c.submitted.load(Ordering::SeqCst);
+        let acked = c.acked.load(Ordering::SeqCst);
+        let failed = c.failed.load(Ordering::SeqCst);
+        AuditStats {
+            logs_open: c.logs_open.load(Ordering::SeqCst),
+            submitted,
+            acked_entries: acked,
+            pending: submitted.saturating_sub(acked + failed),
+            failed,
+            key_id: self.signer.key_id().to_hex(),
+        }
+    }
+
+    /// At daemon stop: commit what is queued and sign a checkpoint in every open log.
+    pub fn close_all(&self) {
+        let slots: Vec<Arc<Slot>> = self
+            .slots
+            .lock()
+            .expect("audit slots poisoned")
+            .values()
+            .cloned()
+            .collect();
+        for slot in slots {
+            let mut st = slot.state.lock().expect("audit slot poisoned");
+            if let Some(c) = st.committer.take() {
+                self.finish(&slot, c);
+            }
+        }
+    }
+}
+
+fn no_log(log: &LogRef) -> DaemonError {
+    DaemonError::Conflict {
+        message: match log {
+            LogRef::Run(id) => format!("run {id} has no audit log"),
+            LogRef::Daemon => "the daemon has no audit log yet".into(),
+        },
+        hint: "runs created by a daemon without the audit writer have no log".into(),
+    }
+}
+
+fn pick_checkpoint(reader: &LogReader, size: Option<u64>) -> Result<Checkpoint, DaemonError> {
+    let cps = reader.checkpoints();
+    let found = match size {
+        Some(s) => cps.iter().rev().find(|c| c.tree_size == s),
+        None => cps.last(),
+    };
+    found.cloned().ok_or_else(|| {
+        let sizes: Vec<String> = cps
+            .iter()
+            .rev()
+            .take(8)
+            .map(|c| c.tree_size.to_string())
+            .collect();
+        DaemonError::bad_request(
+            match size {
+                Some(s) => format!("no signed checkpoint has tree size {s}"),
+                None => "the log has no signed checkpoint".into(),
+            },
+            format!(
+                "use the size of a signed checkpoint (latest first: {})",
+                if sizes.is_empty() {
+                    "none".into()
+                } else {
+                    sizes.join(", ")
+                }
+            ),
+        )
+    })
+}
+
+/// Parses `since`: RFC 3339, or a duration back from now (`10m`, `2h`).
+pub fn parse_since(s: &str) -> Result<u64, DaemonError> {
+    if let Ok(t) = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339) {
+        return Ok((t.unix_timestamp_nanos() / 1_000_000).max(0) as u64);
+    }
+    match paddock_config::parse_duration(s) {
+        Ok(d) => Ok(paddock_audit::entry::now_ms().saturating_sub(d.as_millis() as u64)),
+        Err(_) => Err(DaemonError::bad_request(
+            format!("invalid `since` {s:?}"),
+            "give an RFC 3339 time (2026-01-02T15:04:05Z) or a duration back from now (10m, 2h)",
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bus::EventBus;
+
+    fn setup() -> (tempfile::TempDir, Home, Arc<Audit>, EventBus) {
+        let dir = tempfile::tempdir().unwrap();
+        let home = Home::at(dir.path().join("home"));
+        let audit = Audit::open(&home, AuditOptions::default()).unwrap();
+        let bus = EventBus::with_audit(audit.clone());
+        (dir, home, audit, bus)
+    }
+
+    fn kinds(a: &Audit, log: &LogRef) -> Vec<String> {
+        a.entries(log, None, None, None)
+            .unwrap()
+            .entries
+            .into_iter()
+            .map(|e| e.kind)
+            .collect()
+    }
+
+    #[test]
+    fn events_are_routed_acknowledged_and_a_run_end_signs_its_log() {
+        let (_d, home, audit, bus) = setup();
+        let run = LogRef::Run("run_000000000001".into());
+        audit.open_live(&run).unwrap();
+        assert_eq!(audit.stats().logs_open, 2);
+        bus.publish(None, "daemon.start", serde_json::json!({"pid": 1}));
+        bus.publish(
+            Some("run_000000000001"),
+            "run.created",
+            serde_json::json!({}),
+        );
+        bus.publish(
+            Some("run_000000000001"),
+            "run.state",
+            serde_json::json!({"from": "running", "to": "stopped"}),
+        );
+        // The terminal state closed the run's log with a signed checkpoint.
+        assert_eq!(audit.stats().logs_open, 1);
+        let e = audit.entries(&run, None, None, None).unwrap();
+        assert_eq!(e.size, 2);
+        assert_eq!(e.signed_size, 2);
+        // A later event (apply) opens, appends and signs again.
+        assert!(bus.publish_recorded(
+            Some("run_000000000001"),
+            "layer.applied",
+            serde_json::json!({})
+        ));
+        assert_eq!(audit.stats().logs_open, 1);
+        let e = audit.entries(&run, None, None, None).unwrap();
+        assert_eq!((e.size, e.signed_size), (3, 3));
+        // Removal: final checkpoint, and later events go to the daemon log.
+        let cp = audit
+            .close_removed_run("run_000000000001")
+            .unwrap()
+            .unwrap();
+        assert_eq!(cp.tree_size, 3);
+        assert!(bus.publish_recorded(
+            Some("run_000000000001"),
+            "run.removed",
+            serde_json::json!({"name": "x"})
+        ));
+        bus.publish(Some("run_000000000001"), "run.exit", serde_json::json!({}));
+        assert!(bus.publish_recorded(None, "daemon.stop", serde_json::json!({})));
+        assert_eq!(
+            kinds(&audit, &LogRef::Daemon),
+            ["daemon.start", "run.removed", "run.exit", "daemon.stop"]
+        );
+        let d = audit
+            .entries(&LogRef::Daemon, Some("run."), None, None)
+            .unwrap();
+        assert!(
+            d.entries
+                .iter()
+                .all(|e| e.data["run_id"] == "run_000000000001")
+        );
+        let s = audit.stats();
+        assert_eq!(s.failed, 0);
+        assert_eq!(s.acked_entries + s.pending, s.submitted);
+        // The key is private, and export covers everything with a signature.
+        let mode = std::fs::metadata(key_path(&home))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(mode, 0o600);
+        let b = audit.export(&LogRef::Daemon).unwrap();
+        assert_eq!(b.entries.len(), 4);
+        paddock_audit::verify_bundle(&b).unwrap();
+    }
+
+    #[test]
+    fn a_restarted_daemon_extends_the_same_logs_with_the_same_key() {
+        let (_d, home, audit, bus) = setup();
+        bus.publish(None, "daemon.start", serde_json::json!({}));
+        audit.close_all();
+        drop(bus);
+        drop(audit);
+        let audit = Audit::open(&home, AuditOptions::default()).unwrap();
+        let bus = EventBus::with_audit(audit.clone());
+        assert!(bus.publish_recorded(None, "daemon.start", serde_json::json!({})));
+        let b = audit.export(&LogRef::Daemon).unwrap();
+        assert_eq!(b.entries.len(), 2);
+        paddock_audit::verify_bundle(&b).unwrap();
+    }
+
+    #[test]
+    fn since_takes_rfc3339_or_a_duration() {
+        assert_eq!(parse_since("1970-01-01T00:00:01Z").unwrap(), 1000);
+        let now = paddock_audit::entry::now_ms();
+        let ten_min = parse_since("10m").unwrap();
+        assert!(now - ten_min >= 600_000 && now - ten_min < 660_000);
+        assert!(parse_since("yesterday").is_err());
+    }
+}
