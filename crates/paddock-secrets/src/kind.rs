@@ -317,7 +317,16 @@ impl HttpSpec {
             })?;
         if matches!(
             name.as_str(),
-            "host" | "content-length" | "transfer-encoding" | "connection" | "upgrade" | "te"
+            "host"
+                | "content-length"
+                | "transfer-encoding"
+                | "connection"
+                | "upgrade"
+                | "te"
+                | "trailer"
+                | "keep-alive"
+                | "proxy-authorization"
+                | "proxy-connection"
         ) {
             return Err(SecretsError::InvalidHeader {
                 header: header.to_string(),
