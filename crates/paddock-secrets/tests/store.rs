@@ -426,3 +426,50 @@ fn specs_and_values_are_validated_on_put() {
             .is_err()
     );
 }
+
+#[test]
+fn listing_needs_no_key_and_ignores_leftovers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = file_store(tmp.path());
+    store.put("github", GrantSpec::Github, &v(GH)).unwrap();
+    let dir = tmp.path().join("secrets");
+    fs::remove_file(dir.join("key")).unwrap();
+    // A temp file left by a crash mid-write.
+    fs::write(dir.join(".github.grant.tmp-abcdef"), b"partial").unwrap();
+    let lister = file_store(tmp.path());
+    let list = lister.list().unwrap();
+    assert_eq!(list.len(), 1);
+    assert_eq!(list[0].preview, "ghp_…T0k1");
+    assert_eq!(lister.info("github").unwrap().kind(), GrantKind::Github);
+    assert!(
+        !dir.join("key").exists(),
+        "listing must not create or load a key"
+    );
+}
+
+#[test]
+fn concurrent_writers_leave_a_whole_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Arc::new(file_store(tmp.path()));
+    let values: Vec<String> = (0..8)
+        .map(|i| format!("ghp_Concurrent{i}Concurrent{i}Concurrent{i}xx"))
+        .collect();
+    std::thread::scope(|s| {
+        for val in &values {
+            let store = store.clone();
+            s.spawn(move || {
+                for _ in 0..10 {
+                    store.put("github", GrantSpec::Github, &v(val)).unwrap();
+                }
+            });
+        }
+    });
+    let got = store.get("github").unwrap();
+    assert!(values.iter().any(|x| x == got.value.expose()));
+    let leftovers: Vec<_> = fs::read_dir(tmp.path().join("secrets"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.starts_with('.'))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
