@@ -661,3 +661,14 @@ fn scrubs_base64_at_every_alignment() {
         }
     }
 }
+
+#[test]
+fn types_the_proxy_shares_are_thread_safe() {
+    fn send_sync<T: Send + Sync>() {}
+    fn send<T: Send>() {}
+    send_sync::<RunSecrets>();
+    send_sync::<paddock_secrets::Scrubber>();
+    send_sync::<paddock_secrets::SecretStore>();
+    send::<paddock_secrets::ScrubStream>();
+    send::<paddock_secrets::BodySubstituter>();
+}
