@@ -16,6 +16,7 @@ Examples:
   paddock ps                            list live runs
   paddock diff fix-bug                  review what the run changed
   paddock apply fix-bug                 copy its changes into your workspace
+  paddock audit fix-bug                 what the run did, from its tamper-evident log
   paddock doctor                        check what this machine supports
 
 The daemon starts on demand and exits after 5 idle minutes. State lives in $PADDOCK_HOME

@@ -344,6 +344,12 @@ pub async fn daemon(home: &Home, action: DaemonAction) -> Result<i32> {
                     );
                     println!("runs: {} active, {} total", h.runs.active, h.runs.total);
                     println!("socket: {}", home.socket().display());
+                    if let Some(a) = &h.audit {
+                        println!(
+                            "audit: {} entries acknowledged, {} pending, {} failed, {} logs open; key sha256:{}",
+                            a.acked_entries, a.pending, a.failed, a.logs_open, a.key_id
+                        );
+                    }
                     if h.event_bus.dropped > 0 {
                         println!(
                             "event bus: {} events dropped for slow subscribers",

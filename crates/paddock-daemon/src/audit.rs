@@ -740,6 +740,45 @@ mod tests {
     }
 
     #[test]
+    fn more_events_than_the_queue_holds_are_all_recorded() {
+        let (_d, _home, audit, bus) = setup();
+        let n = CommitterConfig::default().queue as u64 * 2 + 7;
+        let producers: Vec<_> = (0..4)
+            .map(|p| {
+                let bus = bus.clone();
+                std::thread::spawn(move || {
+                    for i in 0..n / 4 {
+                        bus.publish(None, "test.load", serde_json::json!({ "p": p, "i": i }));
+                    }
+                })
+            })
+            .collect();
+        for p in producers {
+            p.join().unwrap();
+        }
+        assert!(bus.publish_recorded(None, "test.end", Value::Null));
+        let total = n / 4 * 4 + 1;
+        let s = audit.stats();
+        assert_eq!(s.failed, 0);
+        assert_eq!(s.submitted, total);
+        let e = audit
+            .entries(&LogRef::Daemon, Some("test."), None, Some(1))
+            .unwrap();
+        assert_eq!(e.size, total);
+        assert_eq!(e.matched, total);
+        // Each producer's entries stay in its order.
+        let all = audit
+            .entries(&LogRef::Daemon, Some("test.load"), None, None)
+            .unwrap();
+        let mut next = [0u64; 4];
+        for en in all.entries {
+            let p = en.data["p"].as_u64().unwrap() as usize;
+            assert_eq!(en.data["i"].as_u64().unwrap(), next[p]);
+            next[p] += 1;
+        }
+    }
+
+    #[test]
     fn since_takes_rfc3339_or_a_duration() {
         assert_eq!(parse_since("1970-01-01T00:00:01Z").unwrap(), 1000);
         let now = paddock_audit::entry::now_ms();

@@ -128,6 +128,12 @@ pub async fn serve(opts: DaemonOptions) -> Result<(), DaemonError> {
     let audit = audit::Audit::open(&home, opts.audit)?;
     let bus = EventBus::with_audit(audit.clone());
     let runs = runs::RunManager::new(home.clone(), store, bus.clone(), opts.runtime);
+    // First in the daemon log: what re-adoption records comes after it.
+    bus.publish(
+        None,
+        "daemon.start",
+        serde_json::json!({ "pid": std::process::id(), "version": VERSION, "commit": commit() }),
+    );
     runs.adopt_all().await?;
 
     let socket_path = home.socket();
@@ -151,11 +157,6 @@ pub async fn serve(opts: DaemonOptions) -> Result<(), DaemonError> {
         open_streams: AtomicUsize::new(0),
         last_request: std::sync::Mutex::new(Instant::now()),
     });
-    bus.publish(
-        None,
-        "daemon.start",
-        serde_json::json!({ "pid": state.pid, "version": VERSION, "commit": commit() }),
-    );
     tracing::info!(socket = %socket_path.display(), pid = state.pid, "paddock daemon listening");
 
     let owner = nix::unistd::geteuid().as_raw();
