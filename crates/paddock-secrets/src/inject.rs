@@ -193,6 +193,15 @@ impl BodySubstituter {
     }
 }
 
+impl crate::scrub::StreamRewrite for BodySubstituter {
+    fn push(&mut self, chunk: &[u8]) -> Vec<u8> {
+        BodySubstituter::push(self, chunk)
+    }
+    fn finish(&mut self) -> Vec<u8> {
+        BodySubstituter::finish(self)
+    }
+}
+
 struct Active {
     name: String,
     rules: Vec<InjectRule>,

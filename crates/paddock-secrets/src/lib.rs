@@ -82,7 +82,7 @@ pub use inject::{
 };
 pub use key::{KeyBackend, KeyOrigin, KeyVault};
 pub use kind::{GrantKind, GrantSpec, HttpSpec, InjectRule, KINDS, Substitution, ValueFormat};
-pub use scrub::{ScrubStream, Scrubber, response_is_scrubbable};
+pub use scrub::{ScrubStream, Scrubber, StreamRewrite, response_is_scrubbable};
 pub use source::ValueSource;
 pub use store::{Grant, GrantInfo, MIN_GRANT_VALUE_LEN, SecretStore, validate_name};
 pub use value::{SecretValue, mask};

@@ -58,8 +58,8 @@ struct Inner {
     patterns: Vec<Zeroizing<Vec<u8>>>,
     /// Zeroized too: when substituting into requests, replacements are real values.
     replacements: Vec<Zeroizing<Vec<u8>>>,
-    /// For each byte, whether some pattern starts with it.
-    first: [bool; 256],
+    /// For each byte, the patterns that start with it.
+    by_first: Vec<Vec<usize>>,
     max_len: usize,
 }
 
@@ -131,9 +131,9 @@ impl Scrubber {
     /// A replacer for arbitrary (pattern, replacement) pairs (empty patterns are ignored).
     pub(crate) fn from_pairs(pairs: Vec<Pair>) -> Self {
         let pairs: Vec<_> = pairs.into_iter().filter(|(p, _)| !p.is_empty()).collect();
-        let mut first = [false; 256];
-        for (p, _) in &pairs {
-            first[p[0] as usize] = true;
+        let mut by_first = vec![Vec::new(); 256];
+        for (i, (p, _)) in pairs.iter().enumerate() {
+            by_first[p[0] as usize].push(i);
         }
         let max_len = pairs.iter().map(|(p, _)| p.len()).max().unwrap_or(0);
         let ac = if pairs.is_empty() {
@@ -149,7 +149,7 @@ impl Scrubber {
             ac,
             patterns,
             replacements,
-            first,
+            by_first,
             max_len,
         }))
     }
@@ -239,19 +239,33 @@ impl Scrubber {
         let inner = &self.0;
         let start = buf.len().saturating_sub(inner.max_len.saturating_sub(1));
         for i in start..buf.len() {
-            if !inner.first[buf[i] as usize] {
-                continue;
-            }
             let rest = &buf[i..];
-            if inner
-                .patterns
-                .iter()
-                .any(|p| p.len() > rest.len() && p.starts_with(rest))
-            {
+            if inner.by_first[buf[i] as usize].iter().any(|&k| {
+                let p = &inner.patterns[k];
+                p.len() > rest.len() && p.starts_with(rest)
+            }) {
                 return i;
             }
         }
         buf.len()
+    }
+}
+
+/// A streaming rewriter: [`ScrubStream`] (responses) and
+/// [`BodySubstituter`](crate::BodySubstituter) (request bodies), so one adapter serves both.
+pub trait StreamRewrite: Send {
+    /// Rewrites `chunk`; returns the bytes to send now (a bounded tail may be held back).
+    fn push(&mut self, chunk: &[u8]) -> Vec<u8>;
+    /// Ends the stream: returns the held tail, rewritten.
+    fn finish(&mut self) -> Vec<u8>;
+}
+
+impl StreamRewrite for ScrubStream {
+    fn push(&mut self, chunk: &[u8]) -> Vec<u8> {
+        ScrubStream::push(self, chunk)
+    }
+    fn finish(&mut self) -> Vec<u8> {
+        ScrubStream::finish(self)
     }
 }
 
