@@ -420,6 +420,48 @@ fn the_signing_key_is_private_and_invisible_inside_a_sandbox() {
         !all.contains("PADDOCK-AUDIT"),
         "an audit log was readable in a sandbox"
     );
+    // Nor can a mount bring it in, however the path is spelled.
+    let link = env.dir.path().join("innocent");
+    std::os::unix::fs::symlink(env.home.join("audit"), &link).unwrap();
+    let home_link = env.dir.path().join("innocent-home");
+    std::os::unix::fs::symlink(&env.home, &home_link).unwrap();
+    for source in [
+        env.home.join("audit"),
+        link.clone(),
+        home_link.join("audit"),
+        home_link.clone(),
+    ] {
+        let mount = format!("{}:/data/a", source.display());
+        let out = env
+            .cmd()
+            .current_dir(&ws)
+            .args([
+                "run",
+                "-q",
+                "-m",
+                &mount,
+                "--",
+                "sh",
+                "-c",
+                "cat /data/a/signing.key /data/a/audit/signing.key",
+            ])
+            .output()
+            .unwrap();
+        let all = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(!out.status.success(), "{mount}: {all}");
+        assert!(
+            !all.contains(secret.trim()),
+            "{mount}: the signing key was mounted"
+        );
+        assert!(
+            all.contains("exposes paddock's state directory"),
+            "{mount}: {all}"
+        );
+    }
     // The key the API exports is the public half of that file's key.
     let k = json(&env, &["audit", "key", "--json"]);
     let seed = hex_bytes(secret.trim());

@@ -170,6 +170,7 @@ impl RunManager {
                 ));
             }
         }
+        let mount_sources = self.resolve_mount_sources(&req.mounts)?;
         if let Some(name) = &req.name {
             check_dns_label(name).map_err(|why| {
                 DaemonError::bad_request(
@@ -250,8 +251,9 @@ impl RunManager {
             mounts: req
                 .mounts
                 .iter()
-                .map(|m| MountSpec {
-                    source: m.source.clone(),
+                .zip(mount_sources)
+                .map(|(m, source)| MountSpec {
+                    source,
                     target: m.target.clone(),
                     read_only: m.read_only,
                 })
@@ -349,6 +351,38 @@ impl RunManager {
             .publish(Some(&id), "run.created", created_event(&record.run, &req));
         self.publish_state(&id, None, RunState::Created, None, None);
         self.get(&id)
+    }
+
+    /// The real paths of the mount sources (symlinks resolved), refusing any that is, or
+    /// contains, `$PADDOCK_HOME`: its audit signing key and logs are never mounted into a
+    /// sandbox, however the path is spelled. The sandbox mounts the resolved path.
+    fn resolve_mount_sources(
+        &self,
+        mounts: &[paddock_api::Mount],
+    ) -> Result<Vec<PathBuf>, DaemonError> {
+        let root = self.home.root();
+        let home = std::fs::canonicalize(root).unwrap_or_else(|_| root.to_path_buf());
+        let mut out = Vec::with_capacity(mounts.len());
+        for m in mounts {
+            let real = std::fs::canonicalize(&m.source).map_err(|e| {
+                DaemonError::bad_request(
+                    format!("mount source {} is not accessible: {e}", m.source.display()),
+                    "check that the path exists",
+                )
+            })?;
+            if real.starts_with(&home) || home.starts_with(&real) {
+                return Err(DaemonError::bad_request(
+                    format!(
+                        "mount source {} (really {}) exposes paddock's state directory",
+                        m.source.display(),
+                        real.display()
+                    ),
+                    "paddock's state ($PADDOCK_HOME: the audit signing key and logs, every run's files) can never be mounted into a sandbox",
+                ));
+            }
+            out.push(real);
+        }
+        Ok(out)
     }
 
     pub fn get(&self, id: &str) -> Result<Run, DaemonError> {
