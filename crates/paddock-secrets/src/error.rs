@@ -126,7 +126,7 @@ impl SecretsError {
                 path.display()
             ),
             Self::KeyringUnavailable { .. } => {
-                "unlock or start the OS keyring (Secret Service), then retry; grants cannot be decrypted without that key".into()
+                "unlock or start the OS keyring (Secret Service) and retry; to give up on that key instead, delete secrets/key.keyring and re-create every grant".into()
             }
             Self::Io { .. } | Self::Read { .. } => return None,
             Self::EnvMissing { var } => format!("export {var}=… in the shell that runs the command"),

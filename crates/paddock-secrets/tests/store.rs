@@ -224,6 +224,9 @@ fn wrong_key_is_told_apart() {
         other => panic!("{other}"),
     }
     assert!(err.hint().unwrap().contains("re-create"));
+    // Re-creating the grant, as the hint says, works with the new key.
+    fresh.put("github", GrantSpec::Github, &v(GH)).unwrap();
+    assert_eq!(fresh.get("github").unwrap().value.expose(), GH);
 }
 
 #[test]
