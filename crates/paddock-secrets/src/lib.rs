@@ -36,7 +36,8 @@
 //!   `grants_used` as `grant.used`, `refused_plain_http` and `foreign_placeholders` as
 //!   warnings. Passthrough (non-intercepted) connections get none of this.
 //!
-//! An adapter for the proxy's `Injector` trait is a few lines in the daemon:
+//! An adapter for the proxy's `Injector` trait is a few lines in the daemon (both streaming
+//! rewriters implement [`StreamRewrite`], so one `BodyRewriter` wrapper serves both):
 //!
 //! ```ignore
 //! impl paddock_egress::Injector for Adapter {   // Adapter(Arc<RunSecrets>)
@@ -47,14 +48,14 @@
 //!     }
 //!     fn request_body(&self, host, _) -> Option<Box<dyn BodyRewriter>> {
 //!         match self.0.request_body(Target::https(host), &headers) {
-//!             BodyPlan::Substitute(s) => Some(Box::new(s)),   // push → chunk, finish → finish
+//!             BodyPlan::Substitute(s) => Some(Box::new(Wrap(s))),   // Wrap<T: StreamRewrite>
 //!             BodyPlan::Skipped(reason) => { /* log */ None }
 //!             BodyPlan::PassThrough => None,
 //!         }
 //!     }
 //!     fn on_response(&self, _, _, parts) { self.0.scrub_response_headers(&mut parts.headers); }
 //!     fn response_body(&self, _, _) -> Option<Box<dyn BodyRewriter>> {
-//!         (!self.0.scrubber().is_empty()).then(|| Box::new(self.0.scrubber().stream()) as _)
+//!         (!self.0.scrubber().is_empty()).then(|| Box::new(Wrap(self.0.scrubber().stream())) as _)
 //!     }
 //! }
 //! ```
