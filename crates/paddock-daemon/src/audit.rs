@@ -19,11 +19,11 @@
 //! (or, after a daemon restart, re-opened for every run that is not over). An event for a
 //! run whose log is not open (diff/apply after the run ended, an end recorded while no
 //! daemon watched) opens it, appends, and closes it again with a signed checkpoint.
-//! Events without a run, `run.removed`, and events of a run already removed go to the
-//! daemon log (with the run id added to the data). A run's terminal `run.state`
-//! (stopped/failed) closes its log: the writer commits what is queued and signs the
-//! run-end checkpoint. Otherwise checkpoints are signed every N entries or T seconds
-//! (`audit.checkpoint_every` / `audit.checkpoint_interval` in the user config).
+//! Events without a run, `run.removed`, and events of a run already removed (or whose
+//! directory is gone) go to the daemon log (with the run id added to the data). A run's
+//! terminal `run.state` (stopped/failed) closes its log: the writer commits what is queued
+//! and signs the run-end checkpoint. Otherwise checkpoints are signed every N entries or T
+//! seconds (`audit.checkpoint_every` / `audit.checkpoint_interval` in the user config).
 //!
 //! Event kinds recorded today (the entry `type` is the event kind, `data` its payload):
 //! - `run.created`: name, command, workspace, workspace mode, runtime, limits, mounts, tty,
@@ -270,7 +270,13 @@ impl Audit {
             .lock()
             .expect("audit removed set poisoned")
             .contains(run_id);
-        if !removed && ev.kind != "run.removed" {
+        // The writer never creates a run's directory: an id that is not a plain name, or
+        // whose directory is gone, is recorded in the daemon log instead.
+        let plain = !run_id.is_empty()
+            && run_id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        if !removed && ev.kind != "run.removed" && plain && self.home.run_dir(run_id).is_dir() {
             return (LogRef::Run(run_id.to_string()), ev.data.clone());
         }
         let data = match &ev.data {
