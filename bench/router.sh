@@ -40,6 +40,7 @@ cleanup() {
 trap cleanup EXIT
 
 mkdir -p "$tmp/www" "$tmp/b" "$tmp/p"
+chmod 755 "$tmp" "$tmp/www"   # nginx workers run as an unprivileged user
 head -c 612 /dev/zero | tr '\0' 'x' > "$tmp/www/index.html"   # nginx's welcome page size
 
 common="pid PIDFILE; error_log stderr warn; events { worker_connections 4096; }"

@@ -1,20 +1,15 @@
 //! How the router reaches a service: the [`Dialer`] the daemon implements, and the pool
 //! connector built on it.
 //!
-//! Owns: turning (run id, port) into a connected TCP stream through the caller's dialer,
-//! and the helper that connects a socket created inside a network namespace. Never knows
+//! Owns: the trait, and the helper that connects a socket created inside a network
+//! namespace. Never knows
 //! how a run is executed or where its namespace comes from.
 
-use std::future::Future;
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::os::fd::OwnedFd;
-use std::pin::Pin;
-use std::sync::Arc;
-use std::task::{Context, Poll};
 
 use async_trait::async_trait;
-use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
 /// Opens a TCP connection to `127.0.0.1:port` as seen from inside run `run_id`.
@@ -62,38 +57,6 @@ impl Dialer for LoopbackDialer {
         let s = TcpStream::connect((Ipv4Addr::LOCALHOST, port)).await?;
         s.set_nodelay(true)?;
         Ok(s)
-    }
-}
-
-/// The connection pool's connector: the pool key's authority is `run_id:port`.
-#[derive(Clone)]
-pub(crate) struct PoolConnector {
-    pub(crate) dialer: Arc<dyn Dialer>,
-}
-
-type DialFuture = Pin<Box<dyn Future<Output = io::Result<TokioIo<TcpStream>>> + Send>>;
-
-impl tower_service::Service<http::Uri> for PoolConnector {
-    type Response = TokioIo<TcpStream>;
-    type Error = io::Error;
-    type Future = DialFuture;
-
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, uri: http::Uri) -> Self::Future {
-        let dialer = self.dialer.clone();
-        Box::pin(async move {
-            let (Some(run_id), Some(port)) = (uri.host(), uri.port_u16()) else {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidInput,
-                    "pool key without run id and port",
-                ));
-            };
-            let s = dialer.dial(run_id, port).await?;
-            Ok(TokioIo::new(s))
-        })
     }
 }
 

@@ -33,6 +33,7 @@ mod dial;
 mod host;
 mod io;
 mod pages;
+mod pool;
 mod proxy;
 mod server;
 mod table;
@@ -40,18 +41,13 @@ mod table;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper::body::Incoming;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
-
-pub use body::RouterBody;
 pub use dial::{Dialer, LoopbackDialer, connect_loopback};
 pub use host::{HostError, Target, is_dns_label, parse_host};
 pub use pages::endpoint_url;
 pub use server::{RouterConfig, RouterError, RouterHandle};
 pub use table::{RouteError, RouteState, RunRoute};
 
-use dial::PoolConnector;
+use pool::Pool;
 use table::Routes;
 
 /// Idle keep-alive connections kept per (run, port).
@@ -69,32 +65,35 @@ pub struct Router {
 struct Inner {
     routes: Routes,
     dialer: Arc<dyn Dialer>,
-    client: Client<PoolConnector, Incoming>,
 }
 
-/// What request handling shares across one listener's connections.
+/// What request handling shares across one worker thread's connections.
 pub(crate) struct Shared {
     pub(crate) router: Router,
     /// The port the router actually listens on (for URLs on its pages).
     pub(crate) port: u16,
+    /// This worker's backend connection pool (a pool per worker keeps a pooled
+    /// connection's task on the thread that uses it).
+    pub(crate) pool: Arc<Pool>,
+}
+
+impl Router {
+    pub(crate) fn new_pool(&self) -> Arc<Pool> {
+        Arc::new(Pool::new(
+            self.inner.dialer.clone(),
+            POOL_IDLE_PER_BACKEND,
+            POOL_IDLE_TIMEOUT,
+        ))
+    }
 }
 
 impl Router {
     /// A router that reaches services through `dialer`.
     pub fn new(dialer: Arc<dyn Dialer>) -> Router {
-        let client = Client::builder(TokioExecutor::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
-            .pool_max_idle_per_host(POOL_IDLE_PER_BACKEND)
-            .set_host(false)
-            .build(PoolConnector {
-                dialer: dialer.clone(),
-            });
         Router {
             inner: Arc::new(Inner {
                 routes: Routes::new(),
                 dialer,
-                client,
             }),
         }
     }
@@ -127,6 +126,12 @@ impl Router {
 
     /// Bind `config.listen` and serve until the returned handle is shut down or dropped.
     /// A port already in use is [`RouterError::PortInUse`]; no other port is tried.
+    ///
+    /// Connections are served on `config.workers` threads of the router's own, each a
+    /// single-threaded tokio runtime accepting on the same socket (nginx's worker model:
+    /// a request and its backend connection stay on one thread). The [`Dialer`] is called
+    /// on those threads, so the stream it returns must be created there (as
+    /// [`connect_loopback`] does); `tokio::task::spawn_blocking` is available to it.
     pub async fn serve(&self, config: RouterConfig) -> Result<RouterHandle, RouterError> {
         server::serve(self.clone(), config).await
     }

@@ -1,7 +1,7 @@
 //! One request: pick the route from the host, answer it or forward it.
 //!
 //! Owns: host → route resolution, header rewriting (hop-by-hop removal, `x-forwarded-*`,
-//! `forwarded`), forwarding over the pooled HTTP/1.1 connections, and upgrades (WebSocket
+//! `forwarded`), forwarding over the pooled HTTP/1.1 connections (see `pool`), and upgrades (WebSocket
 //! and any other protocol) as a byte splice on a dedicated backend connection. Never
 //! changes a body, and never answers for a backend with anything but the router's own
 //! error pages.
@@ -12,7 +12,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use http::uri::{PathAndQuery, Scheme};
+use http::uri::PathAndQuery;
 use http::{Request, Response, StatusCode, Uri, Version};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
@@ -21,6 +21,7 @@ use crate::Shared;
 use crate::body::RouterBody;
 use crate::host::{Target, parse_host};
 use crate::pages::{self, UrlBase};
+use crate::pool::SendError;
 use crate::table::{Endpoint, Entry, RouteState};
 
 /// What the router knows about the client's connection.
@@ -194,29 +195,23 @@ async fn forward(
         .unwrap_or_else(|| PathAndQuery::from_static("/"));
     *req.version_mut() = Version::HTTP_11;
 
+    *req.uri_mut() = Uri::from(pq);
     if upgrade {
-        *req.uri_mut() = Uri::from(pq);
         return forward_upgrade(sh, req, entry, ep).await;
     }
-
-    let mut parts = http::uri::Parts::default();
-    parts.scheme = Some(Scheme::HTTP);
-    parts.authority = Some(ep.authority.clone());
-    parts.path_and_query = Some(pq);
-    match Uri::from_parts(parts) {
-        Ok(u) => *req.uri_mut() = u,
-        Err(e) => {
-            return pages::upstream_failed(&entry.route.name, &ep.name, ep.port, &e.to_string());
-        }
-    }
-    match sh.router.inner.client.request(req).await {
-        Ok(resp) => {
-            let mut resp = resp.map(RouterBody::Stream);
+    match sh
+        .pool
+        .send(&ep.authority, &entry.route.run_id, ep.port, req)
+        .await
+    {
+        Ok((resp, checkin)) => {
+            let mut resp = resp.map(|b| RouterBody::Stream(b, checkin));
             strip_hop_by_hop(resp.headers_mut(), false);
             *resp.version_mut() = client_version;
             resp
         }
-        Err(e) => upstream_error(entry, ep, &e),
+        Err(SendError::Dial(e)) => upstream_error(entry, ep, &e),
+        Err(SendError::Http(e)) => upstream_error(entry, ep, &e),
     }
 }
 
@@ -288,7 +283,7 @@ async fn forward_upgrade(
         Err(e) => return upstream_error(entry, ep, &e),
     };
     if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
-        let mut resp = resp.map(RouterBody::Stream);
+        let mut resp = resp.map(|b| RouterBody::Stream(b, None));
         strip_hop_by_hop(resp.headers_mut(), false);
         return resp;
     }

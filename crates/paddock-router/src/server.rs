@@ -14,7 +14,6 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
-use tokio::task::JoinHandle;
 
 use crate::io::Prefixed;
 use crate::proxy::{ConnInfo, handle};
@@ -38,6 +37,8 @@ pub struct RouterConfig {
     pub max_header_bytes: usize,
     /// Connections served at once; further ones wait in the kernel's backlog. Default 4096.
     pub max_connections: usize,
+    /// Threads serving connections. Default: the number of CPUs, at most 4.
+    pub workers: usize,
 }
 
 impl std::fmt::Debug for RouterConfig {
@@ -48,6 +49,7 @@ impl std::fmt::Debug for RouterConfig {
             .field("header_read_timeout", &self.header_read_timeout)
             .field("max_header_bytes", &self.max_header_bytes)
             .field("max_connections", &self.max_connections)
+            .field("workers", &self.workers)
             .finish()
     }
 }
@@ -64,6 +66,9 @@ impl RouterConfig {
             header_read_timeout: Duration::from_secs(10),
             max_header_bytes: 64 * 1024,
             max_connections: 4096,
+            workers: std::thread::available_parallelism()
+                .map_or(2, |n| n.get())
+                .min(4),
         }
     }
 
@@ -117,7 +122,7 @@ impl RouterError {
 pub struct RouterHandle {
     local_addr: SocketAddr,
     stop: watch::Sender<bool>,
-    accept: Option<JoinHandle<()>>,
+    workers: Vec<std::thread::JoinHandle<()>>,
 }
 
 impl RouterHandle {
@@ -129,23 +134,23 @@ impl RouterHandle {
         self.local_addr.port()
     }
 
-    /// Stop accepting and close every connection; returns once the listener is closed.
+    /// Stop accepting and close every connection; returns once the port is free again.
     pub async fn shutdown(mut self) {
         let _ = self.stop.send(true);
-        if let Some(accept) = self.accept.take() {
-            accept.abort();
-            // The listener socket is closed once the aborted task is dropped.
-            let _ = accept.await;
-        }
+        let workers = std::mem::take(&mut self.workers);
+        let _ = tokio::task::spawn_blocking(move || {
+            for w in workers {
+                let _ = w.join();
+            }
+        })
+        .await;
     }
 }
 
 impl Drop for RouterHandle {
     fn drop(&mut self) {
+        // The worker threads notice, drop their runtimes (and so every connection) and end.
         let _ = self.stop.send(true);
-        if let Some(accept) = self.accept.take() {
-            accept.abort();
-        }
     }
 }
 
@@ -169,24 +174,38 @@ fn tls_acceptor(
     Ok(tokio_rustls::TlsAcceptor::from(Arc::new(cfg)))
 }
 
+fn bind(addr: SocketAddr) -> Result<std::net::TcpListener, RouterError> {
+    let err = |e: std::io::Error| {
+        if e.kind() == std::io::ErrorKind::AddrInUse {
+            RouterError::PortInUse {
+                addr,
+                port: addr.port(),
+            }
+        } else {
+            RouterError::Bind { addr, source: e }
+        }
+    };
+    let sock = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        None,
+    )
+    .map_err(err)?;
+    // SO_REUSEADDR only lets a restarted daemon rebind past TIME_WAIT; a live listener
+    // still makes bind fail (no SO_REUSEPORT: the port is never shared).
+    sock.set_reuse_address(true).map_err(err)?;
+    sock.bind(&addr.into()).map_err(err)?;
+    sock.listen(1024).map_err(err)?;
+    sock.set_nonblocking(true).map_err(err)?;
+    Ok(sock.into())
+}
+
 pub(crate) async fn serve(
     router: Router,
     config: RouterConfig,
 ) -> Result<RouterHandle, RouterError> {
     let tls = config.tls.clone().map(tls_acceptor).transpose()?;
-    let listener = TcpListener::bind(config.listen).await.map_err(|e| {
-        if e.kind() == std::io::ErrorKind::AddrInUse {
-            RouterError::PortInUse {
-                addr: config.listen,
-                port: config.listen.port(),
-            }
-        } else {
-            RouterError::Bind {
-                addr: config.listen,
-                source: e,
-            }
-        }
-    })?;
+    let listener = bind(config.listen)?;
     let local_addr = listener.local_addr().map_err(|e| RouterError::Bind {
         addr: config.listen,
         source: e,
@@ -204,24 +223,55 @@ pub(crate) async fn serve(
         .max_concurrent_streams(256)
         .keep_alive_interval(Duration::from_secs(30))
         .keep_alive_timeout(Duration::from_secs(20));
-    let server = Arc::new(Server {
-        shared: Shared {
-            router,
-            port: local_addr.port(),
-        },
-        h1,
-        h2,
-        tls,
-        first_bytes_timeout: config.header_read_timeout,
-    });
     let (stop, stopped) = watch::channel(false);
     let limit = Arc::new(Semaphore::new(config.max_connections.max(1)));
-    let accept = tokio::spawn(accept_loop(listener, server, limit, stopped));
-    tracing::info!(addr = %local_addr, "router listening");
+    let mut workers = Vec::new();
+    for i in 0..config.workers.max(1) {
+        let listener = listener.try_clone().map_err(|e| RouterError::Bind {
+            addr: config.listen,
+            source: e,
+        })?;
+        let server = Server {
+            shared: Shared {
+                router: router.clone(),
+                port: local_addr.port(),
+                pool: router.new_pool(),
+            },
+            h1: h1.clone(),
+            h2: h2.clone(),
+            tls: tls.clone(),
+            first_bytes_timeout: config.header_read_timeout,
+        };
+        let (limit, stopped) = (limit.clone(), stopped.clone());
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| RouterError::Bind {
+                addr: config.listen,
+                source: e,
+            })?;
+        let thread = std::thread::Builder::new()
+            .name(format!("paddock-router-{i}"))
+            .spawn(move || {
+                rt.block_on(async move {
+                    match TcpListener::from_std(listener) {
+                        Ok(l) => accept_loop(l, Arc::new(server), limit, stopped).await,
+                        Err(e) => tracing::error!(error = %e, "router worker cannot listen"),
+                    }
+                });
+                // Dropping the runtime here cancels every connection this worker served.
+            })
+            .map_err(|e| RouterError::Bind {
+                addr: config.listen,
+                source: e,
+            })?;
+        workers.push(thread);
+    }
+    tracing::info!(addr = %local_addr, workers = workers.len(), "router listening");
     Ok(RouterHandle {
         local_addr,
         stop,
-        accept: Some(accept),
+        workers,
     })
 }
 
@@ -229,13 +279,23 @@ async fn accept_loop(
     listener: TcpListener,
     server: Arc<Server>,
     limit: Arc<Semaphore>,
-    stopped: watch::Receiver<bool>,
+    mut stopped: watch::Receiver<bool>,
 ) {
     loop {
-        let Ok(permit) = limit.clone().acquire_owned().await else {
-            return;
+        let permit = tokio::select! {
+            biased;
+            _ = stopped.wait_for(|s| *s) => return,
+            p = limit.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => return,
+            },
         };
-        let (tcp, peer) = match listener.accept().await {
+        let accepted = tokio::select! {
+            biased;
+            _ = stopped.wait_for(|s| *s) => return,
+            a = listener.accept() => a.map(|a| (a, permit)),
+        };
+        let ((tcp, peer), permit) = match accepted {
             Ok(x) => x,
             Err(e) => {
                 // EMFILE and friends: back off instead of spinning.
@@ -245,12 +305,8 @@ async fn accept_loop(
             }
         };
         let server = server.clone();
-        let mut stopped = stopped.clone();
         tokio::spawn(async move {
-            tokio::select! {
-                _ = connection(&server, tcp, peer) => {}
-                _ = stopped.wait_for(|s| *s) => {}
-            }
+            connection(&server, tcp, peer).await;
             drop(permit);
         });
     }
