@@ -371,7 +371,7 @@ pub struct AuditVerifyArgs {
     #[arg(long, value_name = "KEY|FILE")]
     pub key: Option<String>,
     /// Accept entries after the last signed checkpoint (reported, not proven).
-    #[arg(long)]
+    #[arg(long, visible_alias = "allow-unsigned-tail")]
     pub allow_uncovered: bool,
     #[command(flatten)]
     pub json: JsonFlag,
