@@ -27,6 +27,35 @@
 //! told to listen on: URLs must stay stable. Hostile input never panics or hangs it: reading
 //! the first bytes, the TLS handshake and request heads are all under a timeout, and head
 //! sizes and connection counts are limited.
+//!
+//! # Wiring (the daemon)
+//!
+//! ```ignore
+//! // 1. A Dialer over the runtime's netns capability (run id → SandboxHandle lookup is the
+//! //    daemon's; NotFound when the run has no live sandbox → the router answers 503).
+//! struct NetnsDialer { runs: Arc<RunManager> }
+//! #[async_trait]
+//! impl paddock_router::Dialer for NetnsDialer {
+//!     async fn dial(&self, run_id: &str, port: u16) -> io::Result<TcpStream> {
+//!         let (rt, handle) = self.runs.netns_target(run_id)   // Arc<dyn Runtime>, SandboxHandle
+//!             .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "run not running"))?;
+//!         let fd = tokio::task::spawn_blocking(move || {
+//!             rt.as_netns().ok_or_else(|| io::Error::other("runtime has no netns"))?
+//!                 .socket_in_netns(&handle, libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC)
+//!                 .map_err(|e| io::Error::new(io::ErrorKind::NotFound, e.to_string()))
+//!         }).await.map_err(io::Error::other)??;
+//!         paddock_router::connect_loopback(fd, port).await
+//!     }
+//! }
+//! // 2. At daemon start: one Router, routes rebuilt from live runs, then the listener.
+//! let router = Router::new(Arc::new(NetnsDialer { runs }));
+//! for run in live_runs_with_ports { router.upsert_run(RunRoute { .. , state: RouteState::Running })?; }
+//! let handle = router.serve(RouterConfig::new(port).with_tls(ca_resolver)).await
+//!     .map_err(|e| /* show e and e.hint() */)?;   // keep `handle` for the daemon's lifetime
+//! // 3. Run start → upsert_run (Running); stop → set_state(name, Stopped) or remove_run;
+//! //    destroy → remove_run. Sandbox env: url_env(name, endpoints, handle.port()).
+//! // 4. `paddock router status` → handle.port() + router.routes().
+//! ```
 
 mod body;
 mod dial;
@@ -43,7 +72,7 @@ use std::time::Duration;
 
 pub use dial::{Dialer, LoopbackDialer, connect_loopback};
 pub use host::{HostError, Target, is_dns_label, parse_host};
-pub use pages::endpoint_url;
+pub use pages::{endpoint_url, url_env};
 pub use server::{RouterConfig, RouterError, RouterHandle};
 pub use table::{RouteError, RouteState, RunRoute};
 

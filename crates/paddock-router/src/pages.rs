@@ -32,6 +32,25 @@ pub fn endpoint_url(endpoint: &str, run: &str, port: u16) -> String {
     format!("http://{endpoint}.{run}.localhost:{port}")
 }
 
+/// The variables a run's sandbox gets for its endpoints:
+/// `PADDOCK_URL_<ENDPOINT>=http://<endpoint>.<run>.localhost:<port>`, the endpoint name upper
+/// case with `-` as `_` (`api-v2` → `PADDOCK_URL_API_V2`).
+pub fn url_env<'a>(
+    run: &str,
+    endpoints: impl IntoIterator<Item = &'a str>,
+    port: u16,
+) -> Vec<(String, String)> {
+    endpoints
+        .into_iter()
+        .map(|e| {
+            (
+                format!("PADDOCK_URL_{}", e.to_ascii_uppercase().replace('-', "_")),
+                endpoint_url(e, run, port),
+            )
+        })
+        .collect()
+}
+
 pub(crate) fn escape(s: &str) -> String {
     let mut o = String::with_capacity(s.len());
     for c in s.chars() {
@@ -273,4 +292,34 @@ pub(crate) fn upstream_failed(
         err = escape(err),
     );
     page(StatusCode::BAD_GATEWAY, "502: bad gateway", &body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_and_env() {
+        assert_eq!(
+            endpoint_url("web", "myapp", 8080),
+            "http://web.myapp.localhost:8080"
+        );
+        assert_eq!(
+            url_env("myapp", ["web", "api-v2"], 8081),
+            vec![
+                (
+                    "PADDOCK_URL_WEB".to_string(),
+                    "http://web.myapp.localhost:8081".to_string()
+                ),
+                (
+                    "PADDOCK_URL_API_V2".to_string(),
+                    "http://api-v2.myapp.localhost:8081".to_string()
+                ),
+            ]
+        );
+        assert_eq!(
+            escape("<a href='x'>&\"</a>"),
+            "&lt;a href=&#39;x&#39;&gt;&amp;&quot;&lt;/a&gt;"
+        );
+    }
 }

@@ -303,3 +303,30 @@ async fn stopped_and_removed_routes() {
     // The port is free again once shut down.
     std::net::TcpListener::bind(("127.0.0.1", p)).unwrap();
 }
+
+#[tokio::test]
+async fn empty_bodies_return_their_connection_to_the_pool() {
+    let (dialer, _, h) = setup(|c| c).await;
+    let p = h.port();
+    let mut s = TcpStream::connect(("127.0.0.1", p)).await.unwrap();
+    for _ in 0..5 {
+        // HEAD: the response has a length but no body; hyper never polls it.
+        s.write_all(b"HEAD /headers HTTP/1.1\r\nHost: web.app.localhost\r\n\r\n")
+            .await
+            .unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !got.ends_with(b"\r\n\r\n") {
+            let n = s.read(&mut buf).await.unwrap();
+            assert!(n > 0);
+            got.extend_from_slice(&buf[..n]);
+        }
+        assert!(
+            got.starts_with(b"HTTP/1.1 200"),
+            "{}",
+            String::from_utf8_lossy(&got)
+        );
+    }
+    assert_eq!(dialer.dials.load(Ordering::SeqCst), 1);
+    h.shutdown().await;
+}
