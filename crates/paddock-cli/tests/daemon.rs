@@ -439,3 +439,33 @@ fn doctor_reports_every_check() {
     }
     assert_eq!(out.status.code(), Some(if v["ok"] == true { 0 } else { 1 }));
 }
+
+#[test]
+fn a_client_hanging_up_mid_start_does_not_strand_the_run() {
+    use std::io::Write;
+    let env = Env::new();
+    env.ok(&["ps"]);
+    let ws = env.dir.path().join("ws");
+    std::fs::create_dir_all(&ws).unwrap();
+    let body = format!(
+        r#"{{"workspace": "{}", "name": "hangup", "command": ["true"]}}"#,
+        ws.display()
+    );
+    let mut s = std::os::unix::net::UnixStream::connect(env.socket()).unwrap();
+    let req = format!(
+        "POST /v1/runs HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).unwrap();
+    drop(s); // gone before the answer
+    let state = wait_until(Duration::from_secs(20), || {
+        let (status, run) = request(&env.socket(), "GET", "/v1/runs/hangup", None).ok()?;
+        let st = run["state"].as_str()?.to_string();
+        (status == 200 && st == "stopped").then_some(st)
+    });
+    assert_eq!(
+        state.as_deref(),
+        Some("stopped"),
+        "the run must finish its start and end normally"
+    );
+}

@@ -495,7 +495,18 @@ impl RunManager {
     }
 
     /// Start a `created` run. Returns once the command runs (or the start failed).
+    ///
+    /// Runs to completion on its own task: a client that goes away mid-request must not
+    /// leave the run half-started.
     pub async fn start(self: &Arc<Self>, id: &str) -> Result<Run, DaemonError> {
+        let me = self.clone();
+        let id = id.to_string();
+        tokio::spawn(async move { me.start_now(&id).await })
+            .await
+            .unwrap_or_else(|e| Err(interrupted("start", e)))
+    }
+
+    async fn start_now(self: &Arc<Self>, id: &str) -> Result<Run, DaemonError> {
         let rec = self
             .store
             .get(id)?
@@ -580,7 +591,18 @@ impl RunManager {
     }
 
     /// Stop a run: SIGTERM, then SIGKILL after `grace`.
+    ///
+    /// Runs to completion on its own task: a client that goes away mid-request must not
+    /// leave the run half-stopped.
     pub async fn stop(self: &Arc<Self>, id: &str, grace: Duration) -> Result<Run, DaemonError> {
+        let me = self.clone();
+        let id = id.to_string();
+        tokio::spawn(async move { me.stop_now(&id, grace).await })
+            .await
+            .unwrap_or_else(|e| Err(interrupted("stop", e)))
+    }
+
+    async fn stop_now(self: &Arc<Self>, id: &str, grace: Duration) -> Result<Run, DaemonError> {
         let rec = self
             .store
             .get(id)?
@@ -648,7 +670,18 @@ impl RunManager {
     }
 
     /// Remove a run: its sandbox, its directory, its record.
+    ///
+    /// Runs to completion on its own task: a client that goes away mid-request must not
+    /// leave the run half-removed.
     pub async fn remove(self: &Arc<Self>, id: &str, force: bool) -> Result<Run, DaemonError> {
+        let me = self.clone();
+        let id = id.to_string();
+        tokio::spawn(async move { me.remove_now(&id, force).await })
+            .await
+            .unwrap_or_else(|e| Err(interrupted("remove", e)))
+    }
+
+    async fn remove_now(self: &Arc<Self>, id: &str, force: bool) -> Result<Run, DaemonError> {
         let rec = self
             .store
             .get(id)?
@@ -800,6 +833,14 @@ impl RunManager {
             }
         }
         Ok(())
+    }
+}
+
+/// A detached run operation panicked or was cancelled (the daemon is shutting down).
+fn interrupted(what: &str, e: tokio::task::JoinError) -> DaemonError {
+    DaemonError::Conflict {
+        message: format!("the {what} operation was interrupted: {e}"),
+        hint: "check the run with `paddock inspect`; the daemon log has details".into(),
     }
 }
 

@@ -305,21 +305,25 @@ async fn create_run(
     ConnectInfo(peer): ConnectInfo<Peer>,
     JsonBody(req): JsonBody<CreateRun>,
 ) -> ApiResult {
-    let start = req.start;
-    let run = st
-        .runs
-        .create(
-            req,
-            Caller {
-                uid: peer.uid,
-                gid: peer.gid,
-            },
-        )
-        .await?;
-    if start {
-        let run = st.runs.start(&run.id).await?;
-        return Ok(json_response(StatusCode::CREATED, &run));
-    }
+    let caller = Caller {
+        uid: peer.uid,
+        gid: peer.gid,
+    };
+    // Create (and start) on a task of its own: a client hanging up must not leave a
+    // half-created run behind.
+    let runs = st.runs.clone();
+    let work = tokio::spawn(async move {
+        let start = req.start;
+        let run = runs.create(req, caller).await?;
+        if start {
+            return runs.start(&run.id).await;
+        }
+        Ok(run)
+    });
+    let run = work.await.map_err(|e| DaemonError::Conflict {
+        message: format!("creating the run was interrupted: {e}"),
+        hint: "list runs with `paddock ps -a`; the daemon log has details".into(),
+    })??;
     Ok(json_response(StatusCode::CREATED, &run))
 }
 
