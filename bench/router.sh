@@ -70,9 +70,9 @@ http { access_log off; keepalive_requests 1000000;
     } } }
 CONF
 
-"$NGINX" -p "$tmp/b" -c "$tmp/b/nginx.conf" -g 'daemon off;' & pids+=($!)
-"$NGINX" -p "$tmp/p" -c "$tmp/p/nginx.conf" -g 'daemon off;' & pids+=($!)
-"$ROUTER" "$ROUTER_PORT" "$BACKEND_PORT" 2>/dev/null & pids+=($!)
+"$NGINX" -p "$tmp/b" -c "$tmp/b/nginx.conf" -g 'daemon off;' & pids+=($!); backend_pid=$!
+"$NGINX" -p "$tmp/p" -c "$tmp/p/nginx.conf" -g 'daemon off;' & pids+=($!); nginx_pid=$!
+"$ROUTER" "$ROUTER_PORT" "$BACKEND_PORT" 2>/dev/null & pids+=($!); router_pid=$!
 
 for port in $BACKEND_PORT $NGINX_PORT $ROUTER_PORT; do
   for _ in $(seq 1 100); do
@@ -83,39 +83,57 @@ done
 code=$(curl -s -o /dev/null -w '%{http_code}' -H 'Host: web.bench.localhost' "http://127.0.0.1:$ROUTER_PORT/index.html")
 [ "$code" = 200 ] || { echo "router answered $code, not 200" >&2; exit 1; }
 
-# wrk → "RPS P99_MS"
+# CPU ticks (user+system) used so far by a process and its children processes (nginx
+# workers); threads are included in a process's own figures.
+ticks() {
+  local t=0 p
+  for p in "$1" $(pgrep -P "$1" || true); do
+    t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0)))
+  done
+  echo "$t"
+}
+hz=$(getconf CLK_TCK)
+
+# wrk → "RPS P99_MS CPU_US_PER_REQUEST"; the CPU figure is what the process under test
+# spent per request, far less sensitive to other load on the machine than requests/s.
 measure() {
-  local port=$1 out rps p99 v unit
+  local port=$1 pid=$2 out rps p99 v unit t0 t1 n cpu
+  t0=$(ticks "$pid")
   out=$(wrk -t"$threads" -c"$conns" -d"${dur}s" --latency -H 'Host: web.bench.localhost' \
         "http://127.0.0.1:$port/index.html")
+  t1=$(ticks "$pid")
+  n=$(awk '/requests in/ {print $1}' <<<"$out")
+  cpu=$(awk -v d=$((t1 - t0)) -v hz="$hz" -v n="$n" 'BEGIN{ if (n>0) printf "%.2f", d/hz*1e6/n; else print 0 }')
   rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
   v=$(awk '$1=="99%" {print $2}' <<<"$out")
   unit=${v//[0-9.]/}; v=${v%"$unit"}
   case "$unit" in us) p99=$(awk -v x="$v" 'BEGIN{print x/1000}');; ms) p99=$v;;
     s) p99=$(awk -v x="$v" 'BEGIN{print x*1000}');; *) p99=$v;; esac
-  echo "$rps $p99"
+  echo "$rps $p99 $cpu"
 }
 
-declare -A RPS P99
-for name in backend nginx router; do RPS[$name]=0; P99[$name]=0; done
+declare -A RPS P99 CPU
+for name in backend nginx router; do RPS[$name]=0; P99[$name]=0; CPU[$name]=0; done
 port_of() { case $1 in backend) echo $BACKEND_PORT;; nginx) echo $NGINX_PORT;; router) echo $ROUTER_PORT;; esac; }
+pid_of() { case $1 in backend) echo $backend_pid;; nginx) echo $nginx_pid;; router) echo $router_pid;; esac; }
 for r in $(seq 1 "$rounds"); do
   for name in backend nginx router; do
     port=$(port_of $name)
     wrk -t1 -c"$conns" -d1s -H 'Host: web.bench.localhost' "http://127.0.0.1:$port/index.html" >/dev/null  # warm-up
-    read -r rps p99 < <(measure "$port")
-    echo "  round $r: $name ${rps} req/s, p99 ${p99} ms"
-    # keep each side's best round (highest req/s, with its p99)
-    if awk -v a="$rps" -v b="${RPS[$name]}" 'BEGIN{exit !(a>b)}'; then RPS[$name]=$rps; P99[$name]=$p99; fi
+    read -r rps p99 cpu < <(measure "$port" "$(pid_of $name)")
+    echo "  round $r: $name ${rps} req/s, p99 ${p99} ms, ${cpu} µs CPU/request"
+    # keep each side's best round (highest req/s, with its p99 and CPU)
+    if awk -v a="$rps" -v b="${RPS[$name]}" 'BEGIN{exit !(a>b)}'; then RPS[$name]=$rps; P99[$name]=$p99; CPU[$name]=$cpu; fi
   done
 done
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN{ if (b>0) printf "%.2f", a/b; else print "n/a" }'; }
 rr=$(ratio "${RPS[router]}" "${RPS[nginx]}")
 pr=$(ratio "${P99[router]}" "${P99[nginx]}")
+cr=$(ratio "${CPU[router]}" "${CPU[nginx]}")
 cpu="$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //') ($(nproc) cores)"
-table=$(printf '| target | requests/s | p99 (ms) | vs nginx |\n|---|---:|---:|---|\n| backend (nginx static, direct) | %s | %s | |\n| nginx reverse proxy | %s | %s | 1.00× / 1.00× |\n| paddock-router | %s | %s | **%s×** req/s, **%s×** p99 |\n' \
-  "${RPS[backend]}" "${P99[backend]}" "${RPS[nginx]}" "${P99[nginx]}" "${RPS[router]}" "${P99[router]}" "$rr" "$pr")
+table=$(printf '| target | requests/s | p99 (ms) | CPU µs/request | vs nginx |\n|---|---:|---:|---:|---|\n| backend (nginx static, direct) | %s | %s | %s | |\n| nginx reverse proxy | %s | %s | %s | 1.00× |\n| paddock-router | %s | %s | %s | **%s×** req/s, **%s×** p99, %s× CPU/request |\n' \
+  "${RPS[backend]}" "${P99[backend]}" "${CPU[backend]}" "${RPS[nginx]}" "${P99[nginx]}" "${CPU[nginx]}" "${RPS[router]}" "${P99[router]}" "${CPU[router]}" "$rr" "$pr" "$cr")
 echo
 echo "$table"
 echo
@@ -132,6 +150,9 @@ file), and the proxy under test. The nginx proxy has \`worker_processes auto\`, 
 upstream keep-alive (32) and sets the same forwarding headers as the router. The router is
 \`paddock-router-bench\` (release build, tokio multi-thread runtime) with a loopback
 \`Dialer\`, so the figures are the router's own cost, not a network namespace's.
+"CPU µs/request" is the user+system CPU the process under test (with its worker
+processes) spent per completed request: on a machine shared with other work it is the
+steadier figure; requests/s and p99 move with whatever else runs.
 
 $table
 
