@@ -15,11 +15,12 @@
 //! | run stopped | 503 |
 //! | nothing listening in the sandbox | 502 naming the endpoint and port |
 //!
-//! One port serves HTTP/1.1, HTTP/2 with prior knowledge (h2c), and TLS (told apart by the
+//! One port serves HTTP/1.1, HTTP/2 over cleartext (h2c, with prior knowledge or by
+//! `Upgrade: h2c` for requests without a body), and TLS (told apart by the
 //! first byte, 0x16; ALPN `h2`/`http/1.1`) with certificates from the resolver the caller
 //! passes. Upgrades (WebSocket and others) are spliced byte for byte. Backends are always
-//! spoken to over HTTP/1.1 with a small keep-alive pool per (run, port); `Upgrade: h2c` is
-//! declined (answered over HTTP/1.1, as RFC 9110 allows).
+//! spoken to over HTTP/1.1 with a small keep-alive pool per (run, port), whatever the client
+//! spoke.
 //!
 //! **Invariants.** The router never knows how a run is executed: it reaches services only
 //! through the [`Dialer`] it is given. It persists nothing (the daemon keeps routes in
@@ -59,6 +60,7 @@
 
 mod body;
 mod dial;
+mod h2c;
 mod host;
 mod io;
 mod pages;

@@ -169,8 +169,8 @@ async fn forward(
     {
         let h = req.headers_mut();
         strip_hop_by_hop(h, upgrade);
-        // `Upgrade: h2c` is declined (RFC 9110 lets a server ignore Upgrade; RFC 9113
-        // deprecates it): the request is answered over HTTP/1.1.
+        // An `Upgrade: h2c` that reaches here (a request with a body) is declined: RFC 9110
+        // lets a server ignore Upgrade, so the request is answered over HTTP/1.1.
         h.remove(&HTTP2_SETTINGS);
         let proto = if conn.https { &HTTPS } else { &HTTP };
         // The router is the edge: client-sent forwarding headers are replaced, not extended.

@@ -15,6 +15,15 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 
+use std::future::Future;
+use std::pin::Pin;
+
+use http::header::{self, HeaderValue};
+use http::{Request, Response, StatusCode};
+use hyper::body::Incoming;
+
+use crate::body::RouterBody;
+use crate::h2c;
 use crate::io::Prefixed;
 use crate::proxy::{ConnInfo, handle};
 use crate::{Router, Shared};
@@ -377,7 +386,19 @@ async fn connection(server: &Arc<Server>, mut tcp: TcpStream, peer: SocketAddr) 
     }
 }
 
-async fn serve_http<I>(server: &Arc<Server>, io: I, info: Arc<ConnInfo>, h2: bool)
+/// The 101 answer to an h2c upgrade and the stream-1 frame to replay, if the request fits.
+fn h2c_upgrade(req: &Request<Incoming>) -> Option<(Response<RouterBody>, Vec<u8>)> {
+    let frame = h2c::headers_frame(req)?;
+    let mut r = Response::new(RouterBody::empty());
+    *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    r.headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+    r.headers_mut()
+        .insert(header::UPGRADE, HeaderValue::from_static("h2c"));
+    Some((r, frame))
+}
+
+async fn serve_h2<I>(server: Arc<Server>, io: I, info: Arc<ConnInfo>)
 where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
@@ -386,6 +407,46 @@ where
         let s = s.clone();
         let info = info.clone();
         async move { Ok::<_, Infallible>(handle(&s.shared, &info, req).await) }
+    });
+    if let Err(e) = server.h2.serve_connection(io, svc).await {
+        tracing::trace!(error = %e, "router h2c connection ended with an error");
+    }
+}
+
+async fn serve_http<I>(server: &Arc<Server>, io: I, info: Arc<ConnInfo>, h2: bool)
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let s = server.clone();
+    let svc = service_fn(move |req: Request<Incoming>| {
+        let s = s.clone();
+        let info = info.clone();
+        async move {
+            if !h2
+                && h2c::wants(&req)
+                && let Some(r) = h2c_upgrade(&req)
+            {
+                let mut req = req;
+                let on = hyper::upgrade::on(&mut req);
+                let (s, info) = (s.clone(), info.clone());
+                tokio::spawn(async move {
+                    let Ok(up) = on.await else { return };
+                    let mut io = TokioIo::new(up);
+                    let Ok(Some(pre)) =
+                        tokio::time::timeout(s.first_bytes_timeout, h2c::replay(&mut io, r.1))
+                            .await
+                    else {
+                        return;
+                    };
+                    let io = TokioIo::new(Prefixed::new(pre, io));
+                    let fut: Pin<Box<dyn Future<Output = ()> + Send>> =
+                        Box::pin(serve_h2(s, io, info));
+                    fut.await;
+                });
+                return Ok::<_, Infallible>(r.0);
+            }
+            Ok::<_, Infallible>(handle(&s.shared, &info, req).await)
+        }
     });
     let r = if h2 {
         server.h2.serve_connection(io, svc).await

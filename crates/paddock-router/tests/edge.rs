@@ -330,3 +330,59 @@ async fn empty_bodies_return_their_connection_to_the_pool() {
     assert_eq!(dialer.dials.load(Ordering::SeqCst), 1);
     h.shutdown().await;
 }
+
+#[tokio::test]
+async fn h2c_by_upgrade_serves_stream_1_then_more_streams() {
+    if std::process::Command::new("curl")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("SKIPPED: curl is missing");
+        return;
+    }
+    let (dialer, _, h) = setup(|c| c).await;
+    let p = h.port();
+    let url = format!("http://web.app.localhost:{p}/headers");
+    let resolve = format!("web.app.localhost:{p}:127.0.0.1");
+    // Two URLs on one curl command: the first upgrades, the second reuses the h2 connection.
+    let out = tokio::process::Command::new("curl")
+        .args(["-sS", "--max-time", "20", "--http2", "--resolve", &resolve])
+        .args(["-w", "##%{http_version} %{num_connects}\n"])
+        .arg(&url)
+        .arg(&url)
+        .output()
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(text.matches("##2 ").count(), 2, "{text}");
+    assert!(
+        text.contains("##2 0"),
+        "the second request reuses the connection: {text}"
+    );
+    // The upgraded request reached the backend as a normal HTTP/1.1 request.
+    assert!(
+        text.contains(&format!("host: web.app.localhost:{p}\n")),
+        "{text}"
+    );
+    assert!(
+        !text.contains("http2-settings") && !text.contains("upgrade"),
+        "{text}"
+    );
+    // With a body, the upgrade is declined and the request answered over HTTP/1.1.
+    let out = tokio::process::Command::new("curl")
+        .args(["-sS", "--max-time", "20", "--http2", "--resolve", &resolve])
+        .args(["-w", "##%{http_version}", "--data-binary", "posted"])
+        .arg(format!("http://web.app.localhost:{p}/echo"))
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "posted##1.1");
+    assert!(dialer.dials.load(Ordering::SeqCst) >= 1);
+    h.shutdown().await;
+}

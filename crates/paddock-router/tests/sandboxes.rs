@@ -133,7 +133,7 @@ async fn two_runs_same_endpoint_names_pages_and_errors() {
         (r.status, r.version.as_str(), r.body.as_str()),
         (200, "2", "beta\n")
     );
-    // h2c by Upgrade is declined and answered over HTTP/1.1.
+    // h2c by Upgrade: 101, then the answer on stream 1 over HTTP/2.
     let r = curl(
         &format!("http://web.beta.localhost:{p}/who.txt"),
         &["--http2"],
@@ -141,7 +141,7 @@ async fn two_runs_same_endpoint_names_pages_and_errors() {
     .await;
     assert_eq!(
         (r.status, r.version.as_str(), r.body.as_str()),
-        (200, "1.1", "beta\n")
+        (200, "2", "beta\n")
     );
 
     // Stop alpha: its route turns 503 while registered as stopped, 404 once removed; beta
