@@ -112,16 +112,21 @@ measure() {
   echo "$rps $p99 $cpu"
 }
 
+all_rounds=""
 declare -A RPS P99 CPU
 for name in backend nginx router; do RPS[$name]=0; P99[$name]=0; CPU[$name]=0; done
 port_of() { case $1 in backend) echo $BACKEND_PORT;; nginx) echo $NGINX_PORT;; router) echo $ROUTER_PORT;; esac; }
 pid_of() { case $1 in backend) echo $backend_pid;; nginx) echo $nginx_pid;; router) echo $router_pid;; esac; }
+load=$(cut -d' ' -f1-3 /proc/loadavg)
 for r in $(seq 1 "$rounds"); do
   for name in backend nginx router; do
     port=$(port_of $name)
     wrk -t1 -c"$conns" -d1s -H 'Host: web.bench.localhost' "http://127.0.0.1:$port/index.html" >/dev/null  # warm-up
     read -r rps p99 cpu < <(measure "$port" "$(pid_of $name)")
-    echo "  round $r: $name ${rps} req/s, p99 ${p99} ms, ${cpu} µs CPU/request"
+    line="round $r: $name ${rps} req/s, p99 ${p99} ms, ${cpu} µs CPU/request"
+    echo "  $line"
+    all_rounds+="    $line"$'\n'
+
     # keep each side's best round (highest req/s, with its p99 and CPU)
     if awk -v a="$rps" -v b="${RPS[$name]}" 'BEGIN{exit !(a>b)}'; then RPS[$name]=$rps; P99[$name]=$p99; CPU[$name]=$cpu; fi
   done
@@ -157,5 +162,9 @@ steadier figure; requests/s and p99 move with whatever else runs.
 $table
 
 Target: router ≥ 1.00× nginx's requests/s, with p99 ≤ 1.20× nginx's.
+
+Every round (load average at the start: $load; the machine is shared, so rounds vary):
+
+$all_rounds
 MD
 echo "wrote bench/ROUTER_RESULTS.md"
