@@ -386,3 +386,45 @@ async fn h2c_by_upgrade_serves_stream_1_then_more_streams() {
     assert!(dialer.dials.load(Ordering::SeqCst) >= 1);
     h.shutdown().await;
 }
+
+#[tokio::test]
+async fn https_with_paddock_ca_leaves() {
+    if std::process::Command::new("curl")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("SKIPPED: curl is missing");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Arc::new(paddock_ca::CertAuthority::open_or_create(&dir.path().join("ca")).unwrap());
+    let resolver = Arc::new(paddock_ca::LeafResolver::with_fallback(
+        ca.clone(),
+        "localhost",
+    ));
+    let (_, _, h) = setup(|c| c.with_tls(resolver)).await;
+    let p = h.port();
+    let cacert = ca.cert_path();
+    for proto in ["--http1.1", "--http2"] {
+        let out = tokio::process::Command::new("curl")
+            .args(["-sS", "--max-time", "20", proto, "--cacert"])
+            .arg(&cacert)
+            .args(["--resolve", &format!("web.app.localhost:{p}:127.0.0.1")])
+            .args(["-w", "##%{http_version}"])
+            .arg(format!("https://web.app.localhost:{p}/headers"))
+            .output()
+            .await
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(text.contains("x-forwarded-proto: https\n"), "{text}");
+        let want = if proto == "--http2" { "##2" } else { "##1.1" };
+        assert!(text.ends_with(want), "{proto}: {text}");
+    }
+    h.shutdown().await;
+}
