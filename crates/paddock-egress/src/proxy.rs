@@ -416,6 +416,7 @@ impl Proxy {
                     "domain fronting: Host {h} on a TLS connection for {tls}"
                 ));
                 self.record_refusal(&h, Some(ctx.port), Some(&method), d.clone(), Some(&path));
+                drain(req.into_body()).await;
                 return blocked(&Query::request(&h, ctx.port, &method, &path), &d);
             }
             (Some(tls), _, _) => tls.clone(),
@@ -424,6 +425,7 @@ impl Proxy {
                     "domain fronting: Host {h} on a connection for {hint}"
                 ));
                 self.record_refusal(&h, Some(ctx.port), Some(&method), d.clone(), Some(&path));
+                drain(req.into_body()).await;
                 return blocked(&Query::request(&h, ctx.port, &method, &path), &d);
             }
             (None, Some(h), _) => h,
@@ -435,6 +437,7 @@ impl Proxy {
         let d = self.policy.decide(&q);
         if !d.allowed {
             self.record_refusal(&host, Some(port), Some(&method), d.clone(), Some(&path));
+            drain(req.into_body()).await;
             return blocked(&q, &d);
         }
         let https = ctx.tls_name.is_some();
@@ -724,6 +727,21 @@ struct ConnCtx {
     hint: Option<String>,
     port: u16,
     pool: Mutex<HashMap<(String, u16), Vec<Sender>>>,
+}
+
+/// Read (and discard) a refused request's body, bounded in size and time, so the client
+/// gets the 403 instead of a reset stream or connection.
+async fn drain(mut body: Incoming) {
+    let read = async {
+        let mut n = 0usize;
+        while let Some(Ok(f)) = body.frame().await {
+            n += f.data_ref().map_or(0, |d| d.len());
+            if n > 1 << 20 {
+                return;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), read).await;
 }
 
 fn empty() -> Body {

@@ -46,3 +46,265 @@ async fn curl_through_the_explicit_proxy_is_intercepted_and_injected() {
     assert!(r.bytes_down > 0);
     f.finish().await;
 }
+
+fn rule(host: &str) -> paddock_config::Rule {
+    paddock_config::Rule {
+        host: host.parse().unwrap(),
+        port: None,
+        allow_methods: vec![],
+        deny_methods: vec![],
+        allow_paths: vec![],
+        deny_paths: vec![],
+        action: paddock_config::RuleAction::Allow,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_and_node_work_through_interception() {
+    let Some(f) = fixture(permissive(), &[]).await else {
+        return;
+    };
+    if tool("/usr/bin/python3") {
+        let o = f
+            .sh("/usr/bin/python3 -c \"import urllib.request;print(urllib.request.urlopen('https://api.test/py').read().decode())\"")
+            .await;
+        assert_eq!(o.code, Some(0), "{o}");
+        assert!(o.stdout.starts_with("ok GET /py"), "{o}");
+    }
+    if tool("/usr/bin/node") {
+        // Node's fetch ignores proxy variables: it resolves through the stub and is
+        // captured by the transparent :443 listener.
+        let o = f
+            .sh("/usr/bin/node -e \"fetch('https://api.test/node').then(r=>r.text()).then(t=>console.log(t)).catch(e=>{console.error(e);process.exit(3)})\"")
+            .await;
+        assert_eq!(o.code, Some(0), "{o}");
+        assert!(o.stdout.starts_with("ok GET /node"), "{o}");
+    }
+    let seen = f.seen();
+    for (_, p, h) in &seen {
+        assert_eq!(h.get("x-test-token").unwrap(), "real-secret", "{p}");
+    }
+    f.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_ignoring_proxy_env_are_captured_and_governed() {
+    let mut cfg = permissive();
+    cfg.policy = NetworkPolicy::Strict;
+    cfg.rules = vec![rule("api.test")];
+    let Some(f) = fixture(cfg, &[]).await else {
+        return;
+    };
+    if !tool("/usr/bin/curl") {
+        return f.finish().await;
+    }
+    // Through the DNS stub and the transparent listener.
+    let o = f
+        .sh("getent hosts api.test; curl -sS --noproxy '*' --max-time 10 https://api.test/direct")
+        .await;
+    assert_eq!(o.code, Some(0), "{o}");
+    assert!(o.stdout.contains("198.18."), "{o}");
+    assert!(o.stdout.contains("ok GET /direct"), "{o}");
+    let seen = f.seen();
+    assert!(seen.iter().any(
+        |(_, p, h)| p == "/direct" && h.get("x-test-token").is_some_and(|v| v == "real-secret")
+    ));
+    // A literal IP (no DNS, no SNI over plain HTTP): captured and denied by strict policy.
+    let o = f
+        .sh("curl -sS --noproxy '*' --max-time 10 -D - http://203.0.113.7/lit")
+        .await;
+    assert_eq!(o.code, Some(0), "{o}");
+    assert!(o.stdout.contains("403"), "{o}");
+    assert!(o.stdout.contains("x-paddock-blocked"), "{o}");
+    assert!(o.stdout.contains("- host: 203.0.113.7"), "{o}");
+    // A denied name does not even resolve.
+    let o = f
+        .sh("curl -sS --noproxy '*' --max-time 10 https://deny.test/x")
+        .await;
+    assert_eq!(o.code, Some(6), "{o}");
+    f.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn strict_mode_denies_by_host_method_and_path() {
+    let mut api = rule("api.test");
+    api.allow_methods = vec![paddock_config::HttpMethod::Get];
+    api.deny_paths = vec!["/admin/**".into()];
+    let cfg = NetworkConfig {
+        policy: NetworkPolicy::Strict,
+        rules: vec![api],
+        passthrough: vec![],
+    };
+    let Some(f) = fixture(cfg, &[]).await else {
+        return;
+    };
+    if !tool("/usr/bin/curl") {
+        return f.finish().await;
+    }
+    let get = f.sh("curl -sS --max-time 10 https://api.test/ok").await;
+    assert!(get.stdout.starts_with("ok GET /ok"), "{get}");
+    let post = f
+        .sh("curl -sS --max-time 10 -D - -X POST -d x=1 https://api.test/ok")
+        .await;
+    assert!(
+        post.stdout.contains("HTTP/1.1 403") || post.stdout.contains("HTTP/2 403"),
+        "{post}"
+    );
+    assert!(
+        post.stdout.contains("x-paddock-blocked: default=strict"),
+        "{post}"
+    );
+    assert!(post.stdout.contains("allow_methods: [POST]"), "{post}");
+    let admin = f
+        .sh("curl -sS --max-time 10 -o /dev/null -w '%{http_code}' https://api.test/admin/users")
+        .await;
+    assert_eq!(admin.stdout, "403", "{admin}");
+    // Another host: the CONNECT itself is refused with 403.
+    let other = f
+        .sh("curl -sS --max-time 10 https://other.test/ 2>&1; echo; curl -s -o /dev/null -w '%{http_code}' -x http://127.0.0.80:3128 http://other.test/")
+        .await;
+    assert!(other.stdout.contains("403"), "{other}");
+    // The upstream saw only the allowed GET.
+    let seen = f.seen();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    let recs = f.records();
+    assert!(
+        recs.iter()
+            .any(|r| !r.decision.allowed && r.method.as_deref() == Some("POST"))
+    );
+    f.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn domain_fronting_is_refused() {
+    let Some(f) = fixture(permissive(), &[]).await else {
+        return;
+    };
+    if !tool("/usr/bin/curl") {
+        return f.finish().await;
+    }
+    // Host differs from SNI inside an intercepted connection.
+    let o = f
+        .sh("curl -sS --max-time 10 -D - -H 'Host: other.test' https://api.test/front")
+        .await;
+    assert!(o.stdout.contains("403"), "{o}");
+    assert!(
+        o.stdout
+            .contains("x-paddock-blocked: builtin=domain fronting"),
+        "{o}"
+    );
+    // SNI differs from the name the synthetic address stands for.
+    let o = f
+        .sh("ip=$(getent hosts api.test | cut -d' ' -f1); curl -sS --noproxy '*' --max-time 10 --resolve other.test:443:$ip https://other.test/front2")
+        .await;
+    assert_ne!(o.code, Some(0), "{o}");
+    assert!(!f.seen().iter().any(|(_, p, _)| p.starts_with("/front")));
+    f.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sse_arrives_incrementally() {
+    let Some(f) = fixture(permissive(), &[]).await else {
+        return;
+    };
+    if !tool("/usr/bin/curl") {
+        return f.finish().await;
+    }
+    let o = f
+        .sh("curl -sSN --max-time 20 https://sse.test/sse | while IFS= read -r line; do [ -n \"$line\" ] && echo \"$(date +%s%3N) $line\"; done")
+        .await;
+    let stamps: Vec<u64> = o
+        .stdout
+        .lines()
+        .filter(|l| l.contains("data: event"))
+        .map(|l| l.split(' ').next().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(stamps.len(), 4, "{o}");
+    // Events 300 ms apart upstream must arrive spread out, not all at the end.
+    assert!(stamps[3] - stamps[0] >= 700, "{stamps:?}");
+    assert!(stamps[1] - stamps[0] >= 200, "{stamps:?}");
+    f.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn private_upstreams_are_refused_unless_a_rule_allows_them() {
+    let mut cfg = permissive();
+    cfg.rules = vec![rule("127.0.0.1")];
+    let Some(f) = fixture(cfg, &[]).await else {
+        return;
+    };
+    if !tool("/usr/bin/curl") {
+        return f.finish().await;
+    }
+    let port = f.up.plain_addr.port();
+    // `localhost` resolves (by the proxy) to loopback: refused.
+    let o = f
+        .sh(&format!("curl -sS --max-time 10 -D - -x http://127.0.0.80:3128 --noproxy '' http://localhost:{port}/p"))
+        .await;
+    assert!(o.stdout.contains("403"), "{o}");
+    assert!(
+        o.stdout.contains("x-paddock-blocked: private-address"),
+        "{o}"
+    );
+    // 127.0.0.1 is allowed by an explicit rule: reaches this machine's test upstream.
+    let o = f
+        .sh(&format!("curl -sS --max-time 10 -x http://127.0.0.80:3128 --noproxy '' http://127.0.0.1:{port}/allowed"))
+        .await;
+    assert!(o.stdout.starts_with("ok GET /allowed"), "{o}");
+    f.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn other_ports_are_refused_immediately() {
+    let Some(f) = fixture(permissive(), &[]).await else {
+        return;
+    };
+    if !tool("/usr/bin/curl") {
+        return f.finish().await;
+    }
+    let o = f
+        .sh("s=$(date +%s%3N); curl -sS --noproxy '*' --max-time 10 http://api.test:8081/ ; c=$?; e=$(date +%s%3N); echo \"code=$c ms=$((e-s))\"")
+        .await;
+    assert!(o.stdout.contains("code=7"), "{o}");
+    let ms: u64 = o
+        .stdout
+        .rsplit("ms=")
+        .next()
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(ms < 1000, "{o}");
+    f.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn passthrough_hosts_are_spliced_without_interception() {
+    let mut cfg = permissive();
+    cfg.passthrough = vec!["pass.test".parse().unwrap()];
+    let Some(f) = fixture(cfg, &[]).await else {
+        return;
+    };
+    if !tool("/usr/bin/curl") {
+        return f.finish().await;
+    }
+    let ca = f.workspace.join("upstream-ca.pem");
+    // The client sees the upstream's own certificate (its test CA), not paddock's.
+    let o = f
+        .sh(&format!(
+            "curl -sS --max-time 10 --cacert {} https://pass.test/pt",
+            ca.display()
+        ))
+        .await;
+    assert_eq!(o.code, Some(0), "{o}");
+    assert!(o.stdout.starts_with("ok GET /pt"), "{o}");
+    let seen = f.seen();
+    let (_, _, h) = seen.iter().find(|(_, p, _)| p == "/pt").unwrap();
+    assert!(h.get("x-test-token").is_none());
+    assert!(
+        f.records()
+            .iter()
+            .any(|r| r.kind == paddock_egress::RecordKind::Passthrough && r.bytes_down > 0)
+    );
+    f.finish().await;
+}
