@@ -308,3 +308,53 @@ async fn passthrough_hosts_are_spliced_without_interception() {
     );
     f.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn responses_are_scrubbed_of_the_real_value() {
+    let Some(f) = fixture(permissive(), &[]).await else {
+        return;
+    };
+    if !tool("/usr/bin/curl") {
+        return f.finish().await;
+    }
+    let o = f
+        .sh("curl -sS --max-time 10 https://api.test/echo-token")
+        .await;
+    assert_eq!(o.stdout, "token=PLACEHOLDER\n", "{o}");
+    f.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upgrades_pass_through() {
+    let Some(f) = fixture(permissive(), &["other.test"]).await else {
+        return;
+    };
+    if !tool("/usr/bin/python3") {
+        return f.finish().await;
+    }
+    // A raw client on the transparent :80 listener (name from the DNS stub).
+    let script = r#"
+import socket
+s = socket.create_connection(("other.test", 80), timeout=10)
+s.sendall(b"GET /ws HTTP/1.1\r\nHost: other.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
+buf = b""
+while b"\r\n\r\n" not in buf:
+    buf += s.recv(4096)
+head, rest = buf.split(b"\r\n\r\n", 1)
+print(head.split(b"\r\n")[0].decode())
+s.sendall(b"ping")
+while len(rest) < 9:
+    rest += s.recv(4096)
+print(rest.decode())
+"#;
+    let o = f
+        .sh(&format!(
+            "/usr/bin/python3 -c '{}'",
+            script.replace('\'', "\"")
+        ))
+        .await;
+    assert_eq!(o.code, Some(0), "{o}");
+    assert!(o.stdout.starts_with("HTTP/1.1 101"), "{o}");
+    assert!(o.stdout.contains("pong:ping"), "{o}");
+    f.finish().await;
+}

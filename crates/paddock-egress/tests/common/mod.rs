@@ -52,8 +52,42 @@ impl hyper::body::Body for ChanBody {
     }
 }
 
-async fn handle(seen: Seen, req: Request<Incoming>) -> Result<Response<TBody>, Infallible> {
+async fn handle(seen: Seen, mut req: Request<Incoming>) -> Result<Response<TBody>, Infallible> {
+    if req.uri().path() == "/ws" {
+        // An upgrade: after the 101, echo "pong:" + whatever arrives.
+        let on = hyper::upgrade::on(&mut req);
+        tokio::spawn(async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            if let Ok(up) = on.await {
+                let mut io = TokioIo::new(up);
+                let mut buf = [0u8; 4];
+                if io.read_exact(&mut buf).await.is_ok() {
+                    let mut out = b"pong:".to_vec();
+                    out.extend_from_slice(&buf);
+                    let _ = io.write_all(&out).await;
+                    let _ = io.flush().await;
+                }
+            }
+        });
+        let mut r = Response::new(http_body_util::Empty::new().boxed());
+        *r.status_mut() = http::StatusCode::SWITCHING_PROTOCOLS;
+        r.headers_mut()
+            .insert("connection", "upgrade".parse().unwrap());
+        r.headers_mut()
+            .insert("upgrade", "websocket".parse().unwrap());
+        return Ok(r);
+    }
     let (parts, body) = req.into_parts();
+    if parts.uri.path() == "/echo-token" {
+        let v = parts
+            .headers
+            .get("x-test-token")
+            .map(|v| v.to_str().unwrap_or("").to_string())
+            .unwrap_or_default();
+        return Ok(Response::new(
+            http_body_util::Full::new(Bytes::from(format!("token={v}\n"))).boxed(),
+        ));
+    }
     let body = body
         .collect()
         .await
@@ -206,6 +240,23 @@ impl Injector for TestInjector {
         } else {
             vec![]
         }
+    }
+
+    fn response_body(&self, _: &str, uses: &[GrantUse]) -> Option<Box<dyn BodyRewriter>> {
+        (!uses.is_empty()).then(|| Box::new(Scrub) as Box<dyn BodyRewriter>)
+    }
+}
+
+/// Real value → placeholder (whole-chunk replacement; enough for the test's short bodies).
+struct Scrub;
+
+impl BodyRewriter for Scrub {
+    fn chunk(&mut self, data: Bytes) -> Bytes {
+        let s = String::from_utf8_lossy(&data).replace("real-secret", "PLACEHOLDER");
+        Bytes::from(s)
+    }
+    fn finish(&mut self) -> Bytes {
+        Bytes::new()
     }
 }
 
