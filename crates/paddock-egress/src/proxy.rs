@@ -269,6 +269,10 @@ impl Proxy {
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
+        // An IP literal in SNI is not allowed by RFC 6066 (and rustls ignores it): treat it
+        // as no SNI.
+        let mut hello = hello;
+        hello.sni = hello.sni.filter(|s| s.parse::<IpAddr>().is_err());
         // The name the connection is for: SNI, and it must agree with what the client
         // asked for before (CONNECT authority / DNS name of the synthetic address).
         let name = match (&hello.sni, &target.name) {
