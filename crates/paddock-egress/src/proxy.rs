@@ -120,9 +120,11 @@ impl Proxy {
             let _ = tcp.set_nodelay(true);
             let me = self.clone();
             tokio::spawn(async move {
+                let pool = Pool::default();
                 let svc = service_fn(move |req| {
                     let me = me.clone();
-                    async move { Ok::<_, Infallible>(me.explicit_request(req).await) }
+                    let pool = pool.clone();
+                    async move { Ok::<_, Infallible>(me.explicit_request(req, pool).await) }
                 });
                 let _ = hyper::server::conn::http1::Builder::new()
                     .serve_connection(TokioIo::new(tcp), svc)
@@ -132,7 +134,11 @@ impl Proxy {
         }
     }
 
-    async fn explicit_request(self: Arc<Self>, mut req: Request<Incoming>) -> Response<Body> {
+    async fn explicit_request(
+        self: Arc<Self>,
+        mut req: Request<Incoming>,
+        pool: Pool,
+    ) -> Response<Body> {
         if req.method() == Method::CONNECT {
             let Some(auth) = req.uri().authority().cloned() else {
                 return plain(StatusCode::BAD_REQUEST, "CONNECT needs host:port\n");
@@ -176,7 +182,7 @@ impl Proxy {
             tls_name: None,
             hint: Some(host),
             port,
-            pool: Mutex::new(HashMap::new()),
+            pool,
         });
         self.forward(&ctx, req).await
     }
@@ -244,7 +250,7 @@ impl Proxy {
                 tls_name: None,
                 hint: target.name.clone().or(target.addr.map(|a| a.to_string())),
                 port: target.port,
-                pool: Mutex::new(HashMap::new()),
+                pool: Pool::default(),
             });
             self.serve_http(io, ctx).await;
         }
@@ -299,7 +305,11 @@ impl Proxy {
         } else {
             server_config(LeafResolver::with_fallback(self.ca.clone(), name.clone()))
         };
-        let tls = match tokio_rustls::TlsAcceptor::from(cfg).accept(io).await {
+        let accept = tokio_rustls::TlsAcceptor::from(cfg).accept(io);
+        let tls = match tokio::time::timeout(std::time::Duration::from_secs(30), accept)
+            .await
+            .unwrap_or_else(|_| Err(std::io::Error::other("handshake timed out")))
+        {
             Ok(t) => t,
             Err(e) => {
                 tracing::debug!(host = %name, error = %e, "client TLS handshake failed");
@@ -310,7 +320,7 @@ impl Proxy {
             tls_name: Some(name),
             hint: None,
             port: target.port,
-            pool: Mutex::new(HashMap::new()),
+            pool: Pool::default(),
         });
         self.serve_http(tls, ctx).await;
     }
@@ -723,6 +733,9 @@ impl Sender {
     }
 }
 
+/// Upstream connections of one client connection, by (host, port).
+type Pool = Arc<Mutex<HashMap<(String, u16), Vec<Sender>>>>;
+
 /// Per client connection: the name it is bound to and its upstream connections.
 struct ConnCtx {
     /// The verified TLS name (intercepted connections).
@@ -730,7 +743,7 @@ struct ConnCtx {
     /// For plain connections: the name or address the client asked for beforehand.
     hint: Option<String>,
     port: u16,
-    pool: Mutex<HashMap<(String, u16), Vec<Sender>>>,
+    pool: Pool,
 }
 
 /// Read (and discard) a refused request's body, bounded in size and time, so the client
