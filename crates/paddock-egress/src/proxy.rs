@@ -145,6 +145,11 @@ impl Proxy {
             };
             let host = auth.host().trim_matches(['[', ']']).to_ascii_lowercase();
             let port = auth.port_u16().unwrap_or(443);
+            // A synthetic address the client got from the stub stands for its name.
+            let host = match host.parse::<std::net::Ipv4Addr>() {
+                Ok(v4) if crate::dns::is_synthetic(v4) => self.map.name_of(v4).unwrap_or(host),
+                _ => host,
+            };
             let q = Query::conn(&host, port);
             let d = self.policy.decide(&q);
             if !d.allowed {
