@@ -358,3 +358,24 @@ print(rest.decode())
     assert!(o.stdout.contains("pong:ping"), "{o}");
     f.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn configured_extra_ports_are_captured_too() {
+    let Some(f) = fixture_with(permissive(), &["other.test"], vec![8443, 8080]).await else {
+        return;
+    };
+    if !tool("/usr/bin/curl") {
+        return f.finish().await;
+    }
+    let o = f
+        .sh("curl -sS --noproxy '*' --max-time 10 https://api.test:8443/tls8443; curl -sS --noproxy '*' --max-time 10 http://other.test:8080/plain8080")
+        .await;
+    assert!(o.stdout.contains("ok GET /tls8443"), "{o}");
+    assert!(o.stdout.contains("ok GET /plain8080"), "{o}");
+    let recs = f.records();
+    assert!(
+        recs.iter()
+            .any(|r| r.port == Some(8443) && r.status == Some(200))
+    );
+    f.finish().await;
+}

@@ -279,6 +279,15 @@ static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new
 /// A running sandbox (`sleep`) with egress set up; `None` (after saying why) when this
 /// machine cannot run one.
 pub async fn fixture(network: NetworkConfig, plain_names: &[&str]) -> Option<Fixture> {
+    fixture_with(network, plain_names, vec![]).await
+}
+
+/// [`fixture`] with transparent listeners on `extra_ports` too.
+pub async fn fixture_with(
+    network: NetworkConfig,
+    plain_names: &[&str],
+    extra_ports: Vec<u16>,
+) -> Option<Fixture> {
     if !is_root() && std::env::var_os(ROOTLESS_INNER).is_none() {
         skip("egress integration tests need root (real network namespaces and ports < 1024)");
         return None;
@@ -362,7 +371,7 @@ pub async fn fixture(network: NetworkConfig, plain_names: &[&str]) -> Option<Fix
         RunPolicy {
             network,
             implied: vec![],
-            extra_ports: vec![],
+            extra_ports,
             injector: Arc::new(TestInjector),
         },
         Arc::new(move |r| r2.lock().unwrap().push(r)),
