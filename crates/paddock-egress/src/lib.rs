@@ -10,8 +10,25 @@
 //! address the sandbox chose for a named host; skips upstream certificate verification;
 //! sends a credential anywhere but upstream.
 //!
-//! Entry points for the daemon: [`EgressShared::new`] once, [`sandbox_net`] before a run is
-//! created, [`RunEgress::start`] once its sandbox runs.
+//! # Wiring (daemon)
+//!
+//! 1. Once: `EgressShared::new(&home.join("ca"), &config.upstream)` (creates the CA on first
+//!    use; loads system roots plus `upstream.extra_ca`).
+//! 2. Per run, before `Runtime::create`: `let net = sandbox_net(shared.ca.cert_pem());`
+//!    then `apply_env(&mut spec.env, &net)` (replaces any proxy variables the user passed)
+//!    and `spec.files.extend(net.files)`.
+//! 3. After `Runtime::start` returns the running handle:
+//!    `RunEgress::start(runtime.as_netns()?, &handle, &shared, RunPolicy { network,
+//!    implied, extra_ports, injector }, sink)` inside the tokio runtime. Keep the
+//!    returned [`RunEgress`] with the run; drop it when the run ends.
+//! 4. `sink` receives every [`NetRecord`] (never blocks): publish it as `net.request` /
+//!    `policy.denied` / `grant.used` events and append it to the run's log.
+//!
+//! Known gap: `start` returns once the command was exec'd, so the few milliseconds
+//! between exec and `RunEgress::start` are not covered (a connection in that window is
+//! refused, a DNS query unanswered). The fix belongs in paddock-sandbox: a spec flag that
+//! makes init wait, before exec, until the daemon says the network is ready, while init
+//! keeps answering socket requests (rootless) on its control connection.
 
 pub mod dns;
 pub mod error;
