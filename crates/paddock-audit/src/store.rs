@@ -634,11 +634,20 @@ impl AuditLog {
             .iter()
             .flat_map(|h| h.0)
             .collect();
-        leaves_w
-            .set_len(keep * HASH_LEN as u64)
-            .and_then(|_| leaves_w.write_all_at(&rest, keep * HASH_LEN as u64))
-            .and_then(|_| leaves_w.sync_data())
-            .map_err(|e| AuditError::io("rewrite", &leaves_path, e))?;
+        // Only touch the file when it differs from the tree (a fresh or clean log needs no
+        // write and no fsync: opening is on the path of every run's creation).
+        let want_len = (keep + rest.len() as u64 / HASH_LEN as u64) * HASH_LEN as u64;
+        let have_len = leaves_w
+            .metadata()
+            .map_err(|e| AuditError::io("stat", &leaves_path, e))?
+            .len();
+        if !rest.is_empty() || have_len != want_len {
+            leaves_w
+                .set_len(keep * HASH_LEN as u64)
+                .and_then(|_| leaves_w.write_all_at(&rest, keep * HASH_LEN as u64))
+                .and_then(|_| leaves_w.sync_data())
+                .map_err(|e| AuditError::io("rewrite", &leaves_path, e))?;
+        }
         let signed = l.checkpoints.last().map_or(0, |c| c.tree_size);
         let pending_since = (l.tree.len() > signed).then(now_ms);
         let checkpoints_end = l.checkpoints_end;

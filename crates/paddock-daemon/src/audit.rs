@@ -57,6 +57,16 @@ use serde_json::Value;
 use crate::DaemonError;
 use crate::home::Home;
 
+/// Queue sizes of one log's writer. A run's log sees a handful of events a second (more
+/// once network requests are recorded); the queue only has to absorb bursts, and every
+/// slot is allocated up front, so it is kept small: with the library's defaults (8192
+/// queued, 4096 per batch) each open log cost ~2 MB of daemon memory. A full queue still
+/// blocks the publisher (backpressure), so nothing is dropped.
+const WRITER_CONFIG: CommitterConfig = CommitterConfig {
+    queue: 256,
+    max_batch: 256,
+    tick: Duration::from_millis(250),
+};
 /// Log id of the daemon-level log.
 pub const DAEMON_LOG: &str = "daemon";
 
@@ -106,6 +116,10 @@ struct SlotState {
     committer: Option<Committer>,
     /// The run is not over: keep the writer open between events.
     live: bool,
+    /// A writer being closed in the background (final commit, signed checkpoint, fsync):
+    /// a run's end must not wait for it. Anything that reads or reopens the log first
+    /// waits for it ([`Audit::settle`]).
+    closing: Option<std::thread::JoinHandle<()>>,
 }
 
 #[derive(Default)]
@@ -222,6 +236,7 @@ impl Audit {
             .clone()
     }
 
+    /// Opens a log and starts its writer thread.
     fn open_writer(&self, slot: &Slot) -> Result<Committer, DaemonError> {
         let (log, recovery) = AuditLog::open(
             &slot.dir,
@@ -233,7 +248,7 @@ impl Audit {
         if recovery.entries_tail.is_some() || recovery.checkpoints_tail.is_some() {
             tracing::warn!(log = %slot.log_id, ?recovery, "audit log recovered from a torn tail");
         }
-        let committer = Committer::spawn(log, CommitterConfig::default())
+        let committer = Committer::spawn(log, WRITER_CONFIG)
             .map_err(|e| DaemonError::io("start the audit writer for", &slot.dir, e))?;
         self.counters.logs_open.fetch_add(1, Ordering::SeqCst);
         Ok(committer)
@@ -250,10 +265,37 @@ impl Audit {
         }
     }
 
+    /// Close a writer on a thread of its own; `settle` waits for it.
+    fn finish_in_background(&self, slot: &Arc<Slot>, st: &mut SlotState, committer: Committer) {
+        self.counters.logs_open.fetch_sub(1, Ordering::SeqCst);
+        let log_id = slot.log_id.clone();
+        let closer = std::thread::Builder::new()
+            .name("audit-close".into())
+            .spawn(move || {
+                if let Err(e) = committer.finish() {
+                    tracing::error!(log = %log_id, error = %e, "could not close an audit log");
+                }
+            });
+        match closer {
+            Ok(h) => st.closing = Some(h),
+            Err(e) => {
+                tracing::error!(log = %slot.log_id, error = %e, "could not start the audit closer")
+            }
+        }
+    }
+
+    /// Wait for a background close of this log, if one is under way.
+    fn settle(st: &mut SlotState) {
+        if let Some(h) = st.closing.take() {
+            let _ = h.join();
+        }
+    }
+
     /// Opens a log and keeps its writer open (a run that is not over; the daemon log).
     pub fn open_live(&self, log: &LogRef) -> Result<(), DaemonError> {
         let slot = self.slot(log);
         let mut st = slot.state.lock().expect("audit slot poisoned");
+        Self::settle(&mut st);
         st.live = true;
         if st.committer.is_none() {
             st.committer = Some(self.open_writer(&slot)?);
@@ -306,6 +348,7 @@ impl Audit {
         let slot = self.slot(&log);
         let mut st = slot.state.lock().expect("audit slot poisoned");
         if st.committer.is_none() {
+            Self::settle(&mut st);
             match self.open_writer(&slot) {
                 Ok(c) => st.committer = Some(c),
                 Err(e) => {
@@ -338,7 +381,7 @@ impl Audit {
         if ends_run || !st.live {
             st.live = false;
             if let Some(c) = st.committer.take() {
-                self.finish(&slot, c);
+                self.finish_in_background(&slot, &mut st, c);
             }
         }
         Some(done)
@@ -351,6 +394,7 @@ impl Audit {
         let log = LogRef::Run(run_id.to_string());
         let slot = self.slot(&log);
         let mut st = slot.state.lock().expect("audit slot poisoned");
+        Self::settle(&mut st);
         self.removed
             .lock()
             .expect("audit removed set poisoned")
@@ -391,7 +435,8 @@ impl Audit {
     /// signs one if entries are pending), so that exports and proofs verify strictly.
     fn cover(&self, log: &LogRef) -> Result<(), DaemonError> {
         let slot = self.slot(log);
-        let st = slot.state.lock().expect("audit slot poisoned");
+        let mut st = slot.state.lock().expect("audit slot poisoned");
+        Self::settle(&mut st);
         if !slot.dir.join(paddock_audit::store::META_FILE).exists() {
             return Err(no_log(log));
         }
@@ -414,6 +459,10 @@ impl Audit {
     }
 
     fn reader(&self, log: &LogRef) -> Result<LogReader, DaemonError> {
+        {
+            let slot = self.slot(log);
+            Self::settle(&mut slot.state.lock().expect("audit slot poisoned"));
+        }
         let dir = self.dir_of(log);
         if !dir.join(paddock_audit::store::META_FILE).exists() {
             return Err(no_log(log));
@@ -576,6 +625,7 @@ impl Audit {
             .collect();
         for slot in slots {
             let mut st = slot.state.lock().expect("audit slot poisoned");
+            Self::settle(&mut st);
             if let Some(c) = st.committer.take() {
                 self.finish(&slot, c);
             }

@@ -78,9 +78,7 @@ impl RunManager {
 
     /// (total, active) run counts.
     pub fn counts(&self) -> Result<(u64, u64), DaemonError> {
-        let runs = self.store.list()?;
-        let active = runs.iter().filter(|r| !r.run.state.is_terminal()).count();
-        Ok((runs.len() as u64, active as u64))
+        self.store.counts()
     }
 
     pub fn list(&self, all: bool) -> Result<Vec<Run>, DaemonError> {
@@ -186,12 +184,7 @@ impl RunManager {
         // Name choice and the insert happen under one lock so two creates can't both win.
         let guard_name = {
             let _g = self.transitions.lock().expect("transition lock poisoned");
-            let live: Vec<RunRecord> = self
-                .store
-                .list()?
-                .into_iter()
-                .filter(|r| !r.run.state.is_terminal())
-                .collect();
+            let live: Vec<RunRecord> = self.store.live()?;
             let taken = |n: &str| {
                 live.iter()
                     .find(|r| r.run.name == n)
@@ -326,9 +319,9 @@ impl RunManager {
             // Re-check the name under the lock: a concurrent create may have taken it.
             if let Some(other) = self
                 .store
-                .list()?
+                .live()?
                 .into_iter()
-                .find(|r| !r.run.state.is_terminal() && r.run.name == record.run.name)
+                .find(|r| r.run.name == record.run.name)
             {
                 drop(_g);
                 if let Some(audit) = self.bus.audit() {

@@ -195,6 +195,26 @@ impl Store {
         Ok(rows.collect::<Result<Vec<_>, _>>()?)
     }
 
+    /// Runs that have not ended (indexed by state; the history of ended runs is not read).
+    pub fn live(&self) -> Result<Vec<RunRecord>, DaemonError> {
+        let conn = self.conn.lock().expect("store lock poisoned");
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM runs WHERE state NOT IN ('stopped', 'failed') ORDER BY created_ms, id"
+        ))?;
+        let rows = stmt.query_map([], row_to_record)?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    }
+
+    /// (total, not ended) run counts, without reading the rows.
+    pub fn counts(&self) -> Result<(u64, u64), DaemonError> {
+        let conn = self.conn.lock().expect("store lock poisoned");
+        Ok(conn.query_row(
+            "SELECT COUNT(*), COALESCE(SUM(state NOT IN ('stopped', 'failed')), 0) FROM runs",
+            [],
+            |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64)),
+        )?)
+    }
+
     /// Flush the WAL into the main database (on shutdown).
     pub fn checkpoint(&self) -> Result<(), DaemonError> {
         let conn = self.conn.lock().expect("store lock poisoned");
@@ -307,6 +327,11 @@ mod tests {
         assert_eq!(r.run.exit_code, Some(3));
         assert!(r.run.started_at.is_some() && r.run.finished_at.is_some());
         assert_eq!(s.list().unwrap().len(), 1);
+        assert_eq!(s.counts().unwrap(), (1, 0));
+        assert!(s.live().unwrap().is_empty());
+        s.insert(&sample("run_000000000002", "calm-heron")).unwrap();
+        assert_eq!(s.counts().unwrap(), (2, 1));
+        assert_eq!(s.live().unwrap()[0].run.name, "calm-heron");
     }
 
     #[test]
