@@ -3,6 +3,8 @@
 #   bench/run.sh api       API round-trip latency (health, create, list) and daemon RSS
 #   bench/run.sh sandbox   `paddock run -- true` vs bwrap (and docker where an engine runs)
 #   bench/run.sh audit     audit log append/verify/proofs vs a naive SQLite chain
+#   bench/run.sh egress    egress proxy (intercept + inject) vs direct and mitmproxy
+#   bench/run.sh router    hostname router vs nginx reverse proxy (wrk)
 #   bench/run.sh all       all of the above
 # Builds release binaries first. Sandbox benchmarks need root (or unprivileged userns).
 set -euo pipefail
@@ -19,12 +21,16 @@ run_sandbox() {
   command -v bwrap >/dev/null || { echo "installing bubblewrap for the comparison"; apt-get install -y -qq bubblewrap >/dev/null; }
   "$bench" sandbox "$paddock" "$@"
 }
-run_audit()   { if [ -x bench/audit.sh ]; then bench/audit.sh "$@"; else echo "audit bench not present"; fi; }
+run_audit()   { bench/audit.sh "$@"; }
+run_egress()  { bench/egress.sh "$@"; }
+run_router()  { bench/router.sh "$@"; }
 
 case "$what" in
   api) run_api "$@" ;;
   sandbox) run_sandbox "$@" ;;
   audit) run_audit "$@" ;;
-  all) rc=0; run_api || rc=1; echo; run_sandbox || rc=1; echo; run_audit || rc=1; exit $rc ;;
-  *) echo "usage: bench/run.sh [api|sandbox|audit|all] [ITERATIONS]" >&2; exit 2 ;;
+  egress) run_egress "$@" ;;
+  router) run_router "$@" ;;
+  all) rc=0; for b in api sandbox audit egress router; do "run_$b" || rc=1; echo; done; exit $rc ;;
+  *) echo "usage: bench/run.sh [api|sandbox|audit|egress|router|all] [ITERATIONS]" >&2; exit 2 ;;
 esac
