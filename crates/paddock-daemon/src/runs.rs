@@ -492,11 +492,8 @@ impl RunManager {
     /// Runs to completion on its own task: a client that goes away mid-request must not
     /// leave the run half-started.
     pub async fn start(self: &Arc<Self>, id: &str) -> Result<Run, DaemonError> {
-        let me = self.clone();
-        let id = id.to_string();
-        tokio::spawn(async move { me.start_now(&id).await })
-            .await
-            .unwrap_or_else(|e| Err(interrupted("start", e)))
+        let (me, id) = (self.clone(), id.to_string());
+        detached("start", async move { me.start_now(&id).await }).await
     }
 
     async fn start_now(self: &Arc<Self>, id: &str) -> Result<Run, DaemonError> {
@@ -588,11 +585,8 @@ impl RunManager {
     /// Runs to completion on its own task: a client that goes away mid-request must not
     /// leave the run half-stopped.
     pub async fn stop(self: &Arc<Self>, id: &str, grace: Duration) -> Result<Run, DaemonError> {
-        let me = self.clone();
-        let id = id.to_string();
-        tokio::spawn(async move { me.stop_now(&id, grace).await })
-            .await
-            .unwrap_or_else(|e| Err(interrupted("stop", e)))
+        let (me, id) = (self.clone(), id.to_string());
+        detached("stop", async move { me.stop_now(&id, grace).await }).await
     }
 
     async fn stop_now(self: &Arc<Self>, id: &str, grace: Duration) -> Result<Run, DaemonError> {
@@ -667,11 +661,8 @@ impl RunManager {
     /// Runs to completion on its own task: a client that goes away mid-request must not
     /// leave the run half-removed.
     pub async fn remove(self: &Arc<Self>, id: &str, force: bool) -> Result<Run, DaemonError> {
-        let me = self.clone();
-        let id = id.to_string();
-        tokio::spawn(async move { me.remove_now(&id, force).await })
-            .await
-            .unwrap_or_else(|e| Err(interrupted("remove", e)))
+        let (me, id) = (self.clone(), id.to_string());
+        detached("remove", async move { me.remove_now(&id, force).await }).await
     }
 
     async fn remove_now(self: &Arc<Self>, id: &str, force: bool) -> Result<Run, DaemonError> {
@@ -829,12 +820,18 @@ impl RunManager {
     }
 }
 
-/// A detached run operation panicked or was cancelled (the daemon is shutting down).
-fn interrupted(what: &str, e: tokio::task::JoinError) -> DaemonError {
-    DaemonError::Conflict {
-        message: format!("the {what} operation was interrupted: {e}"),
-        hint: "check the run with `paddock inspect`; the daemon log has details".into(),
-    }
+/// Run a run operation on a task of its own, so that the caller going away (a client
+/// hanging up drops the request's future) cannot stop it halfway.
+async fn detached<F>(what: &'static str, op: F) -> Result<Run, DaemonError>
+where
+    F: std::future::Future<Output = Result<Run, DaemonError>> + Send + 'static,
+{
+    tokio::spawn(op).await.unwrap_or_else(|e| {
+        Err(DaemonError::Conflict {
+            message: format!("the {what} operation was interrupted: {e}"),
+            hint: "check the run with `paddock inspect`; the daemon log has details".into(),
+        })
+    })
 }
 
 /// Where the overlay upper layer of a run lives (the layout the native runtime uses).
