@@ -457,7 +457,13 @@ fn a_client_hanging_up_mid_start_does_not_strand_the_run() {
         body.len()
     );
     s.write_all(req.as_bytes()).unwrap();
-    drop(s); // gone before the answer
+    // Hang up as soon as the run exists, i.e. while it is being started.
+    let seen = wait_until(Duration::from_secs(10), || {
+        let (status, _) = request(&env.socket(), "GET", "/v1/runs/hangup", None).ok()?;
+        (status == 200).then_some(())
+    });
+    assert!(seen.is_some(), "the run was never created");
+    drop(s);
     let state = wait_until(Duration::from_secs(20), || {
         let (status, run) = request(&env.socket(), "GET", "/v1/runs/hangup", None).ok()?;
         let st = run["state"].as_str()?.to_string();
