@@ -618,3 +618,43 @@ sys.stdout.write(out.decode(errors="replace"))
         "resize not propagated: {text:?}"
     );
 }
+
+#[test]
+fn extra_mounts_from_flags_honour_read_only() {
+    let env = Env::new();
+    let ws = workspace(&env);
+    let data = env.dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(data.join("in.txt"), "shared\n").unwrap();
+    let cache = env.dir.path().join("cache");
+    std::fs::create_dir_all(&cache).unwrap();
+    let ro = format!("{}:/data:ro", data.display());
+    let rw = format!("{}:/cache", cache.display());
+    let out = run_in(
+        &env,
+        &ws,
+        &[
+            "run",
+            "-q",
+            "-m",
+            &ro,
+            "-m",
+            &rw,
+            "--",
+            "sh",
+            "-c",
+            "cat /data/in.txt; echo x > /data/new 2>/dev/null && echo WROTE-RO; echo kept > /cache/out.txt",
+        ],
+    );
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("shared") && !text.contains("WROTE-RO"),
+        "{text}"
+    );
+    assert!(!data.join("new").exists());
+    assert_eq!(
+        std::fs::read_to_string(cache.join("out.txt")).unwrap(),
+        "kept\n"
+    );
+}
