@@ -13,6 +13,7 @@ have setpriv  || need+=(util-linux)
 have ps       || need+=(procps)
 have cc       || need+=(gcc libc6-dev)
 have bwrap    || need+=(bubblewrap)
+have node     || need+=(nodejs)
 
 if ((${#need[@]})); then
   SUDO=""
