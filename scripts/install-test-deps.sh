@@ -5,15 +5,17 @@ set -euo pipefail
 
 need=()
 have() { command -v "$1" >/dev/null 2>&1; }
-have python3  || need+=(python3)
-have curl     || need+=(curl)
+# Sandboxed tests run the system's interpreters by absolute path (a pyenv or nvm copy in
+# $HOME is not visible inside a sandbox).
+[ -x /usr/bin/python3 ] || need+=(python3)
+[ -x /usr/bin/curl ]    || need+=(curl)
 have git      || need+=(git)
 have ip       || need+=(iproute2)
 have setpriv  || need+=(util-linux)
 have ps       || need+=(procps)
 have cc       || need+=(gcc libc6-dev)
 have bwrap    || need+=(bubblewrap)
-have node     || need+=(nodejs)
+[ -x /usr/bin/node ]    || need+=(nodejs)
 
 if ((${#need[@]})); then
   SUDO=""
