@@ -102,16 +102,44 @@ impl CommitHandle {
 #[derive(Debug)]
 pub struct Committer {
     handle: CommitHandle,
-    thread: JoinHandle<AuditLog>,
+    thread: JoinHandle<Result<AuditLog, String>>,
 }
 
 impl Committer {
     /// Starts the writer thread; it owns `log` until [`Committer::finish`].
     pub fn spawn(log: AuditLog, config: CommitterConfig) -> std::io::Result<Committer> {
+        Self::spawn_with(move || Ok(log), config)
+    }
+
+    /// Starts the writer thread, which first opens (or creates) its log with `open`.
+    /// Producers may submit at once: entries wait in the queue meanwhile, so whoever
+    /// starts a log never waits for its creation (files, metadata, fsyncs). If `open`
+    /// fails, every queued and later entry is answered with [`CommitError::Failed`].
+    pub fn spawn_with<F>(open: F, config: CommitterConfig) -> std::io::Result<Committer>
+    where
+        F: FnOnce() -> Result<AuditLog, AuditError> + Send + 'static,
+    {
         let (tx, rx) = mpsc::sync_channel(config.queue.max(1));
         let thread = std::thread::Builder::new()
             .name("paddock-audit-writer".into())
-            .spawn(move || run(log, rx, config))?;
+            .spawn(move || match open() {
+                Ok(log) => Ok(run(log, rx, config)),
+                Err(e) => {
+                    let why = format!("the audit log could not be opened: {e}");
+                    // Answer everything until every handle is gone.
+                    while let Ok(msg) = rx.recv() {
+                        match msg {
+                            Msg::Append(_, ack) => {
+                                let _ = ack.send(Err(CommitError::Failed(why.clone())));
+                            }
+                            Msg::Checkpoint(reply) => {
+                                let _ = reply.send(Err(CommitError::Failed(why.clone())));
+                            }
+                        }
+                    }
+                    Err(why)
+                }
+            })?;
         Ok(Committer {
             handle: CommitHandle { tx },
             thread,
@@ -130,7 +158,8 @@ impl Committer {
         drop(handle);
         let mut log = thread
             .join()
-            .map_err(|_| CommitError::Failed("the audit writer panicked".into()))?;
+            .map_err(|_| CommitError::Failed("the audit writer panicked".into()))?
+            .map_err(CommitError::Failed)?;
         let cp = log
             .checkpoint()
             .map_err(|e| CommitError::Failed(e.to_string()))?;

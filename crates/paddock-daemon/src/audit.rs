@@ -237,19 +237,27 @@ impl Audit {
     }
 
     /// Opens a log and starts its writer thread.
+    /// Starts a log's writer. The writer thread opens (or creates) the log itself, so the
+    /// caller — a run's creation — never waits for the fsyncs of creating it; entries
+    /// queue meanwhile, and an acknowledgement still means "fsynced". A log that cannot be
+    /// opened fails its entries (counted in `failed`, and logged).
     fn open_writer(&self, slot: &Slot) -> Result<Committer, DaemonError> {
-        let (log, recovery) = AuditLog::open(
-            &slot.dir,
-            &slot.log_id,
-            self.signer.clone(),
-            self.log_config,
+        // The directory now (cheap, no fsync): routing sends a run's events to its log once
+        // the log's directory exists; the writer fills it in.
+        std::fs::create_dir_all(&slot.dir).map_err(|e| DaemonError::io("create", &slot.dir, e))?;
+        let (dir, log_id) = (slot.dir.clone(), slot.log_id.clone());
+        let (signer, config) = (self.signer.clone(), self.log_config);
+        let committer = Committer::spawn_with(
+            move || {
+                let (log, recovery) = AuditLog::open(&dir, &log_id, signer, config)?;
+                if recovery.entries_tail.is_some() || recovery.checkpoints_tail.is_some() {
+                    tracing::warn!(log = %log_id, ?recovery, "audit log recovered from a torn tail");
+                }
+                Ok(log)
+            },
+            WRITER_CONFIG,
         )
-        .map_err(audit_err)?;
-        if recovery.entries_tail.is_some() || recovery.checkpoints_tail.is_some() {
-            tracing::warn!(log = %slot.log_id, ?recovery, "audit log recovered from a torn tail");
-        }
-        let committer = Committer::spawn(log, WRITER_CONFIG)
-            .map_err(|e| DaemonError::io("start the audit writer for", &slot.dir, e))?;
+        .map_err(|e| DaemonError::io("start the audit writer for", &slot.dir, e))?;
         self.counters.logs_open.fetch_add(1, Ordering::SeqCst);
         Ok(committer)
     }

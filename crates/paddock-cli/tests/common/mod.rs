@@ -178,8 +178,18 @@ pub fn request_raw(
     s.write_all(req.as_bytes())?;
     // The daemon may answer (e.g. 413) before reading the whole body.
     let _ = s.write_all(body);
+    // Read until the daemon closes; a reset after a complete answer (it may answer and
+    // close before reading a large body) keeps what arrived.
     let mut resp = Vec::new();
-    s.read_to_end(&mut resp)?;
+    let mut buf = [0u8; 8192];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => resp.extend_from_slice(&buf[..n]),
+            Err(e) if !resp.is_empty() && e.kind() == std::io::ErrorKind::ConnectionReset => break,
+            Err(e) => return Err(e),
+        }
+    }
     let text = String::from_utf8_lossy(&resp);
     let status: u16 = text
         .split_whitespace()
