@@ -102,11 +102,9 @@ impl RunManager {
         if let Some(r) = self.store.get(reference)? {
             return Ok(r);
         }
-        let all = self.store.list()?;
-        let by_prefix: Vec<&RunRecord> = all
-            .iter()
-            .filter(|r| r.run.id.starts_with(reference) || r.run.id[4..].starts_with(reference))
-            .collect();
+        // Matching happens in SQL: only the matching rows are read, not the run history.
+        let prefixed = self.store.with_id_prefix(reference)?;
+        let by_prefix: Vec<&RunRecord> = prefixed.iter().collect();
         if by_prefix.len() > 1 {
             return Err(ambiguous(reference, &by_prefix));
         }
@@ -115,7 +113,8 @@ impl RunManager {
         }
         // Names are unique among live runs; an ended run may share a live run's name,
         // and then the live one is meant.
-        let by_name: Vec<&RunRecord> = all.iter().filter(|r| r.run.name == reference).collect();
+        let named = self.store.with_name(reference)?;
+        let by_name: Vec<&RunRecord> = named.iter().collect();
         let live: Vec<&RunRecord> = by_name
             .iter()
             .copied()

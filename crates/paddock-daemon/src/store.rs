@@ -205,6 +205,28 @@ impl Store {
         Ok(rows.collect::<Result<Vec<_>, _>>()?)
     }
 
+    /// Runs whose id starts with `prefix`, with or without the `run_` part.
+    pub fn with_id_prefix(&self, prefix: &str) -> Result<Vec<RunRecord>, DaemonError> {
+        self.query(
+            "substr(id, 1, length(?1)) = ?1 OR substr(id, 5, length(?1)) = ?1",
+            prefix,
+        )
+    }
+
+    /// Runs named `name` (live or ended).
+    pub fn with_name(&self, name: &str) -> Result<Vec<RunRecord>, DaemonError> {
+        self.query("name = ?1", name)
+    }
+
+    fn query(&self, condition: &str, arg: &str) -> Result<Vec<RunRecord>, DaemonError> {
+        let conn = self.conn.lock().expect("store lock poisoned");
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM runs WHERE {condition} ORDER BY created_ms, id"
+        ))?;
+        let rows = stmt.query_map(params![arg], row_to_record)?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    }
+
     /// (total, not ended) run counts, without reading the rows.
     pub fn counts(&self) -> Result<(u64, u64), DaemonError> {
         let conn = self.conn.lock().expect("store lock poisoned");
@@ -332,6 +354,24 @@ mod tests {
         s.insert(&sample("run_000000000002", "calm-heron")).unwrap();
         assert_eq!(s.counts().unwrap(), (2, 1));
         assert_eq!(s.live().unwrap()[0].run.name, "calm-heron");
+    }
+
+    #[test]
+    fn lookups_by_id_prefix_and_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("state.db")).unwrap();
+        s.insert(&sample("run_abc000000001", "otter")).unwrap();
+        s.insert(&sample("run_abd000000002", "heron")).unwrap();
+        let ids = |v: Vec<RunRecord>| v.into_iter().map(|r| r.run.id).collect::<Vec<_>>();
+        assert_eq!(ids(s.with_id_prefix("run_ab").unwrap()).len(), 2);
+        assert_eq!(ids(s.with_id_prefix("abc").unwrap()), ["run_abc000000001"]);
+        assert_eq!(
+            ids(s.with_id_prefix("run_abd").unwrap()),
+            ["run_abd000000002"]
+        );
+        assert!(s.with_id_prefix("zz").unwrap().is_empty());
+        assert_eq!(ids(s.with_name("heron").unwrap()), ["run_abd000000002"]);
+        assert!(s.with_name("her").unwrap().is_empty());
     }
 
     #[test]
