@@ -105,6 +105,8 @@ pub struct SandboxSpec {
     pub workspace: PathBuf,
     pub workspace_mode: WorkspaceMode,
     pub mounts: Vec<MountSpec>,
+    /// Written by `create`; `start` and later calls use only their paths (a caller may
+    /// persist the spec with the contents dropped).
     pub files: Vec<InjectedFile>,
     pub limits: Limits,
     /// Allocate a pseudo-terminal for the command.
@@ -114,6 +116,11 @@ pub struct SandboxSpec {
     pub user: SandboxUser,
     /// Initial terminal size when `tty` is set.
     pub tty_size: Option<TtySize>,
+    /// Hold the command before exec until [`NetnsCapability::release`]: `start` then
+    /// returns with the sandbox fully set up (its network namespace exists) and the
+    /// command waiting, so the daemon can put the run's network in place first.
+    #[serde(default)]
+    pub hold_until_released: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -344,4 +351,8 @@ pub trait NetnsCapability: Send + Sync {
         domain: i32,
         ty: i32,
     ) -> Result<std::os::fd::OwnedFd, SandboxError>;
+
+    /// Let a command started with [`SandboxSpec::hold_until_released`] exec. Without the
+    /// hold, or once released, this does nothing.
+    fn release(&self, handle: &SandboxHandle) -> Result<(), SandboxError>;
 }

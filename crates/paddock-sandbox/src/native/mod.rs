@@ -313,6 +313,7 @@ impl NativeRuntime {
             tty: spec.tty,
             stdin: spec.stdin,
             tty_size: spec.tty_size,
+            hold: spec.hold_until_released,
             writable_paths: writable,
             linger_secs: self.cfg.linger.as_secs(),
         }
@@ -1115,5 +1116,16 @@ impl NetnsCapability for NativeRuntime {
             )
         })?
         .map_err(|e| SandboxError::io("socket in netns", None, e))
+    }
+
+    fn release(&self, handle: &SandboxHandle) -> Result<(), SandboxError> {
+        let run = self
+            .get(&handle.run_id)
+            .filter(|r| r.exit_info().is_none())
+            .ok_or_else(|| SandboxError::NotRunning {
+                run_id: handle.run_id.clone(),
+            })?;
+        run.send(&Down::Release);
+        Ok(())
     }
 }

@@ -101,6 +101,9 @@ pub struct InitPlan {
     pub tty: bool,
     pub stdin: bool,
     pub tty_size: Option<TtySize>,
+    /// Hold the command before exec until `Down::Release`.
+    #[serde(default)]
+    pub hold: bool,
     /// Paths the command may write (Landlock).
     pub writable_paths: Vec<PathBuf>,
     /// How long init keeps an ended sandbox's unacknowledged output for a daemon to come

@@ -44,6 +44,10 @@ pub enum Up {
     },
     /// The command was exec'd; `pid` is its pid inside the sandbox.
     Started { pid: i32 },
+    /// The command is set up and held before exec (the plan's `hold`) until
+    /// [`Down::Release`]; `pid` is its pid inside the sandbox. `Started` or `ExecFailed`
+    /// follows the release.
+    Held { pid: i32 },
     /// Setup failed before the command could start.
     SetupFailed { step: String, message: String },
     /// The command could not be exec'd (it still "ran": init exits with `code`).
@@ -79,6 +83,8 @@ pub enum Down {
     },
     /// The exit status is durably recorded (`exit.json`); init may leave.
     ExitAck,
+    /// Let a held command exec (its network is ready).
+    Release,
     /// Create a socket in the sandbox's network namespace and send it back.
     Socket {
         id: u64,

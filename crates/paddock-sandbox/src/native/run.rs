@@ -385,11 +385,14 @@ impl Actor {
                             description,
                         });
                     }
+                    Up::Held { .. } => {
+                        let host_pid = self.command_host_pid();
+                        if let Some(tx) = self.started.take() {
+                            let _ = tx.send(Ok(Some(host_pid)));
+                        }
+                    }
                     Up::Started { .. } => {
-                        // The command's pid as the daemon sees it; if /proc does not tell
-                        // (rootless: PID 1 is not dumpable), PID 1's own pid.
-                        let init_pid = self.run.init_pid.load(Ordering::SeqCst);
-                        let host_pid = command_host_pid(init_pid).unwrap_or(init_pid);
+                        let host_pid = self.command_host_pid();
                         (self.events)(SandboxEvent::Started {
                             run_id,
                             pid: host_pid,
@@ -426,6 +429,13 @@ impl Actor {
             }
             _ => {}
         }
+    }
+
+    /// The command's pid as the daemon sees it; if /proc does not tell (rootless: PID 1
+    /// is not dumpable), PID 1's own pid.
+    fn command_host_pid(&self) -> i32 {
+        let init_pid = self.run.init_pid.load(Ordering::SeqCst);
+        command_host_pid(init_pid).unwrap_or(init_pid)
     }
 
     /// Decide how the run ended. `wait` is PID 1's wait status, if we saw it.

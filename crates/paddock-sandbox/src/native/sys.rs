@@ -230,6 +230,16 @@ pub fn exit_now(code: i32) -> ! {
     unsafe { libc::_exit(code) }
 }
 
+/// Close a raw fd in a forked child that never returns (so the `OwnedFd` it came from is
+/// never dropped there and the fd is not closed twice). Errors are ignored.
+pub fn close_raw(fd: RawFd) {
+    // SAFETY: closing an fd number has no memory-safety preconditions; the caller
+    // guarantees nothing in this process uses or closes it afterwards.
+    unsafe {
+        libc::close(fd);
+    }
+}
+
 /// Write all of `buf` to a raw fd, ignoring errors (diagnostics in a forked child).
 pub fn write_all_raw(fd: RawFd, mut buf: &[u8]) {
     while !buf.is_empty() {

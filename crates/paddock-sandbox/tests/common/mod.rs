@@ -77,6 +77,7 @@ impl Env {
             stdin: false,
             user: SandboxUser { uid, gid },
             tty_size: None,
+            hold_until_released: false,
         }
     }
 }

@@ -157,6 +157,10 @@ pub fn run(plan: crate::native::plan::InitPlan, ctl: &OwnedFd) -> i32 {
     };
     let _ = sys::set_nonblocking(ctl.as_fd());
     let mut p = Pid1::new(plan, ctl, listener, run_dir, sigfd, spawned);
+    if p.gate.is_some() {
+        let held = Up::Held { pid: p.child };
+        p.queue(&held, None);
+    }
     p.run()
 }
 
@@ -168,6 +172,7 @@ fn main_spec(plan: &InitPlan) -> spawn::SpawnSpec<'_> {
         tty: plan.tty,
         stdin: plan.stdin,
         tty_size: plan.tty_size,
+        hold: plan.hold,
     }
 }
 
@@ -385,6 +390,8 @@ struct Pid1 {
     pty: Option<OwnedFd>,
     exec_report: Option<OwnedFd>,
     exec_report_buf: Vec<u8>,
+    /// The held command's gate (write end) until `Down::Release`.
+    gate: Option<OwnedFd>,
     child: i32,
     child_status: Option<(i32, Option<i32>)>,
     reason: Option<String>,
@@ -447,6 +454,7 @@ impl Pid1 {
             pty,
             exec_report: Some(sp.exec_report),
             exec_report_buf: Vec::new(),
+            gate: sp.gate,
             child: sp.pid,
             child_status: None,
             reason: None,
@@ -670,6 +678,7 @@ impl Pid1 {
             tty,
             stdin: true,
             tty_size,
+            hold: false,
         };
         let confinement = paddock_confine::Confinement {
             writable_paths: self.plan.writable_paths.clone(),
@@ -942,6 +951,11 @@ impl Pid1 {
                         }
                     }
                     Down::ExitAck => self.exit_acked = true,
+                    Down::Release => {
+                        if let Some(g) = self.gate.take() {
+                            sys::write_all_raw(g.as_raw_fd(), b"g");
+                        }
+                    }
                     // Only valid as the first message of a new connection.
                     Down::Exec { .. } => {}
                     Down::Socket { id, domain, ty } => {
@@ -1064,7 +1078,11 @@ impl Pid1 {
             Ok(0) => {
                 self.exec_report = None;
                 if self.exec_report_buf.is_empty() {
-                    self.queue(&Up::Started { pid: self.child }, None);
+                    // EOF with the gate still closed: the held command died (stopped)
+                    // before it was released; it never ran, and `Exited` follows.
+                    if self.gate.is_none() {
+                        self.queue(&Up::Started { pid: self.child }, None);
+                    }
                 } else {
                     let s = String::from_utf8_lossy(&self.exec_report_buf).into_owned();
                     let (code, reason) = s.split_once(':').unwrap_or(("126", s.as_str()));

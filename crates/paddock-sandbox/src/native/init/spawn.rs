@@ -29,6 +29,10 @@ pub struct Spawned {
     pub stdin: Option<OwnedFd>,
     /// Readable once the exec happened (EOF) or failed (a report).
     pub exec_report: OwnedFd,
+    /// With [`SpawnSpec::hold`]: the gate's write end. The child waits, fully set up but
+    /// before confinement and exec, until a byte arrives here; closing it unsent makes
+    /// the child exit with 125 instead.
+    pub gate: Option<OwnedFd>,
 }
 
 fn cstr(s: &str) -> Result<CString, String> {
@@ -43,6 +47,8 @@ pub struct SpawnSpec<'a> {
     pub tty: bool,
     pub stdin: bool,
     pub tty_size: Option<TtySize>,
+    /// Wait at a gate before exec (see [`Spawned::gate`]).
+    pub hold: bool,
 }
 
 fn candidates(plan: &SpawnSpec<'_>) -> Result<Vec<CString>, String> {
@@ -153,6 +159,11 @@ pub fn spawn(
         )
     };
     let (report_r, report_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(os)?;
+    let gate = if plan.hold {
+        Some(nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(os)?)
+    } else {
+        None
+    };
 
     // SAFETY: PID 1 is single-threaded; the child only runs the code below and then execs
     // or _exits.
@@ -171,10 +182,12 @@ pub fn spawn(
             confine,
             &report_w,
             plan.cwd,
+            gate.as_ref(),
         );
     }
     drop(child_io);
     drop(report_w);
+    let gate = gate.map(|(_, w)| w);
     for fd in [
         Some(&parent_out),
         parent_err.as_ref(),
@@ -192,6 +205,7 @@ pub fn spawn(
         stderr: parent_err,
         stdin: parent_in,
         exec_report: report_r,
+        gate,
     })
 }
 
@@ -217,6 +231,7 @@ fn child(
     confine: Option<&paddock_confine::Prepared>,
     report: &OwnedFd,
     cwd_path: &Path,
+    gate: Option<&(OwnedFd, OwnedFd)>,
 ) -> ! {
     if nix::unistd::setsid().is_err() {
         fail(report, 126, "cannot start a new session");
@@ -243,6 +258,20 @@ fn child(
         );
     }
     let _ = sys::cloexec_from(3);
+    if let Some((g, w)) = gate {
+        // Held until the daemon has the run's network ready. EOF means PID 1 gave up: for
+        // that the child's own copy of the write end must be gone. The child never returns,
+        // so closing the raw fd here cannot be followed by a second close.
+        sys::close_raw(w.as_raw_fd());
+        let mut b = [0u8; 1];
+        loop {
+            match nix::unistd::read(g.as_fd(), &mut b) {
+                Ok(1) => break,
+                Err(nix::errno::Errno::EINTR) => continue,
+                _ => fail(report, 125, "the sandbox ended before the command started"),
+            }
+        }
+    }
     if let Some(c) = confine
         && let Err(e) = c.apply()
     {
