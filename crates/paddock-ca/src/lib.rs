@@ -282,24 +282,8 @@ fn normalize(name: &str) -> Result<String, CaError> {
 }
 
 fn pem_to_der(pem: &str) -> Option<CertificateDer<'static>> {
-    let start = pem.find("-----BEGIN CERTIFICATE-----")? + "-----BEGIN CERTIFICATE-----".len();
-    let end = pem[start..].find("-----END CERTIFICATE-----")? + start;
-    let b64: String = pem[start..end]
-        .chars()
-        .filter(|c| !c.is_whitespace())
-        .collect();
-    base64_decode(&b64).map(CertificateDer::from)
-}
-
-/// Standard base64 (padding optional) → bytes; `None` on any invalid character.
-fn base64_decode(s: &str) -> Option<Vec<u8>> {
-    use base64::Engine as _;
-    use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
-    const LENIENT: GeneralPurpose = GeneralPurpose::new(
-        &base64::alphabet::STANDARD,
-        GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
-    );
-    LENIENT.decode(s).ok()
+    use rustls::pki_types::pem::PemObject as _;
+    CertificateDer::from_pem_slice(pem.as_bytes()).ok()
 }
 
 fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<(), CaError> {
@@ -442,9 +426,13 @@ mod tests {
     }
 
     #[test]
-    fn base64_roundtrip_of_known_value() {
-        assert_eq!(base64_decode("aGVsbG8=").unwrap(), b"hello");
-        assert_eq!(base64_decode("aGk").unwrap(), b"hi");
-        assert!(base64_decode("a$").is_none());
+    fn pem_decodes_to_the_certificate_and_garbage_to_none() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = CertAuthority::open_or_create(dir.path()).unwrap();
+        assert_eq!(pem_to_der(ca.cert_pem()).as_ref(), Some(ca.cert_der()));
+        assert!(
+            pem_to_der("-----BEGIN CERTIFICATE-----\na$\n-----END CERTIFICATE-----\n").is_none()
+        );
+        assert!(pem_to_der("no pem here").is_none());
     }
 }

@@ -485,6 +485,7 @@ mod tests {
                     action: RuleAction::Allow,
                 }],
                 passthrough: vec![],
+                headers: vec![],
             },
             &[],
         )

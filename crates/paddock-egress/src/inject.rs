@@ -23,22 +23,38 @@ pub trait BodyRewriter: Send {
     fn finish(&mut self) -> Bytes;
 }
 
+/// Where an intercepted request goes: the verified upstream name, port, and whether the
+/// upstream leg is TLS (credentials that need TLS are never put on a plain-HTTP leg).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Dest<'a> {
+    pub host: &'a str,
+    pub port: u16,
+    pub tls: bool,
+}
+
 /// Credential injection and response scrubbing for one run.
 pub trait Injector: Send + Sync {
     /// Called before an intercepted request goes upstream: set or replace headers,
-    /// substitute placeholders in the path. `host` is the verified upstream name.
-    fn on_request(&self, host: &str, port: u16, parts: &mut http::request::Parts) -> Vec<GrantUse>;
+    /// substitute placeholders in the path.
+    fn on_request(&self, dest: Dest<'_>, parts: &mut http::request::Parts) -> Vec<GrantUse>;
 
-    /// A rewriter for the request body (placeholder → real value), if this host needs one.
-    fn request_body(&self, _host: &str, _uses: &[GrantUse]) -> Option<Box<dyn BodyRewriter>> {
+    /// A rewriter for the request body (placeholder → real value), if this request needs
+    /// one. `headers` are the request's headers after [`on_request`](Injector::on_request).
+    fn request_body(
+        &self,
+        _dest: Dest<'_>,
+        _headers: &http::HeaderMap,
+        _uses: &[GrantUse],
+    ) -> Option<Box<dyn BodyRewriter>> {
         None
     }
 
     /// Called on the response before it goes to the sandbox: scrub headers.
-    fn on_response(&self, _host: &str, _uses: &[GrantUse], _parts: &mut http::response::Parts) {}
+    fn on_response(&self, _dest: Dest<'_>, _uses: &[GrantUse], _parts: &mut http::response::Parts) {
+    }
 
     /// A scrubber for the response body (real value → placeholder), if needed.
-    fn response_body(&self, _host: &str, _uses: &[GrantUse]) -> Option<Box<dyn BodyRewriter>> {
+    fn response_body(&self, _dest: Dest<'_>, _uses: &[GrantUse]) -> Option<Box<dyn BodyRewriter>> {
         None
     }
 }
@@ -48,7 +64,7 @@ pub trait Injector: Send + Sync {
 pub struct NoInjection;
 
 impl Injector for NoInjection {
-    fn on_request(&self, _: &str, _: u16, _: &mut http::request::Parts) -> Vec<GrantUse> {
+    fn on_request(&self, _: Dest<'_>, _: &mut http::request::Parts) -> Vec<GrantUse> {
         Vec::new()
     }
 }

@@ -12,23 +12,19 @@
 //!
 //! # Wiring (daemon)
 //!
-//! 1. Once: `EgressShared::new(&home.join("ca"), &config.upstream)` (creates the CA on first
-//!    use; loads system roots plus `upstream.extra_ca`).
-//! 2. Per run, before `Runtime::create`: `let net = sandbox_net(shared.ca.cert_pem());`
-//!    then `apply_env(&mut spec.env, &net)` (replaces any proxy variables the user passed)
-//!    and `spec.files.extend(net.files)`.
-//! 3. After `Runtime::start` returns the running handle:
+//! `paddock-daemon/src/egress.rs` is the wiring; in short:
+//! 1. Once: [`EgressShared::with_ca`] (the daemon's one CA; system roots plus
+//!    `upstream.extra_ca`), and [`sandbox_net`] for what every sandbox gets.
+//! 2. Per run, before `Runtime::create`: the sandbox's env gets [`SandboxNet::env`] over
+//!    the user's variables (proxy variables the user passed are replaced), its files
+//!    [`SandboxNet::files`]; the spec asks for `hold_until_released`.
+//! 3. After `Runtime::start` returns (the command is held before exec):
 //!    `RunEgress::start(runtime.as_netns()?, &handle, &shared, RunPolicy { network,
-//!    implied, extra_ports, injector }, sink)` inside the tokio runtime. Keep the
-//!    returned [`RunEgress`] with the run; drop it when the run ends.
-//! 4. `sink` receives every [`NetRecord`] (never blocks): publish it as `net.request` /
-//!    `policy.denied` / `grant.used` events and append it to the run's log.
-//!
-//! Known gap: `start` returns once the command was exec'd, so the few milliseconds
-//! between exec and `RunEgress::start` are not covered (a connection in that window is
-//! refused, a DNS query unanswered). The fix belongs in paddock-sandbox: a spec flag that
-//! makes init wait, before exec, until the daemon says the network is ready, while init
-//! keeps answering socket requests (rootless) on its control connection.
+//!    implied, extra_ports, injector }, sink)` inside the tokio runtime, then
+//!    `NetnsCapability::release`. Keep the returned [`RunEgress`] with the run; drop it
+//!    when the run ends.
+//! 4. `sink` receives every [`NetRecord`] (never blocks): the daemon publishes it as
+//!    `net.request` / `net.denied` / `grant.used` events, which the run's audit log records.
 
 pub mod dns;
 pub mod error;
@@ -42,7 +38,7 @@ pub mod run;
 pub mod upstream;
 
 pub use error::{EgressError, UpstreamError};
-pub use inject::{BodyRewriter, GrantUse, Injector, NoInjection};
+pub use inject::{BodyRewriter, Dest, GrantUse, Injector, NoInjection};
 pub use policy::{Decision, ImpliedHost, Policy, Query, RuleRef};
 pub use record::{NetRecord, RecordKind, RecordSink};
 pub use run::{

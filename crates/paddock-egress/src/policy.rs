@@ -432,6 +432,7 @@ mod tests {
             policy,
             rules,
             passthrough: vec![],
+            headers: vec![],
         }
     }
 

@@ -36,7 +36,7 @@ use tokio::net::TcpListener;
 use crate::dns::SyntheticMap;
 use crate::error::UpstreamError;
 use crate::hello;
-use crate::inject::{BodyRewriter, Injector};
+use crate::inject::{BodyRewriter, Dest, Injector};
 use crate::policy::{Decision, Policy, Query, RuleRef, denial_hint};
 use crate::record::{NetRecord, RecordKind, Recorder};
 use crate::upstream::Upstream;
@@ -330,7 +330,7 @@ impl Proxy {
         self.serve_http(tls, ctx).await;
     }
 
-    async fn passthrough<S>(self: Arc<Self>, mut io: Rewind<S>, name: String, port: u16)
+    async fn passthrough<S>(self: Arc<Self>, io: Rewind<S>, name: String, port: u16)
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
@@ -343,12 +343,15 @@ impl Proxy {
             return;
         }
         match self.upstream.connect_tcp(&name, port, &self.policy).await {
-            Ok(mut up) => {
-                let r = tokio::io::copy_bidirectional(&mut io, &mut up).await;
-                if let Ok((a, b)) = r {
-                    rec.bytes_up = a;
-                    rec.bytes_down = b;
+            Ok(up) => {
+                // Counted on both sides: a client that resets the connection after reading
+                // its answer (common) ends the splice in an error, yet the bytes moved.
+                let (mut client, mut up) = (Counted::new(io), Counted::new(up));
+                if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut up).await {
+                    tracing::debug!(host = %name, error = %e, "passthrough splice ended");
                 }
+                rec.bytes_up = client.read;
+                rec.bytes_down = up.read;
             }
             Err(e) => {
                 if matches!(e, UpstreamError::Private { .. }) {
@@ -465,7 +468,12 @@ impl Proxy {
         let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
 
         let (mut parts, body) = req.into_parts();
-        let uses = self.injector.on_request(&host, port, &mut parts);
+        let dest = Dest {
+            host: &host,
+            port,
+            tls: https,
+        };
+        let uses = self.injector.on_request(dest, &mut parts);
         let grants: Vec<String> = uses.iter().map(|u| u.grant.clone()).collect();
         strip_hop_by_hop(&mut parts.headers, upgrade);
         let mut rec = NetRecord::new(RecordKind::Http, host.clone(), d);
@@ -476,7 +484,7 @@ impl Proxy {
         let up_count = Arc::new(AtomicU64::new(0));
         let req_body = Tracked::new(
             body.map_err(|e| Box::new(e) as BoxError).boxed(),
-            self.injector.request_body(&host, &uses),
+            self.injector.request_body(dest, &parts.headers, &uses),
             up_count.clone(),
             None,
         );
@@ -532,8 +540,8 @@ impl Proxy {
             &mut rparts.headers,
             rparts.status == StatusCode::SWITCHING_PROTOCOLS,
         );
-        self.injector.on_response(&host, &uses, &mut rparts);
-        let scrub = self.injector.response_body(&host, &uses);
+        self.injector.on_response(dest, &uses, &mut rparts);
+        let scrub = self.injector.response_body(dest, &uses);
         if scrub.is_some() {
             rparts.headers.remove(header::CONTENT_LENGTH);
         }
@@ -992,5 +1000,47 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Rewind<S> {
     }
     fn is_write_vectored(&self) -> bool {
         self.inner.is_write_vectored()
+    }
+}
+
+/// A stream that counts the bytes read from it, so a splice that ends in an error (a reset,
+/// a timeout) still reports how much it moved.
+struct Counted<S> {
+    inner: S,
+    read: u64,
+}
+
+impl<S> Counted<S> {
+    fn new(inner: S) -> Self {
+        Counted { inner, read: 0 }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Counted<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
+        self.read += (buf.filled().len() - before) as u64;
+        r
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Counted<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }

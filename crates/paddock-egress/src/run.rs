@@ -49,18 +49,27 @@ pub struct EgressShared {
 }
 
 impl EgressShared {
-    /// Open (or create) the CA in `ca_dir` and set up upstream TLS from `upstream:` config.
-    pub fn new(
-        ca_dir: &Path,
+    /// Use an already open CA (the daemon shares one with the router) and set up upstream
+    /// TLS from `upstream:` config.
+    pub fn with_ca(
+        ca: Arc<CertAuthority>,
         upstream: &paddock_config::UpstreamConfig,
     ) -> Result<Self, EgressError> {
         Ok(EgressShared {
-            ca: Arc::new(CertAuthority::open_or_create(ca_dir)?),
+            ca,
             upstream: Arc::new(Upstream::new(
                 upstream.extra_ca.as_deref(),
                 upstream.resolve.clone(),
             )?),
         })
+    }
+
+    /// Open (or create) the CA in `ca_dir` and set up upstream TLS from `upstream:` config.
+    pub fn new(
+        ca_dir: &Path,
+        upstream: &paddock_config::UpstreamConfig,
+    ) -> Result<Self, EgressError> {
+        Self::with_ca(Arc::new(CertAuthority::open_or_create(ca_dir)?), upstream)
     }
 }
 

@@ -31,6 +31,7 @@ async fn stub_answers_allowed_names_and_refuses_exfiltration() {
             action: paddock_config::RuleAction::Allow,
         }],
         passthrough: vec![],
+        headers: vec![],
     };
     let Some(f) = fixture(cfg, &[]).await else {
         return;

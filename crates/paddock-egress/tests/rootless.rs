@@ -19,6 +19,7 @@ async fn rootless_checks() {
         policy: NetworkPolicy::Permissive,
         rules: vec![],
         passthrough: vec![],
+        headers: vec![],
     };
     let f = fixture(cfg, &[]).await.expect("fixture");
     // Explicit proxy (CONNECT + interception) and transparent capture through the stub.

@@ -12,6 +12,7 @@ fn permissive() -> NetworkConfig {
         policy: NetworkPolicy::Permissive,
         rules: vec![],
         passthrough: vec![],
+        headers: vec![],
     }
 }
 
@@ -35,11 +36,9 @@ async fn curl_through_the_explicit_proxy_is_intercepted_and_injected() {
     // The sandbox never had the value: not in its environment.
     let o = f.sh("env; cat /proc/self/environ | tr '\\0' '\\n'").await;
     assert!(!o.stdout.contains("real-secret"), "{o}");
-    let recs = f.records();
-    let r = recs
-        .iter()
-        .find(|r| r.host == "api.test" && r.path.as_deref() == Some("/echo"))
-        .expect("record");
+    let r = f
+        .record(|r| r.host == "api.test" && r.path.as_deref() == Some("/echo"))
+        .await;
     assert_eq!(r.status, Some(200));
     assert_eq!(r.grants, vec!["testgrant".to_string()]);
     assert!(r.decision.allowed);
@@ -134,6 +133,7 @@ async fn strict_mode_denies_by_host_method_and_path() {
         policy: NetworkPolicy::Strict,
         rules: vec![api],
         passthrough: vec![],
+        headers: vec![],
     };
     let Some(f) = fixture(cfg, &[]).await else {
         return;
@@ -167,11 +167,8 @@ async fn strict_mode_denies_by_host_method_and_path() {
     // The upstream saw only the allowed GET.
     let seen = f.seen();
     assert_eq!(seen.len(), 1, "{seen:?}");
-    let recs = f.records();
-    assert!(
-        recs.iter()
-            .any(|r| !r.decision.allowed && r.method.as_deref() == Some("POST"))
-    );
+    f.record(|r| !r.decision.allowed && r.method.as_deref() == Some("POST"))
+        .await;
     f.finish().await;
 }
 
@@ -301,11 +298,8 @@ async fn passthrough_hosts_are_spliced_without_interception() {
     let seen = f.seen();
     let (_, _, h) = seen.iter().find(|(_, p, _)| p == "/pt").unwrap();
     assert!(h.get("x-test-token").is_none());
-    assert!(
-        f.records()
-            .iter()
-            .any(|r| r.kind == paddock_egress::RecordKind::Passthrough && r.bytes_down > 0)
-    );
+    f.record(|r| r.kind == paddock_egress::RecordKind::Passthrough && r.bytes_down > 0)
+        .await;
     f.finish().await;
 }
 
@@ -372,10 +366,7 @@ async fn configured_extra_ports_are_captured_too() {
         .await;
     assert!(o.stdout.contains("ok GET /tls8443"), "{o}");
     assert!(o.stdout.contains("ok GET /plain8080"), "{o}");
-    let recs = f.records();
-    assert!(
-        recs.iter()
-            .any(|r| r.port == Some(8443) && r.status == Some(200))
-    );
+    f.record(|r| r.port == Some(8443) && r.status == Some(200))
+        .await;
     f.finish().await;
 }

@@ -26,6 +26,18 @@ impl HostPattern {
                 reason,
             })
         };
+        // An IPv6 literal (bare or in brackets) is an exact pattern: `matches` compares
+        // against `normalize_host`, which strips the brackets and port.
+        let unbracketed = pattern
+            .strip_prefix('[')
+            .and_then(|p| p.strip_suffix(']'))
+            .unwrap_or(pattern);
+        if let Ok(ip) = unbracketed.parse::<std::net::Ipv6Addr>() {
+            return Ok(Self {
+                name: ip.to_string(),
+                wildcard: false,
+            });
+        }
         let lower = pattern.trim_end_matches('.').to_ascii_lowercase();
         let (wildcard, name) = match lower.strip_prefix("*.") {
             Some(rest) => (true, rest.to_string()),
@@ -76,6 +88,8 @@ impl HostPattern {
             host.len() > self.name.len() + 1
                 && host.ends_with(&self.name)
                 && host.as_bytes()[host.len() - self.name.len() - 1] == b'.'
+        } else if let Ok(ip) = self.name.parse::<std::net::Ipv6Addr>() {
+            host.parse::<std::net::Ipv6Addr>() == Ok(ip)
         } else {
             host == self.name
         }
@@ -187,6 +201,21 @@ mod tests {
             assert!(HostPattern::parse(bad).is_err(), "{bad:?} accepted");
         }
         assert!(HostPattern::parse("localhost").is_ok());
+    }
+
+    #[test]
+    fn ip_literals_are_exact() {
+        let v4 = HostPattern::parse("10.0.0.5").unwrap();
+        assert!(v4.matches("10.0.0.5:443"));
+        let v6 = HostPattern::parse("::1").unwrap();
+        assert!(v6.matches("[::1]:443"));
+        assert!(v6.matches("::1"));
+        assert!(!v6.matches("::2"));
+        let long = HostPattern::parse("[FD00:0:0::5]").unwrap();
+        assert_eq!(long.to_string(), "fd00::5");
+        assert!(long.matches("[fd00::5]:8443"));
+        assert!(long.matches("[FD00:0:0::5]:8443"));
+        assert!(HostPattern::parse("*.::1").is_err());
     }
 
     #[test]

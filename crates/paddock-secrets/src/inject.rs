@@ -261,6 +261,18 @@ impl RunSecrets {
     /// Registers `grants` for one run, drawing a fresh placeholder for each from `rng`
     /// (use a cryptographic RNG seeded from the OS, e.g. `rand::rng()`).
     pub fn new<R: CryptoRng + ?Sized>(grants: Vec<Grant>, rng: &mut R) -> Result<Self> {
+        Self::with_placeholders(grants, &[], rng)
+    }
+
+    /// Like [`new`](RunSecrets::new), but a grant named in `known` (grant, placeholder)
+    /// keeps that placeholder when it is still usable (it does not clash with a value or
+    /// another placeholder). A restarted daemon uses this so that the placeholders a
+    /// running sandbox already holds keep working.
+    pub fn with_placeholders<R: CryptoRng + ?Sized>(
+        grants: Vec<Grant>,
+        known: &[(String, String)],
+        rng: &mut R,
+    ) -> Result<Self> {
         let mut active: Vec<Active> = Vec::new();
         for g in grants {
             if active.iter().any(|a| a.name == g.info.name) {
@@ -268,7 +280,11 @@ impl RunSecrets {
             }
             g.info.spec.validate()?;
             let style = g.info.spec.placeholder_style();
-            let mut ph = placeholder::generate(style, g.value.expose(), rng);
+            let mut ph = known
+                .iter()
+                .find(|(name, p)| *name == g.info.name && !p.is_empty())
+                .map(|(_, p)| p.clone())
+                .unwrap_or_else(|| placeholder::generate(style, g.value.expose(), rng));
             // Astronomically unlikely, but a placeholder must never be (part of) a real
             // value or collide with another placeholder.
             for _ in 0..16 {
@@ -362,6 +378,15 @@ impl RunSecrets {
             }
         }
         out
+    }
+
+    /// Every (grant, placeholder) pair (not secret: what the sandbox holds), for
+    /// [`with_placeholders`](RunSecrets::with_placeholders).
+    pub fn placeholders(&self) -> Vec<(String, String)> {
+        self.grants
+            .iter()
+            .map(|g| (g.name.clone(), g.placeholder.clone()))
+            .collect()
     }
 
     /// The grant names, in the order given.

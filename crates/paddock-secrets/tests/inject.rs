@@ -278,6 +278,48 @@ fn header_edits_per_host() {
 }
 
 #[test]
+fn header_edits_apply_without_grants() {
+    let s = RunSecrets::new(Vec::new(), &mut StdRng::seed_from_u64(7))
+        .unwrap()
+        .with_header_edits(vec![
+            HeaderEdit {
+                host: HostPattern::parse("api.github.com").unwrap(),
+                set: vec![(
+                    HeaderName::from_static("x-team"),
+                    HeaderValue::from_static("blue"),
+                )],
+                remove: vec![HeaderName::from_static("user-agent")],
+            },
+            // A later edit wins over an earlier one for the same header.
+            HeaderEdit {
+                host: HostPattern::parse("*.github.com").unwrap(),
+                set: vec![(
+                    HeaderName::from_static("x-team"),
+                    HeaderValue::from_static("red"),
+                )],
+                remove: vec![],
+            },
+        ]);
+    for target in [
+        Target::https("api.github.com"),
+        Target::http("API.GitHub.com:80"),
+    ] {
+        let mut p = parts(
+            "https://api.github.com/",
+            &[("user-agent", "curl/8"), ("x-team", "client")],
+        );
+        let inj = s.inject_request(target, &mut p);
+        assert!(p.headers.get("user-agent").is_none());
+        assert_eq!(header(&p, "x-team"), ["red"]);
+        assert!(inj.grants_used.is_empty());
+    }
+    let mut p = parts("https://api.anthropic.com/", &[("user-agent", "curl/8")]);
+    s.inject_request(Target::https("api.anthropic.com"), &mut p);
+    assert_eq!(header(&p, "user-agent"), ["curl/8"]);
+    assert!(p.headers.get("x-team").is_none());
+}
+
+#[test]
 fn substitution_in_other_headers() {
     let s = run();
     let ph = s.placeholder("example").unwrap().to_string();
@@ -671,4 +713,31 @@ fn types_the_proxy_shares_are_thread_safe() {
     send_sync::<paddock_secrets::SecretStore>();
     send::<paddock_secrets::ScrubStream>();
     send::<paddock_secrets::BodySubstituter>();
+}
+
+#[test]
+fn known_placeholders_survive_a_rebuild() {
+    let first = run();
+    let known = first.placeholders();
+    assert_eq!(known.len(), 4);
+    let grants = vec![
+        grant("github", GrantSpec::Github, GH),
+        grant("anthropic", GrantSpec::Anthropic, ANT),
+    ];
+    let again =
+        RunSecrets::with_placeholders(grants, &known, &mut StdRng::seed_from_u64(99)).unwrap();
+    assert_eq!(again.placeholder("github"), first.placeholder("github"));
+    assert_eq!(
+        again.placeholder("anthropic"),
+        first.placeholder("anthropic")
+    );
+    // A placeholder that would clash with the real value is replaced by a fresh one.
+    let clash = vec![("github".to_string(), GH.to_string())];
+    let fresh = RunSecrets::with_placeholders(
+        vec![grant("github", GrantSpec::Github, GH)],
+        &clash,
+        &mut StdRng::seed_from_u64(5),
+    )
+    .unwrap();
+    assert_ne!(fresh.placeholder("github"), Some(GH));
 }

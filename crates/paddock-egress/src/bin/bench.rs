@@ -23,7 +23,11 @@ use paddock_egress::{GrantUse, Injector, Policy};
 struct HeaderInjector;
 
 impl Injector for HeaderInjector {
-    fn on_request(&self, _: &str, _: u16, parts: &mut http::request::Parts) -> Vec<GrantUse> {
+    fn on_request(
+        &self,
+        _: paddock_egress::Dest<'_>,
+        parts: &mut http::request::Parts,
+    ) -> Vec<GrantUse> {
         parts
             .headers
             .insert("authorization", "Bearer real-token-value".parse().unwrap());

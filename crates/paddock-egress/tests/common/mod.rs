@@ -232,8 +232,12 @@ pub async fn upstreams() -> Upstreams {
 pub struct TestInjector;
 
 impl Injector for TestInjector {
-    fn on_request(&self, host: &str, _: u16, parts: &mut http::request::Parts) -> Vec<GrantUse> {
-        if host == "api.test" {
+    fn on_request(
+        &self,
+        dest: paddock_egress::Dest<'_>,
+        parts: &mut http::request::Parts,
+    ) -> Vec<GrantUse> {
+        if dest.host == "api.test" {
             parts
                 .headers
                 .insert("x-test-token", "real-secret".parse().unwrap());
@@ -245,7 +249,11 @@ impl Injector for TestInjector {
         }
     }
 
-    fn response_body(&self, _: &str, uses: &[GrantUse]) -> Option<Box<dyn BodyRewriter>> {
+    fn response_body(
+        &self,
+        _: paddock_egress::Dest<'_>,
+        uses: &[GrantUse],
+    ) -> Option<Box<dyn BodyRewriter>> {
         (!uses.is_empty()).then(|| Box::new(Scrub) as Box<dyn BodyRewriter>)
     }
 }
@@ -353,6 +361,7 @@ pub async fn fixture_with(
         stdin: false,
         user: SandboxUser { uid, gid },
         tty_size: None,
+        hold_until_released: false,
     };
     let rt = Arc::new(NativeRuntime::new(NativeConfig::new(env!(
         "CARGO_BIN_EXE_paddock-egress-test-init"
@@ -440,6 +449,21 @@ impl Fixture {
 
     pub fn records(&self) -> Vec<NetRecord> {
         self.records.lock().unwrap().clone()
+    }
+
+    /// The first record matching `pred`, waiting for it: a record is emitted when its
+    /// connection or body ends, which can be just after the client in the sandbox exits.
+    pub async fn record(&self, pred: impl Fn(&NetRecord) -> bool) -> NetRecord {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(r) = self.records().into_iter().find(|r| pred(r)) {
+                return r;
+            }
+            if std::time::Instant::now() > deadline {
+                panic!("no matching record within 10 s: {:?}", self.records());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     pub fn seen(&self) -> Vec<(String, String, http::HeaderMap)> {
