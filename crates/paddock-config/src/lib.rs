@@ -27,12 +27,15 @@
 //!   (`limits.memory` from the project, `limits.pids` from the user is fine).
 //! - **Maps** (`env`, `ports`, `upstream.resolve`): merged by key; on the same key the
 //!   project wins.
-//! - **Lists** (`mounts`, `grants`, `network.rules`, `network.passthrough`): the user's
-//!   entries first, then the project's. `grants` and `passthrough` are sets: a repeated
-//!   entry is kept once, at its first place. Two mounts with the same target are an error.
+//! - **Lists** (`mounts`, `grants`, `network.rules`, `network.passthrough`,
+//!   `network.headers`): the user's entries first, then the project's. `grants` and
+//!   `passthrough` are sets: a repeated entry is kept once, at its first place. Two mounts
+//!   with the same target are an error. `network.headers` entries apply in order, so on the
+//!   same header of the same host the project's value wins.
 //! - **User-only keys** (`router.port`, `daemon.idle_timeout`, `audit.checkpoint_every`,
-//!   `audit.checkpoint_interval`): an error when set in a project file, with a hint to move
-//!   them. A project must not be able to reconfigure the user's daemon.
+//!   `audit.checkpoint_interval`, `upstream.extra_ca`, `upstream.resolve`): an error when
+//!   set in a project file, with a hint to move them. A project must not be able to
+//!   reconfigure the user's daemon or point credentials at another server.
 //!
 //! Relative paths (mount sources, `upstream.extra_ca`) are resolved against the directory
 //! of the file they are written in; `~` expands to `$HOME`.
@@ -85,6 +88,8 @@
 //!     - {host: api.github.com, port: 443, allow_methods: [GET], allow_paths: ["/repos/**"]}
 //!     - {host: "*.example.com", action: deny}
 //!   passthrough: ["*.pinned.example"]
+//!   headers:                     # per host: set (replace) and remove request headers
+//!     - {host: api.github.com, set: {X-GitHub-Api-Version: "2022-11-28"}, remove: [User-Agent]}
 //! grants: [github]
 //! ports: {web: 3000}
 //! upstream: {extra_ca: ./corp-ca.pem, resolve: {internal.example: "10.0.0.5:443"}}
@@ -105,13 +110,14 @@ use std::path::{Path, PathBuf};
 
 pub use error::{ConfigError, ErrorKind};
 pub use model::{
-    AuditConfig, Config, DaemonConfig, Limits, NetworkConfig, NetworkPolicy, RouterConfig, Rule,
-    RuleAction, RuntimeKind, UpstreamConfig, WorkspaceConfig, WorkspaceMode,
+    AuditConfig, Config, DaemonConfig, HeaderRule, Limits, NetworkConfig, NetworkPolicy,
+    RouterConfig, Rule, RuleAction, RuntimeKind, UpstreamConfig, WorkspaceConfig, WorkspaceMode,
 };
 pub use values::{
-    HostPattern, HttpMethod, MountSpec, PortMapping, ValueError, format_duration, parse_cpus,
-    parse_duration, parse_host_pattern, parse_memory, parse_mount_spec, parse_port_mapping,
-    validate_dns_label,
+    HostPattern, HttpMethod, MANAGED_HEADERS, MountSpec, PortMapping, ValueError,
+    check_header_value, format_duration, parse_cpus, parse_duration, parse_header_name,
+    parse_host_pattern, parse_memory, parse_mount_spec, parse_port_mapping, validate_dns_label,
+    validate_grant_name,
 };
 
 use error::Pos;
@@ -220,6 +226,23 @@ impl Loader {
     pub fn home(mut self, home: Option<PathBuf>) -> Self {
         self.home = home;
         self
+    }
+
+    /// Only the user config (the daemon's own settings: idle timeout, audit schedule,
+    /// router port, `upstream:`). No file means the defaults.
+    pub fn load_user(&self) -> Result<Config, ConfigError> {
+        let Some(path) = &self.user_config else {
+            return Ok(Config::default());
+        };
+        let Some(bytes) = read_config_file(path, true)? else {
+            return Ok(Config::default());
+        };
+        let origin = Origin {
+            path: path.clone(),
+            layer: ConfigLayer::User,
+            home: self.home.clone(),
+        };
+        load_layers(&[(bytes.as_slice(), origin)])
     }
 
     /// Find, read, check and merge the user config and the project config for `workspace`.
@@ -448,6 +471,7 @@ fn merge(layers: Vec<Layer>) -> Result<Config, ConfigError> {
             c.network.policy = p;
         }
         c.network.rules.extend(l.rules);
+        c.network.headers.extend(l.headers);
         for p in l.passthrough {
             if !c.network.passthrough.contains(&p) {
                 c.network.passthrough.push(p);

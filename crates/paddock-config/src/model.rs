@@ -100,6 +100,36 @@ pub struct NetworkConfig {
     pub rules: Vec<Rule>,
     /// Hosts whose TLS is not intercepted (policy by SNI only, no credential injection).
     pub passthrough: Vec<HostPattern>,
+    /// Extra and removed request headers per host, user config's first.
+    pub headers: Vec<HeaderRule>,
+}
+
+/// One `network.headers` entry: on every request the proxy intercepts for a matching host,
+/// the `remove` headers are dropped, then the `set` headers replace whatever the client
+/// sent. Entries apply in order (a later entry's value wins), before credentials are
+/// injected. Names are lowercase; framing and hop-by-hop headers are refused at load.
+///
+/// `Debug` shows header names only: values may be tokens.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeaderRule {
+    /// Host (exact, or `*.suffix` for any subdomain), as in [`Rule::host`].
+    pub host: HostPattern,
+    /// Header name → value to set.
+    #[serde(default)]
+    pub set: BTreeMap<String, String>,
+    /// Header names to remove.
+    #[serde(default)]
+    pub remove: Vec<String>,
+}
+
+impl std::fmt::Debug for HeaderRule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HeaderRule")
+            .field("host", &self.host)
+            .field("set", &self.set.keys().collect::<Vec<_>>())
+            .field("remove", &self.remove)
+            .finish()
+    }
 }
 
 /// Default decision for requests that match no rule.

@@ -2,6 +2,7 @@
 //! rejected), keeping the line and column of every value that needs checking, and the step
 //! that checks one file and turns it into a [`Layer`] of resolved values.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::marker::PhantomData;
 use std::net::SocketAddr;
@@ -14,7 +15,7 @@ use serde_saphyr::Spanned;
 
 use crate::ConfigLayer;
 use crate::error::{ConfigError, ErrorKind, Pos};
-use crate::model::{NetworkPolicy, Rule, RuleAction, RuntimeKind, WorkspaceMode};
+use crate::model::{HeaderRule, NetworkPolicy, Rule, RuleAction, RuntimeKind, WorkspaceMode};
 use crate::values::{self, HostPattern, MountSpec, ValueError, show};
 
 type S<T> = Spanned<T>;
@@ -58,6 +59,15 @@ struct RawNetwork {
     policy: Option<NetworkPolicy>,
     rules: Option<Vec<RawRule>>,
     passthrough: Option<Vec<S<String>>>,
+    headers: Option<Vec<S<RawHeaders>>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHeaders {
+    host: S<String>,
+    set: Option<SpannedMap<S<Scalar>>>,
+    remove: Option<Vec<S<String>>>,
 }
 
 #[derive(Deserialize)]
@@ -300,6 +310,7 @@ pub(crate) struct Layer {
     pub policy: Option<NetworkPolicy>,
     pub rules: Vec<Rule>,
     pub passthrough: Vec<HostPattern>,
+    pub headers: Vec<HeaderRule>,
     pub grants: Vec<String>,
     pub ports: Vec<(String, u16)>,
     pub extra_ca: Option<PathBuf>,
@@ -336,7 +347,7 @@ impl Ctx<'_> {
         f(&s.value).map_err(|e| self.pos(s).value_error(key, e))
     }
 
-    fn user_only(&self, key: &str, s: &S<Scalar>) -> Result<(), ConfigError> {
+    fn user_only<T>(&self, key: &str, s: &S<T>) -> Result<(), ConfigError> {
         if self.layer == ConfigLayer::Project {
             return Err(self.pos(s).error(
                 ErrorKind::UserOnlyKey,
@@ -521,6 +532,9 @@ impl RawConfig {
                     l.passthrough.push(h);
                 }
             }
+            for h in net.headers.into_iter().flatten() {
+                l.headers.push(resolve_headers(cx, h)?);
+            }
         }
 
         for g in self.grants.into_iter().flatten() {
@@ -542,6 +556,7 @@ impl RawConfig {
 
         if let Some(up) = self.upstream {
             if let Some(ca) = &up.extra_ca {
+                cx.user_only("upstream.extra_ca", ca)?;
                 l.extra_ca = Some(cx.check("upstream.extra_ca", ca, |p| {
                     if p.is_empty() {
                         return Err(ValueError::new("path is empty"));
@@ -550,6 +565,7 @@ impl RawConfig {
                 })?);
             }
             for (k, v) in up.resolve.into_iter().flat_map(|m| m.0) {
+                cx.user_only("upstream.resolve", &k)?;
                 let host = cx.check("upstream.resolve", &k, |h| values::parse_exact_host(h))?;
                 if l.resolve.iter().any(|(h, _)| *h == host) {
                     return Err(cx.pos(&k).error(
@@ -668,4 +684,80 @@ fn resolve_rule(cx: &Ctx<'_>, r: RawRule) -> Result<Rule, ConfigError> {
         deny_paths: paths("network.rules.deny_paths", r.deny_paths)?,
         action: r.action.unwrap_or_default(),
     })
+}
+
+fn resolve_headers(cx: &Ctx<'_>, entry: S<RawHeaders>) -> Result<HeaderRule, ConfigError> {
+    let pos = cx.pos(&entry);
+    let e = entry.value;
+    let host = cx.check("network.headers.host", &e.host, |h| {
+        values::parse_host_pattern(h).map_err(|e| {
+            if e.message().contains("includes a port") {
+                e.with_hint("write only the host name: an entry applies on every port")
+            } else {
+                e
+            }
+        })
+    })?;
+    let mut set = BTreeMap::new();
+    for (k, v) in e.set.into_iter().flat_map(|m| m.0) {
+        let name = cx.check("network.headers.set", &k, |k| values::parse_header_name(k))?;
+        if set.contains_key(&name) {
+            return Err(cx.pos(&k).error(
+                ErrorKind::DuplicateKey,
+                format!(
+                    "network.headers.set: duplicate header {} (header names are case-insensitive)",
+                    show(&k.value)
+                ),
+                Some("set each header once per entry".to_string()),
+            ));
+        }
+        let key = format!("network.headers.set.{}", k.value);
+        let value = cx.check(&key, &v, want_header_value)?;
+        set.insert(name, value);
+    }
+    let mut remove: Vec<String> = Vec::new();
+    for r in e.remove.into_iter().flatten() {
+        let name = cx.check("network.headers.remove", &r, |n| {
+            values::parse_header_name(n)
+        })?;
+        if set.contains_key(&name) {
+            return Err(cx.pos(&r).error(
+                ErrorKind::Value,
+                format!(
+                    "network.headers.remove: header {} is also in `set` of this entry",
+                    show(&r.value)
+                ),
+                Some(
+                    "`set` already replaces what the client sent; drop it from `remove`"
+                        .to_string(),
+                ),
+            ));
+        }
+        if !remove.contains(&name) {
+            remove.push(name);
+        }
+    }
+    if set.is_empty() && remove.is_empty() {
+        return Err(pos.error(
+            ErrorKind::Value,
+            format!("network.headers: the entry for host `{host}` sets and removes nothing"),
+            Some("add `set: {Name: value}` or `remove: [Name]`, or delete the entry".to_string()),
+        ));
+    }
+    Ok(HeaderRule { host, set, remove })
+}
+
+/// A header value: text (never shown in errors: it may be a token), or a whole number.
+fn want_header_value(v: &Scalar) -> Result<String, ValueError> {
+    match v {
+        Scalar::Str(s) => values::check_header_value(s).map(|()| s.clone()),
+        Scalar::Int(i) => Ok(i.to_string()),
+        Scalar::Null => Err(ValueError::new("header value is missing")
+            .with_hint("write `Name: \"\"` for an empty value, or list the header under `remove`")),
+        other => Err(ValueError::new(format!(
+            "expected a header value (text), found {}",
+            other.describe()
+        ))
+        .with_hint("quote the value so it stays text as written")),
+    }
 }

@@ -82,7 +82,8 @@ pub fn validate_dns_label(s: &str) -> Result<(), ValueError> {
 }
 
 /// Check a grant name: like a DNS label, but `_` is also allowed.
-pub(crate) fn validate_grant_name(s: &str) -> Result<(), ValueError> {
+/// A grant name as `grants:` and `paddock grant` accept it.
+pub fn validate_grant_name(s: &str) -> Result<(), ValueError> {
     validate_label(s, "grant name", true)
 }
 
@@ -735,6 +736,77 @@ pub(crate) fn parse_socket_addr(s: &str) -> Result<SocketAddr, ValueError> {
         )));
     }
     Ok(addr)
+}
+
+/// Request headers the egress proxy manages itself (framing and hop-by-hop), which
+/// `network.headers` may neither set nor remove; any `proxy-*` header too.
+pub const MANAGED_HEADERS: [&str; 8] = [
+    "host",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "upgrade",
+    "te",
+    "trailer",
+    "keep-alive",
+];
+
+/// Parse a request header name for `network.headers` (the `http` crate's rules: an RFC 9110
+/// token) into its lowercase form. Framing and hop-by-hop headers ([`MANAGED_HEADERS`],
+/// `proxy-*`) are refused.
+pub fn parse_header_name(s: &str) -> Result<String, ValueError> {
+    if s.is_empty() {
+        return Err(ValueError::new("header name is empty"));
+    }
+    let name = http::HeaderName::from_bytes(s.as_bytes()).map_err(|_| {
+        let why = match s.chars().find(|c| !is_token_char(*c)) {
+            Some(':') => "contains `:`".to_string(),
+            Some(c) if c.is_whitespace() => "contains a space".to_string(),
+            Some(c) => format!("contains {}", show(&c.to_string())),
+            None => "is too long".to_string(),
+        };
+        ValueError::new(format!("header name {} {why}", show(s))).with_hint(
+            "a header name is letters, digits and `-` (or one of !#$%&'*+.^_`|~), \
+             with no spaces or `:`; write the value after the `:` of the YAML mapping",
+        )
+    })?;
+    let lower = name.as_str();
+    if MANAGED_HEADERS.contains(&lower) || lower.starts_with("proxy-") {
+        return Err(ValueError::new(format!(
+            "header {} is managed by the egress proxy (framing or hop-by-hop) and cannot be \
+             set or removed",
+            show(s)
+        ))
+        .with_hint(
+            "remove it from the entry: the proxy itself sets Host, Content-Length, \
+             Transfer-Encoding, Connection, Upgrade, TE, Trailer, Keep-Alive and Proxy-*",
+        ));
+    }
+    Ok(lower.to_string())
+}
+
+fn is_token_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c)
+}
+
+/// Check a request header value for `network.headers` (the `http` crate's rules: no
+/// control character but tab). The value itself never appears in the error: it may be a
+/// credential.
+pub fn check_header_value(s: &str) -> Result<(), ValueError> {
+    if http::HeaderValue::from_str(s).is_ok() {
+        return Ok(());
+    }
+    let (i, c) = s
+        .chars()
+        .enumerate()
+        .find(|(_, c)| c.is_ascii_control() && *c != '\t')
+        .unwrap_or((0, '?'));
+    Err(ValueError::new(format!(
+        "header value contains the control character {} at character {}",
+        show(&c.to_string()),
+        i + 1
+    ))
+    .with_hint("a header value is one line of text; remove line breaks and control characters"))
 }
 
 /// An HTTP request method, as matched by network rules.

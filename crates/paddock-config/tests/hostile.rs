@@ -180,10 +180,36 @@ network:
   policy: strict
   rules: [{host: "*.example.com", port: 443, allow_methods: [GET], allow_paths: ["/x/*"]}]
   passthrough: [bank.example]
+  headers: [{host: api.example.com, set: {X-Team: blue}, remove: [User-Agent]}]
 grants: [github]
 ports: {web: 3000}
-upstream: {extra_ca: ca.pem, resolve: {a.example: "10.0.0.1:443"}}
 "#;
+
+#[test]
+fn many_and_huge_header_edits_are_bounded() {
+    // Many entries, a long name and a long value: handled quickly, within the size limit.
+    let mut doc = String::from("network:\n  headers:\n");
+    for i in 0..5_000 {
+        doc.push_str(&format!(
+            "    - {{host: h{i}.example, set: {{X-N: '{i}'}}}}\n"
+        ));
+    }
+    let c = timed(doc.as_bytes()).unwrap();
+    assert_eq!(c.network.headers.len(), 5_000);
+    let doc = format!(
+        "network:\n  headers:\n    - {{host: a.com, set: {{X-{}: '{}'}}}}\n",
+        "n".repeat(1_000),
+        "v".repeat(500_000)
+    );
+    timed(doc.as_bytes()).unwrap();
+    // Odd bytes in names and values: errors, not panics.
+    for name in ["\\u0000", "\\u00ff", "\\uffff", "\\U0001F600", "\\t"] {
+        let doc = format!(
+            "network:\n  headers:\n    - {{host: a.com, set: {{\"X{name}\": \"v{name}\"}}}}\n"
+        );
+        refused(doc.as_bytes());
+    }
+}
 
 proptest! {
     #![proptest_config(ProptestConfig { cases: 512, failure_persistence: None, ..ProptestConfig::default() })]

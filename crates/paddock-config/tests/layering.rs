@@ -167,6 +167,26 @@ fn lists_concatenate_user_first() {
 }
 
 #[test]
+fn header_edits_concatenate_user_first() {
+    let c = layers(
+        "network:\n  headers:\n    - {host: api.github.com, set: {X-Team: user, X-User: '1'}}\n",
+        "network:\n  headers:\n    - {host: api.github.com, set: {X-Team: project}, remove: [User-Agent]}\n    - {host: '*.example.com', remove: [Cookie]}\n",
+    )
+    .unwrap();
+    let h = &c.network.headers;
+    assert_eq!(h.len(), 3);
+    assert_eq!(h[0].set["x-team"], "user");
+    assert_eq!(h[0].set["x-user"], "1");
+    // Applied in order: the project's value for the same header wins.
+    assert_eq!(h[1].set["x-team"], "project");
+    assert_eq!(h[1].remove, ["user-agent"]);
+    assert_eq!(h[2].host, HostPattern::Subdomains("example.com".into()));
+    // A project may set headers (it is not a user-only key).
+    let p = layers("", "network: {headers: [{host: a.com, set: {X-A: b}}]}\n").unwrap();
+    assert_eq!(p.network.headers.len(), 1);
+}
+
+#[test]
 fn same_mount_target_in_both_layers_is_an_error() {
     let e = layers(
         "mounts: [\"/x:/data\"]\n",
@@ -187,7 +207,7 @@ fn same_mount_target_in_both_layers_is_an_error() {
 fn maps_merge_by_key_project_wins() {
     let c = layers(
         "env: {A: user, B: user}\nports: {web: 3000, api: 8080}\nupstream:\n  resolve: {a.example: \"10.0.0.1:443\", b.example: \"10.0.0.2:443\"}\n",
-        "env: {B: proj, C: proj}\nports: {api: 9090}\nupstream:\n  resolve: {B.example: \"10.0.0.3:443\"}\n",
+        "env: {B: proj, C: proj}\nports: {api: 9090}\n",
     )
     .unwrap();
     let env: Vec<(&str, &str)> = c
@@ -199,11 +219,21 @@ fn maps_merge_by_key_project_wins() {
     let ports: Vec<(&str, u16)> = c.ports.iter().map(|(k, v)| (k.as_str(), *v)).collect();
     assert_eq!(ports, [("api", 9090), ("web", 3000)]);
     assert_eq!(c.upstream.resolve["a.example"].to_string(), "10.0.0.1:443");
-    assert_eq!(
-        c.upstream.resolve["b.example"].to_string(),
-        "10.0.0.3:443",
-        "host names are compared in lowercase"
-    );
+    assert_eq!(c.upstream.resolve["b.example"].to_string(), "10.0.0.2:443");
+}
+
+/// `upstream:` decides where credentials go: a project file (which an agent may edit)
+/// can never set it.
+#[test]
+fn upstream_is_user_only() {
+    for project in [
+        "upstream:\n  resolve: {api.github.com: \"10.0.0.3:443\"}\n",
+        "upstream: {extra_ca: evil.pem}\n",
+    ] {
+        let e = layers("", project).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::UserOnlyKey, "{e}");
+        assert_eq!(e.path(), Path::new("/repo/paddock.yaml"));
+    }
 }
 
 #[test]

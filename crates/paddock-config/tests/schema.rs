@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use paddock_config::{
-    Config, ConfigError, ErrorKind, HostPattern, HttpMethod, MountSpec, NetworkPolicy, Origin,
-    Rule, RuleAction, RuntimeKind, WorkspaceMode, load_from_str,
+    Config, ConfigError, ErrorKind, HeaderRule, HostPattern, HttpMethod, MountSpec, NetworkPolicy,
+    Origin, Rule, RuleAction, RuntimeKind, WorkspaceMode, load_from_str,
 };
 
 const PROJECT: &str = "/proj/paddock.yaml";
@@ -66,6 +66,11 @@ network:
     - {host: "*.Example.com", action: deny}
     - {host: 10.0.0.5}
   passthrough: ["*.pinned.example", bank.example]
+  headers:
+    - host: api.github.com
+      set: {X-GitHub-Api-Version: "2022-11-28", X-Retries: 3}
+      remove: [User-Agent, x-debug, USER-AGENT]
+    - {host: "*.internal.example", remove: [Cookie]}
 grants: [github, npm_token]
 ports: {web: 3000, api: "8080"}
 upstream:
@@ -127,6 +132,25 @@ audit: {checkpoint_every: 1000, checkpoint_interval: 1h30m}
         HostPattern::Exact("10.0.0.5".into())
     );
     assert_eq!(c.network.passthrough.len(), 2);
+    assert_eq!(
+        c.network.headers,
+        [
+            HeaderRule {
+                host: HostPattern::Exact("api.github.com".into()),
+                set: [
+                    ("x-github-api-version".into(), "2022-11-28".into()),
+                    ("x-retries".into(), "3".into()),
+                ]
+                .into(),
+                remove: vec!["user-agent".into(), "x-debug".into()],
+            },
+            HeaderRule {
+                host: HostPattern::Subdomains("internal.example".into()),
+                set: Default::default(),
+                remove: vec!["cookie".into()],
+            },
+        ]
+    );
     assert_eq!(c.grants, vec!["github", "npm_token"]);
     assert_eq!(c.ports.get("web"), Some(&3000));
     assert_eq!(c.ports.get("api"), Some(&8080));
@@ -294,6 +318,30 @@ fn exact_positions() {
             ErrorKind::Value,
             3,
             13,
+        ),
+        (
+            "network:\n  headers:\n    - host: a.com\n      set: {Host: x}\n",
+            ErrorKind::Value,
+            4,
+            13,
+        ),
+        (
+            "network:\n  headers:\n    - host: a.com\n      set:\n        X-A: 1\n        x-a: 2\n",
+            ErrorKind::DuplicateKey,
+            6,
+            9,
+        ),
+        (
+            "network:\n  headers:\n    - host: a.com\n      sett: {X-A: 1}\n",
+            ErrorKind::UnknownKey,
+            4,
+            7,
+        ),
+        (
+            "network:\n  headers:\n    - host: a.com\n      remove: [x-a, 'bad name']\n",
+            ErrorKind::Value,
+            4,
+            21,
         ),
         ("name: x\nrule: [\n", ErrorKind::UnknownKey, 2, 1),
         ("name: 'x\n", ErrorKind::Syntax, 1, 7),
@@ -484,4 +532,128 @@ fn invalid_values_snapshot() {
         .collect::<Vec<_>>()
         .join("\n");
     insta::assert_snapshot!("invalid_values", out);
+}
+
+/// `network.headers`: every way an entry can be wrong, one snapshot.
+#[test]
+fn invalid_headers_snapshot() {
+    let cases = [
+        "network:\n  headers:\n    - {host: a.com, set: {Host: x}}\n",
+        "network:\n  headers:\n    - {host: a.com, set: {content-length: '5'}}\n",
+        "network:\n  headers:\n    - {host: a.com, set: {Transfer-Encoding: chunked}}\n",
+        "network:\n  headers:\n    - {host: a.com, remove: [Connection]}\n",
+        "network:\n  headers:\n    - {host: a.com, remove: [upgrade, TE, trailer, keep-alive]}\n",
+        "network:\n  headers:\n    - {host: a.com, set: {Proxy-Authorization: x}}\n",
+        "network:\n  headers:\n    - {host: a.com, set: {'X Team': blue}}\n",
+        "network:\n  headers:\n    - {host: a.com, set: {'X-Team:': blue}}\n",
+        "network:\n  headers:\n    - {host: a.com, set: {'X-Tëam': blue}}\n",
+        "network:\n  headers:\n    - {host: a.com, set: {'': blue}}\n",
+        "network:\n  headers:\n    - {host: a.com, remove: ['']}\n",
+        "network:\n  headers:\n    - {host: a.com, set: {X-Team: \"blue\\r\\nX-Evil: 1\"}}\n",
+        "network:\n  headers:\n    - {host: a.com, set: {X-Team: \"a\\0b\"}}\n",
+        "network:\n  headers:\n    - {host: a.com, set: {X-Team: ~}}\n",
+        "network:\n  headers:\n    - {host: a.com, set: {X-Team: true}}\n",
+        "network:\n  headers:\n    - {host: a.com, set: {X-Team: 1.5}}\n",
+        "network:\n  headers:\n    - {host: a.com, set: {X-Team: [a]}}\n",
+        "network:\n  headers:\n    - {host: a.com, set: {X-A: '1', x-a: '2'}}\n",
+        "network:\n  headers:\n    - {host: a.com, set: {X-A: '1'}, remove: [x-a]}\n",
+        "network:\n  headers:\n    - {host: a.com}\n",
+        "network:\n  headers:\n    - host: a.com\n      set: {}\n      remove: []\n",
+        "network:\n  headers:\n    - {set: {X-A: '1'}}\n",
+        "network:\n  headers:\n    - {host: 'https://a.com', set: {X-A: '1'}}\n",
+        "network:\n  headers:\n    - {host: 'a.com:443', set: {X-A: '1'}}\n",
+        "network:\n  headers:\n    - {host: a.com, add: {X-A: '1'}}\n",
+        "network:\n  headers:\n    - {host: a.com, set: [X-A]}\n",
+        "network:\n  headers:\n    - {host: a.com, remove: X-A}\n",
+        "network:\n  headers: {host: a.com}\n",
+        "network:\n  headers:\n    - ~\n",
+    ];
+    let out: String = cases
+        .iter()
+        .map(|c| render(c))
+        .collect::<Vec<_>>()
+        .join("\n");
+    insta::assert_snapshot!("invalid_headers", out);
+}
+
+/// A header value may be a token: no error about it, wherever it is, repeats it.
+#[test]
+fn header_value_errors_do_not_repeat_the_value() {
+    for yaml in [
+        "network:\n  headers:\n    - {host: a.com, set: {X-Token: \"SeKrEt-1\\nSeKrEt-2\"}}\n",
+        "network:\n  headers:\n    - {host: a.com, set: {X-Token: \"SeKrEt-1\\u007f\"}}\n",
+        "network:\n  headers:\n    - {host: a.com, set: {X-Token: \"SeKrEt-1\", Host: x}}\n",
+    ] {
+        let e = err(yaml);
+        let shown = e.display_with_hint();
+        assert!(!shown.contains("SeKrEt"), "{shown}");
+        assert!(!format!("{e:?}").contains("SeKrEt"), "{e:?}");
+    }
+    // Nor does the resolved config's Debug (it may end up in a log).
+    let c = user("network:\n  headers:\n    - {host: a.com, set: {X-Token: SeKrEt-1}}\n").unwrap();
+    let dbg = format!("{c:?}");
+    assert!(dbg.contains("x-token") && !dbg.contains("SeKrEt"), "{dbg}");
+}
+
+/// The CLI sends `network` to the daemon as JSON, and the daemon reads it back.
+#[test]
+fn network_headers_round_trip_through_json() {
+    let c = project(
+        "network:\n  headers:\n    - {host: api.github.com, set: {X-Team: blue, X-Empty: ''}, remove: [User-Agent]}\n    - {host: '*.example.com', set: {Authorization: 'Bearer t'}}\n",
+    )
+    .unwrap();
+    let json = serde_json::to_value(&c.network).unwrap();
+    assert_eq!(
+        json["headers"][0],
+        serde_json::json!({
+            "host": "api.github.com",
+            "set": {"x-empty": "", "x-team": "blue"},
+            "remove": ["user-agent"],
+        })
+    );
+    let back: paddock_config::NetworkConfig = serde_json::from_value(json).unwrap();
+    assert_eq!(back, c.network);
+    // Older senders (no `headers`) and entries without `set`/`remove` still read.
+    let old: paddock_config::NetworkConfig =
+        serde_json::from_value(serde_json::json!({"policy": "strict", "rules": []})).unwrap();
+    assert!(old.headers.is_empty());
+    let partial: paddock_config::NetworkConfig = serde_json::from_value(
+        serde_json::json!({"headers": [{"host": "a.com", "remove": ["x-a"]}]}),
+    )
+    .unwrap();
+    assert!(partial.headers[0].set.is_empty());
+}
+
+#[test]
+fn header_names_follow_the_http_rules() {
+    for ok in [
+        "X-Team",
+        "x_team",
+        "a",
+        "X-!#$%&'*+.^_`|~",
+        "Authorization",
+        "Cookie",
+    ] {
+        paddock_config::parse_header_name(ok).unwrap_or_else(|e| panic!("{ok}: {e:?}"));
+    }
+    for bad in [
+        "",
+        "a b",
+        "a:b",
+        "ä",
+        "a\u{0}",
+        "(x)",
+        "host",
+        "HOST",
+        "proxy-x",
+        "Proxy-Connection",
+    ] {
+        assert!(paddock_config::parse_header_name(bad).is_err(), "{bad:?}");
+    }
+    for ok in ["", "blue", "a\tb", "ünïcode", " padded "] {
+        paddock_config::check_header_value(ok).unwrap_or_else(|e| panic!("{ok}: {e:?}"));
+    }
+    for bad in ["a\nb", "a\rb", "a\u{0}", "a\u{7f}", "a\u{1b}[0m"] {
+        assert!(paddock_config::check_header_value(bad).is_err(), "{bad:?}");
+    }
 }
