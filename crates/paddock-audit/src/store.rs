@@ -636,12 +636,11 @@ impl AuditLog {
             .collect();
         // Only touch the file when it differs from the tree (a fresh or clean log needs no
         // write and no fsync: opening is on the path of every run's creation).
-        let want_len = (keep + rest.len() as u64 / HASH_LEN as u64) * HASH_LEN as u64;
         let have_len = leaves_w
             .metadata()
             .map_err(|e| AuditError::io("stat", &leaves_path, e))?
             .len();
-        if !rest.is_empty() || have_len != want_len {
+        if !rest.is_empty() || have_len != keep * HASH_LEN as u64 {
             leaves_w
                 .set_len(keep * HASH_LEN as u64)
                 .and_then(|_| leaves_w.write_all_at(&rest, keep * HASH_LEN as u64))

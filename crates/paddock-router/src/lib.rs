@@ -31,32 +31,12 @@
 //!
 //! # Wiring (the daemon)
 //!
-//! ```ignore
-//! // 1. A Dialer over the runtime's netns capability (run id → SandboxHandle lookup is the
-//! //    daemon's; NotFound when the run has no live sandbox → the router answers 503).
-//! struct NetnsDialer { runs: Arc<RunManager> }
-//! #[async_trait]
-//! impl paddock_router::Dialer for NetnsDialer {
-//!     async fn dial(&self, run_id: &str, port: u16) -> io::Result<TcpStream> {
-//!         let (rt, handle) = self.runs.netns_target(run_id)   // Arc<dyn Runtime>, SandboxHandle
-//!             .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "run not running"))?;
-//!         let fd = tokio::task::spawn_blocking(move || {
-//!             rt.as_netns().ok_or_else(|| io::Error::other("runtime has no netns"))?
-//!                 .socket_in_netns(&handle, libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC)
-//!                 .map_err(|e| io::Error::new(io::ErrorKind::NotFound, e.to_string()))
-//!         }).await.map_err(io::Error::other)??;
-//!         paddock_router::connect_loopback(fd, port).await
-//!     }
-//! }
-//! // 2. At daemon start: one Router, routes rebuilt from live runs, then the listener.
-//! let router = Router::new(Arc::new(NetnsDialer { runs }));
-//! for run in live_runs_with_ports { router.upsert_run(RunRoute { .. , state: RouteState::Running })?; }
-//! let handle = router.serve(RouterConfig::new(port).with_tls(ca_resolver)).await
-//!     .map_err(|e| /* show e and e.hint() */)?;   // keep `handle` for the daemon's lifetime
-//! // 3. Run start → upsert_run (Running); stop → set_state(name, Stopped) or remove_run;
-//! //    destroy → remove_run. Sandbox env: url_env(name, endpoints, handle.port()).
-//! // 4. `paddock router status` → handle.port() + router.routes().
-//! ```
+//! `paddock-daemon/src/routing.rs` is the wiring: a [`Dialer`] that opens a socket in the
+//! run's netns (`NetnsCapability::socket_in_netns`) and calls [`connect_loopback`]; one
+//! [`Router`] whose routes are rebuilt from state.db at daemon start and follow every run
+//! transition ([`Router::upsert_run`], [`Router::set_state`], [`Router::remove_run`]); the
+//! listener from [`Router::serve`] with TLS leaves from the local CA; [`url_env`] for the
+//! sandbox's `PADDOCK_URL_*`.
 
 mod body;
 mod dial;

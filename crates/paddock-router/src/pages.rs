@@ -259,7 +259,7 @@ pub(crate) fn bad_host(why: &str) -> Response<RouterBody> {
 pub(crate) fn stopped(run: &str, endpoint: &str) -> Response<RouterBody> {
     let body = format!(
         "<p>Run <code>{}</code> is stopped, so its endpoint <code>{}</code> cannot be reached. \
-         Start it again with <code>paddock start {}</code>.</p>",
+         Its name is free for a new run: <code>paddock run --name {} -p …</code>.</p>",
         escape(run),
         escape(endpoint),
         escape(run)

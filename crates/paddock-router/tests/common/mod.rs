@@ -169,6 +169,7 @@ impl World {
             stdin: false,
             user: SandboxUser { uid, gid },
             tty_size: None,
+            hold_until_released: false,
         };
         let h = self.rt.create(&spec).await.expect("create");
         let handle = self
