@@ -237,7 +237,7 @@ impl Client {
         }
     }
 
-    async fn call<T: DeserializeOwned>(
+    pub(crate) async fn call<T: DeserializeOwned>(
         &self,
         method: Method,
         path: &str,
@@ -406,6 +406,16 @@ impl Client {
         self.call(Method::GET, "/v1/audit/key", None::<&()>).await
     }
 
+    /// The hostname router's port, state and route table (capability `router`).
+    pub async fn router_status(&self) -> Result<RouterStatus, ClientError> {
+        self.call(Method::GET, "/v1/router", None::<&()>).await
+    }
+
+    /// The local CA's certificate (capability `ca`).
+    pub async fn ca_certificate(&self) -> Result<CaCertificate, ClientError> {
+        self.call(Method::GET, "/v1/ca", None::<&()>).await
+    }
+
     pub async fn shutdown(&self) -> Result<serde_json::Value, ClientError> {
         self.call(Method::POST, "/v1/shutdown", Some(&serde_json::json!({})))
             .await
@@ -480,7 +490,7 @@ fn with_query(path: String, q: &[String]) -> String {
 }
 
 /// Percent-encode a path segment (run refs are `[a-z0-9_-]`, but input is the user's).
-fn enc(s: &str) -> String {
+pub(crate) fn enc(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         if b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.' {

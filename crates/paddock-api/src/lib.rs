@@ -25,13 +25,22 @@
 //! ([`AuditKey`]). Proofs and bundles are passed through as JSON: their shape is
 //! paddock-audit's, which a client uses to verify them offline.
 //!
+//! Grants (capability `grants`): `PUT|GET|DELETE /v1/grants/{name}` and `GET /v1/grants`,
+//! see [`grants`]. A credential travels only in the body of a `PUT`.
+//! Routing (capability `router`): `GET /v1/router` ([`RouterStatus`]: port, whether it
+//! listens or why not, the route table); runs carry `ports` (endpoint → port inside the
+//! sandbox) and `urls`. `GET /v1/ca` (capability `ca`) is the local CA's certificate
+//! ([`CaCertificate`]), never its key.
+//!
 //! Never: holds state, reads config files, or knows how runs are executed.
 
 pub mod attach;
 mod client;
+pub mod grants;
 mod types;
 
 pub use client::{AuditLog, Client, ClientError, EventStream, LogStream};
+pub use grants::{GrantInfo, GrantList, GrantRule, PutGrant, PutGrantResponse, RevokedGrant};
 pub use types::*;
 
 /// Path prefix of every endpoint.

@@ -158,6 +158,18 @@ pub struct CreateRun {
     /// Config files that were layered, for `inspect`.
     #[serde(default)]
     pub config_sources: Vec<PathBuf>,
+    /// Grants whose credentials the egress proxy injects for this run (names; the values
+    /// never leave the daemon).
+    #[serde(default)]
+    pub grants: Vec<String>,
+    /// The `network:` section (policy, rules, passthrough, headers) as paddock.yaml spells it;
+    /// null means the default (permissive, no rules).
+    #[serde(default)]
+    pub network: serde_json::Value,
+    /// Named services inside the run: endpoint (a DNS label) → TCP port on the sandbox's
+    /// loopback, reached at `http://<endpoint>.<name>.localhost:<router port>`.
+    #[serde(default)]
+    pub ports: BTreeMap<String, u16>,
 }
 
 fn default_true() -> bool {
@@ -205,6 +217,13 @@ pub struct Run {
     /// The overlay layer was applied to the workspace (or there was nothing to apply).
     #[serde(default)]
     pub applied: bool,
+    /// Named services inside the run: endpoint → port on the sandbox's loopback.
+    #[serde(default)]
+    pub ports: BTreeMap<String, u16>,
+    /// Their URLs through the daemon's router, endpoint → `http://<endpoint>.<name>.localhost:<port>`
+    /// (filled by daemons with the `router` capability).
+    #[serde(default)]
+    pub urls: BTreeMap<String, String>,
 }
 
 /// `GET /v1/runs`.
@@ -418,6 +437,50 @@ pub struct AuditKey {
     /// The key as `paddock audit verify --key` takes it: `ed25519:<hex>`.
     #[serde(default)]
     pub pin: String,
+}
+
+/// `GET /v1/router` (capability `router`): the daemon's hostname router.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RouterStatus {
+    /// The port URLs use (`PADDOCK_ROUTER_PORT`, else `router.port`, else 8080).
+    pub port: u16,
+    /// Where it listens: always `127.0.0.1:<port>`.
+    pub listen: String,
+    /// False when the port could not be taken; `error` and `hint` say why.
+    pub listening: bool,
+    #[serde(default)]
+    pub error: Option<String>,
+    #[serde(default)]
+    pub hint: Option<String>,
+    /// HTTPS is served on the same port (certificates from the local CA).
+    #[serde(default)]
+    pub tls: bool,
+    /// One entry per routed run, by name.
+    #[serde(default)]
+    pub routes: Vec<RouteInfo>,
+}
+
+/// A run's routes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RouteInfo {
+    pub name: String,
+    pub run_id: String,
+    /// `running` (forwarded) or `stopped` (answered with 503).
+    pub state: String,
+    /// Endpoint → port on the sandbox's loopback.
+    #[serde(default)]
+    pub endpoints: BTreeMap<String, u16>,
+    /// Endpoint → URL.
+    #[serde(default)]
+    pub urls: BTreeMap<String, String>,
+}
+
+/// `GET /v1/ca` (capability `ca`): the certificate of the local CA (never its key), to
+/// trust HTTPS through the router.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CaCertificate {
+    /// PEM.
+    pub pem: String,
 }
 
 /// The error envelope: `{"error":{"code","message","hint"}}`.

@@ -22,12 +22,7 @@ use crate::cli::{
     AuditTarget, AuditVerifyArgs, JsonFlag,
 };
 use crate::ensure::ensure_running;
-use crate::ui::{Hinted, Usage, paint, stdout_color, table, truncate};
-
-fn print_json<T: serde::Serialize>(v: &T) -> Result<()> {
-    println!("{}", serde_json::to_string_pretty(v)?);
-    Ok(())
-}
+use crate::ui::{Hinted, Usage, paint, print_json, stdout_color, table, truncate};
 
 pub async fn dispatch(home: &Home, args: AuditArgs) -> Result<i32> {
     let Some(action) = args.action else {
@@ -51,36 +46,17 @@ fn log_of(t: &AuditTarget) -> AuditLog<'_> {
 }
 
 async fn client(home: &Home) -> Result<Client> {
-    let client = ensure_running(home).await?;
-    let h = client.health().await?;
-    if !h.has("audit") {
-        return Err(anyhow!(Hinted::new(
-            "the running paddock daemon has no audit log",
-            "restart it to pick up this version: `paddock daemon restart`",
-        )));
-    }
-    Ok(client)
+    crate::ensure::require(ensure_running(home).await?, "audit", "has no audit log").await
 }
 
 /// The checkpoint schedule for `paddock daemon`, from `audit:` in the user config.
-pub fn daemon_options() -> AuditOptions {
+pub fn daemon_options(audit: &paddock_config::AuditConfig) -> AuditOptions {
     let mut opts = AuditOptions::default();
-    let Some(path) = paddock_config::user_config_path() else {
-        return opts;
-    };
-    let Ok(bytes) = std::fs::read(&path) else {
-        return opts;
-    };
-    match paddock_config::load_from_bytes(&bytes, &paddock_config::Origin::user(&path)) {
-        Ok(cfg) => {
-            if let Some(n) = cfg.audit.checkpoint_every {
-                opts.checkpoint_every = n;
-            }
-            if let Some(t) = cfg.audit.checkpoint_interval {
-                opts.checkpoint_interval = t;
-            }
-        }
-        Err(e) => tracing::warn!(error = %e, "ignoring the user config for the audit log"),
+    if let Some(n) = audit.checkpoint_every {
+        opts.checkpoint_every = n;
+    }
+    if let Some(t) = audit.checkpoint_interval {
+        opts.checkpoint_interval = t;
     }
     opts
 }
@@ -183,9 +159,24 @@ pub fn summary(e: &AuditEntry) -> String {
         }
         "daemon.start" => format!("pid {}, version {}", d["pid"], s("version")),
         "daemon.stop" => format!("pid {}", d["pid"]),
+        "grant.added" | "grant.updated" | "grant.revoked" => {
+            format!(
+                "{} ({})",
+                s("name"),
+                d["kind"].as_str().unwrap_or("unknown kind")
+            )
+        }
+        "net.request" | "net.denied" => crate::trace::describe(d),
+        "grant.used" => format!(
+            "{} → {} {}{}",
+            s("grant"),
+            s("method"),
+            s("host"),
+            s("path")
+        ),
         _ => serde_json::to_string(d).unwrap_or_default(),
     };
-    truncate(&text, 120)
+    truncate(&text, 160)
 }
 
 async fn show(home: &Home, a: AuditShowArgs) -> Result<i32> {

@@ -17,6 +17,8 @@ Examples:
   paddock diff fix-bug                  review what the run changed
   paddock apply fix-bug                 copy its changes into your workspace
   paddock audit fix-bug                 what the run did, from its tamper-evident log
+  paddock run -d --name app -p web=3000 -- npm run dev   → http://web.app.localhost:8080
+  paddock router status                 the hostname router's port and routes
   paddock doctor                        check what this machine supports
 
 The daemon starts on demand and exits after 5 idle minutes. State lives in $PADDOCK_HOME
@@ -49,6 +51,7 @@ Examples:
   paddock run --name api -m ~/.cache/pip:/home/paddock/.cache/pip -- pip install -r req.txt
   paddock run --memory 2G --pids 512 --cpus 1.5 -- cargo build
   paddock run -d --name agent -- claude --dangerously-skip-permissions
+  paddock run -d --name myapp -p web=3000 -- npm run dev   → http://web.myapp.localhost:8080
   paddock run -it -- bash")]
     Run(RunArgs),
 
@@ -58,6 +61,15 @@ Examples:
 
     /// Show a run's output.
     Logs(LogsArgs),
+
+    /// Show a run's network log: every request, connection and DNS query, its policy
+    /// decision and rule, and the grants injected (names only).
+    #[command(after_help = "\
+Examples:
+  paddock trace fix-bug            everything so far
+  paddock trace fix-bug -f         and keep following until the run ends
+  paddock trace fix-bug --json     one JSON record per line (type, host, path, status, decision, rule, grants, …)")]
+    Trace(TraceArgs),
 
     /// Stop runs: SIGTERM, then SIGKILL after the grace period.
     Stop(StopArgs),
@@ -96,6 +108,29 @@ Examples:
   paddock audit consistency fix-bug --from 12")]
     Audit(AuditArgs),
 
+    /// Give runs credentials that never enter the sandbox; list, show and revoke them.
+    ///
+    /// A grant is a credential kept encrypted by the daemon. A run that uses it
+    /// (`paddock run -g NAME`) sees only a placeholder; the egress proxy puts the real value
+    /// into requests to the grant's hosts on the way out. The value is read from an
+    /// environment variable, standard input or a CLI such as `gh auth token`: never from
+    /// the command line, where `ps` and your shell history would see it.
+    #[command(after_help = GRANT_HELP)]
+    Grant(GrantArgs),
+    /// The hostname router: http://ENDPOINT.NAME.localhost:PORT reaches a run's services.
+    ///
+    /// The daemon listens on 127.0.0.1 only, on `router.port` of
+    /// ~/.config/paddock/config.yaml or PADDOCK_ROUTER_PORT (default 8080), with HTTPS on
+    /// the same port (trust `paddock ca export`).
+    Router(RouterArgs),
+
+    /// The local certificate authority (HTTPS through the router).
+    #[command(after_help = "\
+Examples:
+  paddock ca export -o paddock-ca.pem
+  curl --cacert paddock-ca.pem https://web.myapp.localhost:8080/")]
+    Ca(CaArgs),
+
     /// Run or manage the paddock daemon (`paddock daemon` alone runs it in the foreground).
     Daemon(DaemonArgs),
 
@@ -109,6 +144,20 @@ Examples:
     #[command(hide = true)]
     Init,
 }
+
+const GRANT_HELP: &str = "\
+Examples:
+  paddock grant github                          GitHub token from `gh auth token`
+  paddock grant github --from-env GH_TOKEN      …or from an environment variable
+  paddock grant anthropic --from-env ANTHROPIC_API_KEY
+  pass show openai | paddock grant openai --stdin
+  paddock grant openai --name openai-work --stdin    a second key under another name
+  paddock grant http internal --host api.example.com --header Authorization \\
+      --format 'Bearer {}' --from-env INTERNAL_TOKEN
+  paddock grant list
+  paddock grant show github                     masked value and where it is injected
+  paddock grant revoke github
+  paddock run -g github -g anthropic -- claude  use grants in a run";
 
 #[derive(Debug, Args, Clone, Copy)]
 pub struct JsonFlag {
@@ -136,9 +185,20 @@ pub struct RunArgs {
     #[arg(short = 'm', long = "mount", value_name = "SRC:DST[:ro]")]
     pub mounts: Vec<String>,
 
+    /// Inject a stored credential (see `paddock grant list`) on the way out; repeatable.
+    /// The sandbox only ever sees a placeholder.
+    #[arg(short = 'g', long = "grant", value_name = "NAME")]
+    pub grants: Vec<String>,
+
     /// Environment variable for the command: KEY=VALUE. Repeatable.
     #[arg(short = 'e', long = "env", value_name = "KEY=VALUE")]
     pub env: Vec<String>,
+
+    /// A service inside the run, reached at http://ENDPOINT.NAME.localhost:8080 (the router's
+    /// port): ENDPOINT=PORT, the port it listens on (127.0.0.1 is enough). Repeatable;
+    /// overrides `ports:` entries of the same endpoint.
+    #[arg(short = 'p', long = "port", value_name = "ENDPOINT=PORT")]
+    pub ports: Vec<String>,
 
     /// Memory limit, e.g. 512M or 2G.
     #[arg(long, value_name = "SIZE")]
@@ -204,6 +264,21 @@ pub struct LogsArgs {
     #[arg(short = 'n', long = "tail", value_name = "N")]
     pub tail: Option<usize>,
     /// Print one JSON object per chunk (ts_ms, stream, text|b64).
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct TraceArgs {
+    /// Run id, id prefix or name.
+    pub run: String,
+    /// Keep printing new records until the run ends.
+    #[arg(short, long)]
+    pub follow: bool,
+    /// Only the newest N records of the history.
+    #[arg(short = 'n', long = "limit", value_name = "N")]
+    pub limit: Option<usize>,
+    /// One JSON object per record.
     #[arg(long)]
     pub json: bool,
 }
@@ -289,6 +364,37 @@ pub enum DaemonAction {
     Stop(JsonFlag),
     /// Stop the daemon and start a new one (e.g. after upgrading paddock).
     Restart(JsonFlag),
+}
+
+#[derive(Debug, Args)]
+pub struct RouterArgs {
+    #[command(subcommand)]
+    pub action: RouterAction,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RouterAction {
+    /// The router's port, whether it listens, and every route.
+    Status(JsonFlag),
+}
+
+#[derive(Debug, Args)]
+pub struct CaArgs {
+    #[command(subcommand)]
+    pub action: CaAction,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CaAction {
+    /// Print the CA certificate (PEM; never the key), to trust HTTPS through the router.
+    Export(CaExportArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CaExportArgs {
+    /// Write it to FILE instead of standard output.
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    pub output: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -403,4 +509,127 @@ pub struct AuditConsistencyArgs {
     pub to: Option<u64>,
     #[command(flatten)]
     pub json: JsonFlag,
+}
+
+#[derive(Debug, Args)]
+pub struct GrantArgs {
+    #[command(subcommand)]
+    pub action: GrantAction,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GrantAction {
+    /// A GitHub token: Bearer on api.github.com, Basic x-access-token on github.com (git
+    /// over HTTPS). Default source: `gh auth token`.
+    #[command(after_help = "\
+Examples:
+  paddock grant github                        from `gh auth token` (GitHub CLI, logged in)
+  paddock grant github --from-env GH_TOKEN
+  paddock grant github --name gh-bot --stdin < token.txt")]
+    Github(BuiltinGrantArgs),
+
+    /// An Anthropic API key: x-api-key on api.anthropic.com. Default source:
+    /// $ANTHROPIC_API_KEY when it is set.
+    #[command(after_help = "\
+Examples:
+  paddock grant anthropic --from-env ANTHROPIC_API_KEY
+  paddock grant anthropic --stdin               paste it (not echoed), then Enter")]
+    Anthropic(BuiltinGrantArgs),
+
+    /// An OpenAI API key: Bearer on api.openai.com. Default source: $OPENAI_API_KEY when
+    /// it is set.
+    #[command(after_help = "\
+Examples:
+  paddock grant openai --from-env OPENAI_API_KEY
+  pass show openai | paddock grant openai --stdin")]
+    Openai(BuiltinGrantArgs),
+
+    /// A generic credential: one header on the hosts you name.
+    #[command(after_help = "\
+Examples:
+  paddock grant http internal --host api.example.com --header Authorization \\
+      --format 'Bearer {}' --from-env INTERNAL_TOKEN
+  paddock grant http sentry --host sentry.io --host '*.sentry.io' \\
+      --header Authorization --format 'Bearer {}' --env SENTRY_AUTH_TOKEN --stdin
+  paddock grant http metrics --host metrics.example.com --header X-Api-Key --stdin")]
+    Http(HttpGrantArgs),
+
+    /// List grants (values masked).
+    #[command(visible_alias = "ls")]
+    List(JsonFlag),
+
+    /// Show one grant: its masked value, where it is injected, which variables get a
+    /// placeholder.
+    Show(GrantNameArgs),
+
+    /// Delete a grant (runs started later can no longer use it).
+    #[command(visible_alias = "rm")]
+    Revoke(GrantNameArgs),
+}
+
+/// Where `paddock grant` reads the value. There is deliberately no flag for the value
+/// itself.
+#[derive(Debug, Args, Clone)]
+pub struct ValueSourceArgs {
+    /// Read the value from this environment variable.
+    #[arg(long, value_name = "VAR", conflicts_with = "stdin")]
+    pub from_env: Option<String>,
+    /// Read the value from standard input (from a terminal: typed or pasted, not echoed).
+    #[arg(long)]
+    pub stdin: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct BuiltinGrantArgs {
+    /// The grant's name (default: the kind, e.g. `github`). Lower-case letters, digits,
+    /// '-' and '_'.
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+    #[command(flatten)]
+    pub source: ValueSourceArgs,
+    #[command(flatten)]
+    pub json: JsonFlag,
+    /// Anything else on the command line: refused (a value in argv is visible to `ps`
+    /// and kept in shell history), and never echoed.
+    #[arg(hide = true, num_args = 0.., allow_hyphen_values = true, trailing_var_arg = true)]
+    pub refused: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct HttpGrantArgs {
+    /// The grant's name. Lower-case letters, digits, '-' and '_'.
+    #[arg(value_name = "NAME")]
+    pub name: String,
+    /// A host the credential is sent to: exact (api.example.com) or a wildcard
+    /// (*.example.com). Repeatable; at least one.
+    #[arg(long = "host", value_name = "HOST", required = true)]
+    pub hosts: Vec<String>,
+    /// The header that carries it, e.g. Authorization or X-Api-Key.
+    #[arg(long, value_name = "HEADER")]
+    pub header: String,
+    /// How the value is written into the header: `{}` stands for the value.
+    #[arg(long, value_name = "FORMAT", default_value = "{}")]
+    pub format: String,
+    /// An environment variable that gets a placeholder inside the sandbox. Repeatable.
+    #[arg(long = "env", value_name = "VAR")]
+    pub env: Vec<String>,
+    #[command(flatten)]
+    pub source: ValueSourceArgs,
+    #[command(flatten)]
+    pub json: JsonFlag,
+    /// See [`BuiltinGrantArgs::refused`].
+    #[arg(hide = true, num_args = 0.., allow_hyphen_values = true, trailing_var_arg = true)]
+    pub refused: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct GrantNameArgs {
+    /// The grant's name (see `paddock grant list`).
+    #[arg(value_name = "NAME")]
+    pub name: String,
+    #[command(flatten)]
+    pub json: JsonFlag,
+    /// See [`BuiltinGrantArgs::refused`].
+    #[arg(hide = true, num_args = 0.., allow_hyphen_values = true, trailing_var_arg = true)]
+    pub refused: Vec<String>,
 }

@@ -12,12 +12,7 @@ use crate::cli::{
     StopArgs, WaitArgs,
 };
 use crate::ensure::{ensure_running, running, stop_daemon};
-use crate::ui::{Hinted, age, paint, stdout_color, table, truncate};
-
-fn print_json<T: serde::Serialize>(v: &T) -> Result<()> {
-    println!("{}", serde_json::to_string_pretty(v)?);
-    Ok(())
-}
+use crate::ui::{Hinted, age, paint, print_json, stdout_color, table, truncate};
 
 fn state_cell(run: &Run, color: bool) -> String {
     let text = match (run.state, run.exit_code) {
@@ -47,18 +42,24 @@ pub async fn ps(home: &Home, args: PsArgs) -> Result<i32> {
         return Ok(0);
     }
     let color = stdout_color();
+    // A URLS column (the routed services) only when some run has endpoints.
+    let urls = list.runs.iter().any(|r| !r.urls.is_empty());
     let rows: Vec<Vec<String>> = list
         .runs
         .iter()
         .map(|r| {
-            vec![
+            let mut row = vec![
                 r.id.clone(),
                 r.name.clone(),
                 state_cell(r, color),
                 age(&r.created_at),
                 truncate(&r.command.join(" "), 40),
                 r.workspace.display().to_string(),
-            ]
+            ];
+            if urls {
+                row.push(r.urls.values().cloned().collect::<Vec<_>>().join(" "));
+            }
+            row
         })
         .collect();
     if rows.is_empty() {
@@ -73,13 +74,11 @@ pub async fn ps(home: &Home, args: PsArgs) -> Result<i32> {
         );
         return Ok(0);
     }
-    print!(
-        "{}",
-        table(
-            &["ID", "NAME", "STATE", "CREATED", "COMMAND", "WORKSPACE"],
-            &rows
-        )
-    );
+    let mut header = vec!["ID", "NAME", "STATE", "CREATED", "COMMAND", "WORKSPACE"];
+    if urls {
+        header.push("URLS");
+    }
+    print!("{}", table(&header, &rows));
     Ok(0)
 }
 
@@ -237,6 +236,10 @@ pub async fn inspect(home: &Home, args: InspectArgs) -> Result<i32> {
                 if m.read_only { " (ro)" } else { "" }
             ),
         );
+    }
+    for (endpoint, url) in &run.urls {
+        let port = run.ports.get(endpoint).copied().unwrap_or_default();
+        kv("url", format!("{url} (→ port {port} in the sandbox)"));
     }
     for s in &run.config_sources {
         kv("config", s.display().to_string());
@@ -444,7 +447,7 @@ pub fn doctor(args: DoctorArgs) -> Result<i32> {
 }
 
 /// Parse the daemon's idle timeout flag/env/config.
-pub fn idle_timeout(flag: Option<&str>) -> Result<Duration> {
+pub fn idle_timeout(flag: Option<&str>, user: &paddock_config::Config) -> Result<Duration> {
     if let Some(raw) = flag {
         if raw.trim() == "0" {
             return Ok(Duration::ZERO);
@@ -456,20 +459,49 @@ pub fn idle_timeout(flag: Option<&str>) -> Result<Duration> {
             )))
         });
     }
-    let Some(path) = paddock_config::user_config_path() else {
-        return Ok(paddock_daemon::DEFAULT_IDLE_TIMEOUT);
-    };
-    let from_config = match std::fs::read(&path) {
-        Ok(bytes) => {
-            match paddock_config::load_from_bytes(&bytes, &paddock_config::Origin::user(&path)) {
-                Ok(cfg) => cfg.daemon.idle_timeout,
-                Err(e) => {
-                    tracing::warn!(error = %e, "ignoring the user config for the daemon");
-                    None
-                }
-            }
-        }
-        Err(_) => None,
-    };
-    Ok(from_config.unwrap_or(paddock_daemon::DEFAULT_IDLE_TIMEOUT))
+    Ok(user
+        .daemon
+        .idle_timeout
+        .unwrap_or(paddock_daemon::DEFAULT_IDLE_TIMEOUT))
+}
+
+/// The user config (`~/.config/paddock/config.yaml`), for the daemon's settings (idle
+/// timeout, audit schedule, router port, `upstream:`): read once per daemon start. A
+/// missing file is the defaults; a broken one is reported in daemon.log and ignored.
+pub fn user_config() -> paddock_config::Config {
+    paddock_config::Loader::from_env()
+        .load_user()
+        .unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "ignoring the user config");
+            paddock_config::Config::default()
+        })
+}
+
+/// The hostname router's port for the daemon: `PADDOCK_ROUTER_PORT`, else `router.port` in
+/// the user config, else 8080.
+pub fn router_port(user: &paddock_config::Config) -> Result<u16> {
+    Ok(router_port_env()?
+        .or(user.router.port)
+        .unwrap_or(paddock_daemon::DEFAULT_ROUTER_PORT))
+}
+
+/// `PADDOCK_ROUTER_PORT`, if set. A bad value is an error (never another port: URLs must not
+/// move); `router.port` of the user config was checked when the config loaded.
+pub fn router_port_env() -> Result<Option<u16>> {
+    if let Some(raw) = std::env::var_os("PADDOCK_ROUTER_PORT") {
+        let raw = raw.to_string_lossy();
+        let port = raw
+            .trim()
+            .parse::<u16>()
+            .ok()
+            .filter(|p| *p != 0)
+            .ok_or_else(|| {
+                anyhow!(crate::ui::Usage(Hinted::new(
+                    format!("invalid PADDOCK_ROUTER_PORT `{raw}`: expected a port from 1 to 65535"),
+                    "e.g. PADDOCK_ROUTER_PORT=8080, or unset it to use `router.port` of ~/.config/paddock/config.yaml",
+                )))
+            })?;
+        return Ok(Some(port));
+    }
+    Ok(None)
 }

@@ -22,6 +22,13 @@ const SPAWN_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// A client of a running daemon, started if needed.
 pub async fn ensure_running(home: &Home) -> Result<Client> {
+    ensure_running_without(home, &[]).await
+}
+
+/// [`ensure_running`], where a daemon started here does not inherit the environment
+/// variables `scrub` (e.g. the one `paddock grant --from-env VAR` read a credential from),
+/// nor the credential variables of the built-in grant kinds (GH_TOKEN, …).
+pub async fn ensure_running_without(home: &Home, scrub: &[&str]) -> Result<Client> {
     let client = Client::new(home.socket());
     if let Ok(h) = client.health().await
         && h.commit == paddock_daemon::commit()
@@ -40,7 +47,7 @@ pub async fn ensure_running(home: &Home) -> Result<Client> {
         }
         Err(_) => {}
     }
-    spawn_daemon(home)?;
+    spawn_daemon(home, scrub)?;
     wait_for_health(&client, home).await?;
     Ok(client)
 }
@@ -116,8 +123,12 @@ fn pid_alive(pid: u32) -> bool {
     }
 }
 
-/// Start `paddock daemon` detached: its own session, stdin /dev/null, output to daemon.log.
-pub fn spawn_daemon(home: &Home) -> Result<()> {
+/// Start `paddock daemon` detached: its own session, stdin /dev/null, output to daemon.log,
+/// without the credential variables of the built-in grant kinds nor those in `scrub` (the
+/// daemon needs none of them: grants reach it through the API).
+pub fn spawn_daemon(home: &Home, scrub: &[&str]) -> Result<()> {
+    // A daemon that would refuse its router port fails here, not after a 15 s wait.
+    crate::commands::router_port_env()?;
     let exe = std::env::current_exe().context("finding the paddock executable")?;
     let log_path = home.daemon_log();
     let log = OpenOptions::new()
@@ -132,6 +143,13 @@ pub fn spawn_daemon(home: &Home) -> Result<()> {
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log);
+    for var in paddock_secrets::KINDS
+        .iter()
+        .flat_map(|k| k.env.iter().copied())
+        .chain(scrub.iter().copied())
+    {
+        cmd.env_remove(var);
+    }
     // SAFETY: setsid(2) is async-signal-safe and touches no memory of the parent; it
     // detaches the daemon from the CLI's terminal and process group.
     unsafe {
@@ -178,4 +196,16 @@ async fn wait_for_health(client: &Client, home: &Home) -> Result<Health> {
             }
         }
     }
+}
+
+/// `client` if its daemon has `capability`; else an error saying the running daemon lacks
+/// `what` (an older daemon: restart it).
+pub async fn require(client: Client, capability: &str, what: &str) -> Result<Client> {
+    if !client.health().await?.has(capability) {
+        return Err(anyhow!(Hinted::new(
+            format!("the running paddock daemon {what}"),
+            "restart it to pick up this version: `paddock daemon restart`",
+        )));
+    }
+    Ok(client)
 }

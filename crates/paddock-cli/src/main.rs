@@ -8,7 +8,10 @@ mod audit;
 mod cli;
 mod commands;
 mod ensure;
+mod grant;
+mod routing;
 mod run;
+mod trace;
 mod ui;
 
 use std::sync::Arc;
@@ -71,6 +74,7 @@ async fn dispatch(cli: Cli) -> Result<i32> {
         Command::Run(args) => run::run(&home, args).await,
         Command::Ps(args) => commands::ps(&home, args).await,
         Command::Logs(args) => commands::logs(&home, args).await,
+        Command::Trace(args) => trace::trace(&home, args).await,
         Command::Stop(args) => commands::stop(&home, args).await,
         Command::Rm(args) => commands::rm(&home, args).await,
         Command::Inspect(args) => commands::inspect(&home, args).await,
@@ -79,7 +83,10 @@ async fn dispatch(cli: Cli) -> Result<i32> {
         Command::Apply(args) => commands::apply(&home, args).await,
         Command::Doctor(args) => commands::doctor(args),
         Command::Audit(a) => audit::dispatch(&home, a).await,
+        Command::Grant(g) => grant::dispatch(&home, g).await,
         Command::Version(j) => commands::version(&home, j.json).await,
+        Command::Router(a) => routing::router(&home, a).await,
+        Command::Ca(a) => routing::ca(&home, a).await,
         Command::Daemon(d) => match d.action {
             Some(action) => commands::daemon(&home, action).await,
             None => run_daemon(home, d.idle_timeout.as_deref()).await,
@@ -90,7 +97,8 @@ async fn dispatch(cli: Cli) -> Result<i32> {
 
 /// `paddock daemon`: serve in the foreground until stopped or idle.
 async fn run_daemon(home: Home, idle_flag: Option<&str>) -> Result<i32> {
-    let idle_timeout = commands::idle_timeout(idle_flag)?;
+    let user = commands::user_config();
+    let idle_timeout = commands::idle_timeout(idle_flag, &user)?;
     let exe = std::env::current_exe().context("finding the paddock executable")?;
     let mut config = paddock_sandbox::native::NativeConfig::new(exe);
     config.paddock_home = Some(home.root().to_path_buf());
@@ -99,7 +107,9 @@ async fn run_daemon(home: Home, idle_flag: Option<&str>) -> Result<i32> {
         home,
         idle_timeout,
         runtime: Arc::new(runtime),
-        audit: audit::daemon_options(),
+        audit: audit::daemon_options(&user.audit),
+        router_port: commands::router_port(&user)?,
+        upstream: user.upstream,
     })
     .await
     .map_err(ui::Hinted::from_daemon)?;

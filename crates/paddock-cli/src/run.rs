@@ -1,5 +1,7 @@
-//! `paddock run`: build the request from config and flags, create the run, and either
-//! detach or attach to it (progress, output, stdin, terminal, signals) until it ends.
+//! `paddock run`: build the request from config and flags (`ports:` under `-p ENDPOINT=PORT`
+//! among them), create the run, print its service URLs on stderr (not with `-q`/`--json`),
+//! and either detach or attach to it (progress, output, stdin, terminal, signals) until it
+//! ends.
 
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
@@ -10,14 +12,13 @@ use paddock_api::{CreateRun, InitStep, Limits, Mount, TtySize, WaitResult, Works
 use paddock_daemon::Home;
 
 use crate::cli::RunArgs;
-use crate::ui::{Hinted, Usage, paint, stderr_color};
-
-fn usage(message: String, hint: Option<&str>) -> anyhow::Error {
-    anyhow!(Usage(Hinted::new(message, hint.unwrap_or_default())))
-}
+use crate::ui::{Hinted, paint, stderr_color, usage};
 
 fn value_error(flag: &str, raw: &str, e: paddock_config::ValueError) -> anyhow::Error {
-    usage(format!("invalid {flag} `{raw}`: {}", e.message()), e.hint())
+    usage(
+        format!("invalid {flag} `{raw}`: {}", e.message()),
+        e.hint().unwrap_or_default(),
+    )
 }
 
 /// The request for a run: config layered under flags. Fails before anything is created.
@@ -57,7 +58,7 @@ pub fn build_request(args: &RunArgs) -> Result<CreateRun> {
         if !m.source.exists() {
             return Err(usage(
                 format!("mount source {} does not exist", m.source.display()),
-                Some("create it first, or fix the path in -m SRC:DST[:ro]"),
+                "create it first, or fix the path in -m SRC:DST[:ro]",
             ));
         }
         mounts.push(Mount {
@@ -74,9 +75,7 @@ pub fn build_request(args: &RunArgs) -> Result<CreateRun> {
             None => {
                 return Err(usage(
                     format!("invalid env `{raw}`: expected KEY=VALUE"),
-                    Some(
-                        "write -e NAME=value; paddock never copies your environment into a sandbox",
-                    ),
+                    "write -e NAME=value; paddock never copies your environment into a sandbox",
                 ));
             }
         };
@@ -86,11 +85,13 @@ pub fn build_request(args: &RunArgs) -> Result<CreateRun> {
         {
             return Err(usage(
                 format!("invalid env name `{k}`"),
-                Some("use letters, digits and `_`"),
+                "use letters, digits and `_`",
             ));
         }
         env.insert(k, v);
     }
+
+    let ports = ports_of(&cfg.ports, &args.ports)?;
 
     let mut limits = Limits {
         memory_bytes: cfg.limits.memory_bytes,
@@ -105,7 +106,7 @@ pub fn build_request(args: &RunArgs) -> Result<CreateRun> {
         let n: u64 = p.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
             usage(
                 format!("invalid --pids `{p}`: expected a whole number above 0"),
-                Some("e.g. --pids 512"),
+                "e.g. --pids 512",
             )
         })?;
         limits.pids = Some(n);
@@ -134,6 +135,19 @@ pub fn build_request(args: &RunArgs) -> Result<CreateRun> {
     if tty && let Ok(term) = std::env::var("TERM") {
         env.entry("TERM".into()).or_insert(term);
     }
+    // Grants from config, then -g (each name once).
+    let mut grants: Vec<String> = cfg.grants.clone();
+    for g in &args.grants {
+        paddock_config::validate_grant_name(g).map_err(|e| {
+            usage(
+                format!("invalid grant name `{g}`: {}", e.message()),
+                "grant names are what `paddock grant list` shows, e.g. -g github",
+            )
+        })?;
+        if !grants.contains(g) {
+            grants.push(g.clone());
+        }
+    }
     let runtime = args.runtime.clone().or_else(|| {
         let r = serde_json::to_value(cfg.runtime).ok()?;
         r.as_str().map(str::to_string)
@@ -158,7 +172,54 @@ pub fn build_request(args: &RunArgs) -> Result<CreateRun> {
         start: args.detach,
         config: serde_json::to_value(&cfg).unwrap_or_default(),
         config_sources: loaded.sources,
+        grants,
+        network: serde_json::to_value(&cfg.network).unwrap_or_default(),
+        ports,
     })
+}
+
+/// Named ports: `ports:` of the config, then `-p ENDPOINT=PORT` flags (a flag replaces the
+/// config's entry of the same endpoint; one endpoint twice among the flags is an error).
+fn ports_of(config: &BTreeMap<String, u16>, flags: &[String]) -> Result<BTreeMap<String, u16>> {
+    let mut ports = config.clone();
+    let mut from_flags: BTreeMap<String, u16> = BTreeMap::new();
+    for raw in flags {
+        let m = paddock_config::parse_port_mapping(raw).map_err(|e| {
+            let e = if e.hint().is_none() {
+                e.with_hint("write -p ENDPOINT=PORT, e.g. `-p web=3000`")
+            } else {
+                e
+            };
+            value_error("-p", raw, e)
+        })?;
+        if let Some(first) = from_flags.insert(m.endpoint.clone(), m.port) {
+            return Err(usage(
+                format!(
+                    "endpoint `{}` is given twice (-p {0}={first} and -p {raw})",
+                    m.endpoint
+                ),
+                "each endpoint names one port; give a second service another name, e.g. `-p api=8081`",
+            ));
+        }
+    }
+    ports.extend(from_flags);
+    Ok(ports)
+}
+
+/// The service URLs of a run, one per line (stderr: stdout stays the command's).
+fn print_urls(run: &paddock_api::Run) {
+    if run.urls.is_empty() {
+        return;
+    }
+    let color = stderr_color();
+    for (endpoint, url) in &run.urls {
+        let port = run.ports.get(endpoint).copied().unwrap_or_default();
+        eprintln!(
+            "{} {url}  {}",
+            paint(color, "1", &format!("[{}] {endpoint}:", run.name)),
+            paint(color, "2", &format!("→ port {port} in the sandbox")),
+        );
+    }
 }
 
 fn terminal_size() -> Option<TtySize> {
@@ -182,12 +243,15 @@ pub async fn run(home: &Home, args: RunArgs) -> Result<i32> {
     let req = build_request(&args)?;
     if args.tty && !std::io::stdin().is_terminal() {
         return Err(usage(
-            "-t needs a terminal on stdin".into(),
-            Some("drop -t when piping input, or run from a terminal"),
+            "-t needs a terminal on stdin",
+            "drop -t when piping input, or run from a terminal",
         ));
     }
     let client = crate::ensure::ensure_running(home).await?;
     let run = client.create_run(&req).await?;
+    if !args.quiet && !args.json {
+        print_urls(&run);
+    }
     if args.detach {
         if args.json {
             println!("{}", serde_json::to_string_pretty(&run)?);

@@ -154,6 +154,17 @@ pub fn truncate(s: &str, max: usize) -> String {
     t
 }
 
+/// Print `v` as pretty JSON on stdout (`--json`).
+pub fn print_json<T: serde::Serialize>(v: &T) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(v)?);
+    Ok(())
+}
+
+/// A usage error (exit code 2) with a hint.
+pub fn usage(message: impl Into<String>, hint: impl Into<String>) -> anyhow::Error {
+    anyhow::anyhow!(Usage(Hinted::new(message, hint)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -196,10 +196,19 @@ def connect(host, port):
     return 'connected'
 attempt('host loopback server', lambda: connect('127.0.0.1', {local_port}))
 attempt('host wildcard server via loopback', lambda: connect('127.0.0.1', {any_port}))
-attempt('resolve a public name', lambda: socket.gethostbyname('example.com'))
+def real_resolution(name):
+    # The stub answers with a synthetic 198.18.0.0/15 address; any other answer came
+    # from a real resolver.
+    ip = socket.gethostbyname(name)
+    return False if ip.startswith('198.18.') or ip.startswith('198.19.') else ip
+attempt('a real DNS answer for a public name', lambda: real_resolution('example.com'))
+def direct_to_synthetic(name, port):
+    # A direct connection to the synthetic address on a port nothing governs.
+    return connect(socket.gethostbyname(name), port)
+attempt('a direct connection to an unproxied port', lambda: direct_to_synthetic('example.com', 9))
 "
     );
-    let mut attempts = 3;
+    let mut attempts = 4;
     match &external {
         Some(ip) => {
             script.push_str(&format!(

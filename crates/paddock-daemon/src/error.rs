@@ -64,8 +64,20 @@ pub enum DaemonError {
     #[error("audit log: {message}")]
     Audit { message: String, hint: String },
 
+    /// The run's network (egress proxy, DNS stub, interception CA) could not be set up.
+    #[error("network: {message}")]
+    Network { message: String, hint: String },
+
     #[error("another paddock daemon is already running for {home} (pid {pid})")]
     AlreadyRunning { home: String, pid: String },
+
+    /// A grant named by a request (or a run) does not exist; `existing` lists those that do.
+    #[error("no grant named `{name}`")]
+    GrantNotFound { name: String, existing: Vec<String> },
+
+    /// The secret store refused (never carries a value: see paddock-secrets' errors).
+    #[error(transparent)]
+    Secrets(paddock_secrets::SecretsError),
 }
 
 impl DaemonError {
@@ -99,8 +111,10 @@ impl DaemonError {
             DaemonError::Sandbox(S::Unsupported { .. }) => 501,
             DaemonError::Sandbox(S::NotRunning { .. }) => 409,
             DaemonError::AlreadyRunning { .. } => 409,
-            DaemonError::Audit { .. } => 500,
+            DaemonError::Audit { .. } | DaemonError::Network { .. } => 500,
             DaemonError::Store(_) | DaemonError::Io { .. } | DaemonError::Sandbox(_) => 500,
+            DaemonError::GrantNotFound { .. } => 404,
+            DaemonError::Secrets(e) => crate::grants::secrets_status(e),
         }
     }
 
@@ -124,7 +138,10 @@ impl DaemonError {
             DaemonError::Sandbox(_) => "sandbox",
             DaemonError::AlreadyRunning { .. } => "already_running",
             DaemonError::Audit { .. } => "audit",
+            DaemonError::Network { .. } => "network",
             DaemonError::Store(_) | DaemonError::Io { .. } => "internal",
+            DaemonError::GrantNotFound { .. } => "grant_not_found",
+            DaemonError::Secrets(e) => crate::grants::secrets_code(e),
         }
     }
 
@@ -134,7 +151,8 @@ impl DaemonError {
             | DaemonError::Conflict { hint, .. }
             | DaemonError::Unsupported { hint, .. }
             | DaemonError::Config { hint, .. }
-            | DaemonError::Audit { hint, .. } => hint.clone(),
+            | DaemonError::Audit { hint, .. }
+            | DaemonError::Network { hint, .. } => hint.clone(),
             DaemonError::RunNotFound { .. } => "list runs with `paddock ps -a`".into(),
             DaemonError::PayloadTooLarge { .. } => "send a smaller request".into(),
             DaemonError::MethodNotAllowed { .. } => {
@@ -160,6 +178,12 @@ impl DaemonError {
             DaemonError::Store(_) | DaemonError::Io { .. } => {
                 "see $PADDOCK_HOME/daemon.log; `paddock doctor` checks the machine".into()
             }
+            DaemonError::GrantNotFound { name, existing } => {
+                crate::grants::not_found_hint(name, existing)
+            }
+            DaemonError::Secrets(e) => e
+                .hint()
+                .unwrap_or_else(|| "see $PADDOCK_HOME/daemon.log".into()),
         })
     }
 

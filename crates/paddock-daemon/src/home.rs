@@ -53,6 +53,10 @@ impl Home {
     pub fn state_db(&self) -> PathBuf {
         self.root.join("state.db")
     }
+    /// The secret store (grants, encrypted; see paddock-secrets).
+    pub fn secrets_dir(&self) -> PathBuf {
+        self.root.join("secrets")
+    }
     pub fn runs_dir(&self) -> PathBuf {
         self.root.join("runs")
     }

@@ -5,18 +5,24 @@
 //! Never: parses CLI arguments or prints for humans (that is paddock-cli); never lets
 //! anything but itself write state.db.
 //!
-//! Lifecycle: take `daemon.lock` (one daemon per home), open state.db and the audit writer
-//! (signing key, daemon log), re-adopt live sandboxes (re-opening their audit logs), listen on `daemon.sock` (0600, peers checked by SO_PEERCRED), serve until
+//! Lifecycle: take `daemon.lock` (one daemon per home), open state.db, the audit writer
+//! (signing key, daemon log), the local CA (`ca/`) and the secret store (`secrets/`, key
+//! loaded on first use), re-adopt live sandboxes (re-opening their audit logs and restoring
+//! their egress listeners), rebuild the hostname router's routes from state.db and start it
+//! on 127.0.0.1 (a taken port is reported, never replaced), listen on `daemon.sock` (0600, peers checked by SO_PEERCRED), serve until
 //! SIGTERM/SIGINT, `POST /v1/shutdown` or idleness, then stop accepting, let in-flight
 //! requests finish, flush state and remove the socket, record `daemon.stop` and sign a checkpoint in every open audit log.
 //! Sandboxes keep running.
 
 mod audit;
 mod bus;
+mod egress;
 mod error;
+mod grants;
 mod home;
 mod names;
 mod review;
+mod routing;
 mod runs;
 mod server;
 mod store;
@@ -39,6 +45,7 @@ pub use bus::EventBus;
 pub use error::DaemonError;
 pub use home::Home;
 pub use names::{check_dns_label, random_name};
+pub use routing::DEFAULT_ROUTER_PORT;
 pub use runs::SANDBOX_HOME;
 pub use version::{VERSION, commit};
 
@@ -54,6 +61,11 @@ pub struct DaemonOptions {
     pub runtime: Arc<dyn Runtime>,
     /// Checkpoint schedule of the audit logs (`audit:` in the user config).
     pub audit: AuditOptions,
+    /// How the egress proxy reaches upstreams (`upstream:` in the user config).
+    pub upstream: paddock_config::UpstreamConfig,
+    /// Port of the hostname router on 127.0.0.1 (`PADDOCK_ROUTER_PORT`, else `router.port`
+    /// in the user config, else [`DEFAULT_ROUTER_PORT`]). Never replaced by another one.
+    pub router_port: u16,
 }
 
 /// What `daemon.lock` records (besides being locked for the daemon's lifetime).
@@ -126,8 +138,36 @@ pub async fn serve(opts: DaemonOptions) -> Result<(), DaemonError> {
 
     let store = store::Store::open(&home.state_db())?;
     let audit = audit::Audit::open(&home, opts.audit)?;
+    let ca = std::sync::Arc::new(
+        paddock_ca::CertAuthority::open_or_create(&home.root().join("ca")).map_err(|e| {
+            DaemonError::Config {
+                message: format!("the local certificate authority: {e}"),
+                hint: e.hint().into(),
+            }
+        })?,
+    );
     let bus = EventBus::with_audit(audit.clone());
-    let runs = runs::RunManager::new(home.clone(), store, bus.clone(), opts.runtime);
+    let grants = Arc::new(grants::Grants::open(&home.secrets_dir(), bus.clone())?);
+    let egress = egress::Egress::new(
+        paddock_egress::EgressShared::with_ca(ca.clone(), &opts.upstream).map_err(|e| {
+            DaemonError::Network {
+                message: format!("upstream settings: {e}"),
+                hint: format!(
+                    "{} (`upstream:` in ~/.config/paddock/config.yaml; restart the daemon after changing it)",
+                    e.hint()
+                ),
+            }
+        })?,
+        grants.clone(),
+    );
+    let runs = runs::RunManager::new(
+        home.clone(),
+        store,
+        bus.clone(),
+        opts.runtime,
+        grants,
+        Arc::new(egress),
+    );
     // First in the daemon log: what re-adoption records comes after it.
     bus.publish(
         None,
@@ -135,6 +175,12 @@ pub async fn serve(opts: DaemonOptions) -> Result<(), DaemonError> {
         serde_json::json!({ "pid": std::process::id(), "version": VERSION, "commit": commit() }),
     );
     runs.adopt_all().await?;
+    // Hostname routing: routes rebuilt from state.db for the runs that are live now, then
+    // the listener. A taken port is remembered and reported; the daemon serves anyway.
+    let routing = routing::Routing::new(Arc::downgrade(&runs), opts.router_port, ca.clone());
+    runs.set_routing(routing.clone());
+    routing.rebuild(runs.store())?;
+    let _ = routing.listen().await;
 
     let socket_path = home.socket();
     match std::fs::remove_file(&socket_path) {
@@ -168,6 +214,7 @@ pub async fn serve(opts: DaemonOptions) -> Result<(), DaemonError> {
         .map_err(|e| DaemonError::io("serve", &socket_path, e))?;
 
     // In-flight requests are done. Flush and leave no socket behind.
+    routing.shutdown().await;
     bus.publish_recorded(None, "daemon.stop", serde_json::json!({ "pid": state.pid }));
     audit.close_all();
     if let Err(e) = runs.store().checkpoint() {

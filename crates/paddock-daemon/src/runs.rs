@@ -13,13 +13,15 @@ use std::time::Duration;
 
 use paddock_api::{CreateRun, Run, RunState, RunStateChange, WaitResult, WorkspaceMode};
 use paddock_sandbox::{
-    EventSink, ExitInfo, InjectedFile, MountSpec, Runtime, SandboxEvent, SandboxHandle,
-    SandboxSpec, SandboxUser, TtySize,
+    EventSink, ExitInfo, MountSpec, Runtime, SandboxEvent, SandboxHandle, SandboxSpec, SandboxUser,
+    TtySize,
 };
 
 use crate::DaemonError;
 use crate::audit::LogRef;
 use crate::bus::EventBus;
+use crate::egress::Egress;
+use crate::grants::Grants;
 use crate::home::Home;
 use crate::names::{check_dns_label, new_run_id, random_name};
 use crate::store::{RunRecord, Store, now_ms};
@@ -42,22 +44,60 @@ pub struct RunManager {
     store: Store,
     bus: EventBus,
     runtime: Arc<dyn Runtime>,
+    /// Every run's network: proxy, DNS stub, credential injection.
+    egress: Arc<Egress>,
     /// Serialises check-then-write sequences (name uniqueness, transitions).
     transitions: Mutex<()>,
     /// Handles of sandboxes this daemon started or adopted.
     handles: Mutex<HashMap<String, SandboxHandle>>,
+    /// The secret store (`$PADDOCK_HOME/secrets`) and the `/v1/grants` operations.
+    grants: Arc<Grants>,
+    /// Hostname routing (set once at daemon start; see `crate::routing`).
+    routing: std::sync::OnceLock<Arc<crate::routing::Routing>>,
 }
 
 impl RunManager {
-    pub fn new(home: Home, store: Store, bus: EventBus, runtime: Arc<dyn Runtime>) -> Arc<Self> {
+    pub fn new(
+        home: Home,
+        store: Store,
+        bus: EventBus,
+        runtime: Arc<dyn Runtime>,
+        grants: Arc<Grants>,
+        egress: Arc<Egress>,
+    ) -> Arc<Self> {
         Arc::new(RunManager {
             home,
             store,
             bus,
             runtime,
+            egress,
             transitions: Mutex::new(()),
             handles: Mutex::new(HashMap::new()),
+            grants,
+            routing: std::sync::OnceLock::new(),
         })
+    }
+
+    pub fn grants(&self) -> &Arc<Grants> {
+        &self.grants
+    }
+
+    /// Attach hostname routing (once, at daemon start).
+    pub fn set_routing(&self, routing: Arc<crate::routing::Routing>) {
+        let _ = self.routing.set(routing);
+    }
+
+    pub fn routing(&self) -> Option<&Arc<crate::routing::Routing>> {
+        self.routing.get()
+    }
+
+    /// The sandbox of a run this daemon started or re-adopted (the router dials into it).
+    pub fn live_handle(&self, id: &str) -> Option<SandboxHandle> {
+        self.handles
+            .lock()
+            .expect("handles lock poisoned")
+            .get(id)
+            .cloned()
     }
 
     pub fn store(&self) -> &Store {
@@ -168,6 +208,28 @@ impl RunManager {
             }
         }
         let mount_sources = self.resolve_mount_sources(&req.mounts)?;
+        let network: paddock_config::NetworkConfig = if req.network.is_null() {
+            Default::default()
+        } else {
+            serde_json::from_value(req.network.clone()).map_err(|e| {
+                DaemonError::bad_request(
+                    format!("invalid `network` settings: {e}"),
+                    "send the `network:` section as paddock.yaml spells it (policy, rules, passthrough, headers)",
+                )
+            })?
+        };
+        if self.runtime.as_netns().is_none() {
+            return Err(DaemonError::Unsupported {
+                message: format!(
+                    "the {} runtime cannot give a run its network",
+                    self.runtime.kind().as_str()
+                ),
+                hint: "use the native runtime".into(),
+            });
+        }
+        if let Some(routing) = self.routing() {
+            routing.check_create(&req.ports).await?;
+        }
         if let Some(name) = &req.name {
             check_dns_label(name).map_err(|why| {
                 DaemonError::bad_request(
@@ -228,12 +290,27 @@ impl RunManager {
         } else {
             req.command.clone()
         };
+        // The network before the sandbox: grants are checked and placeholders drawn here.
+        let net = match blocking(|| self.egress.prepare(&run_dir, network, &req.grants)) {
+            Ok(n) => n,
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&run_dir);
+                return Err(e);
+            }
+        };
+        // Over the user's variables: the proxy and CA settings, grant placeholders and
+        // service URLs; the run's identity over everything.
+        let mut overrides = net.env;
+        if let Some(routing) = self.routing() {
+            overrides.extend(routing.url_env(&name, &req.ports));
+        }
+        let env = sandbox_env(&id, &name, &req.env, overrides);
         let spec = SandboxSpec {
             run_id: id.clone(),
             name: name.clone(),
             run_dir: run_dir.clone(),
             command: command.clone(),
-            env: sandbox_env(&id, &name, &req.env),
+            env,
             cwd: workspace.clone(),
             workspace: workspace.clone(),
             workspace_mode: match req.workspace_mode {
@@ -250,7 +327,7 @@ impl RunManager {
                     read_only: m.read_only,
                 })
                 .collect(),
-            files: Vec::<InjectedFile>::new(),
+            files: net.files,
             limits: paddock_sandbox::Limits {
                 memory_bytes: req.limits.memory_bytes,
                 pids: req.limits.pids,
@@ -266,6 +343,8 @@ impl RunManager {
                 rows: s.rows,
                 cols: s.cols,
             }),
+            // The command waits until its network is in place (see `start_now`).
+            hold_until_released: true,
         };
 
         let handle = match self.runtime.create(&spec).await {
@@ -305,12 +384,14 @@ impl RunManager {
             config: req.config.clone(),
             config_sources: req.config_sources.clone(),
             applied: false,
+            ports: req.ports.clone(),
+            urls: Default::default(),
         };
         let record = RunRecord {
             run,
             created_ms,
             started_ms: None,
-            spec: Some(serde_json::to_string(&spec).expect("spec serialises")),
+            spec: Some(serde_json::to_string(&stored_spec(&spec)).expect("spec serialises")),
             handle: Some(serde_json::to_string(&handle).expect("handle serialises")),
         };
         {
@@ -431,6 +512,10 @@ impl RunManager {
             });
         }
         self.store.set_state(id, to, exit_code, reason)?;
+        // Routes follow before anyone hears of the change: "running" means reachable.
+        if let Some(routing) = self.routing() {
+            routing.on_state(&self.store, &rec.run, to);
+        }
         self.publish_state(id, Some(from), to, exit_code, reason);
         Ok(from)
     }
@@ -524,6 +609,14 @@ impl RunManager {
                     .lock()
                     .expect("handles lock poisoned")
                     .insert(id.to_string(), started.clone());
+                // The command is held before exec: its listeners go in first, so its very
+                // first connection or DNS query is already governed.
+                if let Err(e) = self.start_network(&started, &spec) {
+                    let reason = format!("could not set up the run's network: {e}");
+                    let _ = self.runtime.stop(&started, Duration::ZERO).await;
+                    let _ = self.transition(id, RunState::Failed, None, Some(&reason));
+                    return Err(e);
+                }
                 // A stop may have raced the start; then the run is already `stopping`.
                 match self.transition(id, RunState::Running, None, None) {
                     Ok(_) | Err(DaemonError::InvalidTransition { .. }) => {}
@@ -540,6 +633,28 @@ impl RunManager {
         self.get(id)
     }
 
+    /// Place a started sandbox's network listeners, then let its held command run.
+    fn start_network(&self, handle: &SandboxHandle, spec: &SandboxSpec) -> Result<(), DaemonError> {
+        let run_dir = self.home.run_dir(&handle.run_id);
+        let t0 = std::time::Instant::now();
+        blocking(|| {
+            self.egress
+                .start(self.runtime.as_ref(), handle, &run_dir, &self.bus)
+        })?;
+        // `create` refused runtimes without the netns capability.
+        if spec.hold_until_released
+            && let Some(netns) = self.runtime.as_netns()
+        {
+            match netns.release(handle) {
+                // Stopped while held: the watcher records how it ended.
+                Ok(()) | Err(paddock_sandbox::SandboxError::NotRunning { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        tracing::debug!(run = %handle.run_id, took = ?t0.elapsed(), "network in place; command released");
+        Ok(())
+    }
+
     /// Wait for the sandbox to end in the background, then record how it ended.
     fn watch(self: &Arc<Self>, id: String, handle: SandboxHandle) {
         let me = self.clone();
@@ -550,6 +665,7 @@ impl RunManager {
     }
 
     fn record_exit(&self, id: &str, exit: Result<ExitInfo, paddock_sandbox::SandboxError>) {
+        self.egress.stop(id);
         let (state, code, reason) = match exit {
             Ok(info) => {
                 let failed = info.oom_killed;
@@ -706,6 +822,7 @@ impl RunManager {
                 }
             }
         }
+        self.egress.stop(id);
         if let Ok(handle) = self.handle_of(&rec) {
             self.runtime.destroy(&handle).await?;
         }
@@ -738,6 +855,9 @@ impl RunManager {
                     .set_state(id, RunState::Stopped, None, Some("removed"))?;
             }
             self.store.delete(id)?;
+            if let Some(routing) = self.routing() {
+                routing.on_removed(&self.store, id);
+            }
         }
         self.handles
             .lock()
@@ -806,6 +926,14 @@ impl RunManager {
                         .expect("handles lock poisoned")
                         .insert(id.clone(), handle.clone());
                     tracing::info!(run = %id, "re-adopted a running sandbox");
+                    let run_dir = self.home.run_dir(&id);
+                    if let Err(e) = blocking(|| {
+                        self.egress
+                            .start(self.runtime.as_ref(), &handle, &run_dir, &self.bus)
+                    }) {
+                        // Without its listeners the run has no network at all (fails closed).
+                        tracing::error!(run = %id, error = %e, "could not restore the run's network");
+                    }
                     self.watch(id, handle);
                 }
                 Ok(paddock_sandbox::Adopted::Exited(info)) => self.record_exit(&id, Ok(info)),
@@ -833,6 +961,26 @@ where
     })
 }
 
+/// The spec as state.db keeps it: injected files' contents (the CA bundle is hundreds of
+/// KiB) were written into the run's directory by `Runtime::create` and are not needed
+/// again, so only their paths are kept; the row stays small and every read of it cheap.
+fn stored_spec(spec: &SandboxSpec) -> SandboxSpec {
+    let mut s = spec.clone();
+    for f in &mut s.files {
+        f.contents = Vec::new();
+    }
+    s
+}
+
+/// Run blocking work (secret store reads, socket setup in a netns) without stalling the
+/// other tasks of a multi-threaded runtime's worker.
+fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        _ => f(),
+    }
+}
+
 /// Where the overlay upper layer of a run lives (the layout the native runtime uses).
 pub fn layer_upper(run_dir: &Path) -> PathBuf {
     run_dir.join("layer").join("upper")
@@ -851,6 +999,7 @@ fn created_event(run: &Run, req: &CreateRun) -> serde_json::Value {
         "mounts": run.mounts,
         "tty": run.tty,
         "env_names": req.env.keys().collect::<Vec<_>>(),
+        "grants": req.grants,
         "config_sources": run.config_sources,
     })
 }
@@ -902,8 +1051,15 @@ fn check_workspace(p: &Path) -> Result<PathBuf, DaemonError> {
     Ok(canonical)
 }
 
-/// The command's complete environment: a clean base, the run's identity, then the user's.
-fn sandbox_env(id: &str, name: &str, user: &BTreeMap<String, String>) -> Vec<(String, String)> {
+/// The command's complete environment: a clean base, the user's variables, then
+/// `overrides` (paddock's settings for the run), then the run's identity, each replacing
+/// what came before under the same name.
+pub(crate) fn sandbox_env(
+    id: &str,
+    name: &str,
+    user: &BTreeMap<String, String>,
+    overrides: Vec<(String, String)>,
+) -> Vec<(String, String)> {
     let mut env: BTreeMap<String, String> = BTreeMap::new();
     env.insert("PATH".into(), DEFAULT_PATH.into());
     env.insert("HOME".into(), SANDBOX_HOME.into());
@@ -914,7 +1070,8 @@ fn sandbox_env(id: &str, name: &str, user: &BTreeMap<String, String>) -> Vec<(St
     for (k, v) in user {
         env.insert(k.clone(), v.clone());
     }
-    // Identity last: the user cannot spoof it.
+    env.extend(overrides);
+    // Identity last: neither the user nor anything else can spoof it.
     env.insert("PADDOCK".into(), "1".into());
     env.insert("PADDOCK_RUN_ID".into(), id.into());
     env.insert("PADDOCK_RUN_NAME".into(), name.into());

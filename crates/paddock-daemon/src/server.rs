@@ -17,8 +17,8 @@ use axum::routing::{get, post};
 use futures_util::stream::{self, StreamExt};
 use paddock_api::attach::{Frame, UPGRADE_PROTOCOL, read_frame, write_frame};
 use paddock_api::{
-    ApplyRequest, ApplyResponse, CreateRun, DiffResponse, Health, LogLine, MAX_REQUEST_BODY,
-    RunCounts, RunList, RunState, StopRequest,
+    ApplyRequest, ApplyResponse, CaCertificate, CreateRun, DiffResponse, Health, LogLine,
+    MAX_REQUEST_BODY, Run, RunCounts, RunList, RunState, StopRequest,
 };
 use paddock_sandbox::{AttachInput, LogQuery, OutputChunk, OutputStream};
 use serde::Deserialize;
@@ -140,7 +140,7 @@ impl IntoResponse for ApiError {
     }
 }
 
-fn json_response<T: serde::Serialize>(status: StatusCode, body: &T) -> Response {
+pub(crate) fn json_response<T: serde::Serialize>(status: StatusCode, body: &T) -> Response {
     let bytes = serde_json::to_vec(body).unwrap_or_else(|_| b"{}".to_vec());
     let mut resp = Response::new(Body::from(bytes));
     *resp.status_mut() = status;
@@ -151,9 +151,9 @@ fn json_response<T: serde::Serialize>(status: StatusCode, body: &T) -> Response 
     resp
 }
 
-type ApiResult = Result<Response, ApiError>;
+pub(crate) type ApiResult = Result<Response, ApiError>;
 
-fn ok<T: serde::Serialize>(body: &T) -> ApiResult {
+pub(crate) fn ok<T: serde::Serialize>(body: &T) -> ApiResult {
     Ok(json_response(StatusCode::OK, body))
 }
 
@@ -228,6 +228,9 @@ pub fn router(state: Arc<ServerState>) -> Router {
         .route("/v1/audit/key", get(audit_key))
         .route("/v1/events", get(events))
         .route("/v1/shutdown", post(shutdown))
+        .merge(crate::grants::routes())
+        .route("/v1/router", get(router_status))
+        .route("/v1/ca", get(ca_certificate))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_REQUEST_BODY))
@@ -267,6 +270,9 @@ pub const CAPABILITIES: &[&str] = &[
     "shutdown",
     "runtime.native",
     "audit",
+    "grants",
+    "router",
+    "ca",
 ];
 
 async fn health(State(st): St) -> ApiResult {
@@ -295,9 +301,45 @@ fn truthy(v: &Option<String>) -> bool {
 }
 
 async fn list_runs(State(st): St, Query(q): Query<ListQuery>) -> ApiResult {
-    ok(&RunList {
-        runs: st.runs.list(truthy(&q.all))?,
-    })
+    let mut runs = st.runs.list(truthy(&q.all))?;
+    runs.iter_mut().for_each(|r| with_urls(&st, r));
+    ok(&RunList { runs })
+}
+
+/// Fill a run's `urls` (routing).
+fn with_urls(st: &ServerState, run: &mut Run) {
+    if let Some(routing) = st.runs.routing() {
+        routing.decorate(run);
+    }
+}
+
+fn answer_run(st: &ServerState, status: StatusCode, mut run: Run) -> ApiResult {
+    with_urls(st, &mut run);
+    Ok(json_response(status, &run))
+}
+
+async fn router_status(State(st): St) -> ApiResult {
+    match st.runs.routing() {
+        Some(routing) => ok(&routing.status().await),
+        None => Err(DaemonError::Unsupported {
+            message: "this daemon has no router".into(),
+            hint: "restart the daemon with `paddock daemon restart`".into(),
+        }
+        .into()),
+    }
+}
+
+async fn ca_certificate(State(st): St) -> ApiResult {
+    match st.runs.routing() {
+        Some(routing) => ok(&CaCertificate {
+            pem: routing.ca_pem().to_string(),
+        }),
+        None => Err(DaemonError::Unsupported {
+            message: "this daemon has no local CA".into(),
+            hint: "restart the daemon with `paddock daemon restart`".into(),
+        }
+        .into()),
+    }
 }
 
 async fn create_run(
@@ -324,11 +366,11 @@ async fn create_run(
         message: format!("creating the run was interrupted: {e}"),
         hint: "list runs with `paddock ps -a`; the daemon log has details".into(),
     })??;
-    Ok(json_response(StatusCode::CREATED, &run))
+    answer_run(&st, StatusCode::CREATED, run)
 }
 
 async fn get_run(State(st): St, Path(r): Path<String>) -> ApiResult {
-    ok(&st.runs.resolve(&r)?.run)
+    answer_run(&st, StatusCode::OK, st.runs.resolve(&r)?.run)
 }
 
 #[derive(Deserialize, Default)]
@@ -348,7 +390,7 @@ async fn delete_run(
 
 async fn start_run(State(st): St, Path(r): Path<String>) -> ApiResult {
     let id = st.runs.resolve(&r)?.run.id;
-    ok(&st.runs.start(&id).await?)
+    answer_run(&st, StatusCode::OK, st.runs.start(&id).await?)
 }
 
 async fn stop_run(
@@ -379,7 +421,7 @@ async fn stop_run(
         }
     };
     let id = st.runs.resolve(&r)?.run.id;
-    ok(&st.runs.stop(&id, grace).await?)
+    answer_run(&st, StatusCode::OK, st.runs.stop(&id, grace).await?)
 }
 
 async fn wait_run(State(st): St, Path(r): Path<String>) -> ApiResult {

@@ -36,6 +36,17 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX runs_name ON runs(name);
     CREATE INDEX runs_state ON runs(state);",
+    // 2: hostname routing (issue 6): a run's named ports, and the router's table (one row
+    // per run that has endpoints; gone with its run).
+    "ALTER TABLE runs ADD COLUMN ports TEXT NOT NULL DEFAULT '{}';
+    CREATE TABLE routes (
+        run_id TEXT PRIMARY KEY REFERENCES runs(id) ON DELETE CASCADE,
+        name TEXT NOT NULL,
+        endpoints TEXT NOT NULL,
+        state TEXT NOT NULL,
+        updated_ms INTEGER NOT NULL
+    );
+    CREATE INDEX routes_name ON routes(name);",
 ];
 
 /// A run as stored, with the daemon-private parts the API does not show.
@@ -110,8 +121,8 @@ impl Store {
         let conn = self.conn.lock().expect("store lock poisoned");
         conn.execute(
             "INSERT INTO runs (id, name, workspace, command, runtime, state, workspace_mode, created_ms,
-                tty, limits, mounts, config, config_sources, applied, spec)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+                tty, limits, mounts, config, config_sources, applied, spec, ports)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
             params![
                 r.id,
                 r.name,
@@ -128,6 +139,7 @@ impl Store {
                 json(&r.config_sources),
                 r.applied,
                 rec.spec,
+                json(&r.ports),
             ],
         )?;
         Ok(())
@@ -245,8 +257,77 @@ impl Store {
     }
 }
 
+/// One row of the `routes` table: the router's entry for a run with endpoints.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteRow {
+    pub run_id: String,
+    pub name: String,
+    pub endpoints: std::collections::BTreeMap<String, u16>,
+    /// `running` or `stopped`.
+    pub state: String,
+    pub updated_ms: i64,
+}
+
+/// The router's table (hostname routing). Written only by `crate::routing`.
+impl Store {
+    /// Insert or replace the route of `row.run_id`.
+    pub fn put_route(&self, row: &RouteRow) -> Result<(), DaemonError> {
+        let conn = self.conn.lock().expect("store lock poisoned");
+        conn.execute(
+            "INSERT INTO routes (run_id, name, endpoints, state, updated_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT(run_id) DO UPDATE SET name = ?2, endpoints = ?3, state = ?4,
+                updated_ms = ?5",
+            params![
+                row.run_id,
+                row.name,
+                json(&row.endpoints),
+                row.state,
+                row.updated_ms
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// Set the state of a run's route; false when it has none.
+    pub fn set_route_state(&self, run_id: &str, state: &str) -> Result<bool, DaemonError> {
+        let conn = self.conn.lock().expect("store lock poisoned");
+        let n = conn.execute(
+            "UPDATE routes SET state = ?2, updated_ms = ?3 WHERE run_id = ?1",
+            params![run_id, state, now_ms()],
+        )?;
+        Ok(n > 0)
+    }
+
+    pub fn delete_route(&self, run_id: &str) -> Result<(), DaemonError> {
+        let conn = self.conn.lock().expect("store lock poisoned");
+        conn.execute("DELETE FROM routes WHERE run_id = ?1", params![run_id])?;
+        Ok(())
+    }
+
+    /// Every route, oldest change first.
+    pub fn routes(&self) -> Result<Vec<RouteRow>, DaemonError> {
+        let conn = self.conn.lock().expect("store lock poisoned");
+        let mut stmt = conn.prepare_cached(
+            "SELECT run_id, name, endpoints, state, updated_ms FROM routes
+             ORDER BY updated_ms, run_id",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok(RouteRow {
+                run_id: r.get(0)?,
+                name: r.get(1)?,
+                endpoints: parse(&r.get::<_, String>(2)?),
+                state: r.get(3)?,
+                updated_ms: r.get(4)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    }
+}
+
 const COLUMNS: &str = "id, name, workspace, command, runtime, state, workspace_mode, created_ms, started_ms,
-    finished_ms, exit_code, reason, tty, limits, mounts, config, config_sources, applied, spec, handle";
+    finished_ms, exit_code, reason, tty, limits, mounts, config, config_sources, applied, spec, handle,
+    ports";
 
 fn json<T: serde::Serialize>(v: &T) -> String {
     serde_json::to_string(v).unwrap_or_else(|_| "null".into())
@@ -285,6 +366,8 @@ fn row_to_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<RunRecord> {
         config: serde_json::from_str(&row.get::<_, String>(15)?).unwrap_or(serde_json::Value::Null),
         config_sources: parse(&row.get::<_, String>(16)?),
         applied: row.get(17)?,
+        ports: parse(&row.get::<_, String>(20)?),
+        urls: Default::default(),
     };
     Ok(RunRecord {
         run,
@@ -320,6 +403,8 @@ mod tests {
                 config: serde_json::Value::Null,
                 config_sources: vec![],
                 applied: false,
+                ports: Default::default(),
+                urls: Default::default(),
             },
             created_ms: now_ms(),
             started_ms: None,
@@ -372,6 +457,82 @@ mod tests {
         assert!(s.with_id_prefix("zz").unwrap().is_empty());
         assert_eq!(ids(s.with_name("heron").unwrap()), ["run_abd000000002"]);
         assert!(s.with_name("her").unwrap().is_empty());
+    }
+
+    #[test]
+    fn ports_and_routes_persist_and_routes_go_with_their_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        let mut rec = sample("run_000000000001", "app");
+        rec.run.ports = [("web".to_string(), 3000), ("api".to_string(), 8081)].into();
+        let row = RouteRow {
+            run_id: rec.run.id.clone(),
+            name: "app".into(),
+            endpoints: rec.run.ports.clone(),
+            state: "running".into(),
+            updated_ms: now_ms(),
+        };
+        {
+            let s = Store::open(&path).unwrap();
+            s.insert(&rec).unwrap();
+            s.insert(&sample("run_000000000002", "other")).unwrap();
+            s.put_route(&row).unwrap();
+            // Replacing keeps one row per run.
+            s.put_route(&row).unwrap();
+            assert!(s.set_route_state(&rec.run.id, "stopped").unwrap());
+            assert!(!s.set_route_state("run_000000000002", "stopped").unwrap());
+        }
+        let s = Store::open(&path).unwrap();
+        assert_eq!(
+            s.get(&rec.run.id).unwrap().unwrap().run.ports,
+            rec.run.ports
+        );
+        assert!(
+            s.get("run_000000000002")
+                .unwrap()
+                .unwrap()
+                .run
+                .ports
+                .is_empty()
+        );
+        let routes = s.routes().unwrap();
+        assert_eq!(routes.len(), 1);
+        assert_eq!(routes[0].endpoints, rec.run.ports);
+        assert_eq!(routes[0].state, "stopped");
+        // A removed run takes its route with it.
+        s.delete(&rec.run.id).unwrap();
+        assert!(s.routes().unwrap().is_empty());
+    }
+
+    #[test]
+    fn version_1_databases_are_migrated() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        {
+            // A database as the first release left it, with a run in it.
+            let mut conn = Connection::open(&path).unwrap();
+            let tx = conn.transaction().unwrap();
+            tx.execute_batch(MIGRATIONS[0]).unwrap();
+            tx.pragma_update(None, "user_version", 1).unwrap();
+            tx.execute(
+                "INSERT INTO runs (id, name, workspace, command, runtime, state, workspace_mode,
+                    created_ms) VALUES ('run_000000000009', 'old', '/tmp', '[\"true\"]', 'native',
+                    'stopped', 'overlay', 1)",
+                [],
+            )
+            .unwrap();
+            tx.commit().unwrap();
+        }
+        let s = Store::open(&path).unwrap();
+        let old = s.get("run_000000000009").unwrap().unwrap();
+        assert_eq!(old.run.name, "old");
+        assert!(old.run.ports.is_empty());
+        assert!(s.routes().unwrap().is_empty());
+        let conn = s.conn.lock().unwrap();
+        let v: usize = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, MIGRATIONS.len());
     }
 
     #[test]

@@ -1,0 +1,371 @@
+//! A run's network: what its sandbox is given (proxy variables, resolv.conf, the CA bundle,
+//! credential placeholders), the run's [`RunEgress`] (listeners inside its netns), and the
+//! adapter from paddock-secrets' [`RunSecrets`] to the proxy's [`Injector`] seam.
+//!
+//! Order for one run: [`Egress::prepare`] at create (writes `runs/<id>/egress.json`, in the
+//! 0700 run directory: the `network:` section, grant names and their placeholders; no grant
+//! value), the sandbox is started
+//! *held*, [`Egress::start`] places the listeners, then the runtime releases the command.
+//! After a daemon restart [`Egress::start`] runs again for every live run from the same
+//! file, so the placeholders the sandbox holds keep working.
+//!
+//! `network.headers` become paddock-secrets' header edits: applied to every request the
+//! proxy intercepts for a matching host, with or without grants.
+//!
+//! Never: writes a credential value anywhere (values are read from the secret store when
+//! the run's egress starts and live only in the proxy's memory); logs a `network.headers`
+//! value (the user's own config may hold tokens there); lets a run's command start before
+//! its listeners exist.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use paddock_config::NetworkConfig;
+use paddock_egress::{
+    BodyRewriter, Dest, EgressShared, GrantUse, ImpliedHost, Injector, NetRecord, RunEgress,
+    RunPolicy,
+};
+use paddock_sandbox::{InjectedFile, Runtime, SandboxHandle};
+use paddock_secrets::{BodyPlan, HeaderEdit, RunSecrets, StreamRewrite, Target};
+use serde::{Deserialize, Serialize};
+
+use crate::DaemonError;
+use crate::bus::EventBus;
+use crate::grants::Grants;
+
+/// What a run's egress is built from; `runs/<id>/egress.json`. Holds no secret.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct NetPlan {
+    pub network: NetworkConfig,
+    /// (grant, placeholder), one per grant in the order asked for: what the sandbox's
+    /// environment holds.
+    pub placeholders: Vec<(String, String)>,
+}
+
+/// What [`Egress::prepare`] adds to a sandbox spec.
+pub struct SandboxAdditions {
+    pub env: Vec<(String, String)>,
+    pub files: Vec<InjectedFile>,
+}
+
+/// The daemon's egress: shared CA and upstream, the grants, live runs' listeners.
+pub struct Egress {
+    shared: EgressShared,
+    grants: Arc<Grants>,
+    /// What every sandbox gets (proxy variables, resolv.conf, the CA bundle): built once,
+    /// so a create never re-reads the system bundle.
+    net: paddock_egress::SandboxNet,
+    live: Mutex<HashMap<String, RunEgress>>,
+}
+
+fn plan_path(run_dir: &Path) -> PathBuf {
+    run_dir.join("egress.json")
+}
+
+impl Egress {
+    pub fn new(shared: EgressShared, grants: Arc<Grants>) -> Self {
+        Egress {
+            net: paddock_egress::sandbox_net(shared.ca.cert_pem()),
+            shared,
+            grants,
+            live: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// For a new run: check its grants, draw their placeholders, and return what its
+    /// sandbox needs (environment and files). Writes the run's plan into `run_dir`.
+    pub fn prepare(
+        &self,
+        run_dir: &Path,
+        network: NetworkConfig,
+        grants: &[String],
+    ) -> Result<SandboxAdditions, DaemonError> {
+        // Checked here so that a bad `network.headers` refuses the create, not the start.
+        header_edits(&network).map_err(|message| {
+            DaemonError::bad_request(
+                message,
+                "fix `network.headers` in paddock.yaml or the user config (`paddock run` checks it)",
+            )
+        })?;
+        // `for_run` keeps the order asked for and drops repeated names.
+        let loaded = self.grants.for_run(grants)?;
+        let secrets = RunSecrets::new(loaded, &mut rand::rng()).map_err(secrets_error)?;
+        let mut env = self.net.env.clone();
+        env.extend(secrets.placeholder_env());
+        let plan = NetPlan {
+            network,
+            placeholders: secrets.placeholders(),
+        };
+        let path = plan_path(run_dir);
+        let json = serde_json::to_vec_pretty(&plan).expect("a plan serialises");
+        std::fs::write(&path, json).map_err(|e| DaemonError::io("write", &path, e))?;
+        Ok(SandboxAdditions {
+            env,
+            files: self.net.files.clone(),
+        })
+    }
+
+    /// Place the run's listeners in its netns (the sandbox is running, its command held or
+    /// already going). Records go to the bus (and so to the run's audit log).
+    pub fn start(
+        &self,
+        runtime: &dyn Runtime,
+        handle: &SandboxHandle,
+        run_dir: &Path,
+        bus: &EventBus,
+    ) -> Result<(), DaemonError> {
+        let path = plan_path(run_dir);
+        let plan: NetPlan = match std::fs::read(&path) {
+            Ok(b) => serde_json::from_slice(&b).map_err(|e| DaemonError::Network {
+                message: format!("{} is unreadable: {e}", path.display()),
+                hint: "remove the run and start a new one".into(),
+            })?,
+            // Runs created before egress existed: no plan means no network at all.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(DaemonError::io("read", &path, e)),
+        };
+        let netns = runtime.as_netns().ok_or_else(|| DaemonError::Network {
+            message: format!(
+                "the {} runtime cannot place listeners in a sandbox's network",
+                runtime.kind().as_str()
+            ),
+            hint: "use the native runtime".into(),
+        })?;
+        let edits = header_edits(&plan.network).map_err(|message| DaemonError::Network {
+            message,
+            hint: "remove the run and start a new one with a valid `network.headers`".into(),
+        })?;
+        let names: Vec<String> = plan.placeholders.iter().map(|(g, _)| g.clone()).collect();
+        let grants = self.grants.for_run(&names)?;
+        let secrets = Arc::new(
+            RunSecrets::with_placeholders(grants, &plan.placeholders, &mut rand::rng())
+                .map_err(secrets_error)?
+                .with_header_edits(edits),
+        );
+        let implied: Vec<ImpliedHost> = secrets
+            .hosts()
+            .into_iter()
+            .filter_map(|(grant, host)| {
+                host.to_string()
+                    .parse::<paddock_config::HostPattern>()
+                    .ok()
+                    .map(|host| ImpliedHost {
+                        grant: grant.to_string(),
+                        host,
+                    })
+            })
+            .collect();
+        let extra_ports: Vec<u16> = plan.network.rules.iter().filter_map(|r| r.port).collect();
+        let policy = RunPolicy {
+            network: plan.network.clone(),
+            implied,
+            extra_ports,
+            injector: Arc::new(SecretsInjector(secrets)),
+        };
+        let sink_bus = bus.clone();
+        let sink: paddock_egress::RecordSink = Arc::new(move |r: NetRecord| publish(&sink_bus, r));
+        let run = RunEgress::start(netns, handle, &self.shared, policy, sink).map_err(|e| {
+            DaemonError::Network {
+                message: e.to_string(),
+                hint: e.hint(),
+            }
+        })?;
+        self.live
+            .lock()
+            .expect("egress lock poisoned")
+            .insert(handle.run_id.clone(), run);
+        Ok(())
+    }
+
+    /// Close a run's listeners (connections in flight finish on their own).
+    pub fn stop(&self, run_id: &str) {
+        let run = self
+            .live
+            .lock()
+            .expect("egress lock poisoned")
+            .remove(run_id);
+        drop(run);
+    }
+}
+
+/// `network.headers` as paddock-secrets' [`HeaderEdit`]s, in order (user config's entries
+/// first, so on the same header the project's value wins). The CLI's config loader checked
+/// them, but they crossed the API: names, values and the managed (framing, hop-by-hop)
+/// headers are checked again. Values are marked sensitive and never appear in a message:
+/// they may be tokens.
+fn header_edits(network: &NetworkConfig) -> Result<Vec<HeaderEdit>, String> {
+    network
+        .headers
+        .iter()
+        .map(|h| {
+            let bad = |what: String| format!("network.headers for `{}`: {what}", h.host);
+            let host = paddock_secrets::HostPattern::parse(&h.host.to_string())
+                .map_err(|e| bad(e.to_string()))?;
+            let name = |n: &str| {
+                paddock_config::parse_header_name(n)
+                    .ok()
+                    .and_then(|n| http::HeaderName::from_bytes(n.as_bytes()).ok())
+                    .ok_or_else(|| {
+                        bad(format!(
+                            "`{}` is not a header that may be edited",
+                            n.escape_debug()
+                        ))
+                    })
+            };
+            let mut set = Vec::with_capacity(h.set.len());
+            for (n, v) in &h.set {
+                let mut value = http::HeaderValue::from_str(v).map_err(|_| {
+                    bad(format!(
+                        "the value of `{}` is not a valid header value",
+                        n.escape_debug()
+                    ))
+                })?;
+                value.set_sensitive(true);
+                set.push((name(n)?, value));
+            }
+            let remove = h.remove.iter().map(|n| name(n)).collect::<Result<_, _>>()?;
+            Ok(HeaderEdit { host, set, remove })
+        })
+        .collect()
+}
+
+fn secrets_error(e: paddock_secrets::SecretsError) -> DaemonError {
+    DaemonError::Network {
+        hint: e
+            .hint()
+            .unwrap_or_else(|| "check the run's grants with `paddock grant list`".into()),
+        message: e.to_string(),
+    }
+}
+
+/// One network record as an event: `net.request` for everything allowed, `net.denied` for
+/// refusals (DNS included: `kind: dns`), plus one `grant.used` per injected grant.
+fn publish(bus: &EventBus, r: NetRecord) {
+    let run = r.run_id.clone();
+    // One prefix for all of them: `paddock trace` and `audit --type net.` read `net.*`.
+    let kind = if r.decision.allowed {
+        "net.request"
+    } else {
+        "net.denied"
+    };
+    for g in &r.grants {
+        bus.publish(
+            Some(&run),
+            "grant.used",
+            serde_json::json!({ "grant": g, "host": r.host, "method": r.method, "path": r.path }),
+        );
+    }
+    let mut data = serde_json::to_value(&r).unwrap_or_default();
+    if let Some(o) = data.as_object_mut() {
+        o.remove("run_id");
+        // The deciding rule as the user wrote it (`network.rules[2] (…)`, `grant github …`).
+        o.insert("rule".into(), r.decision.rule.to_string().into());
+    }
+    bus.publish(Some(&run), kind, data);
+}
+
+/// [`RunSecrets`] behind the proxy's [`Injector`] seam.
+struct SecretsInjector(Arc<RunSecrets>);
+
+fn target<'a>(d: &Dest<'a>) -> Target<'a> {
+    Target {
+        host: d.host,
+        tls: d.tls,
+    }
+}
+
+impl Injector for SecretsInjector {
+    fn on_request(&self, dest: Dest<'_>, parts: &mut http::request::Parts) -> Vec<GrantUse> {
+        let inj = self.0.inject_request(target(&dest), parts);
+        inj.grants_used
+            .into_iter()
+            .map(|grant| GrantUse { grant })
+            .collect()
+    }
+
+    fn request_body(
+        &self,
+        dest: Dest<'_>,
+        headers: &http::HeaderMap,
+        _uses: &[GrantUse],
+    ) -> Option<Box<dyn BodyRewriter>> {
+        match self.0.request_body(target(&dest), headers) {
+            BodyPlan::Substitute(s) => Some(Box::new(Rewrite(s))),
+            BodyPlan::Skipped(why) => {
+                tracing::debug!(
+                    host = dest.host,
+                    ?why,
+                    "request body not searched for placeholders"
+                );
+                None
+            }
+            BodyPlan::PassThrough => None,
+        }
+    }
+
+    fn on_response(&self, _dest: Dest<'_>, _uses: &[GrantUse], parts: &mut http::response::Parts) {
+        self.0.scrub_response_headers(&mut parts.headers);
+    }
+
+    fn response_body(&self, _dest: Dest<'_>, _uses: &[GrantUse]) -> Option<Box<dyn BodyRewriter>> {
+        let scrubber = self.0.scrubber();
+        (!scrubber.is_empty())
+            .then(|| Box::new(Rewrite(scrubber.stream())) as Box<dyn BodyRewriter>)
+    }
+}
+
+/// Either streaming rewriter of paddock-secrets as the proxy's [`BodyRewriter`].
+struct Rewrite<T: StreamRewrite>(T);
+
+impl<T: StreamRewrite> BodyRewriter for Rewrite<T> {
+    fn chunk(&mut self, data: Bytes) -> Bytes {
+        Bytes::from(self.0.push(&data))
+    }
+
+    fn finish(&mut self) -> Bytes {
+        Bytes::from(self.0.finish())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn network(json: serde_json::Value) -> NetworkConfig {
+        serde_json::from_value(json).unwrap()
+    }
+
+    #[test]
+    fn header_edits_from_the_plan() {
+        let n = network(serde_json::json!({"headers": [
+            {"host": "api.github.com", "set": {"x-team": "blue"}, "remove": ["user-agent"]},
+            {"host": "*.example.com", "set": {"authorization": "Bearer t"}},
+        ]}));
+        let edits = header_edits(&n).unwrap();
+        assert_eq!(edits.len(), 2);
+        assert!(edits[0].host.matches("api.github.com:443"));
+        assert_eq!(edits[0].set[0].0, "x-team");
+        assert_eq!(edits[0].set[0].1, "blue");
+        assert!(edits[0].set[0].1.is_sensitive());
+        assert_eq!(edits[0].remove, ["user-agent"]);
+        assert!(edits[1].host.matches("a.example.com"));
+        assert!(header_edits(&NetworkConfig::default()).unwrap().is_empty());
+    }
+
+    #[test]
+    fn header_edits_are_checked_again_and_never_echo_values() {
+        for bad in [
+            serde_json::json!({"headers": [{"host": "a.com", "set": {"x-t": "SeKrEt\nx"}}]}),
+            serde_json::json!({"headers": [{"host": "a.com", "set": {"host": "SeKrEt"}}]}),
+            serde_json::json!({"headers": [{"host": "a.com", "set": {"bad name": "SeKrEt"}}]}),
+            serde_json::json!({"headers": [{"host": "a.com", "remove": ["transfer-encoding"]}]}),
+            serde_json::json!({"headers": [{"host": "a.com", "remove": ["proxy-authorization"]}]}),
+        ] {
+            let e = header_edits(&network(bad.clone())).expect_err(&bad.to_string());
+            assert!(e.starts_with("network.headers for `a.com`: "), "{e}");
+            assert!(!e.contains("SeKrEt"), "{e}");
+        }
+    }
+}

@@ -1,0 +1,457 @@
+//! Hostname routing in the daemon (issue 6): `http://web.myapp.localhost:8080` reaches
+//! `127.0.0.1:3000` inside run "myapp".
+//!
+//! Owns: the daemon's one [`paddock_router::Router`], its listener on `127.0.0.1:<port>`
+//! (HTTP, h2c and HTTPS with leaves from the local CA for `*.<name>.localhost`), the
+//! `routes` table of state.db, and the [`Dialer`] that opens a connection inside a run's
+//! network namespace through the runtime's [`NetnsCapability`](paddock_sandbox::NetnsCapability).
+//!
+//! How it is driven: the run manager calls [`Routing::check_create`] before creating a run
+//! with endpoints, [`Routing::on_state`] after every persisted transition, and
+//! [`Routing::on_removed`] once a run is deleted; `serve()` calls [`Routing::rebuild`] after
+//! re-adopting sandboxes, then [`Routing::listen`].
+//!
+//! Invariants: routes live here and in state.db, never in a CLI process; a route is
+//! `running` only while its run is; the router never listens on another port than the
+//! configured one (a taken port is remembered and reported, and runs with endpoints are
+//! refused until it is free); the CA key never leaves `$PADDOCK_HOME/ca/`.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::sync::{Arc, Mutex, Weak};
+
+use async_trait::async_trait;
+use paddock_api::{RouteInfo, RouterStatus, Run, RunState};
+use paddock_ca::CertAuthority;
+use paddock_router::{
+    Dialer, RouteState, Router, RouterConfig, RouterHandle, RunRoute, is_dns_label,
+};
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+use tokio::net::TcpStream;
+
+use crate::DaemonError;
+use crate::runs::RunManager;
+use crate::store::{RouteRow, Store, now_ms};
+
+/// The router's default port.
+pub const DEFAULT_ROUTER_PORT: u16 = RouterConfig::DEFAULT_PORT;
+
+/// Why the router is not listening: the error and what to do about it.
+#[derive(Debug, Clone)]
+struct ListenError {
+    message: String,
+    hint: Option<String>,
+}
+
+/// The daemon's side of routing. One per daemon, shared by the run manager and the API.
+pub struct Routing {
+    router: Router,
+    port: u16,
+    ca: Arc<CertAuthority>,
+    /// The listener while it runs. An async lock: binding happens under it, so two runs
+    /// created at once after a failure retry the port once, not twice.
+    handle: tokio::sync::Mutex<Option<RouterHandle>>,
+    /// The last bind failure, for `GET /v1/router` and create errors.
+    error: Mutex<Option<ListenError>>,
+    /// Serialises table changes: a transition hook and the rebuild at start (a watcher of a
+    /// re-adopted run may record its exit meanwhile) never interleave.
+    changes: Mutex<()>,
+}
+
+impl std::fmt::Debug for Routing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Routing")
+            .field("port", &self.port)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Routing {
+    /// Routing for the runs of `runs`, on `127.0.0.1:port`, with HTTPS leaves from `ca`.
+    /// Nothing listens until [`listen`](Self::listen).
+    pub fn new(runs: Weak<RunManager>, port: u16, ca: Arc<CertAuthority>) -> Arc<Routing> {
+        Arc::new(Routing {
+            router: Router::new(Arc::new(NetnsDialer { runs })),
+            port,
+            ca,
+            handle: tokio::sync::Mutex::new(None),
+            error: Mutex::new(None),
+            changes: Mutex::new(()),
+        })
+    }
+
+    /// `PADDOCK_URL_<ENDPOINT>` for each of a run's endpoints (none without endpoints).
+    pub fn url_env(&self, name: &str, ports: &BTreeMap<String, u16>) -> Vec<(String, String)> {
+        paddock_router::url_env(name, ports.keys().map(String::as_str), self.port)
+    }
+
+    /// The local CA's certificate, PEM.
+    pub fn ca_pem(&self) -> &str {
+        self.ca.cert_pem()
+    }
+
+    /// Take the port, unless already listening. A failure is remembered (see
+    /// [`status`](Self::status)) and returned; no other port is ever tried.
+    pub async fn listen(&self) -> Result<(), DaemonError> {
+        let mut handle = self.handle.lock().await;
+        if handle.is_some() {
+            return Ok(());
+        }
+        let config = RouterConfig::new(self.port).with_tls(Arc::new(RouterCerts {
+            ca: self.ca.clone(),
+        }));
+        match self.router.serve(config).await {
+            Ok(h) => {
+                tracing::info!(addr = %h.local_addr(), "router listening");
+                *handle = Some(h);
+                *self.error.lock().expect("router error lock poisoned") = None;
+                Ok(())
+            }
+            Err(e) => {
+                let err = ListenError {
+                    message: error_chain(&e),
+                    hint: e.hint(),
+                };
+                tracing::warn!(error = %err.message, "the router is not listening");
+                *self.error.lock().expect("router error lock poisoned") = Some(err.clone());
+                Err(self.unavailable(&err))
+            }
+        }
+    }
+
+    fn unavailable(&self, err: &ListenError) -> DaemonError {
+        DaemonError::Conflict {
+            message: format!(
+                "this run has endpoints, but the router cannot serve them on 127.0.0.1:{}: {}",
+                self.port, err.message
+            ),
+            hint: err.hint.clone().unwrap_or_else(|| {
+                format!(
+                    "free port {} or choose another with `router.port` in \
+                     ~/.config/paddock/config.yaml or PADDOCK_ROUTER_PORT, then restart the \
+                     daemon (`paddock daemon restart`)",
+                    self.port
+                )
+            }),
+        }
+    }
+
+    /// Stop listening (daemon shutdown); returns once the port is free.
+    pub async fn shutdown(&self) {
+        if let Some(h) = self.handle.lock().await.take() {
+            h.shutdown().await;
+        }
+    }
+
+    /// Before a run is created: its endpoints are valid, and the router listens (trying the
+    /// port again if it was taken before). Runs without endpoints always pass.
+    pub async fn check_create(&self, ports: &BTreeMap<String, u16>) -> Result<(), DaemonError> {
+        if ports.is_empty() {
+            return Ok(());
+        }
+        for (endpoint, port) in ports {
+            if !is_dns_label(endpoint) {
+                return Err(DaemonError::bad_request(
+                    format!(
+                        "invalid endpoint name `{}`: not a DNS label",
+                        endpoint.escape_default()
+                    ),
+                    "endpoint names appear in URLs (http://web.myapp.localhost:8080): use \
+                     a-z, 0-9 and '-', e.g. `-p web=3000`",
+                ));
+            }
+            if *port == 0 {
+                return Err(DaemonError::bad_request(
+                    format!("endpoint `{endpoint}` has port 0"),
+                    "ports are 1-65535, e.g. `-p web=3000`",
+                ));
+            }
+        }
+        self.listen().await
+    }
+
+    /// Endpoint → URL for a run.
+    pub fn urls(&self, name: &str, ports: &BTreeMap<String, u16>) -> BTreeMap<String, String> {
+        ports
+            .keys()
+            .map(|e| (e.clone(), paddock_router::endpoint_url(e, name, self.port)))
+            .collect()
+    }
+
+    /// Fill `run.urls` from its ports.
+    pub fn decorate(&self, run: &mut Run) {
+        run.urls = self.urls(&run.name, &run.ports);
+    }
+
+    /// After a persisted transition of `run` (its record before the change) to `to`.
+    /// Never fails the transition: problems are logged.
+    pub fn on_state(&self, store: &Store, run: &Run, to: RunState) {
+        if run.ports.is_empty() {
+            return;
+        }
+        let _g = self.changes.lock().unwrap_or_else(|e| e.into_inner());
+        let r = match to {
+            RunState::Running => self.register(store, run),
+            RunState::Stopping | RunState::Stopped | RunState::Failed => {
+                self.mark_stopped(store, run)
+            }
+            RunState::Created | RunState::Starting => Ok(()),
+        };
+        if let Err(e) = r {
+            tracing::warn!(run = %run.id, error = %e, "could not update the run's routes");
+        }
+    }
+
+    fn register(&self, store: &Store, run: &Run) -> Result<(), DaemonError> {
+        store.put_route(&RouteRow {
+            run_id: run.id.clone(),
+            name: run.name.clone(),
+            endpoints: run.ports.clone(),
+            state: RouteState::Running.as_str().into(),
+            updated_ms: now_ms(),
+        })?;
+        self.router
+            .upsert_run(RunRoute {
+                name: run.name.clone(),
+                run_id: run.id.clone(),
+                endpoints: run.ports.clone(),
+                state: RouteState::Running,
+            })
+            .map_err(|e| DaemonError::Conflict {
+                message: e.to_string(),
+                hint: e.hint().unwrap_or_default().into(),
+            })
+    }
+
+    fn mark_stopped(&self, store: &Store, run: &Run) -> Result<(), DaemonError> {
+        store.set_route_state(&run.id, RouteState::Stopped.as_str())?;
+        // Only when the name is still this run's (a newer run may have taken it).
+        let ours = self
+            .router
+            .routes()
+            .iter()
+            .any(|r| r.name == run.name && r.run_id == run.id);
+        if ours {
+            self.router.set_state(&run.name, RouteState::Stopped);
+        }
+        Ok(())
+    }
+
+    /// After a run was deleted: its routes go (its row went with it; this is belt and
+    /// braces). Its name is free again.
+    pub fn on_removed(&self, store: &Store, run_id: &str) {
+        let _g = self.changes.lock().unwrap_or_else(|e| e.into_inner());
+        self.router.remove_run_id(run_id);
+        if let Err(e) = store.delete_route(run_id) {
+            tracing::warn!(run = %run_id, error = %e, "could not delete the run's route");
+        }
+    }
+
+    /// At daemon start, after live sandboxes were re-adopted: the table again from
+    /// state.db. A route is `running` exactly when its run is; rows of vanished runs go;
+    /// running runs with endpoints but no row (a crash between the two writes) get one.
+    pub fn rebuild(&self, store: &Store) -> Result<(), DaemonError> {
+        let _g = self.changes.lock().unwrap_or_else(|e| e.into_inner());
+        let mut rows = store.routes()?;
+        let mut seen = std::collections::HashSet::new();
+        for row in &mut rows {
+            seen.insert(row.run_id.clone());
+            let Some(rec) = store.get(&row.run_id)? else {
+                store.delete_route(&row.run_id)?;
+                row.state.clear();
+                continue;
+            };
+            let state = if rec.run.state == RunState::Running {
+                RouteState::Running
+            } else {
+                RouteState::Stopped
+            };
+            if row.state != state.as_str() {
+                store.set_route_state(&row.run_id, state.as_str())?;
+                row.state = state.as_str().into();
+            }
+        }
+        for rec in store.live()? {
+            if rec.run.state == RunState::Running
+                && !rec.run.ports.is_empty()
+                && !seen.contains(&rec.run.id)
+            {
+                self.register(store, &rec.run)?;
+            }
+        }
+        // Stopped routes first, then running ones: a running run wins its name; among
+        // stopped ones the latest change wins (rows come oldest first).
+        rows.retain(|r| !r.state.is_empty());
+        rows.sort_by_key(|r| r.state == RouteState::Running.as_str());
+        for row in rows {
+            let state = if row.state == RouteState::Running.as_str() {
+                RouteState::Running
+            } else {
+                RouteState::Stopped
+            };
+            let route = RunRoute {
+                name: row.name,
+                run_id: row.run_id,
+                endpoints: row.endpoints,
+                state,
+            };
+            if let Err(e) = self.router.upsert_run(route) {
+                tracing::warn!(error = %e, "could not restore a route");
+            }
+        }
+        tracing::info!(routes = self.router.routes().len(), "routes rebuilt");
+        Ok(())
+    }
+
+    /// For `GET /v1/router`.
+    pub async fn status(&self) -> RouterStatus {
+        let listening = self.handle.lock().await.is_some();
+        let err = self
+            .error
+            .lock()
+            .expect("router error lock poisoned")
+            .clone();
+        RouterStatus {
+            port: self.port,
+            listen: format!("127.0.0.1:{}", self.port),
+            listening,
+            error: err.as_ref().map(|e| e.message.clone()),
+            hint: err.and_then(|e| e.hint),
+            tls: true,
+            routes: self
+                .router
+                .routes()
+                .into_iter()
+                .map(|r| RouteInfo {
+                    urls: self.urls(&r.name, &r.endpoints),
+                    name: r.name,
+                    run_id: r.run_id,
+                    state: r.state.as_str().into(),
+                    endpoints: r.endpoints,
+                })
+                .collect(),
+        }
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+/// Opens connections inside a run's network namespace: run id → its live sandbox (one this
+/// daemon started or re-adopted) → a socket made in its netns → connect to 127.0.0.1:port.
+struct NetnsDialer {
+    runs: Weak<RunManager>,
+}
+
+#[async_trait]
+impl Dialer for NetnsDialer {
+    async fn dial(&self, run_id: &str, port: u16) -> io::Result<TcpStream> {
+        let not_running = || io::Error::new(io::ErrorKind::NotFound, "the run is not running");
+        let runs = self.runs.upgrade().ok_or_else(not_running)?;
+        let handle = runs.live_handle(run_id).ok_or_else(not_running)?;
+        let runtime = runs.runtime().clone();
+        drop(runs);
+        let fd = tokio::task::spawn_blocking(move || {
+            runtime
+                .as_netns()
+                .ok_or_else(|| {
+                    io::Error::new(
+                        io::ErrorKind::Unsupported,
+                        "this runtime cannot reach a sandbox's network",
+                    )
+                })?
+                .socket_in_netns(
+                    &handle,
+                    libc::AF_INET,
+                    libc::SOCK_STREAM | libc::SOCK_CLOEXEC,
+                )
+                .map_err(|e| io::Error::new(io::ErrorKind::NotFound, e.to_string()))
+        })
+        .await
+        .map_err(io::Error::other)??;
+        paddock_router::connect_loopback(fd, port).await
+    }
+}
+
+/// HTTPS leaves for the router: `*.<name>.localhost` for `<endpoint>.<name>.localhost`,
+/// the exact name otherwise (`<name>.localhost`, `localhost`), `localhost` without SNI.
+#[derive(Debug)]
+struct RouterCerts {
+    ca: Arc<CertAuthority>,
+}
+
+/// The certificate name that covers `sni`.
+fn leaf_name(sni: &str) -> String {
+    let n = sni.strip_suffix('.').unwrap_or(sni).to_ascii_lowercase();
+    if let Some(sub) = n.strip_suffix(".localhost")
+        && let Some((_endpoint, run)) = sub.split_once('.')
+        && !run.contains('.')
+    {
+        return format!("*.{run}.localhost");
+    }
+    n
+}
+
+impl ResolvesServerCert for RouterCerts {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        let name = leaf_name(hello.server_name().unwrap_or("localhost"));
+        match self.ca.leaf(&name) {
+            Ok(k) => Some(k),
+            Err(e) => {
+                tracing::debug!(name = %name, error = %e, "no router certificate");
+                None
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn leaf_names_cover_endpoint_hosts_with_one_wildcard_per_run() {
+        assert_eq!(leaf_name("web.myapp.localhost"), "*.myapp.localhost");
+        assert_eq!(leaf_name("API.MyApp.localhost."), "*.myapp.localhost");
+        assert_eq!(leaf_name("myapp.localhost"), "myapp.localhost");
+        assert_eq!(leaf_name("localhost"), "localhost");
+        assert_eq!(leaf_name("a.b.c.localhost"), "a.b.c.localhost");
+        assert_eq!(leaf_name("example.com"), "example.com");
+    }
+
+    #[test]
+    fn url_env_is_added_and_wins() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = Arc::new(CertAuthority::open_or_create(&dir.path().join("ca")).unwrap());
+        let routing = Routing::new(Weak::new(), 18080, ca);
+        let ports: BTreeMap<String, u16> = [("web".into(), 3000), ("api-v2".into(), 8000)].into();
+        let user: BTreeMap<String, String> = [
+            ("PADDOCK_URL_WEB".to_string(), "spoofed".to_string()),
+            ("PATH".to_string(), "/bin".to_string()),
+        ]
+        .into();
+        let env: BTreeMap<_, _> = crate::runs::sandbox_env(
+            "run_000000000000",
+            "app",
+            &user,
+            routing.url_env("app", &ports),
+        )
+        .into_iter()
+        .collect();
+        assert_eq!(env["PADDOCK_URL_WEB"], "http://web.app.localhost:18080");
+        assert_eq!(
+            env["PADDOCK_URL_API_V2"],
+            "http://api-v2.app.localhost:18080"
+        );
+        assert_eq!(env["PATH"], "/bin");
+    }
+}
