@@ -10,6 +10,8 @@ have() { command -v "$1" >/dev/null 2>&1; }
 [ -x /usr/bin/python3 ] || need+=(python3)
 [ -x /usr/bin/curl ]    || need+=(curl)
 have git      || need+=(git)
+have openssl  || need+=(openssl)   # the egress tests' upstream CA
+[ -f /etc/ssl/certs/ca-certificates.crt ] || need+=(ca-certificates)
 have ip       || need+=(iproute2)
 have setpriv  || need+=(util-linux)
 have ps       || need+=(procps)

@@ -173,8 +173,6 @@ fn api(exe: &Path, n: usize) -> i32 {
     std::thread::sleep(Duration::from_millis(300));
     let idle_rss = d.rss_kib();
 
-    // Baseline: the bare cost of a Unix-socket connect + close against the same daemon,
-    // to show what the API itself adds on top of the transport.
     let health = time_n(n, || {
         request(&sock, "GET", "/v1/health", None).is_ok_and(|(s, _)| s == 200)
     })
@@ -193,6 +191,8 @@ fn api(exe: &Path, n: usize) -> i32 {
         request(&sock, "GET", "/v1/runs", None).is_ok_and(|(s, _)| s == 200)
     })
     .unwrap();
+    // Baseline: the bare cost of a Unix-socket connect + close against the same daemon,
+    // to show what the API itself adds on top of the transport.
     let raw = time_n(n, || {
         UnixStream::connect(&sock)
             .and_then(|mut s| {
