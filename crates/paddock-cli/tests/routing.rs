@@ -20,15 +20,21 @@ const READY: Duration = Duration::from_secs(30);
 /// A port nobody uses right now (the daemon binds it a moment later). Chosen below the
 /// kernel's ephemeral range, so that no client connection (curl's, the daemon's) can be
 /// holding it as its local port by then; spread by pid and a counter across parallel tests.
-fn free_port() -> u16 {
+/// A listener on a free loopback port (outside the ephemeral range, spread by pid so
+/// concurrent test binaries rarely meet). Kept bound, so nobody can take it in between.
+fn free_listener() -> std::net::TcpListener {
     static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     loop {
         let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let port = 20000 + ((std::process::id().wrapping_mul(7919) + n * 131) % 12000) as u16;
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
+        if let Ok(l) = std::net::TcpListener::bind(("127.0.0.1", port)) {
+            return l;
         }
     }
+}
+
+fn free_port() -> u16 {
+    free_listener().local_addr().unwrap().port()
 }
 
 struct Setup {
@@ -489,7 +495,7 @@ fn routes_are_rebuilt_after_a_daemon_restart() {
 #[test]
 fn a_taken_router_port_is_reported_and_never_replaced() {
     // Another program holds the router's port.
-    let holder = std::net::TcpListener::bind(("127.0.0.1", free_port())).unwrap();
+    let holder = free_listener();
     let s = setup_on(holder.local_addr().unwrap().port());
 
     // Runs without endpoints are unaffected.
