@@ -1,7 +1,8 @@
 //! Sockets and routes inside a run's network namespace.
 //!
-//! Every socket comes from [`NetnsCapability::socket_in_netns`] (a socket's namespace is
-//! fixed when it is created), then is bound and listened on here, in the daemon. Binding
+//! Every socket comes from [`NetnsCapability::sockets_in_netns`] (a socket's namespace is
+//! fixed when it is created; all of a run's in one namespace switch), then is bound and
+//! listened on here, in the daemon. Binding
 //! ports below 1024 needs CAP_NET_BIND_SERVICE over the netns's user namespace at bind
 //! time: root has it; a rootless daemon has it too, because it owns the run's user
 //! namespace (its euid created it, and the owner in the parent namespace holds every
@@ -109,19 +110,51 @@ fn sockaddr(addr: SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
     }
 }
 
-/// A listening TCP socket at `addr` inside the netns (non-blocking). An IPv6 wildcard
-/// address makes a dual-stack socket (IPv4 arrives as v4-mapped addresses).
-pub fn tcp_listener(
-    netns: &dyn NetnsCapability,
-    handle: &SandboxHandle,
-    addr: SocketAddr,
-) -> Result<std::net::TcpListener, EgressError> {
-    let domain = if addr.is_ipv4() {
+fn domain_of(addr: SocketAddr) -> i32 {
+    if addr.is_ipv4() {
         libc::AF_INET
     } else {
         libc::AF_INET6
-    };
-    let fd = netns.socket_in_netns(handle, domain, libc::SOCK_STREAM | libc::SOCK_NONBLOCK)?;
+    }
+}
+
+/// The socket kinds [`Sockets::create`] asks for, for a TCP listener at `addr`.
+pub fn tcp_kind(addr: SocketAddr) -> (i32, i32) {
+    (domain_of(addr), libc::SOCK_STREAM | libc::SOCK_NONBLOCK)
+}
+
+/// The socket kinds for a UDP socket at `addr`.
+pub fn udp_kind(addr: SocketAddr) -> (i32, i32) {
+    (domain_of(addr), libc::SOCK_DGRAM | libc::SOCK_NONBLOCK)
+}
+
+/// The socket kinds for the NETLINK_ROUTE socket [`add_anyip_routes`] uses.
+pub const NETLINK_KIND: (i32, i32) = (libc::AF_NETLINK, libc::SOCK_RAW);
+
+/// Sockets created in the netns in one go (one namespace switch for all of them, see
+/// [`NetnsCapability::sockets_in_netns`]), handed out in the order they were asked for.
+pub struct Sockets(std::vec::IntoIter<OwnedFd>);
+
+impl Sockets {
+    pub fn create(
+        netns: &dyn NetnsCapability,
+        handle: &SandboxHandle,
+        kinds: &[(i32, i32)],
+    ) -> Result<Sockets, EgressError> {
+        Ok(Sockets(netns.sockets_in_netns(handle, kinds)?.into_iter()))
+    }
+
+    /// The next socket; asking for more than were created is a bug of the caller.
+    pub fn take(&mut self) -> OwnedFd {
+        self.0
+            .next()
+            .expect("asked for more sockets than were created")
+    }
+}
+
+/// Make a socket from [`tcp_kind`]`(addr)` a listener at `addr` (non-blocking). An IPv6
+/// wildcard address makes a dual-stack socket (IPv4 arrives as v4-mapped addresses).
+pub fn listen_on(fd: OwnedFd, addr: SocketAddr) -> Result<std::net::TcpListener, EgressError> {
     setsockopt_int(&fd, libc::SOL_SOCKET, libc::SO_REUSEADDR, 1)
         .map_err(netns_err(format!("set SO_REUSEADDR for {addr}")))?;
     if addr.is_ipv6() {
@@ -136,42 +169,36 @@ pub fn tcp_listener(
     Ok(std::net::TcpListener::from(fd))
 }
 
-/// A bound UDP socket at `addr` inside the netns (non-blocking).
-pub fn udp_socket(
-    netns: &dyn NetnsCapability,
-    handle: &SandboxHandle,
-    addr: SocketAddr,
-) -> Result<std::net::UdpSocket, EgressError> {
-    let domain = if addr.is_ipv4() {
-        libc::AF_INET
-    } else {
-        libc::AF_INET6
-    };
-    let fd = netns.socket_in_netns(handle, domain, libc::SOCK_DGRAM | libc::SOCK_NONBLOCK)?;
+/// Bind a socket from [`udp_kind`]`(addr)` at `addr`.
+pub fn bind_udp(fd: OwnedFd, addr: SocketAddr) -> Result<std::net::UdpSocket, EgressError> {
     bind(&fd, addr).map_err(netns_err(format!("bind {addr}")))?;
     Ok(std::net::UdpSocket::from(fd))
 }
 
-/// A transparent listener on `port` for every address: dual-stack `[::]:port`, or
-/// `0.0.0.0:port` when the netns has no IPv6.
+/// The socket kind for [`any_listener`] (a dual-stack IPv6 socket).
+pub fn any_kind() -> (i32, i32) {
+    tcp_kind(any_v6(0))
+}
+
+fn any_v6(port: u16) -> SocketAddr {
+    SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), port)
+}
+
+/// A transparent listener on `port` for every address, from a socket of [`any_kind`]:
+/// dual-stack `[::]:port`, or `0.0.0.0:port` (on a new socket) when the netns has no IPv6.
 pub fn any_listener(
     netns: &dyn NetnsCapability,
     handle: &SandboxHandle,
+    fd: OwnedFd,
     port: u16,
 ) -> Result<std::net::TcpListener, EgressError> {
-    match tcp_listener(
-        netns,
-        handle,
-        SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), port),
-    ) {
+    match listen_on(fd, any_v6(port)) {
         Ok(l) => Ok(l),
         Err(e) => {
             tracing::debug!(error = %e, port, "no IPv6 in the run's netns; listening on IPv4 only");
-            tcp_listener(
-                netns,
-                handle,
-                SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port),
-            )
+            let v4 = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port);
+            let (domain, ty) = tcp_kind(v4);
+            listen_on(netns.socket_in_netns(handle, domain, ty)?, v4)
         }
     }
 }
@@ -226,12 +253,9 @@ pub fn anyip_route_message(family: u8, seq: u32) -> Vec<u8> {
 
 /// Add the AnyIP routes in the run's netns. IPv4 must succeed; IPv6 is skipped (with a
 /// debug log) when the netns has no IPv6. An existing route is fine (idempotent).
-pub fn add_anyip_routes(
-    netns: &dyn NetnsCapability,
-    handle: &SandboxHandle,
-) -> Result<(), EgressError> {
-    let fd = netns.socket_in_netns(handle, libc::AF_NETLINK, libc::SOCK_RAW)?;
-    // The protocol is 0 = NETLINK_ROUTE, which is what `socket_in_netns` passes.
+/// `fd` is a socket of [`NETLINK_KIND`] (protocol 0 = NETLINK_ROUTE, which is what
+/// `sockets_in_netns` passes).
+pub fn add_anyip_routes(fd: OwnedFd) -> Result<(), EgressError> {
     for (family, required) in [(libc::AF_INET as u8, true), (libc::AF_INET6 as u8, false)] {
         let seq = family as u32;
         let msg = anyip_route_message(family, seq);

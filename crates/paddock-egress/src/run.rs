@@ -174,21 +174,29 @@ impl RunEgress {
         let recorder = Recorder::new(&handle.run_id, sink);
         let policy = Arc::new(Policy::new(&run.network, &run.implied));
         let map = Arc::new(SyntheticMap::new(MAX_NAMES));
-        netns::add_anyip_routes(netns, handle)?;
-
-        // Create every socket first: a failure leaves nothing running.
-        let dns_udp = netns::udp_socket(netns, handle, DNS_ADDR)?;
-        let dns_tcp = netns::tcp_listener(netns, handle, DNS_ADDR)?;
-        let explicit = netns::tcp_listener(netns, handle, PROXY_ADDR)?;
         let mut ports: Vec<u16> = DEFAULT_PORTS.to_vec();
         for p in run.extra_ports {
             if p != 0 && p != 53 && p != PROXY_ADDR.port() && !ports.contains(&p) {
                 ports.push(p);
             }
         }
+        // Create every socket first, in one namespace switch: a failure leaves nothing
+        // running.
+        let mut kinds = vec![
+            netns::NETLINK_KIND,
+            netns::udp_kind(DNS_ADDR),
+            netns::tcp_kind(DNS_ADDR),
+            netns::tcp_kind(PROXY_ADDR),
+        ];
+        kinds.extend(ports.iter().map(|_| netns::any_kind()));
+        let mut fds = netns::Sockets::create(netns, handle, &kinds)?;
+        netns::add_anyip_routes(fds.take())?;
+        let dns_udp = netns::bind_udp(fds.take(), DNS_ADDR)?;
+        let dns_tcp = netns::listen_on(fds.take(), DNS_ADDR)?;
+        let explicit = netns::listen_on(fds.take(), PROXY_ADDR)?;
         let mut transparent = Vec::new();
         for p in ports {
-            transparent.push(netns::any_listener(netns, handle, p)?);
+            transparent.push(netns::any_listener(netns, handle, fds.take(), p)?);
         }
 
         let io = |e: std::io::Error| EgressError::Netns {

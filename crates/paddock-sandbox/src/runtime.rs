@@ -355,4 +355,17 @@ pub trait NetnsCapability: Send + Sync {
     /// Let a command started with [`SandboxSpec::hold_until_released`] exec. Without the
     /// hold, or once released, this does nothing.
     fn release(&self, handle: &SandboxHandle) -> Result<(), SandboxError>;
+
+    /// Several sockets in the sandbox's network namespace, `(domain, type)` each, in order.
+    /// A runtime that can switch namespaces once for all of them overrides this.
+    fn sockets_in_netns(
+        &self,
+        handle: &SandboxHandle,
+        kinds: &[(i32, i32)],
+    ) -> Result<Vec<std::os::fd::OwnedFd>, SandboxError> {
+        kinds
+            .iter()
+            .map(|&(domain, ty)| self.socket_in_netns(handle, domain, ty))
+            .collect()
+    }
 }
