@@ -245,11 +245,11 @@ impl RunManager {
         // Name choice and the insert happen under one lock so two creates can't both win.
         let guard_name = {
             let _g = self.transitions.lock().expect("transition lock poisoned");
-            let live: Vec<RunRecord> = self.store.live()?;
+            let live = self.store.live_names()?;
             let taken = |n: &str| {
                 live.iter()
-                    .find(|r| r.run.name == n)
-                    .map(|r| r.run.id.clone())
+                    .find(|(name, _)| name == n)
+                    .map(|(_, id)| id.clone())
             };
             match &req.name {
                 Some(n) => {
@@ -397,11 +397,11 @@ impl RunManager {
         {
             let _g = self.transitions.lock().expect("transition lock poisoned");
             // Re-check the name under the lock: a concurrent create may have taken it.
-            if let Some(other) = self
+            if let Some((_, other_id)) = self
                 .store
-                .live()?
+                .live_names()?
                 .into_iter()
-                .find(|r| r.run.name == record.run.name)
+                .find(|(name, _)| *name == record.run.name)
             {
                 drop(_g);
                 if let Some(audit) = self.bus.audit() {
@@ -411,7 +411,7 @@ impl RunManager {
                 let _ = std::fs::remove_dir_all(&run_dir);
                 return Err(DaemonError::NameTaken {
                     name: record.run.name.clone(),
-                    id: other.run.id,
+                    id: other_id,
                 });
             }
             self.store.insert(&record)?;

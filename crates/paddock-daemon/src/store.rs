@@ -217,6 +217,16 @@ impl Store {
         Ok(rows.collect::<Result<Vec<_>, _>>()?)
     }
 
+    /// `(name, id)` of every run that has not ended: what name checks need, without
+    /// reading whole records.
+    pub fn live_names(&self) -> Result<Vec<(String, String)>, DaemonError> {
+        let conn = self.conn.lock().expect("store lock poisoned");
+        let mut stmt = conn
+            .prepare_cached("SELECT name, id FROM runs WHERE state NOT IN ('stopped', 'failed')")?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    }
+
     /// Runs whose id starts with `prefix`, with or without the `run_` part.
     pub fn with_id_prefix(&self, prefix: &str) -> Result<Vec<RunRecord>, DaemonError> {
         self.query(

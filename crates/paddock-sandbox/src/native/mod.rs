@@ -32,13 +32,15 @@
 //! `spec.user.gid`, or 1000 for 0). Exec'd commands (`as_exec`) are confined like the
 //! first and end with the sandbox; their output is not in `log.jsonl`.
 //!
-//! Owns: `run_dir/{layer,home,files,rootfs,control.sock,log.jsonl,exit.json}` and the run's
-//! cgroups. Never: mounts anything in the daemon's mount namespace, or reads anything of the
+//! Owns: `run_dir/{layer,home,files,rootfs,control.sock,log.jsonl,exit.json}`, the run's
+//! cgroups, and the shared injected files under `$PADDOCK_HOME/cache/files` ([`filecache`]). Never: mounts anything in the daemon's mount namespace, or reads anything of the
 //! host into a sandbox that the spec did not ask for.
 
 pub mod cgroup;
 pub mod etcmask;
+mod filecache;
 mod init;
+mod launch;
 pub mod logfmt;
 pub mod plan;
 mod proto;
@@ -119,6 +121,10 @@ pub struct NativeState {
     pub cgroups: RunCgroups,
     #[serde(default)]
     pub rootless: bool,
+    /// Where each injected file is bind-mounted from (chosen at create, see
+    /// [`filecache`]); empty for runs created before this field existed.
+    #[serde(default)]
+    pub files: Vec<PathBuf>,
 }
 
 /// The native Linux sandbox runtime.
@@ -128,6 +134,9 @@ pub struct NativeRuntime {
     rootless: bool,
     cgroups: CgroupSystem,
     etc: EtcMaskCache,
+    launcher: Arc<launch::Launcher>,
+    /// Shared copies of injected files, for the home named first (see [`filecache`]).
+    files: std::sync::OnceLock<(PathBuf, filecache::FileCache)>,
     runs: Mutex<HashMap<String, Arc<Run>>>,
 }
 
@@ -208,11 +217,13 @@ impl NativeRuntime {
         let euid = nix::unistd::geteuid().as_raw();
         let rootless = euid != 0;
         NativeRuntime {
+            launcher: Arc::new(launch::Launcher::new(cfg.init_exe.clone())),
             cfg,
             euid,
             rootless,
             cgroups: CgroupSystem::detect(rootless),
             etc: EtcMaskCache::new("/etc"),
+            files: std::sync::OnceLock::new(),
             runs: Mutex::new(HashMap::new()),
         }
     }
@@ -244,7 +255,67 @@ impl NativeRuntime {
             .cloned()
     }
 
-    fn plan(&self, spec: &SandboxSpec, cg: &RunCgroups) -> InitPlan {
+    /// A stage 1 that has been sent `plan_msg`: the spare when there is a live one (see
+    /// [`launch`]), else a fresh one. A spare that died just before the send is replaced.
+    fn launch(&self, plan_msg: &[u8]) -> Result<launch::Stage1, SandboxError> {
+        let spawn = || {
+            self.launcher
+                .spawn()
+                .map_err(|e| SandboxError::io("start paddock init", self.cfg.init_exe.clone(), e))
+        };
+        let send = |s: &launch::Stage1| {
+            let _ = nix::sys::socket::setsockopt(
+                &s.ctl,
+                nix::sys::socket::sockopt::SndBuf,
+                &(plan_msg.len() + 65536),
+            );
+            sys::send_msg(s.ctl.as_fd(), plan_msg, None, false)
+        };
+        if let Some(spare) = self.launcher.take() {
+            if send(&spare).is_ok() {
+                return Ok(spare);
+            }
+            tracing::debug!("the spare paddock init was gone; launching a new one");
+        }
+        let fresh = spawn()?;
+        send(&fresh).map_err(|e| SandboxError::io("send the sandbox plan", None, e))?;
+        Ok(fresh)
+    }
+
+    /// Where each of `spec.files` is bind-mounted from: one shared read-only copy per
+    /// content under the paddock home, or (a run directory outside any paddock home) a
+    /// copy in the run's own `files/`.
+    fn injected_sources(&self, spec: &SandboxSpec) -> Result<Vec<PathBuf>, SandboxError> {
+        let home = self.paddock_home(&spec.run_dir);
+        let shared = home.as_ref().and_then(|h| {
+            let (home, cache) = self
+                .files
+                .get_or_init(|| (h.clone(), filecache::FileCache::new(h)));
+            (home == h).then_some(cache)
+        });
+        let layout = RunLayout::new(&spec.run_dir);
+        let mut out = Vec::with_capacity(spec.files.len());
+        for (i, f) in spec.files.iter().enumerate() {
+            let p = match shared {
+                Some(cache) => cache.path_for(&f.contents).map_err(|e| {
+                    SandboxError::io("write injected file", Some(f.path.clone()), e)
+                })?,
+                None => {
+                    mkdir_all(&layout.files())?;
+                    let p = layout.files().join(i.to_string());
+                    std::fs::write(&p, &f.contents)
+                        .map_err(|e| SandboxError::io("write injected file", p.clone(), e))?;
+                    use std::os::unix::fs::PermissionsExt;
+                    let _ = std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644));
+                    p
+                }
+            };
+            out.push(p);
+        }
+        Ok(out)
+    }
+
+    fn plan(&self, spec: &SandboxSpec, cg: &RunCgroups, sources: Vec<PathBuf>) -> InitPlan {
         let layout = RunLayout::new(&spec.run_dir);
         let mut binds = Vec::new();
         let mut writable: Vec<PathBuf> = vec![spec.workspace.clone(), "/tmp".into()];
@@ -271,9 +342,9 @@ impl NativeRuntime {
                 writable.push(m.target.clone());
             }
         }
-        for (i, f) in spec.files.iter().enumerate() {
+        for (f, source) in spec.files.iter().zip(sources) {
             binds.push(Bind {
-                source: layout.files().join(i.to_string()),
+                source,
                 target: f.path.clone(),
                 read_only: true,
                 is_dir: false,
@@ -468,24 +539,21 @@ impl Runtime for NativeRuntime {
         }
         self.cgroups.check_limits(&spec.limits, self.rootless)?;
         let layout = RunLayout::new(&spec.run_dir);
+        // Parents first: each directory is one mkdir.
         for d in [
+            layout.layer(),
             layout.upper(),
             layout.work(),
             layout.home(),
-            layout.files(),
             layout.rootfs(),
         ] {
             mkdir_all(&d)?;
         }
-        for (i, f) in spec.files.iter().enumerate() {
-            let p = layout.files().join(i.to_string());
-            std::fs::write(&p, &f.contents)
-                .map_err(|e| SandboxError::io("write injected file", p.clone(), e))?;
-            use std::os::unix::fs::PermissionsExt;
-            let _ = std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644));
-        }
+        // The start that follows finds a stage 1 already exec'd.
+        self.launcher.refill();
         let st = NativeState {
             rootless: self.rootless,
+            files: self.injected_sources(spec)?,
             ..NativeState::default()
         };
         Ok(make_handle(&spec.run_id, &spec.run_dir, &st))
@@ -497,7 +565,7 @@ impl Runtime for NativeRuntime {
         spec: &SandboxSpec,
         events: EventSink,
     ) -> Result<SandboxHandle, SandboxError> {
-        let _ = state_of(handle)?;
+        let created = state_of(handle)?;
         if let Some(r) = self.get(&spec.run_id)
             && r.exit_info().is_none()
         {
@@ -516,7 +584,16 @@ impl Runtime for NativeRuntime {
         let cleanup = |cg: &RunCgroups| {
             cg.remove();
         };
-        let plan = self.plan(spec, &cg);
+        // The daemon keeps specs without the files' contents: their copies were placed at
+        // create. Runs created before copies were recorded used `files/<index>`.
+        let sources = if created.files.len() == spec.files.len() {
+            created.files.clone()
+        } else {
+            (0..spec.files.len())
+                .map(|i| layout.files().join(i.to_string()))
+                .collect()
+        };
+        let plan = self.plan(spec, &cg, sources.clone());
         let _ = std::fs::remove_file(layout.exit_json());
         let (log, _) = match run::open_log(&layout, true) {
             Ok(v) => v,
@@ -526,50 +603,15 @@ impl Runtime for NativeRuntime {
             }
         };
 
-        // Control socketpair: ours stays here, the other end becomes init's fd 3.
-        let (ours, theirs) = match nix::sys::socket::socketpair(
-            nix::sys::socket::AddressFamily::Unix,
-            nix::sys::socket::SockType::SeqPacket,
-            None,
-            nix::sys::socket::SockFlag::SOCK_CLOEXEC,
-        ) {
-            Ok(p) => p,
-            Err(e) => {
-                cleanup(&cg);
-                return Err(SandboxError::io("socketpair", None, e.into()));
-            }
-        };
         let plan_msg = proto::encode_json(&plan);
-        let _ = nix::sys::socket::setsockopt(
-            &ours,
-            nix::sys::socket::sockopt::SndBuf,
-            &(plan_msg.len() + 65536),
-        );
-        // The control socket is init's stdin: with no pre_exec hook, std can spawn with
-        // posix_spawn (vfork-like), which stays cheap however large the daemon grows.
-        let mut cmd = tokio::process::Command::new(&self.cfg.init_exe);
-        cmd.arg("init")
-            .env_clear()
-            .stdin(std::process::Stdio::from(theirs))
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::inherit())
-            .kill_on_drop(false);
-        let child = match cmd.spawn() {
-            Ok(c) => c,
+        let stage1 = match self.launch(&plan_msg) {
+            Ok(s) => s,
             Err(e) => {
                 cleanup(&cg);
-                return Err(SandboxError::io(
-                    "start paddock init",
-                    self.cfg.init_exe.clone(),
-                    e,
-                ));
+                return Err(e);
             }
         };
-        drop(cmd);
-        if let Err(e) = sys::send_msg(ours.as_fd(), &plan_msg, None, false) {
-            cleanup(&cg);
-            return Err(SandboxError::io("send the sandbox plan", None, e));
-        }
+        let (child, ours) = (stage1.child, stage1.ctl);
 
         let (run, down_rx, exit_tx) = self.new_run(&spec.run_id, &spec.run_dir, cg.clone());
         let (started_tx, started_rx) = oneshot::channel();
@@ -611,12 +653,15 @@ impl Runtime for NativeRuntime {
                 return Err(e);
             }
         };
+        // The command runs: launching the next start's stage 1 no longer delays this one.
+        self.launcher.refill();
         let st = NativeState {
             init_pid: run.init_pid.load(Ordering::SeqCst),
             init_start: *run.init_start.lock().unwrap_or_else(|e| e.into_inner()),
             command_pid,
             cgroups: cg,
             rootless: self.rootless,
+            files: sources,
         };
         Ok(make_handle(&spec.run_id, &spec.run_dir, &st))
     }
@@ -1102,10 +1147,33 @@ impl NetnsCapability for NativeRuntime {
             })?;
             return Self::request_fd(&handle.run_dir, &Down::Socket { id: 1, domain, ty });
         }
+        let mut fds = self.sockets_in_netns(handle, &[(domain, ty)])?;
+        fds.pop().ok_or_else(|| {
+            SandboxError::io("socket in netns", None, std::io::Error::other("no socket"))
+        })
+    }
+
+    fn sockets_in_netns(
+        &self,
+        handle: &SandboxHandle,
+        kinds: &[(i32, i32)],
+    ) -> Result<Vec<OwnedFd>, SandboxError> {
+        if self.rootless {
+            return kinds
+                .iter()
+                .map(|&(domain, ty)| self.socket_in_netns(handle, domain, ty))
+                .collect();
+        }
+        // One short-lived thread enters the netns (setns changes the calling thread's
+        // namespace for good, so never a runtime thread) and makes them all.
         let ns = self.netns_fd(handle)?;
-        std::thread::spawn(move || -> std::io::Result<OwnedFd> {
+        let kinds = kinds.to_vec();
+        std::thread::spawn(move || -> std::io::Result<Vec<OwnedFd>> {
             nix::sched::setns(ns.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET)?;
-            sys::new_socket(domain, ty)
+            kinds
+                .iter()
+                .map(|&(domain, ty)| sys::new_socket(domain, ty))
+                .collect()
         })
         .join()
         .map_err(|_| {
