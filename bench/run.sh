@@ -19,6 +19,15 @@ bench="$PWD/target/release/paddock-bench"
 run_api()     { "$bench" api "$paddock" "$@"; }
 run_sandbox() {
   command -v bwrap >/dev/null || { echo "installing bubblewrap for the comparison"; apt-get install -y -qq bubblewrap >/dev/null; }
+  if [ -z "${PADDOCK_BENCH_DOCKER_IMAGE:-}" ] && [ "${PADDOCK_BENCH_NO_DOCKER:-}" != 1 ]; then
+    # Docker's engine for the `docker run` comparison: Debian's docker.io, started here if
+    # it is not running, and an image built locally (no registry is reachable).
+    if bench/docker-image.sh >/tmp/paddock-bench-docker.log 2>&1; then
+      export PADDOCK_BENCH_DOCKER_IMAGE=paddock-bench-true:latest
+    else
+      echo "docker comparison skipped: $(tail -1 /tmp/paddock-bench-docker.log)"
+    fi
+  fi
   "$bench" sandbox "$paddock" "$@"
 }
 run_audit()   { bench/audit.sh "$@"; }
