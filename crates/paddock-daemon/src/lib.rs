@@ -23,6 +23,7 @@ mod home;
 mod names;
 mod review;
 mod routing;
+mod rundirs;
 mod runs;
 mod server;
 mod store;

@@ -54,6 +54,8 @@ pub struct RunManager {
     grants: Arc<Grants>,
     /// Hostname routing (set once at daemon start; see `crate::routing`).
     routing: std::sync::OnceLock<Arc<crate::routing::Routing>>,
+    /// Run directories laid out ahead of time (see `crate::rundirs`).
+    run_dirs: Arc<crate::rundirs::RunDirs>,
 }
 
 impl RunManager {
@@ -65,7 +67,14 @@ impl RunManager {
         grants: Arc<Grants>,
         egress: Arc<Egress>,
     ) -> Arc<Self> {
+        let rt = runtime.clone();
+        let run_dirs = crate::rundirs::RunDirs::new(
+            &home.runs_dir(),
+            Box::new(move |d: &Path| rt.lay_out(d).map_err(std::io::Error::other)),
+        );
+        run_dirs.refill();
         Arc::new(RunManager {
+            run_dirs,
             home,
             store,
             bus,
@@ -278,12 +287,9 @@ impl RunManager {
         };
         let name = guard_name;
 
-        std::fs::create_dir_all(&run_dir).map_err(|e| DaemonError::io("create", &run_dir, e))?;
-        {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&run_dir, std::fs::Permissions::from_mode(0o700))
-                .map_err(|e| DaemonError::io("chmod", &run_dir, e))?;
-        }
+        self.run_dirs
+            .claim(&run_dir)
+            .map_err(|e| DaemonError::io("create", &run_dir, e))?;
 
         let command = if req.command.is_empty() {
             vec!["/bin/sh".to_string()]

@@ -242,6 +242,14 @@ pub struct SandboxStats {
 pub trait Runtime: Send + Sync + 'static {
     fn kind(&self) -> RuntimeKind;
 
+    /// Lay out an empty directory that will later become some run's `run_dir`, ahead of
+    /// time and for no run in particular (empty directories only). `create` must work
+    /// whether or not its directory was laid out. The default lays out nothing.
+    fn lay_out(&self, run_dir: &std::path::Path) -> Result<(), SandboxError> {
+        let _ = run_dir;
+        Ok(())
+    }
+
     /// Validate the spec and prepare what can be prepared without starting anything
     /// visible (directories under `run_dir`). Bad input fails here, before anything exists.
     async fn create(&self, spec: &SandboxSpec) -> Result<SandboxHandle, SandboxError>;

@@ -282,6 +282,17 @@ impl NativeRuntime {
         Ok(fresh)
     }
 
+    /// The directories a run needs before it starts, parents first (each one mkdir).
+    fn run_dirs(layout: &RunLayout) -> [PathBuf; 5] {
+        [
+            layout.layer(),
+            layout.upper(),
+            layout.work(),
+            layout.home(),
+            layout.rootfs(),
+        ]
+    }
+
     /// Where each of `spec.files` is bind-mounted from: one shared read-only copy per
     /// content under the paddock home, or (a run directory outside any paddock home) a
     /// copy in the run's own `files/`.
@@ -527,6 +538,14 @@ impl Runtime for NativeRuntime {
         RuntimeKind::Native
     }
 
+    fn lay_out(&self, run_dir: &Path) -> Result<(), SandboxError> {
+        let layout = RunLayout::new(run_dir);
+        for d in Self::run_dirs(&layout) {
+            mkdir_all(&d)?;
+        }
+        Ok(())
+    }
+
     async fn create(&self, spec: &SandboxSpec) -> Result<SandboxHandle, SandboxError> {
         plan::validate(spec, self.paddock_home(&spec.run_dir).as_deref())?;
         // The daemon's own uid is what gets mapped (a process can map only its own id
@@ -539,14 +558,8 @@ impl Runtime for NativeRuntime {
         }
         self.cgroups.check_limits(&spec.limits, self.rootless)?;
         let layout = RunLayout::new(&spec.run_dir);
-        // Parents first: each directory is one mkdir.
-        for d in [
-            layout.layer(),
-            layout.upper(),
-            layout.work(),
-            layout.home(),
-            layout.rootfs(),
-        ] {
+        // Already there when the daemon laid the directory out ahead of time (`lay_out`).
+        for d in Self::run_dirs(&layout) {
             mkdir_all(&d)?;
         }
         // The start that follows finds a stage 1 already exec'd.
