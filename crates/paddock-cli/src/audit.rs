@@ -158,7 +158,10 @@ pub fn summary(e: &AuditEntry) -> String {
             }
         }
         "daemon.start" => format!("pid {}, version {}", d["pid"], s("version")),
-        "daemon.stop" => format!("pid {}", d["pid"]),
+        "daemon.stop" => match d.get("error").and_then(|v| v.as_str()) {
+            Some(e) => format!("pid {}, on an error: {e}", d["pid"]),
+            None => format!("pid {}", d["pid"]),
+        },
         "grant.added" | "grant.updated" | "grant.revoked" => {
             format!(
                 "{} ({})",

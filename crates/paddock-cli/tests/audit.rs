@@ -658,3 +658,134 @@ fn acknowledged_entries_survive_kill_9_and_every_log_verifies() {
     ]);
     assert_eq!(verify(&env, &daemon, &[]).0, 0);
 }
+
+/// Read `GET /v1/events?run=ID` (SSE) until `until` appears or 20 s pass.
+fn collect_events(
+    socket: PathBuf,
+    id: String,
+    until: &'static str,
+) -> std::thread::JoinHandle<String> {
+    use std::io::{Read, Write};
+    let mut s = std::os::unix::net::UnixStream::connect(socket).unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    write!(
+        s,
+        "GET /v1/events?run={id} HTTP/1.1\r\nhost: paddock\r\nconnection: close\r\n\r\n"
+    )
+    .unwrap();
+    // The subscription exists once the stream's first bytes arrived.
+    let mut got = Vec::new();
+    let mut buf = [0u8; 8192];
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !String::from_utf8_lossy(&got).contains(": paddock events")
+        && std::time::Instant::now() < deadline
+    {
+        if let Ok(n) = s.read(&mut buf) {
+            got.extend_from_slice(&buf[..n]);
+        }
+    }
+    std::thread::spawn(move || {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while !String::from_utf8_lossy(&got).contains(until) && std::time::Instant::now() < deadline
+        {
+            match s.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+                Err(_) => {}
+            }
+        }
+        String::from_utf8_lossy(&got).into_owned()
+    })
+}
+
+#[test]
+fn removing_an_unstarted_run_is_a_recorded_transition_and_every_daemon_exit_records_a_stop() {
+    let env = Env::new();
+    let ws = workspace(&env);
+    env.ok(&["ps"]);
+
+    // A run created but never started, then removed: `run.state` created → stopped is
+    // published (and recorded, closing its log) before `run.removed`.
+    let body = serde_json::json!({
+        "name": "never", "workspace": ws, "command": ["true"], "start": false
+    })
+    .to_string();
+    let (status, run) = request(&env.socket(), "POST", "/v1/runs", Some(&body)).unwrap();
+    assert_eq!(status, 201, "{run}");
+    let id = run["id"].as_str().unwrap().to_string();
+    // (Readable at once: a brand-new log's files are created by its writer's thread.)
+    let before = json(&env, &["audit", &id, "--json"]);
+    assert_eq!(before["log_id"], id.as_str());
+    let events = collect_events(env.socket(), id.clone(), "event: run.removed");
+    env.ok(&["rm", "never"]);
+    let events = events.join().unwrap();
+    let state_at = events
+        .find("event: run.state")
+        .unwrap_or_else(|| panic!("no run.state published on rm:\n{events}"));
+    let removed_at = events.find("event: run.removed").unwrap();
+    assert!(state_at < removed_at, "{events}");
+    let state_line = events[state_at..]
+        .lines()
+        .find(|l| l.starts_with("data: "))
+        .unwrap();
+    let state: Value = serde_json::from_str(&state_line["data: ".len()..]).unwrap();
+    assert_eq!(state["data"]["from"], "created", "{state}");
+    assert_eq!(state["data"]["to"], "stopped", "{state}");
+    let removed = json(
+        &env,
+        &["audit", "--daemon", "--type", "run.removed", "--json"],
+    );
+    let removed = removed["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["data"]["run_id"] == id.as_str())
+        .cloned()
+        .expect("run.removed in the daemon log");
+    assert_eq!(
+        removed["data"]["audit_checkpoint"]["tree_size"], 3,
+        "the run's final checkpoint covers run.created, run.state created and the recorded created → stopped"
+    );
+
+    // A daemon that fails after recording its start (here: its socket path is taken by a
+    // directory) records its stop, with the error, and closes its logs.
+    env.stop_daemon();
+    let sock = env.socket();
+    std::fs::create_dir_all(sock.join("in-the-way")).unwrap();
+    let out = env.run(&["daemon"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("daemon.sock"),
+        "{out:?}"
+    );
+    std::fs::remove_dir_all(&sock).unwrap();
+    env.ok(&["ps"]);
+    let log = json(&env, &["audit", "--daemon", "--json"]);
+    let entries = log["entries"].as_array().unwrap();
+    let failed = entries
+        .iter()
+        .position(|e| {
+            e["type"] == "daemon.stop"
+                && e["data"]["error"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("daemon.sock"))
+        })
+        .unwrap_or_else(|| panic!("no daemon.stop with the error: {entries:#?}"));
+    assert_eq!(entries[failed - 1]["type"], "daemon.start");
+    assert_eq!(
+        entries[failed - 1]["data"]["pid"],
+        entries[failed]["data"]["pid"]
+    );
+    assert_eq!(entries[failed + 1]["type"], "daemon.start", "{entries:#?}");
+    // The clean stop before it carries no error.
+    let clean = entries[..failed]
+        .iter()
+        .rfind(|e| e["type"] == "daemon.stop")
+        .unwrap();
+    assert!(clean["data"].get("error").is_none(), "{clean}");
+    let path = env.dir.path().join("daemon.json");
+    env.ok(&["audit", "export", "--daemon", "-o", path.to_str().unwrap()]);
+    let (code, outp, err) = verify(&env, &path, &["--allow-uncovered"]);
+    assert_eq!(code, 0, "{outp}{err}");
+}
