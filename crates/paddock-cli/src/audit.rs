@@ -310,8 +310,43 @@ fn parse_pin(raw: &str) -> Result<PinnedKey> {
     PinnedKey::parse(&text).map_err(|e| bad(e.to_string()))
 }
 
+/// The checkpoint in a `--known-checkpoint` file: a checkpoint object, or one wrapped the
+/// way paddock prints it (bundle: the last of `checkpoints`; `prove --json`: `checkpoint`;
+/// `consistency --json`: `new`; a `run.removed` entry's data: `audit_checkpoint`).
+fn parse_known_checkpoint(path: &Path) -> Result<Checkpoint> {
+    let bad = |why: String| {
+        anyhow!(Usage(Hinted::new(
+            format!("invalid --known-checkpoint {}: {why}", path.display()),
+            "pass a file holding one checkpoint's JSON ({\"log_id\", \"tree_size\", \"root_hash\", \"time\", \"key_id\", \"signature\"}), e.g. `jq '.checkpoints[-1]' old-bundle.json`",
+        )))
+    };
+    let text = std::fs::read(path).map_err(|e| bad(format!("cannot read it: {e}")))?;
+    let v: serde_json::Value =
+        serde_json::from_slice(&text).map_err(|e| bad(format!("not JSON: {e}")))?;
+    let cp = if v.get("signature").is_some() {
+        v
+    } else if let Some(list) = v.get("checkpoints").and_then(|c| c.as_array()) {
+        list.last()
+            .cloned()
+            .ok_or_else(|| bad("the bundle has no checkpoint".into()))?
+    } else if let Some(c) = ["checkpoint", "new", "audit_checkpoint"]
+        .iter()
+        .find_map(|k| v.get(*k))
+    {
+        c.clone()
+    } else {
+        return Err(bad("no checkpoint in it".into()));
+    };
+    serde_json::from_value(cp).map_err(|e| bad(format!("not a checkpoint: {e}")))
+}
+
 fn verify(a: AuditVerifyArgs) -> Result<i32> {
     let pinned_key = a.key.as_deref().map(parse_pin).transpose()?;
+    let known_checkpoint = a
+        .known_checkpoint
+        .as_deref()
+        .map(parse_known_checkpoint)
+        .transpose()?;
     let bytes = std::fs::read(&a.bundle).map_err(|e| {
         anyhow!(Hinted::new(
             format!("cannot read {}: {e}", a.bundle.display()),
@@ -321,7 +356,7 @@ fn verify(a: AuditVerifyArgs) -> Result<i32> {
     let opts = VerifyOptions {
         pinned_key,
         allow_uncovered: a.allow_uncovered,
-        known_checkpoint: None,
+        known_checkpoint,
     };
     match verify_bundle_json(&bytes, &opts) {
         Ok(r) => {
@@ -350,6 +385,13 @@ fn verify(a: AuditVerifyArgs) -> Result<i32> {
                     "NOT pinned: the bundle's own key; pass --key to detect a re-signed log"
                 }
             );
+            if let Some(k) = &opts.known_checkpoint {
+                println!(
+                    "  extends  the known checkpoint at tree size {} (root {})",
+                    k.tree_size,
+                    k.root_hash.to_hex()
+                );
+            }
             if let Some(u) = &r.uncovered {
                 println!(
                     "  {} entries {}..{} are not covered by a signed checkpoint",

@@ -421,6 +421,11 @@ pub enum AuditAction {
     Export(AuditExportArgs),
     /// Verify an exported bundle offline (no daemon): exits 1 and names the failed check
     /// and where (entry index or checkpoint) when it does not verify.
+    #[command(after_help = "\
+Examples:
+  paddock audit verify bundle.json --key key.json
+  paddock audit verify today.json --known-checkpoint yesterday.json   must extend yesterday's export
+  jq '.checkpoints[-1]' bundle.json > cp.json                        keep just the newest checkpoint")]
     Verify(AuditVerifyArgs),
     /// Prove that one entry is in the log, against a signed checkpoint (checked locally).
     Prove(AuditProveArgs),
@@ -479,6 +484,16 @@ pub struct AuditVerifyArgs {
     /// Accept entries after the last signed checkpoint (reported, not proven).
     #[arg(long, visible_alias = "allow-unsigned-tail")]
     pub allow_uncovered: bool,
+    /// A signed checkpoint of this log you saw earlier: the bundle must extend it (same
+    /// root at its tree size, signed at least as far), which detects an older, genuinely
+    /// signed copy presented as current (a rollback) or a second history. FILE holds the
+    /// checkpoint's JSON — `{"log_id", "tree_size", "root_hash", "time", "key_id",
+    /// "signature"}` — as found in `paddock audit export` (the last of `checkpoints`; a
+    /// whole earlier bundle is accepted too), in `paddock audit prove --json`
+    /// (`checkpoint`), `paddock audit consistency --json` (`new`) and the daemon log's
+    /// `run.removed` entries (`audit_checkpoint`).
+    #[arg(long, value_name = "FILE")]
+    pub known_checkpoint: Option<PathBuf>,
     #[command(flatten)]
     pub json: JsonFlag,
 }

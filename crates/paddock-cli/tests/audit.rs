@@ -343,6 +343,73 @@ fn a_run_is_on_the_record_and_its_export_verifies_offline_and_detects_tampering(
     assert_eq!(code, 2, "a malformed pin is a usage error: {err}");
     assert!(env.health().is_none(), "verify started a daemon");
 
+    // Rollback: an older copy, genuinely signed up to the first checkpoint, verifies on its
+    // own; against a newer checkpoint the verifier saw before, it must not.
+    let first_size = cps[0]["tree_size"].as_u64().unwrap();
+    assert!(first_size < size);
+    let mut older = bundle.clone();
+    older["entries"]
+        .as_array_mut()
+        .unwrap()
+        .truncate(first_size as usize);
+    older["checkpoints"] = Value::Array(vec![cps[0].clone()]);
+    let older_path = dir.join("older.json");
+    write_json(&older_path, &older);
+    let (code, _, err) = verify(&env, &older_path, &[]);
+    assert_eq!(code, 0, "a signed prefix is self-consistent: {err}");
+    let newest_path = dir.join("newest-checkpoint.json");
+    write_json(&newest_path, &cps[last_cp]);
+    let newest = newest_path.to_str().unwrap();
+    let (code, _, err) = verify(&env, &older_path, &["--known-checkpoint", newest]);
+    assert_eq!(code, 1, "a rolled-back copy must fail: {err}");
+    assert!(
+        err.contains("check: rollback, at bundle")
+            && err.contains(&format!(
+                "rolled back: the log is signed up to tree size {first_size}, but a checkpoint already seen covers {size}"
+            )),
+        "{err}"
+    );
+    let (code, outp, _) = verify(&env, &older_path, &["--known-checkpoint", newest, "--json"]);
+    assert_eq!(code, 1);
+    let report: Value = serde_json::from_str(&outp).unwrap();
+    assert_eq!(report["check"], "rollback");
+    // The current bundle extends both its own newest checkpoint and the older one (given
+    // as the whole older bundle).
+    let (code, outp, err) = verify(&env, &bundle_path, &["--known-checkpoint", newest]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        outp.contains(&format!(
+            "extends  the known checkpoint at tree size {size}"
+        )),
+        "{outp}"
+    );
+    let (code, _, err) = verify(
+        &env,
+        &bundle_path,
+        &["--known-checkpoint", older_path.to_str().unwrap()],
+    );
+    assert_eq!(code, 0, "{err}");
+    // A known checkpoint that is not genuine is refused, not trusted.
+    let mut fake = cps[last_cp].clone();
+    fake["tree_size"] = Value::from(size + 10);
+    let fake_path = dir.join("fake-checkpoint.json");
+    write_json(&fake_path, &fake);
+    let (code, _, err) = verify(
+        &env,
+        &bundle_path,
+        &["--known-checkpoint", fake_path.to_str().unwrap()],
+    );
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("check: known_checkpoint"), "{err}");
+    let (code, _, err) = verify(
+        &env,
+        &bundle_path,
+        &["--known-checkpoint", key_path.to_str().unwrap()],
+    );
+    assert_eq!(code, 2, "not a checkpoint is a usage error: {err}");
+    assert!(err.contains("invalid --known-checkpoint"), "{err}");
+    assert!(env.health().is_none(), "verify started a daemon");
+
     // rm deletes the run's log, and the daemon log keeps its final checkpoint.
     env.ok(&["rm", &id]);
     assert!(!env.home.join("runs").join(&id).exists());
