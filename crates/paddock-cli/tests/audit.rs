@@ -618,7 +618,9 @@ fn acknowledged_entries_survive_kill_9_and_every_log_verifies() {
     let (a0, _) = acked(&env).unwrap();
     let t0 = total(&env);
 
-    // Phase 2: twenty runs and lifecycle churn at once; kill -9 the daemon midway.
+    // Phase 2: twenty runs with network traffic (every DNS lookup is a query to the
+    // run's stub and a `net.denied` record in its log) and lifecycle churn at once;
+    // kill -9 the daemon midway.
     let stop = Arc::new(AtomicBool::new(false));
     let mut workers = Vec::new();
     for i in 0..20 {
@@ -636,7 +638,7 @@ fn acknowledged_entries_survive_kill_9_and_every_log_verifies() {
                     "--",
                     "sh",
                     "-c",
-                    "for i in $(seq 200); do echo $i; done",
+                    "for i in $(seq 300); do echo $i; getent hosts n$i.example.invalid; done",
                 ])
                 .output();
         }));
@@ -659,18 +661,37 @@ fn acknowledged_entries_survive_kill_9_and_every_log_verifies() {
             }
         }));
     }
-    wait_until(Duration::from_secs(60), || {
-        acked(&env).filter(|(a, _)| *a >= a0 + 150)
+    wait_until(Duration::from_secs(90), || {
+        acked(&env).filter(|(a, _)| *a >= a0 + 1000)
     })
     .expect("entries are acknowledged under load");
-    // Snapshot what each log holds (all of it acknowledged or about to be), then kill.
+    // Snapshot what each log holds (all of it acknowledged or about to be), the daemon's
+    // own log included, then kill.
     let mut snapshot: HashMap<String, Vec<Value>> = HashMap::new();
     for id in all_run_ids(&env) {
         if let Some(e) = log_entries(&env, &format!("/v1/runs/{id}/audit")) {
             snapshot.insert(id, e);
         }
     }
+    let daemon_before = log_entries(&env, "/v1/audit/daemon").unwrap();
     let (a1, _) = acked(&env).unwrap();
+    let net: usize = snapshot
+        .values()
+        .flatten()
+        .filter(|e| {
+            e["type"]
+                .as_str()
+                .is_some_and(|t| t == "net.denied" || t == "net.request")
+                && e["data"]["kind"] == "dns"
+                && e["data"]["host"]
+                    .as_str()
+                    .is_some_and(|h| h.contains(".example.invalid"))
+        })
+        .count();
+    assert!(
+        net >= 200,
+        "the load must include network records: {net} DNS records in the snapshot"
+    );
     let pid = env.daemon_pid().unwrap();
     // SAFETY: kill(2) on a pid we just read from the daemon's health.
     unsafe {
@@ -686,7 +707,7 @@ fn acknowledged_entries_survive_kill_9_and_every_log_verifies() {
     env.ok(&["ps", "-a", "-q"]);
     let t1 = total(&env);
     eprintln!(
-        "{} entries acknowledged under load before the kill, {} runs snapshotted; logs held {t0} entries before, {t1} after",
+        "{} entries acknowledged under load before the kill ({net} DNS records among them), {} runs snapshotted; logs held {t0} entries before, {t1} after",
         a1 - a0,
         snapshot.len()
     );
@@ -724,6 +745,15 @@ fn acknowledged_entries_survive_kill_9_and_every_log_verifies() {
         daemon.to_str().unwrap(),
     ]);
     assert_eq!(verify(&env, &daemon, &[]).0, 0);
+    let bundle: Value = serde_json::from_slice(&std::fs::read(&daemon).unwrap()).unwrap();
+    let entries = bundle["entries"].as_array().unwrap();
+    assert!(
+        entries.len() > daemon_before.len(),
+        "the restart is recorded after what was acknowledged"
+    );
+    for (a, b) in daemon_before.iter().zip(entries) {
+        assert_eq!(a, b, "daemon log: an acknowledged entry changed");
+    }
 }
 
 /// Read `GET /v1/events?run=ID` (SSE) until `until` appears or 20 s pass.
