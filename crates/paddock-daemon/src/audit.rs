@@ -33,6 +33,9 @@
 //!   removal of a run that never started included;
 //! - `init.step`: each setup step of the sandbox's PID 1;
 //! - `run.started` (pid), `run.exit` (exit code, signal, OOM, reason);
+//! - `run.exec`: a command exec'd into the running sandbox (`command`, `tty`, `stdin`, the
+//!   *names* of its extra environment variables), recorded before it starts;
+//!   `run.exec.exit`: how it ended (`exec_id` ties the two together);
 //! - `net.request` (allowed) and `net.denied` (refused): one per HTTP request, tunnel,
 //!   passthrough connection or DNS query (`kind`: http, passthrough, connection, dns), with
 //!   the policy decision and the deciding `rule` (see `crate::egress`);

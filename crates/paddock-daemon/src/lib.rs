@@ -20,6 +20,7 @@ mod audit;
 mod bus;
 mod egress;
 mod error;
+mod exec;
 mod grants;
 mod home;
 mod names;
