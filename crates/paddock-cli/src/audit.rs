@@ -157,6 +157,40 @@ pub fn summary(e: &AuditEntry) -> String {
                 None => format!("{} ({}) removed", s("run_id"), s("name")),
             }
         }
+        "run.exec" => {
+            let cmd: Vec<&str> = d
+                .get("command")
+                .and_then(|v| v.as_array())
+                .map(|a| a.iter().filter_map(|x| x.as_str()).collect())
+                .unwrap_or_default();
+            let names: Vec<&str> = d
+                .get("env_names")
+                .and_then(|v| v.as_array())
+                .map(|a| a.iter().filter_map(|x| x.as_str()).collect())
+                .unwrap_or_default();
+            let mut t = format!("{}: `{}`", s("exec_id"), cmd.join(" "));
+            if d.get("tty").and_then(|v| v.as_bool()) == Some(true) {
+                t.push_str(" (tty)");
+            }
+            if !names.is_empty() {
+                t.push_str(&format!(" with {}", names.join(", ")));
+            }
+            t
+        }
+        "run.exec.exit" => {
+            let end = match (
+                d.get("exit_code").and_then(|v| v.as_i64()),
+                d.get("signal").and_then(|v| v.as_i64()),
+            ) {
+                (_, Some(sig)) => format!("killed by signal {sig}"),
+                (Some(c), None) => format!("exit code {c}"),
+                (None, None) => "ended, status unknown".to_string(),
+            };
+            match d.get("reason").and_then(|v| v.as_str()) {
+                Some(r) => format!("{}: {end} ({r})", s("exec_id")),
+                None => format!("{}: {end}", s("exec_id")),
+            }
+        }
         "daemon.start" => format!("pid {}, version {}", d["pid"], s("version")),
         "daemon.stop" => match d.get("error").and_then(|v| v.as_str()) {
             Some(e) => format!("pid {}, on an error: {e}", d["pid"]),
