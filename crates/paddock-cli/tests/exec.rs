@@ -471,6 +471,15 @@ sys.stdout.write("\nEXIT=%d\n" % os.waitstatus_to_exitcode(status))
     assert_eq!(execs.len(), 1);
     assert_eq!(execs[0]["data"]["tty"], true);
     assert_eq!(execs[0]["data"]["env_names"], serde_json::json!(["TERM"]));
+
+    // A daemon restart re-adopts the run; exec reaches it through the new daemon.
+    let before = env.daemon_pid().unwrap();
+    env.ok(&["daemon", "restart"]);
+    assert_ne!(env.wait_health()["pid"], before);
+    let out = exec(&env, &["term", "--", "sh", "-c", "echo again; exit 3"]);
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    assert_eq!(text(&out.stdout), "again\n");
+    assert_eq!(entries(&env, "term", "run.exec.exit").len(), 2);
 }
 
 #[test]
