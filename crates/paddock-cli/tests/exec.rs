@@ -198,6 +198,43 @@ fn exec_runs_in_the_runs_sandbox_confined_like_its_command_and_is_on_the_record(
         "{exec_probe}"
     );
     drop(host_server);
+    // Its network is the run's: a DNS lookup goes to the run's stub and is on the run's
+    // record.
+    let out = exec(
+        &env,
+        &["box", "--", "getent", "hosts", "exec-probe.example.invalid"],
+    );
+    // (the run's policy decides: a synthetic 198.18.0.0/15 address, or NXDOMAIN)
+    let answer = text(&out.stdout);
+    assert!(
+        answer.is_empty() || answer.starts_with("198.1"),
+        "answered by the run's stub: {out:?}"
+    );
+    let addr = answer.split_whitespace().next().map(str::to_string);
+    let dns = wait_until(Duration::from_secs(5), || {
+        let all = json(&env, &["audit", "box", "--type", "net.", "--json"]);
+        all["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| {
+                e["data"]["kind"] == "dns"
+                    && e["data"]["host"]
+                        .as_str()
+                        .is_some_and(|h| h.contains("exec-probe.example.invalid"))
+                    && addr
+                        .as_deref()
+                        .is_none_or(|a| e["data"]["detail"].as_str() == Some(a))
+            })
+            .cloned()
+    })
+    .expect("the exec's DNS query is in the run's log");
+    let expected = if addr.is_some() {
+        "net.request"
+    } else {
+        "net.denied"
+    };
+    assert_eq!(dns["type"], expected, "{dns}");
 
     // The run's environment (proxy, CA, identity), with -e over it.
     let out = exec(
