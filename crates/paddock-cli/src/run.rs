@@ -320,7 +320,22 @@ pub async fn exec(home: &Home, args: ExecArgs) -> Result<i32> {
         )));
     };
     match result.exit_code {
-        Some(code) => Ok(code),
+        Some(code) => {
+            // Why paddock ended it (the daemon stopped, …). A command that was not found or
+            // could not run has already said so on its stderr.
+            if let Some(reason) = &result.reason
+                && code != 126
+                && code != 127
+            {
+                eprintln!(
+                    "{} `{}` in run {}: {reason}",
+                    paint(stderr_color(), "1;33", "paddock:"),
+                    args.command.join(" "),
+                    args.run
+                );
+            }
+            Ok(code)
+        }
         None => {
             eprintln!(
                 "{} `{}` in run {} ended without an exit status: {}",

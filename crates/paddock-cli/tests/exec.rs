@@ -403,6 +403,10 @@ fn exec_runs_in_the_runs_sandbox_confined_like_its_command_and_is_on_the_record(
         .unwrap();
     let killed = by_id(&abandoned["data"]["exec_id"]);
     assert_eq!(killed["data"]["signal"], 9, "{killed}");
+    assert_eq!(
+        killed["data"]["reason"], "killed: the client went away",
+        "{killed}"
+    );
     let view = env.ok(&["audit", "show", "box", "--type", "run.exec"]);
     assert!(
         view.contains("`sh -c env | sort` with HOME, MY_TOKEN"),
@@ -509,14 +513,57 @@ sys.stdout.write("\nEXIT=%d\n" % os.waitstatus_to_exitcode(status))
     assert_eq!(execs[0]["data"]["tty"], true);
     assert_eq!(execs[0]["data"]["env_names"], serde_json::json!(["TERM"]));
 
-    // A daemon restart re-adopts the run; exec reaches it through the new daemon.
+    // A daemon restart re-adopts the run; an exec in flight ends with the old daemon (its
+    // end on the record), and exec reaches the run through the new daemon.
+    let sleeping = || {
+        let out = exec(
+            &env,
+            &[
+                "term",
+                "--",
+                "sh",
+                "-c",
+                "cat /proc/[0-9]*/comm | grep -c '^sleep$'",
+            ],
+        );
+        text(&out.stdout).trim().parse::<u32>().ok()
+    };
+    let in_flight = env
+        .cmd()
+        .args(["exec", "term", "--", "sleep", "300"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_until(Duration::from_secs(10), || sleeping().filter(|n| *n == 2))
+        .expect("the exec'd sleep runs next to the run's");
     let before = env.daemon_pid().unwrap();
     env.ok(&["daemon", "restart"]);
     assert_ne!(env.wait_health()["pid"], before);
+    let out = in_flight.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(137), "{out:?}");
+    assert!(
+        text(&out.stderr).contains("killed: the daemon stopped"),
+        "{out:?}"
+    );
+    assert_eq!(sleeping(), Some(1), "the in-flight exec was killed");
+    let ended = entries(&env, "term", "run.exec.exit");
+    let killed = ended
+        .iter()
+        .find(|e| {
+            e["data"]["reason"]
+                .as_str()
+                .is_some_and(|r| r.contains("the daemon stopped"))
+        })
+        .unwrap_or_else(|| panic!("no recorded end for the in-flight exec: {ended:?}"));
+    assert_eq!(killed["data"]["signal"], 9, "{killed}");
     let out = exec(&env, &["term", "--", "sh", "-c", "echo again; exit 3"]);
     assert_eq!(out.status.code(), Some(3), "{out:?}");
     assert_eq!(text(&out.stdout), "again\n");
-    assert_eq!(entries(&env, "term", "run.exec.exit").len(), 2);
+    let execs = entries(&env, "term", "run.exec");
+    let exits = entries(&env, "term", "run.exec.exit");
+    assert_eq!(execs.len(), exits.len(), "{execs:?}\n{exits:?}");
 }
 
 #[test]

@@ -11,25 +11,81 @@
 //! On the record, in the run's audit log: `run.exec` (exec id, command, tty, stdin, the
 //! *names* of the request's variables) is durable before the process is started, and
 //! `run.exec.exit` (exec id, exit code, signal, reason) follows however it ends: its own
-//! exit, a failure to start, the sandbox ending under it, or the client going away (which
-//! kills it: nobody is left to read its output).
+//! exit, a failure to start, the sandbox ending under it, the client going away or the
+//! daemon stopping (both kill it: nobody is left to read its output; a stopping daemon
+//! waits for these records before its own `daemon.stop`).
 //!
 //! Never: records an environment variable's value; lets an exec change the run's
 //! identity (`PADDOCK`, `PADDOCK_RUN_ID`, `PADDOCK_RUN_NAME`).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use paddock_api::attach::{Frame, read_frame, write_frame};
 use paddock_api::{ExecRequest, ExecResult, RunState};
 use paddock_sandbox::{AttachInput, Attachment, ExitInfo, OutputStream, SandboxSpec, TtySize};
 use rand::Rng;
 use tokio::io::AsyncWriteExt;
-use tokio::sync::oneshot;
+use tokio::sync::{Notify, oneshot, watch};
 
 use crate::DaemonError;
 use crate::bus::EventBus;
 use crate::runs::RunManager;
+
+/// The daemon's live exec sessions: at shutdown they are ended (their commands killed)
+/// and their ends recorded before the daemon records its own stop and closes the logs.
+pub struct Sessions {
+    stop: watch::Sender<bool>,
+    live: AtomicUsize,
+    idle: Notify,
+}
+
+/// Counts one live session until dropped.
+pub struct SessionGuard<'a>(&'a Sessions);
+
+impl Drop for SessionGuard<'_> {
+    fn drop(&mut self) {
+        if self.0.live.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.0.idle.notify_waiters();
+        }
+    }
+}
+
+impl Default for Sessions {
+    fn default() -> Self {
+        Sessions {
+            stop: watch::channel(false).0,
+            live: AtomicUsize::new(0),
+            idle: Notify::new(),
+        }
+    }
+}
+
+impl Sessions {
+    /// A session begins: its guard, and the signal to end it.
+    pub fn enter(&self) -> (SessionGuard<'_>, watch::Receiver<bool>) {
+        self.live.fetch_add(1, Ordering::SeqCst);
+        (SessionGuard(self), self.stop.subscribe())
+    }
+
+    /// End every live session (their commands are killed) and wait, at most `timeout`,
+    /// until each has recorded its end.
+    pub async fn end_all(&self, timeout: Duration) {
+        let _ = self.stop.send(true);
+        let _ = tokio::time::timeout(timeout, async {
+            loop {
+                let idle = self.idle.notified();
+                if self.live.load(Ordering::SeqCst) == 0 {
+                    return;
+                }
+                idle.await;
+            }
+        })
+        .await;
+    }
+}
 
 /// Variables an exec cannot set: the run's identity.
 const IDENTITY: &[&str] = &["PADDOCK", "PADDOCK_RUN_ID", "PADDOCK_RUN_NAME"];
@@ -44,6 +100,8 @@ pub struct ExecSession {
     exit: oneshot::Receiver<ExitInfo>,
     bus: EventBus,
     finished: bool,
+    /// Why the daemon ended it, when it did (recorded when the runtime reports no reason).
+    ended_by: Option<&'static str>,
 }
 
 /// A new exec id (`exec_<8 hex>`), unique enough within one run's log.
@@ -220,6 +278,7 @@ pub async fn start(
         exit,
         bus,
         finished: false,
+        ended_by: None,
     })
 }
 
@@ -237,12 +296,27 @@ fn record_end(bus: &EventBus, run_id: &str, r: &ExecResult) {
 }
 
 impl ExecSession {
+    /// Kill the command (its process group), recording `why` as the reason of its end.
+    fn end(&mut self, why: &'static str) {
+        self.ended_by.get_or_insert(why);
+        self.kill();
+    }
+
     /// Kill the command (its process group).
     pub fn kill(&self) {
-        let _ = self
-            .attachment
-            .input
-            .try_send(AttachInput::Signal(libc::SIGKILL));
+        let msg = AttachInput::Signal(libc::SIGKILL);
+        if let Err(tokio::sync::mpsc::error::TrySendError::Full(msg)) =
+            self.attachment.input.try_send(msg)
+        {
+            // Queued input ahead of it: deliver it after that, without blocking here (the
+            // sandbox side may be waiting for its output to be read).
+            let tx = self.attachment.input.clone();
+            if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                rt.spawn(async move {
+                    let _ = tx.send(msg).await;
+                });
+            }
+        }
     }
 
     /// Wait until the command has ended, and record how (`run.exec.exit`).
@@ -257,7 +331,7 @@ impl ExecSession {
             exec_id: self.exec_id.clone(),
             exit_code: exit.exit_code,
             signal: exit.signal,
-            reason: exit.reason,
+            reason: exit.reason.or(self.ended_by.map(str::to_string)),
         };
         record_end(&self.bus, &self.run_id, &result);
         self.finished = true;
@@ -276,7 +350,7 @@ impl Drop for ExecSession {
                     exec_id: self.exec_id.clone(),
                     exit_code: None,
                     signal: Some(libc::SIGKILL),
-                    reason: Some("killed: the client went away before the session began".into()),
+                    reason: Some("killed: its session ended before it began".into()),
                 },
             );
         }
@@ -285,14 +359,14 @@ impl Drop for ExecSession {
 
 /// Drive one exec session over an upgraded connection: output out, input in, then the
 /// `Exit` frame with the [`ExecResult`].
-pub async fn serve<IO>(mut session: ExecSession, io: IO)
+pub async fn serve<IO>(mut session: ExecSession, io: IO, mut stop: watch::Receiver<bool>)
 where
     IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let (mut rd, mut wr) = tokio::io::split(io);
     let input = session.attachment.input.clone();
-    // Client → command.
-    let input_task = tokio::spawn(async move {
+    // Client → command. Ends with true when the client is gone.
+    let mut input_task = tokio::spawn(async move {
         loop {
             let msg = match read_frame(&mut rd).await {
                 Ok(Some(Frame::Stdin(b))) => AttachInput::Stdin(b),
@@ -302,20 +376,41 @@ where
                 }
                 Ok(Some(Frame::Signal(s))) => AttachInput::Signal(s),
                 Ok(Some(_)) => continue,
-                // The client is gone, and with it the only reader of the output.
-                Ok(None) | Err(_) => {
-                    let _ = input.send(AttachInput::Signal(libc::SIGKILL)).await;
-                    return;
-                }
+                Ok(None) | Err(_) => return true,
             };
             if input.send(msg).await.is_err() {
-                return;
+                return false;
             }
         }
     });
-    // Command → client.
+    // Command → client, until its output ends. A client that goes away, or a daemon that
+    // stops, ends the command: nobody would be left to read its output.
     let mut client = true;
-    while let Some(chunk) = session.attachment.output.recv().await {
+    let mut input_done = false;
+    let mut stopping = *stop.borrow();
+    if stopping {
+        session.end("killed: the daemon stopped");
+    }
+    loop {
+        let chunk = tokio::select! {
+            c = session.attachment.output.recv() => c,
+            r = stop.changed(), if !stopping => {
+                if r.is_err() || *stop.borrow() {
+                    stopping = true;
+                    session.end("killed: the daemon stopped");
+                }
+                continue;
+            }
+            gone = &mut input_task, if !input_done => {
+                input_done = true;
+                if gone.unwrap_or(true) {
+                    client = false;
+                    session.end("killed: the client went away");
+                }
+                continue;
+            }
+        };
+        let Some(chunk) = chunk else { break };
         if !client {
             continue;
         }
@@ -325,7 +420,7 @@ where
         };
         if write_frame(&mut wr, &frame).await.is_err() {
             client = false;
-            session.kill();
+            session.end("killed: the client went away");
         }
     }
     let result = session.finish().await;
@@ -335,7 +430,9 @@ where
             let _ = wr.shutdown().await;
         }
     }
-    input_task.abort();
+    if !input_done {
+        input_task.abort();
+    }
 }
 
 #[cfg(test)]

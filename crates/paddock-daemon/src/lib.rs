@@ -284,6 +284,7 @@ async fn serve_started(
         shutdown: shutdown.clone(),
         open_streams: AtomicUsize::new(0),
         last_request: std::sync::Mutex::new(Instant::now()),
+        execs: exec::Sessions::default(),
     });
     tracing::info!(socket = %socket_path.display(), pid = state.pid, "paddock daemon listening");
 
@@ -294,6 +295,9 @@ async fn serve_started(
         .with_graceful_shutdown(stop)
         .await
         .map_err(|e| DaemonError::io("serve", &socket_path, e));
+    // Upgraded connections outlive graceful shutdown: end the exec sessions now, so that
+    // their ends are on the record before daemon.stop.
+    state.execs.end_all(Duration::from_secs(5)).await;
     routing.shutdown().await;
     served
 }

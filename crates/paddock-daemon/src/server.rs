@@ -42,6 +42,8 @@ pub struct ServerState {
     pub open_streams: AtomicUsize,
     /// Time of the last request (for idle shutdown).
     pub last_request: std::sync::Mutex<std::time::Instant>,
+    /// Live `exec` sessions, ended (and their ends recorded) when the daemon stops.
+    pub execs: crate::exec::Sessions,
 }
 
 type St = State<Arc<ServerState>>;
@@ -658,9 +660,10 @@ async fn exec(State(st): St, Path(r): Path<String>, mut req: Request) -> ApiResu
     let st2 = st.clone();
     tokio::spawn(async move {
         let _guard = StreamGuard::new(&st2);
+        let (_live, stop) = st2.execs.enter();
         match on_upgrade.await {
             Ok(upgraded) => {
-                crate::exec::serve(session, hyper_util::rt::TokioIo::new(upgraded)).await;
+                crate::exec::serve(session, hyper_util::rt::TokioIo::new(upgraded), stop).await;
             }
             Err(e) => {
                 tracing::warn!(error = %e, "exec upgrade failed");
