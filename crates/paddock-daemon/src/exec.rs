@@ -73,7 +73,7 @@ impl Sessions {
     /// End every live session (their commands are killed) and wait, at most `timeout`,
     /// until each has recorded its end.
     pub async fn end_all(&self, timeout: Duration) {
-        let _ = self.stop.send(true);
+        self.stop.send_replace(true);
         let _ = tokio::time::timeout(timeout, async {
             loop {
                 let idle = self.idle.notified();
