@@ -1,5 +1,5 @@
-//! The attach protocol: what flows over `GET /v1/runs/{ref}/attach` after the HTTP
-//! upgrade (`Upgrade: paddock-attach`).
+//! The attach protocol: what flows over `GET /v1/runs/{ref}/attach` and
+//! `POST /v1/runs/{ref}/exec` after the HTTP upgrade (`Upgrade: paddock-attach`).
 //!
 //! Frames are `[kind: u8][len: u32 big-endian][payload]`, at most [`MAX_FRAME`] bytes of
 //! payload. Daemon → client: output, init steps, exit. Client → daemon: stdin, resize,
@@ -22,7 +22,8 @@ pub enum Frame {
     Stderr(Vec<u8>),
     /// Daemon → client: a progress line (JSON of [`crate::InitStep`]).
     InitStep(Vec<u8>),
-    /// Daemon → client: the run ended (JSON of [`crate::WaitResult`]). Last frame.
+    /// Daemon → client: the run ended (JSON of [`crate::WaitResult`]; for an exec session,
+    /// of [`crate::ExecResult`]). Last frame.
     Exit(Vec<u8>),
     /// Client → daemon: bytes for the command's stdin.
     Stdin(Vec<u8>),

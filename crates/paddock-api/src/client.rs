@@ -480,6 +480,37 @@ impl Client {
         let upgraded = hyper::upgrade::on(resp).await.map_err(transport)?;
         Ok(TokioIo::new(upgraded))
     }
+
+    /// Run a command in a running run's sandbox (capability `exec`) and upgrade to the
+    /// attach protocol for its I/O; the last frame is `Exit` with an [`ExecResult`].
+    pub async fn exec(
+        &self,
+        run: &str,
+        req: &ExecRequest,
+    ) -> Result<TokioIo<hyper::upgrade::Upgraded>, ClientError> {
+        let mut sender = self.connect().await?;
+        let path = format!("/v1/runs/{}/exec", enc(run));
+        let body = serde_json::to_vec(req).map_err(transport)?;
+        let req = Request::builder()
+            .method(Method::POST)
+            .uri(&path)
+            .header("host", "paddock")
+            .header("content-type", "application/json")
+            .header("connection", "upgrade")
+            .header("upgrade", crate::attach::UPGRADE_PROTOCOL)
+            .body(Full::new(Bytes::from(body)))
+            .map_err(transport)?;
+        let resp = sender.send_request(req).await.map_err(transport)?;
+        let resp = Self::check(resp, "exec").await?;
+        if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
+            return Err(ClientError::Transport(format!(
+                "exec was not upgraded: {}",
+                resp.status()
+            )));
+        }
+        let upgraded = hyper::upgrade::on(resp).await.map_err(transport)?;
+        Ok(TokioIo::new(upgraded))
+    }
 }
 
 fn with_query(path: String, q: &[String]) -> String {

@@ -15,7 +15,9 @@
 //!
 //! Streams: `GET /v1/events` is server-sent events; `GET /v1/runs/{ref}/logs?follow=1` is
 //! newline-delimited JSON ([`LogLine`]); `GET /v1/runs/{ref}/attach` upgrades the
-//! connection to the framed protocol in [`attach`].
+//! connection to the framed protocol in [`attach`]. `POST /v1/runs/{ref}/exec` (capability
+//! `exec`) takes an [`ExecRequest`] body and upgrades the same way; its `Exit` frame
+//! carries an [`ExecResult`]. Exec on a run that is not running is a `409`.
 //!
 //! Audit (capability `audit`): `GET /v1/runs/{ref}/audit?type=T&since=RFC3339|10m&limit=N`
 //! ([`AuditEntries`]), `…/audit/export` (the bundle JSON of paddock-audit),

@@ -251,6 +251,48 @@ pub struct WaitResult {
     pub reason: Option<String>,
 }
 
+/// `POST /v1/runs/{ref}/exec` (capability `exec`): run another command inside a running
+/// run's sandbox, confined exactly like the run's own command. The request carries
+/// `Connection: upgrade` and `Upgrade: paddock-attach`; after `101 Switching Protocols` the
+/// connection speaks the [`crate::attach`] framing (output, stdin, resize, signals), and
+/// its last frame is `Exit` with an [`ExecResult`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecRequest {
+    /// argv; never empty. Looked up in the sandbox's `PATH`.
+    pub command: Vec<String>,
+    /// Variables over the run's own environment (proxy, CA and grant placeholders, …).
+    /// Only their names are recorded in the audit log. The run's identity (`PADDOCK*`)
+    /// cannot be changed.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Give the command a pseudo-terminal (stdout and stderr become one stream).
+    #[serde(default)]
+    pub tty: bool,
+    /// Forward the client's stdin; without it the command's stdin is at end of file
+    /// (unless `tty`).
+    #[serde(default)]
+    pub stdin: bool,
+    /// Initial terminal size with `tty`.
+    #[serde(default)]
+    pub tty_size: Option<TtySize>,
+}
+
+/// How an exec'd command ended: the payload of the exec session's `Exit` frame.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecResult {
+    /// Ties `run.exec` and `run.exec.exit` in the run's audit log together.
+    #[serde(default)]
+    pub exec_id: String,
+    /// As a shell reports it: the command's status, 127 when not found, 128+N for signal
+    /// N. `None` when it is unknown (the sandbox ended under it).
+    #[serde(default)]
+    pub exit_code: Option<i32>,
+    #[serde(default)]
+    pub signal: Option<i32>,
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
 /// One line of `GET /v1/runs/{ref}/logs` (newline-delimited JSON).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LogLine {

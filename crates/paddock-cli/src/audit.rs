@@ -157,8 +157,45 @@ pub fn summary(e: &AuditEntry) -> String {
                 None => format!("{} ({}) removed", s("run_id"), s("name")),
             }
         }
+        "run.exec" => {
+            let cmd: Vec<&str> = d
+                .get("command")
+                .and_then(|v| v.as_array())
+                .map(|a| a.iter().filter_map(|x| x.as_str()).collect())
+                .unwrap_or_default();
+            let names: Vec<&str> = d
+                .get("env_names")
+                .and_then(|v| v.as_array())
+                .map(|a| a.iter().filter_map(|x| x.as_str()).collect())
+                .unwrap_or_default();
+            let mut t = format!("{}: `{}`", s("exec_id"), cmd.join(" "));
+            if d.get("tty").and_then(|v| v.as_bool()) == Some(true) {
+                t.push_str(" (tty)");
+            }
+            if !names.is_empty() {
+                t.push_str(&format!(" with {}", names.join(", ")));
+            }
+            t
+        }
+        "run.exec.exit" => {
+            let end = match (
+                d.get("exit_code").and_then(|v| v.as_i64()),
+                d.get("signal").and_then(|v| v.as_i64()),
+            ) {
+                (_, Some(sig)) => format!("killed by signal {sig}"),
+                (Some(c), None) => format!("exit code {c}"),
+                (None, None) => "ended, status unknown".to_string(),
+            };
+            match d.get("reason").and_then(|v| v.as_str()) {
+                Some(r) => format!("{}: {end} ({r})", s("exec_id")),
+                None => format!("{}: {end}", s("exec_id")),
+            }
+        }
         "daemon.start" => format!("pid {}, version {}", d["pid"], s("version")),
-        "daemon.stop" => format!("pid {}", d["pid"]),
+        "daemon.stop" => match d.get("error").and_then(|v| v.as_str()) {
+            Some(e) => format!("pid {}, on an error: {e}", d["pid"]),
+            None => format!("pid {}", d["pid"]),
+        },
         "grant.added" | "grant.updated" | "grant.revoked" => {
             format!(
                 "{} ({})",
@@ -307,8 +344,43 @@ fn parse_pin(raw: &str) -> Result<PinnedKey> {
     PinnedKey::parse(&text).map_err(|e| bad(e.to_string()))
 }
 
+/// The checkpoint in a `--known-checkpoint` file: a checkpoint object, or one wrapped the
+/// way paddock prints it (bundle: the last of `checkpoints`; `prove --json`: `checkpoint`;
+/// `consistency --json`: `new`; a `run.removed` entry's data: `audit_checkpoint`).
+fn parse_known_checkpoint(path: &Path) -> Result<Checkpoint> {
+    let bad = |why: String| {
+        anyhow!(Usage(Hinted::new(
+            format!("invalid --known-checkpoint {}: {why}", path.display()),
+            "pass a file holding one checkpoint's JSON ({\"log_id\", \"tree_size\", \"root_hash\", \"time\", \"key_id\", \"signature\"}), e.g. `jq '.checkpoints[-1]' old-bundle.json`",
+        )))
+    };
+    let text = std::fs::read(path).map_err(|e| bad(format!("cannot read it: {e}")))?;
+    let v: serde_json::Value =
+        serde_json::from_slice(&text).map_err(|e| bad(format!("not JSON: {e}")))?;
+    let cp = if v.get("signature").is_some() {
+        v
+    } else if let Some(list) = v.get("checkpoints").and_then(|c| c.as_array()) {
+        list.last()
+            .cloned()
+            .ok_or_else(|| bad("the bundle has no checkpoint".into()))?
+    } else if let Some(c) = ["checkpoint", "new", "audit_checkpoint"]
+        .iter()
+        .find_map(|k| v.get(*k))
+    {
+        c.clone()
+    } else {
+        return Err(bad("no checkpoint in it".into()));
+    };
+    serde_json::from_value(cp).map_err(|e| bad(format!("not a checkpoint: {e}")))
+}
+
 fn verify(a: AuditVerifyArgs) -> Result<i32> {
     let pinned_key = a.key.as_deref().map(parse_pin).transpose()?;
+    let known_checkpoint = a
+        .known_checkpoint
+        .as_deref()
+        .map(parse_known_checkpoint)
+        .transpose()?;
     let bytes = std::fs::read(&a.bundle).map_err(|e| {
         anyhow!(Hinted::new(
             format!("cannot read {}: {e}", a.bundle.display()),
@@ -318,7 +390,7 @@ fn verify(a: AuditVerifyArgs) -> Result<i32> {
     let opts = VerifyOptions {
         pinned_key,
         allow_uncovered: a.allow_uncovered,
-        known_checkpoint: None,
+        known_checkpoint,
     };
     match verify_bundle_json(&bytes, &opts) {
         Ok(r) => {
@@ -347,6 +419,13 @@ fn verify(a: AuditVerifyArgs) -> Result<i32> {
                     "NOT pinned: the bundle's own key; pass --key to detect a re-signed log"
                 }
             );
+            if let Some(k) = &opts.known_checkpoint {
+                println!(
+                    "  extends  the known checkpoint at tree size {} (root {})",
+                    k.tree_size,
+                    k.root_hash.to_hex()
+                );
+            }
             if let Some(u) = &r.uncovered {
                 println!(
                     "  {} entries {}..{} are not covered by a signed checkpoint",

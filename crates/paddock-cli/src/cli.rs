@@ -13,6 +13,7 @@ Examples:
   paddock run -- make test              run a command in a sandbox of the current directory
   paddock run --name fix-bug -- claude  a named run (names become URLs)
   paddock run -it -- bash               an interactive shell in a sandbox
+  paddock exec -it fix-bug -- bash      a shell inside a running run's sandbox
   paddock ps                            list live runs
   paddock diff fix-bug                  review what the run changed
   paddock apply fix-bug                 copy its changes into your workspace
@@ -55,6 +56,24 @@ Examples:
   paddock run -it -- bash")]
     Run(RunArgs),
 
+    /// Run another command inside a running run's sandbox.
+    ///
+    /// The command is exactly as confined as the run's own: same namespaces (it sees the
+    /// run's workspace layer, /tmp and processes, and has the same network: only the
+    /// run's proxy), same unprivileged user, no capabilities, no_new_privs, seccomp and
+    /// Landlock. It gets the run's environment (proxy and CA settings, grant placeholders),
+    /// with -e variables over it. The run's audit log records `run.exec` (the command and
+    /// the *names* of -e variables, never their values) before it starts, and
+    /// `run.exec.exit` when it ends. paddock exec exits with the command's status (127:
+    /// not found, 128+N: killed by signal N); Ctrl-C is delivered to the command.
+    #[command(after_help = "\
+Examples:
+  paddock exec fix-bug -- git status
+  paddock exec -it fix-bug -- bash           a shell next to the agent
+  paddock exec -e DEBUG=1 fix-bug -- npm test
+  echo data | paddock exec -i fix-bug -- sh -c 'cat > /tmp/input'")]
+    Exec(ExecArgs),
+
     /// List runs (live ones; -a for all).
     #[command(visible_alias = "list")]
     Ps(PsArgs),
@@ -92,8 +111,10 @@ Examples:
     /// Show, export and verify the tamper-evident audit log of a run (or of the daemon).
     ///
     /// Every lifecycle transition, the command a run was created with, its setup steps,
-    /// its exit, diff/apply and removal are appended by the daemon to a Merkle log with
-    /// Ed25519-signed checkpoints. `paddock audit RUN` is short for `paddock audit show RUN`
+    /// commands exec'd into it (`run.exec`, `run.exec.exit`), its network requests and DNS
+    /// queries with their policy decisions (`net.request`, `net.denied`), credential uses
+    /// (`grant.used`, names only), its exit, diff/apply and removal are appended by the
+    /// daemon to a Merkle log with Ed25519-signed checkpoints. `paddock audit RUN` is short for `paddock audit show RUN`
     /// (a run named like a subcommand needs the long form). `verify` works offline, with
     /// no daemon.
     #[command(after_help = "\
@@ -238,6 +259,30 @@ pub struct RunArgs {
 
     /// The command and its arguments (default: from paddock.yaml, else /bin/sh).
     #[arg(last = true, value_name = "CMD")]
+    pub command: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    /// Keep stdin open and forward it to the command (without -i it reads end of file).
+    #[arg(short = 'i', long)]
+    pub interactive: bool,
+
+    /// Give the command a terminal (use with -i for a shell).
+    #[arg(short = 't', long)]
+    pub tty: bool,
+
+    /// Environment variable for the command, over the run's own: KEY=VALUE. Repeatable.
+    /// Only the name is recorded in the audit log.
+    #[arg(short = 'e', long = "env", value_name = "KEY=VALUE")]
+    pub env: Vec<String>,
+
+    /// Run id, id prefix or name (the run must be running).
+    #[arg(value_name = "RUN")]
+    pub run: String,
+
+    /// The command and its arguments, after `--`.
+    #[arg(last = true, required = true, value_name = "CMD")]
     pub command: Vec<String>,
 }
 
@@ -421,6 +466,11 @@ pub enum AuditAction {
     Export(AuditExportArgs),
     /// Verify an exported bundle offline (no daemon): exits 1 and names the failed check
     /// and where (entry index or checkpoint) when it does not verify.
+    #[command(after_help = "\
+Examples:
+  paddock audit verify bundle.json --key key.json
+  paddock audit verify today.json --known-checkpoint yesterday.json   must extend yesterday's export
+  jq '.checkpoints[-1]' bundle.json > cp.json                        keep just the newest checkpoint")]
     Verify(AuditVerifyArgs),
     /// Prove that one entry is in the log, against a signed checkpoint (checked locally).
     Prove(AuditProveArgs),
@@ -479,6 +529,16 @@ pub struct AuditVerifyArgs {
     /// Accept entries after the last signed checkpoint (reported, not proven).
     #[arg(long, visible_alias = "allow-unsigned-tail")]
     pub allow_uncovered: bool,
+    /// A signed checkpoint of this log you saw earlier: the bundle must extend it (same
+    /// root at its tree size, signed at least as far), which detects an older, genuinely
+    /// signed copy presented as current (a rollback) or a second history. FILE holds the
+    /// checkpoint's JSON — `{"log_id", "tree_size", "root_hash", "time", "key_id",
+    /// "signature"}` — as found in `paddock audit export` (the last of `checkpoints`; a
+    /// whole earlier bundle is accepted too), in `paddock audit prove --json`
+    /// (`checkpoint`), `paddock audit consistency --json` (`new`) and the daemon log's
+    /// `run.removed` entries (`audit_checkpoint`).
+    #[arg(long, value_name = "FILE")]
+    pub known_checkpoint: Option<PathBuf>,
     #[command(flatten)]
     pub json: JsonFlag,
 }

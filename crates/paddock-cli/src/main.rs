@@ -72,6 +72,7 @@ async fn dispatch(cli: Cli) -> Result<i32> {
     let home = Home::from_env().map_err(ui::Hinted::from_daemon)?;
     match cli.command {
         Command::Run(args) => run::run(&home, args).await,
+        Command::Exec(args) => run::exec(&home, args).await,
         Command::Ps(args) => commands::ps(&home, args).await,
         Command::Logs(args) => commands::logs(&home, args).await,
         Command::Trace(args) => trace::trace(&home, args).await,

@@ -1,17 +1,20 @@
 //! `paddock run`: build the request from config and flags (`ports:` under `-p ENDPOINT=PORT`
 //! among them), create the run, print its service URLs on stderr (not with `-q`/`--json`),
 //! and either detach or attach to it (progress, output, stdin, terminal, signals) until it
-//! ends.
+//! ends. `paddock exec` drives the same kind of session for a command exec'd into a
+//! running run.
 
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
 
 use anyhow::{Context, Result, anyhow};
 use paddock_api::attach::{Frame, read_frame, write_frame};
-use paddock_api::{CreateRun, InitStep, Limits, Mount, TtySize, WaitResult, WorkspaceMode};
+use paddock_api::{
+    CreateRun, ExecRequest, ExecResult, InitStep, Limits, Mount, TtySize, WaitResult, WorkspaceMode,
+};
 use paddock_daemon::Home;
 
-use crate::cli::RunArgs;
+use crate::cli::{ExecArgs, RunArgs};
 use crate::ui::{Hinted, paint, stderr_color, usage};
 
 fn value_error(flag: &str, raw: &str, e: paddock_config::ValueError) -> anyhow::Error {
@@ -70,24 +73,7 @@ pub fn build_request(args: &RunArgs) -> Result<CreateRun> {
 
     let mut env: BTreeMap<String, String> = cfg.env.clone();
     for raw in &args.env {
-        let (k, v) = match raw.split_once('=') {
-            Some((k, v)) => (k.to_string(), v.to_string()),
-            None => {
-                return Err(usage(
-                    format!("invalid env `{raw}`: expected KEY=VALUE"),
-                    "write -e NAME=value; paddock never copies your environment into a sandbox",
-                ));
-            }
-        };
-        if k.is_empty()
-            || !k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-            || k.starts_with(|c: char| c.is_ascii_digit())
-        {
-            return Err(usage(
-                format!("invalid env name `{k}`"),
-                "use letters, digits and `_`",
-            ));
-        }
+        let (k, v) = parse_env_flag(raw)?;
         env.insert(k, v);
     }
 
@@ -176,6 +162,27 @@ pub fn build_request(args: &RunArgs) -> Result<CreateRun> {
         network: serde_json::to_value(&cfg.network).unwrap_or_default(),
         ports,
     })
+}
+
+/// One `-e KEY=VALUE` flag.
+fn parse_env_flag(raw: &str) -> Result<(String, String)> {
+    let Some((k, v)) = raw.split_once('=') else {
+        // Never echo the flag: it may be a value typed without its name.
+        return Err(usage(
+            "invalid -e: expected KEY=VALUE",
+            "write -e NAME=value; paddock never copies your environment into a sandbox",
+        ));
+    };
+    if k.is_empty()
+        || !k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        || k.starts_with(|c: char| c.is_ascii_digit())
+    {
+        return Err(usage(
+            format!("invalid env name `{k}`"),
+            "use letters, digits and `_`",
+        ));
+    }
+    Ok((k.to_string(), v.to_string()))
 }
 
 /// Named ports: `ports:` of the config, then `-p ENDPOINT=PORT` flags (a flag replaces the
@@ -270,6 +277,78 @@ pub async fn run(home: &Home, args: RunArgs) -> Result<i32> {
     attach_session(io, &run.name, args.tty, args.interactive, args.quiet).await
 }
 
+/// `paddock exec`: a command in a running run's sandbox. Returns the command's exit code
+/// (127: not found, 128+N: signal N).
+pub async fn exec(home: &Home, args: ExecArgs) -> Result<i32> {
+    let mut env = BTreeMap::new();
+    for raw in &args.env {
+        let (k, v) = parse_env_flag(raw)?;
+        env.insert(k, v);
+    }
+    if args.tty && !std::io::stdin().is_terminal() {
+        return Err(usage(
+            "-t needs a terminal on stdin",
+            "drop -t when piping input, or run from a terminal",
+        ));
+    }
+    if args.tty
+        && let Ok(term) = std::env::var("TERM")
+    {
+        env.entry("TERM".into()).or_insert(term);
+    }
+    let req = ExecRequest {
+        command: args.command.clone(),
+        env,
+        tty: args.tty,
+        stdin: args.interactive,
+        tty_size: if args.tty { terminal_size() } else { None },
+    };
+    let client = crate::ensure::ensure_running(home).await?;
+    let client = crate::ensure::require(client, "exec", "cannot exec into a run").await?;
+    let io = client.exec(&args.run, &req).await?;
+    let exit = drive_session(io, &args.run, args.tty, args.interactive, true).await?;
+    let Some(result) = exit.and_then(|b| serde_json::from_slice::<ExecResult>(&b).ok()) else {
+        return Err(anyhow!(Hinted::new(
+            format!(
+                "lost the connection to the daemon before `{}` ended",
+                args.command.join(" ")
+            ),
+            format!(
+                "the command was killed; check the run with `paddock inspect {}`",
+                args.run
+            ),
+        )));
+    };
+    match result.exit_code {
+        Some(code) => {
+            // Why paddock ended it (the daemon stopped, …). A command that was not found or
+            // could not run has already said so on its stderr.
+            if let Some(reason) = &result.reason
+                && code != 126
+                && code != 127
+            {
+                eprintln!(
+                    "{} `{}` in run {}: {reason}",
+                    paint(stderr_color(), "1;33", "paddock:"),
+                    args.command.join(" "),
+                    args.run
+                );
+            }
+            Ok(code)
+        }
+        None => {
+            eprintln!(
+                "{} `{}` in run {} ended without an exit status: {}",
+                paint(stderr_color(), "1;31", "error:"),
+                args.command.join(" "),
+                args.run,
+                result.reason.as_deref().unwrap_or("unknown reason")
+            );
+            Ok(1)
+        }
+    }
+}
+
 /// Restores the terminal's mode when dropped.
 struct RawMode {
     saved: nix::sys::termios::Termios,
@@ -297,14 +376,16 @@ impl Drop for RawMode {
     }
 }
 
-/// Drive an attach session until the exit frame; returns the run's exit code.
-async fn attach_session<IO>(
+/// Drive a framed session (a run's attach, or an exec) until its `Exit` frame: progress
+/// and output to the terminal; stdin (with -i or -t), resizes and signals to the daemon.
+/// Returns the `Exit` frame's payload, or `None` when the connection ended before it.
+async fn drive_session<IO>(
     io: IO,
     name: &str,
     tty: bool,
     interactive: bool,
     quiet: bool,
-) -> Result<i32>
+) -> Result<Option<Vec<u8>>>
 where
     IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
@@ -383,8 +464,7 @@ where
 
     let mut stdout = std::io::stdout();
     let mut stderr = std::io::stderr();
-    let mut result: Option<WaitResult> = None;
-    let mut failure: Option<String> = None;
+    let mut exit: Option<Vec<u8>> = None;
     let mut progress_shown = false;
     while let Some(frame) = read_frame(&mut rd)
         .await
@@ -419,10 +499,7 @@ where
                 }
             }
             Frame::Exit(b) => {
-                match serde_json::from_slice::<WaitResult>(&b) {
-                    Ok(r) => result = Some(r),
-                    Err(_) => failure = Some(String::from_utf8_lossy(&b).into_owned()),
-                }
+                exit = Some(b);
                 break;
             }
             _ => {}
@@ -437,6 +514,30 @@ where
         t.abort();
     }
     drop(raw);
+    Ok(exit)
+}
+
+/// Drive a run's attach session; returns the run's exit code.
+async fn attach_session<IO>(
+    io: IO,
+    name: &str,
+    tty: bool,
+    interactive: bool,
+    quiet: bool,
+) -> Result<i32>
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let exit = drive_session(io, name, tty, interactive, quiet).await?;
+    let color = stderr_color();
+    let mut failure: Option<String> = None;
+    let result = exit.and_then(|b| match serde_json::from_slice::<WaitResult>(&b) {
+        Ok(r) => Some(r),
+        Err(_) => {
+            failure = Some(String::from_utf8_lossy(&b).into_owned());
+            None
+        }
+    });
     let Some(result) = result else {
         return Err(anyhow!(Hinted::new(
             format!(

@@ -343,6 +343,73 @@ fn a_run_is_on_the_record_and_its_export_verifies_offline_and_detects_tampering(
     assert_eq!(code, 2, "a malformed pin is a usage error: {err}");
     assert!(env.health().is_none(), "verify started a daemon");
 
+    // Rollback: an older copy, genuinely signed up to the first checkpoint, verifies on its
+    // own; against a newer checkpoint the verifier saw before, it must not.
+    let first_size = cps[0]["tree_size"].as_u64().unwrap();
+    assert!(first_size < size);
+    let mut older = bundle.clone();
+    older["entries"]
+        .as_array_mut()
+        .unwrap()
+        .truncate(first_size as usize);
+    older["checkpoints"] = Value::Array(vec![cps[0].clone()]);
+    let older_path = dir.join("older.json");
+    write_json(&older_path, &older);
+    let (code, _, err) = verify(&env, &older_path, &[]);
+    assert_eq!(code, 0, "a signed prefix is self-consistent: {err}");
+    let newest_path = dir.join("newest-checkpoint.json");
+    write_json(&newest_path, &cps[last_cp]);
+    let newest = newest_path.to_str().unwrap();
+    let (code, _, err) = verify(&env, &older_path, &["--known-checkpoint", newest]);
+    assert_eq!(code, 1, "a rolled-back copy must fail: {err}");
+    assert!(
+        err.contains("check: rollback, at bundle")
+            && err.contains(&format!(
+                "rolled back: the log is signed up to tree size {first_size}, but a checkpoint already seen covers {size}"
+            )),
+        "{err}"
+    );
+    let (code, outp, _) = verify(&env, &older_path, &["--known-checkpoint", newest, "--json"]);
+    assert_eq!(code, 1);
+    let report: Value = serde_json::from_str(&outp).unwrap();
+    assert_eq!(report["check"], "rollback");
+    // The current bundle extends both its own newest checkpoint and the older one (given
+    // as the whole older bundle).
+    let (code, outp, err) = verify(&env, &bundle_path, &["--known-checkpoint", newest]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        outp.contains(&format!(
+            "extends  the known checkpoint at tree size {size}"
+        )),
+        "{outp}"
+    );
+    let (code, _, err) = verify(
+        &env,
+        &bundle_path,
+        &["--known-checkpoint", older_path.to_str().unwrap()],
+    );
+    assert_eq!(code, 0, "{err}");
+    // A known checkpoint that is not genuine is refused, not trusted.
+    let mut fake = cps[last_cp].clone();
+    fake["tree_size"] = Value::from(size + 10);
+    let fake_path = dir.join("fake-checkpoint.json");
+    write_json(&fake_path, &fake);
+    let (code, _, err) = verify(
+        &env,
+        &bundle_path,
+        &["--known-checkpoint", fake_path.to_str().unwrap()],
+    );
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("check: known_checkpoint"), "{err}");
+    let (code, _, err) = verify(
+        &env,
+        &bundle_path,
+        &["--known-checkpoint", key_path.to_str().unwrap()],
+    );
+    assert_eq!(code, 2, "not a checkpoint is a usage error: {err}");
+    assert!(err.contains("invalid --known-checkpoint"), "{err}");
+    assert!(env.health().is_none(), "verify started a daemon");
+
     // rm deletes the run's log, and the daemon log keeps its final checkpoint.
     env.ok(&["rm", &id]);
     assert!(!env.home.join("runs").join(&id).exists());
@@ -551,7 +618,9 @@ fn acknowledged_entries_survive_kill_9_and_every_log_verifies() {
     let (a0, _) = acked(&env).unwrap();
     let t0 = total(&env);
 
-    // Phase 2: twenty runs and lifecycle churn at once; kill -9 the daemon midway.
+    // Phase 2: twenty runs with network traffic (every DNS lookup is a query to the
+    // run's stub and a `net.denied` record in its log) and lifecycle churn at once;
+    // kill -9 the daemon midway.
     let stop = Arc::new(AtomicBool::new(false));
     let mut workers = Vec::new();
     for i in 0..20 {
@@ -569,7 +638,7 @@ fn acknowledged_entries_survive_kill_9_and_every_log_verifies() {
                     "--",
                     "sh",
                     "-c",
-                    "for i in $(seq 200); do echo $i; done",
+                    "for i in $(seq 300); do echo $i; getent hosts n$i.example.invalid; done",
                 ])
                 .output();
         }));
@@ -592,18 +661,37 @@ fn acknowledged_entries_survive_kill_9_and_every_log_verifies() {
             }
         }));
     }
-    wait_until(Duration::from_secs(60), || {
-        acked(&env).filter(|(a, _)| *a >= a0 + 150)
+    wait_until(Duration::from_secs(90), || {
+        acked(&env).filter(|(a, _)| *a >= a0 + 1000)
     })
     .expect("entries are acknowledged under load");
-    // Snapshot what each log holds (all of it acknowledged or about to be), then kill.
+    // Snapshot what each log holds (all of it acknowledged or about to be), the daemon's
+    // own log included, then kill.
     let mut snapshot: HashMap<String, Vec<Value>> = HashMap::new();
     for id in all_run_ids(&env) {
         if let Some(e) = log_entries(&env, &format!("/v1/runs/{id}/audit")) {
             snapshot.insert(id, e);
         }
     }
+    let daemon_before = log_entries(&env, "/v1/audit/daemon").unwrap();
     let (a1, _) = acked(&env).unwrap();
+    let net: usize = snapshot
+        .values()
+        .flatten()
+        .filter(|e| {
+            e["type"]
+                .as_str()
+                .is_some_and(|t| t == "net.denied" || t == "net.request")
+                && e["data"]["kind"] == "dns"
+                && e["data"]["host"]
+                    .as_str()
+                    .is_some_and(|h| h.contains(".example.invalid"))
+        })
+        .count();
+    assert!(
+        net >= 200,
+        "the load must include network records: {net} DNS records in the snapshot"
+    );
     let pid = env.daemon_pid().unwrap();
     // SAFETY: kill(2) on a pid we just read from the daemon's health.
     unsafe {
@@ -619,7 +707,7 @@ fn acknowledged_entries_survive_kill_9_and_every_log_verifies() {
     env.ok(&["ps", "-a", "-q"]);
     let t1 = total(&env);
     eprintln!(
-        "{} entries acknowledged under load before the kill, {} runs snapshotted; logs held {t0} entries before, {t1} after",
+        "{} entries acknowledged under load before the kill ({net} DNS records among them), {} runs snapshotted; logs held {t0} entries before, {t1} after",
         a1 - a0,
         snapshot.len()
     );
@@ -657,4 +745,144 @@ fn acknowledged_entries_survive_kill_9_and_every_log_verifies() {
         daemon.to_str().unwrap(),
     ]);
     assert_eq!(verify(&env, &daemon, &[]).0, 0);
+    let bundle: Value = serde_json::from_slice(&std::fs::read(&daemon).unwrap()).unwrap();
+    let entries = bundle["entries"].as_array().unwrap();
+    assert!(
+        entries.len() > daemon_before.len(),
+        "the restart is recorded after what was acknowledged"
+    );
+    for (a, b) in daemon_before.iter().zip(entries) {
+        assert_eq!(a, b, "daemon log: an acknowledged entry changed");
+    }
+}
+
+/// Read `GET /v1/events?run=ID` (SSE) until `until` appears or 20 s pass.
+fn collect_events(
+    socket: PathBuf,
+    id: String,
+    until: &'static str,
+) -> std::thread::JoinHandle<String> {
+    use std::io::{Read, Write};
+    let mut s = std::os::unix::net::UnixStream::connect(socket).unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    write!(
+        s,
+        "GET /v1/events?run={id} HTTP/1.1\r\nhost: paddock\r\nconnection: close\r\n\r\n"
+    )
+    .unwrap();
+    // The subscription exists once the stream's first bytes arrived.
+    let mut got = Vec::new();
+    let mut buf = [0u8; 8192];
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !String::from_utf8_lossy(&got).contains(": paddock events")
+        && std::time::Instant::now() < deadline
+    {
+        if let Ok(n) = s.read(&mut buf) {
+            got.extend_from_slice(&buf[..n]);
+        }
+    }
+    std::thread::spawn(move || {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while !String::from_utf8_lossy(&got).contains(until) && std::time::Instant::now() < deadline
+        {
+            match s.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+                Err(_) => {}
+            }
+        }
+        String::from_utf8_lossy(&got).into_owned()
+    })
+}
+
+#[test]
+fn removing_an_unstarted_run_is_a_recorded_transition_and_every_daemon_exit_records_a_stop() {
+    let env = Env::new();
+    let ws = workspace(&env);
+    env.ok(&["ps"]);
+
+    // A run created but never started, then removed: `run.state` created → stopped is
+    // published (and recorded, closing its log) before `run.removed`.
+    let body = serde_json::json!({
+        "name": "never", "workspace": ws, "command": ["true"], "start": false
+    })
+    .to_string();
+    let (status, run) = request(&env.socket(), "POST", "/v1/runs", Some(&body)).unwrap();
+    assert_eq!(status, 201, "{run}");
+    let id = run["id"].as_str().unwrap().to_string();
+    // (Readable at once: a brand-new log's files are created by its writer's thread.)
+    let before = json(&env, &["audit", &id, "--json"]);
+    assert_eq!(before["log_id"], id.as_str());
+    let events = collect_events(env.socket(), id.clone(), "event: run.removed");
+    env.ok(&["rm", "never"]);
+    let events = events.join().unwrap();
+    let state_at = events
+        .find("event: run.state")
+        .unwrap_or_else(|| panic!("no run.state published on rm:\n{events}"));
+    let removed_at = events.find("event: run.removed").unwrap();
+    assert!(state_at < removed_at, "{events}");
+    let state_line = events[state_at..]
+        .lines()
+        .find(|l| l.starts_with("data: "))
+        .unwrap();
+    let state: Value = serde_json::from_str(&state_line["data: ".len()..]).unwrap();
+    assert_eq!(state["data"]["from"], "created", "{state}");
+    assert_eq!(state["data"]["to"], "stopped", "{state}");
+    let removed = json(
+        &env,
+        &["audit", "--daemon", "--type", "run.removed", "--json"],
+    );
+    let removed = removed["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["data"]["run_id"] == id.as_str())
+        .cloned()
+        .expect("run.removed in the daemon log");
+    assert_eq!(
+        removed["data"]["audit_checkpoint"]["tree_size"], 3,
+        "the run's final checkpoint covers run.created, run.state created and the recorded created → stopped"
+    );
+
+    // A daemon that fails after recording its start (here: its socket path is taken by a
+    // directory) records its stop, with the error, and closes its logs.
+    env.stop_daemon();
+    let sock = env.socket();
+    std::fs::create_dir_all(sock.join("in-the-way")).unwrap();
+    let out = env.run(&["daemon"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("daemon.sock"),
+        "{out:?}"
+    );
+    std::fs::remove_dir_all(&sock).unwrap();
+    env.ok(&["ps"]);
+    let log = json(&env, &["audit", "--daemon", "--json"]);
+    let entries = log["entries"].as_array().unwrap();
+    let failed = entries
+        .iter()
+        .position(|e| {
+            e["type"] == "daemon.stop"
+                && e["data"]["error"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("daemon.sock"))
+        })
+        .unwrap_or_else(|| panic!("no daemon.stop with the error: {entries:#?}"));
+    assert_eq!(entries[failed - 1]["type"], "daemon.start");
+    assert_eq!(
+        entries[failed - 1]["data"]["pid"],
+        entries[failed]["data"]["pid"]
+    );
+    assert_eq!(entries[failed + 1]["type"], "daemon.start", "{entries:#?}");
+    // The clean stop before it carries no error.
+    let clean = entries[..failed]
+        .iter()
+        .rfind(|e| e["type"] == "daemon.stop")
+        .unwrap();
+    assert!(clean["data"].get("error").is_none(), "{clean}");
+    let path = env.dir.path().join("daemon.json");
+    env.ok(&["audit", "export", "--daemon", "-o", path.to_str().unwrap()]);
+    let (code, outp, err) = verify(&env, &path, &["--allow-uncovered"]);
+    assert_eq!(code, 0, "{outp}{err}");
 }

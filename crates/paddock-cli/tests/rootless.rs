@@ -153,4 +153,33 @@ fn rootless_daemon_runs_sandboxes_and_keeps_the_promises() {
     let t = text(&out);
     assert!(t.contains("done"), "{t}");
     assert!(!t.contains("ESCAPED"), "{t}");
+
+    // exec into a rootless run: the run's namespaces, confined exactly like its command.
+    let probe = "grep -E '^(NoNewPrivs|Seccomp|Cap(Prm|Eff|Bnd)):' /proc/self/status; \
+                 id -u; readlink /proc/self/ns/mnt /proc/self/ns/net /proc/self/ns/pid /proc/self/ns/user";
+    let script = format!("({probe}) > /tmp/s.tmp; mv /tmp/s.tmp /tmp/run-status; sleep 60");
+    let out = r.paddock(&["run", "-d", "--name", "rl-exec", "--", "sh", "-c", &script]);
+    assert!(out.status.success(), "{}", text(&out));
+    let out = r.paddock(&[
+        "exec",
+        "rl-exec",
+        "--",
+        "sh",
+        "-c",
+        &format!(
+            "while [ ! -f /tmp/run-status ]; do sleep 0.05; done; cat /tmp/run-status; echo ---; {probe}; exit 5"
+        ),
+    ]);
+    assert_eq!(out.status.code(), Some(5), "{}", text(&out));
+    let o = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (run_view, exec_view) = o.split_once("---\n").expect("both views");
+    assert_eq!(run_view, exec_view, "exec is confined differently: {o}");
+    assert!(
+        exec_view.contains("NoNewPrivs:\t1")
+            && exec_view.contains("CapEff:\t0000000000000000")
+            && exec_view.contains(&format!("\n{NOBODY}\n")),
+        "{exec_view}"
+    );
+    let out = r.paddock(&["stop", "-t", "0", "rl-exec"]);
+    assert!(out.status.success(), "{}", text(&out));
 }

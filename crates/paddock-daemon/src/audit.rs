@@ -27,18 +27,28 @@
 //!
 //! Event kinds recorded today (the entry `type` is the event kind, `data` its payload):
 //! - `run.created`: name, command, workspace, workspace mode, runtime, limits, mounts, tty,
-//!   config sources and the *names* of the extra environment variables (never values);
-//! - `run.state`: every lifecycle transition (`from`, `to`, `reason`, `exit_code`);
+//!   grants, config sources and the *names* of the extra environment variables (never
+//!   values);
+//! - `run.state`: every lifecycle transition (`from`, `to`, `reason`, `exit_code`), the
+//!   removal of a run that never started included;
 //! - `init.step`: each setup step of the sandbox's PID 1;
 //! - `run.started` (pid), `run.exit` (exit code, signal, OOM, reason);
+//! - `run.exec`: a command exec'd into the running sandbox (`command`, `tty`, `stdin`, the
+//!   *names* of its extra environment variables), recorded before it starts;
+//!   `run.exec.exit`: how it ended (`exec_id` ties the two together);
+//! - `net.request` (allowed) and `net.denied` (refused): one per HTTP request, tunnel,
+//!   passthrough connection or DNS query (`kind`: http, passthrough, connection, dns), with
+//!   the policy decision and the deciding `rule` (see `crate::egress`);
+//! - `grant.used`: a credential injected into a request (grant name, host, method, path;
+//!   never the value);
 //! - `layer.diffed` (summary of a diff), `layer.applied` (the apply report);
 //! - `run.removed` (daemon log): the run's name and the final checkpoint of its log, so the
 //!   daemon log keeps a signed record of a log whose files `rm` deletes;
-//! - `daemon.start`, `daemon.stop` (daemon log).
+//! - `grant.added`, `grant.updated`, `grant.revoked` (daemon log): grant name and kind;
+//! - `daemon.start`, `daemon.stop` (daemon log; `daemon.stop` carries the `error` when the
+//!   daemon ended on one).
 //!
-//! Anything else published on the bus is recorded the same way, with no change here: the
-//! egress proxy's `net.request`, `policy.denied`, `dns.denied`, `grant.used` events (with a
-//! `run_id`, so they land in the run's log) only need to be published on the bus.
+//! Anything else published on the bus is recorded the same way, with no change here.
 
 use std::collections::{HashMap, HashSet};
 use std::os::unix::fs::PermissionsExt;
@@ -445,7 +455,7 @@ impl Audit {
         let slot = self.slot(log);
         let mut st = slot.state.lock().expect("audit slot poisoned");
         Self::settle(&mut st);
-        if !slot.dir.join(paddock_audit::store::META_FILE).exists() {
+        if !log_exists(&slot.dir, st.committer.is_some()) {
             return Err(no_log(log));
         }
         match &st.committer {
@@ -467,12 +477,14 @@ impl Audit {
     }
 
     fn reader(&self, log: &LogRef) -> Result<LogReader, DaemonError> {
-        {
+        let writer_open = {
             let slot = self.slot(log);
-            Self::settle(&mut slot.state.lock().expect("audit slot poisoned"));
-        }
+            let mut st = slot.state.lock().expect("audit slot poisoned");
+            Self::settle(&mut st);
+            st.committer.is_some()
+        };
         let dir = self.dir_of(log);
-        if !dir.join(paddock_audit::store::META_FILE).exists() {
+        if !log_exists(&dir, writer_open) {
             return Err(no_log(log));
         }
         Ok(LogReader::open(&dir).map_err(audit_err)?.0)
@@ -638,6 +650,23 @@ impl Audit {
                 self.finish(&slot, c);
             }
         }
+    }
+}
+
+/// Whether a log's files exist. A writer creates them on its own thread when it is
+/// opened: a read right behind a new log (a run just created) waits for them, briefly,
+/// instead of reporting that there is no log.
+fn log_exists(dir: &std::path::Path, writer_open: bool) -> bool {
+    let meta = dir.join(paddock_audit::store::META_FILE);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        if meta.exists() {
+            return true;
+        }
+        if !writer_open || std::time::Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(2));
     }
 }
 

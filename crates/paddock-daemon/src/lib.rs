@@ -11,13 +11,16 @@
 //! their egress listeners), rebuild the hostname router's routes from state.db and start it
 //! on 127.0.0.1 (a taken port is reported, never replaced), listen on `daemon.sock` (0600, peers checked by SO_PEERCRED), serve until
 //! SIGTERM/SIGINT, `POST /v1/shutdown` or idleness, then stop accepting, let in-flight
-//! requests finish, flush state and remove the socket, record `daemon.stop` and sign a checkpoint in every open audit log.
-//! Sandboxes keep running.
+//! requests finish, record `daemon.stop` and sign a checkpoint in every open audit log,
+//! flush state and remove the socket. Once `daemon.start` is recorded, every way out of
+//! [`serve`] (an error while re-adopting, routing or binding, or a panic) records
+//! `daemon.stop` too, with the error. Sandboxes keep running.
 
 mod audit;
 mod bus;
 mod egress;
 mod error;
+mod exec;
 mod grants;
 mod home;
 mod names;
@@ -169,16 +172,83 @@ pub async fn serve(opts: DaemonOptions) -> Result<(), DaemonError> {
         grants,
         Arc::new(egress),
     );
-    // First in the daemon log: what re-adoption records comes after it.
+    // First in the daemon log: what re-adoption records comes after it. From here on,
+    // every way out of `serve` records `daemon.stop` and closes the logs (`StopRecord`).
     bus.publish(
         None,
         "daemon.start",
         serde_json::json!({ "pid": std::process::id(), "version": VERSION, "commit": commit() }),
     );
+    let mut stop_record = StopRecord {
+        bus: bus.clone(),
+        audit: audit.clone(),
+        data: serde_json::json!({
+            "pid": std::process::id(),
+            "error": "the daemon ended abnormally (panic)",
+        }),
+    };
+    let socket_path = home.socket();
+    let result = serve_started(
+        &home,
+        &runs,
+        ca,
+        opts.router_port,
+        opts.idle_timeout,
+        started_at,
+    )
+    .await;
+    stop_record.data = match &result {
+        Ok(()) => serde_json::json!({ "pid": std::process::id() }),
+        Err(e) => serde_json::json!({ "pid": std::process::id(), "error": e.to_string() }),
+    };
+    if let Err(e) = &result {
+        tracing::error!(error = %e, "the daemon stops on an error");
+    }
+    // In-flight requests are done (or the daemon never served). Record the stop, close
+    // every log, flush state and leave no socket behind.
+    drop(stop_record);
+    if let Err(e) = runs.store().checkpoint() {
+        tracing::warn!(error = %e, "could not checkpoint state.db");
+    }
+    let _ = std::fs::remove_file(&socket_path);
+    drop(lock);
+    tracing::info!("paddock daemon stopped");
+    result
+}
+
+/// Records `daemon.stop` (with `data`: the pid, and the error when `serve` failed) and
+/// closes every audit log with a signed checkpoint when dropped: on every way out of
+/// `serve` after `daemon.start` was recorded, an early error or a panic included.
+struct StopRecord {
+    bus: EventBus,
+    audit: Arc<audit::Audit>,
+    data: serde_json::Value,
+}
+
+impl Drop for StopRecord {
+    fn drop(&mut self) {
+        let data = std::mem::take(&mut self.data);
+        if !self.bus.publish_recorded(None, "daemon.stop", data) {
+            tracing::error!("could not record daemon.stop in the daemon's audit log");
+        }
+        self.audit.close_all();
+    }
+}
+
+/// `serve` after `daemon.start` is recorded: re-adopt, route, listen, serve until told to
+/// stop.
+async fn serve_started(
+    home: &Home,
+    runs: &Arc<runs::RunManager>,
+    ca: Arc<paddock_ca::CertAuthority>,
+    router_port: u16,
+    idle_timeout: Duration,
+    started_at: String,
+) -> Result<(), DaemonError> {
     runs.adopt_all().await?;
     // Hostname routing: routes rebuilt from state.db for the runs that are live now, then
     // the listener. A taken port is remembered and reported; the daemon serves anyway.
-    let routing = routing::Routing::new(Arc::downgrade(&runs), opts.router_port, ca.clone());
+    let routing = routing::Routing::new(Arc::downgrade(runs), router_port, ca);
     runs.set_routing(routing.clone());
     routing.rebuild(runs.store())?;
     let _ = routing.listen().await;
@@ -187,44 +257,50 @@ pub async fn serve(opts: DaemonOptions) -> Result<(), DaemonError> {
     match std::fs::remove_file(&socket_path) {
         Ok(()) => tracing::info!("removed a stale socket"),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(DaemonError::io("remove", &socket_path, e)),
+        Err(e) => {
+            routing.shutdown().await;
+            return Err(DaemonError::io("remove", &socket_path, e));
+        }
     }
-    let listener = tokio::net::UnixListener::bind(&socket_path)
-        .map_err(|e| DaemonError::io("bind", &socket_path, e))?;
-    std::fs::set_permissions(&socket_path, std::fs::Permissions::from_mode(0o600))
-        .map_err(|e| DaemonError::io("chmod", &socket_path, e))?;
+    let listener = match tokio::net::UnixListener::bind(&socket_path)
+        .map_err(|e| DaemonError::io("bind", &socket_path, e))
+        .and_then(|l| {
+            std::fs::set_permissions(&socket_path, std::fs::Permissions::from_mode(0o600))
+                .map_err(|e| DaemonError::io("chmod", &socket_path, e))?;
+            Ok(l)
+        }) {
+        Ok(l) => l,
+        Err(e) => {
+            routing.shutdown().await;
+            return Err(e);
+        }
+    };
 
     let shutdown = Arc::new(Notify::new());
     let state = Arc::new(server::ServerState {
         runs: runs.clone(),
         pid: std::process::id(),
         started_at,
-        idle_timeout: opts.idle_timeout,
+        idle_timeout,
         shutdown: shutdown.clone(),
         open_streams: AtomicUsize::new(0),
         last_request: std::sync::Mutex::new(Instant::now()),
+        execs: exec::Sessions::default(),
     });
     tracing::info!(socket = %socket_path.display(), pid = state.pid, "paddock daemon listening");
 
     let owner = nix::unistd::geteuid().as_raw();
     let app = server::router(state.clone()).into_make_service_with_connect_info::<server::Peer>();
     let stop = stop_signal(state.clone());
-    axum::serve(server::PeerCheckedListener::new(listener, owner), app)
+    let served = axum::serve(server::PeerCheckedListener::new(listener, owner), app)
         .with_graceful_shutdown(stop)
         .await
-        .map_err(|e| DaemonError::io("serve", &socket_path, e))?;
-
-    // In-flight requests are done. Flush and leave no socket behind.
+        .map_err(|e| DaemonError::io("serve", &socket_path, e));
+    // Upgraded connections outlive graceful shutdown: end the exec sessions now, so that
+    // their ends are on the record before daemon.stop.
+    state.execs.end_all(Duration::from_secs(5)).await;
     routing.shutdown().await;
-    bus.publish_recorded(None, "daemon.stop", serde_json::json!({ "pid": state.pid }));
-    audit.close_all();
-    if let Err(e) = runs.store().checkpoint() {
-        tracing::warn!(error = %e, "could not checkpoint state.db");
-    }
-    let _ = std::fs::remove_file(&socket_path);
-    drop(lock);
-    tracing::info!("paddock daemon stopped");
-    Ok(())
+    served
 }
 
 /// Resolves when the daemon should stop: a signal, `POST /v1/shutdown`, or idleness.

@@ -828,6 +828,16 @@ impl RunManager {
                 }
             }
         }
+        // A run that never started ends here: recorded like every other transition (the
+        // terminal state also closes its audit log with the run-end checkpoint).
+        if run.state == RunState::Created {
+            self.transition(
+                id,
+                RunState::Stopped,
+                None,
+                Some("removed before it started"),
+            )?;
+        }
         self.egress.stop(id);
         if let Ok(handle) = self.handle_of(&rec) {
             self.runtime.destroy(&handle).await?;
@@ -856,9 +866,11 @@ impl RunManager {
         }
         {
             let _g = self.transitions.lock().expect("transition lock poisoned");
-            if !self.get(id)?.state.is_terminal() {
+            let state = self.get(id)?.state;
+            if !state.is_terminal() {
                 self.store
                     .set_state(id, RunState::Stopped, None, Some("removed"))?;
+                self.publish_state(id, Some(state), RunState::Stopped, None, Some("removed"));
             }
             self.store.delete(id)?;
             if let Some(routing) = self.routing() {

@@ -42,6 +42,8 @@ pub struct ServerState {
     pub open_streams: AtomicUsize,
     /// Time of the last request (for idle shutdown).
     pub last_request: std::sync::Mutex<std::time::Instant>,
+    /// Live `exec` sessions, ended (and their ends recorded) when the daemon stops.
+    pub execs: crate::exec::Sessions,
 }
 
 type St = State<Arc<ServerState>>;
@@ -212,6 +214,7 @@ pub fn router(state: Arc<ServerState>) -> Router {
         .route("/v1/runs/{run}/wait", get(wait_run))
         .route("/v1/runs/{run}/logs", get(logs))
         .route("/v1/runs/{run}/attach", get(attach))
+        .route("/v1/runs/{run}/exec", post(exec))
         .route("/v1/runs/{run}/diff", get(diff))
         .route("/v1/runs/{run}/apply", post(apply))
         .route("/v1/runs/{run}/audit", get(audit_entries))
@@ -263,6 +266,7 @@ pub const CAPABILITIES: &[&str] = &[
     "events",
     "logs",
     "attach",
+    "exec",
     "wait",
     "stop",
     "diff",
@@ -605,6 +609,67 @@ async fn attach(
                 }
             }
             Err(e) => tracing::warn!(error = %e, "attach upgrade failed"),
+        }
+    });
+    let mut resp = Response::new(Body::empty());
+    *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    resp.headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    resp.headers_mut()
+        .insert(header::UPGRADE, HeaderValue::from_static(UPGRADE_PROTOCOL));
+    Ok(resp)
+}
+
+/// `POST /v1/runs/{ref}/exec`: check, record and start the command (errors answer with
+/// the envelope), then upgrade and drive its session (`crate::exec`).
+async fn exec(State(st): St, Path(r): Path<String>, mut req: Request) -> ApiResult {
+    let wants_upgrade = req
+        .headers()
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case(UPGRADE_PROTOCOL));
+    if !wants_upgrade {
+        return Err(DaemonError::bad_request(
+            "exec needs a connection upgrade",
+            format!("send `Connection: upgrade` and `Upgrade: {UPGRADE_PROTOCOL}`"),
+        )
+        .into());
+    }
+    let on_upgrade = hyper::upgrade::on(&mut req);
+    let body = axum::body::to_bytes(req.into_body(), MAX_REQUEST_BODY)
+        .await
+        .map_err(|_| DaemonError::PayloadTooLarge {
+            limit: MAX_REQUEST_BODY,
+        })?;
+    let exec_req: paddock_api::ExecRequest = serde_json::from_slice(&body).map_err(|e| {
+        DaemonError::bad_request(
+            format!("the request does not fit the API: {e}"),
+            "send {\"command\": [\"ls\", \"-la\"]} (see ExecRequest in the paddock-api docs)",
+        )
+    })?;
+    let id = st.runs.resolve(&r)?.run.id;
+    // Started on a task of its own: a client hanging up mid-request leaves no half-recorded
+    // exec (an abandoned session kills its command and records that).
+    let runs = st.runs.clone();
+    let session = tokio::spawn(async move { crate::exec::start(&runs, &id, exec_req).await })
+        .await
+        .map_err(|e| DaemonError::Conflict {
+            message: format!("starting the exec was interrupted: {e}"),
+            hint: "the daemon log has details".into(),
+        })??;
+    let st2 = st.clone();
+    tokio::spawn(async move {
+        let _guard = StreamGuard::new(&st2);
+        let (_live, stop) = st2.execs.enter();
+        match on_upgrade.await {
+            Ok(upgraded) => {
+                crate::exec::serve(session, hyper_util::rt::TokioIo::new(upgraded), stop).await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "exec upgrade failed");
+                session.kill();
+                session.finish().await;
+            }
         }
     });
     let mut resp = Response::new(Body::empty());
