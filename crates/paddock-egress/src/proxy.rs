@@ -475,6 +475,16 @@ impl Proxy {
         };
         let uses = self.injector.on_request(dest, &mut parts);
         let grants: Vec<String> = uses.iter().map(|u| u.grant.clone()).collect();
+        if !grants.is_empty() {
+            // On the record (for the daemon: on the bus, its audit entry queued) before
+            // the credential leaves.
+            let mut used = NetRecord::new(RecordKind::GrantUse, host.clone(), d.clone());
+            used.method = Some(method.clone());
+            used.port = Some(port);
+            used.path = Some(path.clone());
+            used.grants = grants.clone();
+            self.recorder.emit_published(used).await;
+        }
         strip_hop_by_hop(&mut parts.headers, upgrade);
         let mut rec = NetRecord::new(RecordKind::Http, host.clone(), d);
         rec.method = Some(method.clone());

@@ -171,7 +171,7 @@ impl RunEgress {
         run: RunPolicy,
         sink: RecordSink,
     ) -> Result<RunEgress, EgressError> {
-        let recorder = Recorder::new(&handle.run_id, sink);
+        let recorder = Recorder::new(&handle.run_id, sink)?;
         let policy = Arc::new(Policy::new(&run.network, &run.implied));
         let map = Arc::new(SyntheticMap::new(MAX_NAMES));
         netns::add_anyip_routes(netns, handle)?;

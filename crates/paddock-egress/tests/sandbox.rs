@@ -36,9 +36,26 @@ async fn curl_through_the_explicit_proxy_is_intercepted_and_injected() {
     // The sandbox never had the value: not in its environment.
     let o = f.sh("env; cat /proc/self/environ | tr '\\0' '\\n'").await;
     assert!(!o.stdout.contains("real-secret"), "{o}");
-    let r = f
-        .record(|r| r.host == "api.test" && r.path.as_deref() == Some("/echo"))
+    // The use of the credential, on the record before the request left; then the request.
+    let used = f
+        .record(|r| r.kind == paddock_egress::RecordKind::GrantUse)
         .await;
+    assert_eq!(used.grants, vec!["testgrant".to_string()]);
+    assert_eq!(
+        (used.host.as_str(), used.path.as_deref()),
+        ("api.test", Some("/echo"))
+    );
+    let r = f
+        .record(|r| {
+            r.kind == paddock_egress::RecordKind::Http
+                && r.host == "api.test"
+                && r.path.as_deref() == Some("/echo")
+        })
+        .await;
+    assert!(
+        f.records().iter().position(|r| *r == used) < f.records().iter().position(|x| *x == r),
+        "the grant use is recorded first"
+    );
     assert_eq!(r.status, Some(200));
     assert_eq!(r.grants, vec!["testgrant".to_string()]);
     assert!(r.decision.allowed);
