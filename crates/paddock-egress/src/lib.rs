@@ -45,5 +45,5 @@ pub use policy::{Decision, ImpliedHost, Policy, Query, RuleRef};
 pub use record::{NetRecord, RecordKind, RecordSink};
 pub use run::{
     DNS_ADDR, EgressShared, PROXY_ADDR, RunEgress, RunPolicy, SANDBOX_BUNDLE, SandboxNet,
-    apply_env, sandbox_net,
+    apply_env, sandbox_net, sandbox_net_with,
 };
