@@ -8,6 +8,8 @@ have() { command -v "$1" >/dev/null 2>&1; }
 # Sandboxed tests run the system's interpreters by absolute path (a pyenv or nvm copy in
 # $HOME is not visible inside a sandbox).
 [ -x /usr/bin/python3 ] || need+=(python3)
+# Python `requests` through the proxy (the system's, for /usr/bin/python3).
+/usr/bin/python3 -c 'import requests' >/dev/null 2>&1 || need+=(python3-requests)
 [ -x /usr/bin/curl ]    || need+=(curl)
 have git      || need+=(git)
 have openssl  || need+=(openssl)   # the egress tests' upstream CA

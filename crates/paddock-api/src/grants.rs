@@ -34,6 +34,13 @@ pub struct PutGrant {
     /// `http` only: environment variables that receive the placeholder in the sandbox.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub env: Vec<String>,
+    /// `http` only: where else, on the grant's hosts, a placeholder is replaced by the
+    /// value: any of `url` (path and query), `headers` (every header value) and `body`
+    /// (request bodies up to 1 MiB, uncompressed). Empty: only in the grant's own header.
+    /// Additive: a daemon that predates it ignores it, so a client checks `substitute` in
+    /// the answer.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub substitute: Vec<String>,
     /// The credential itself.
     pub value: String,
 }
@@ -46,6 +53,7 @@ impl std::fmt::Debug for PutGrant {
             .field("header", &self.header)
             .field("format", &self.format)
             .field("env", &self.env)
+            .field("substitute", &self.substitute)
             .field(
                 "value",
                 &format_args!("<redacted, {} bytes>", self.value.len()),
@@ -83,6 +91,10 @@ pub struct GrantInfo {
     /// Environment variables that receive a placeholder inside the sandbox.
     #[serde(default)]
     pub env: Vec<String>,
+    /// Where else a placeholder is replaced by the value on the grant's hosts (`url`,
+    /// `headers`, `body`); empty: only in the grant's own header.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub substitute: Vec<String>,
 }
 
 /// `GET /v1/grants`.

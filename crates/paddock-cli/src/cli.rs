@@ -611,7 +611,11 @@ Examples:
       --format 'Bearer {}' --from-env INTERNAL_TOKEN
   paddock grant http sentry --host sentry.io --host '*.sentry.io' \\
       --header Authorization --format 'Bearer {}' --env SENTRY_AUTH_TOKEN --stdin
-  paddock grant http metrics --host metrics.example.com --header X-Api-Key --stdin")]
+  paddock grant http metrics --host metrics.example.com --header X-Api-Key --stdin
+  paddock grant http hooks --host hooks.example.com --header X-Key --env HOOK_TOKEN \\
+      --substitute url,body --from-env HOOK_TOKEN
+                                  the sandbox's $HOOK_TOKEN placeholder also works in
+                                  https://hooks.example.com/t/$HOOK_TOKEN and JSON bodies")]
     Http(HttpGrantArgs),
 
     /// List grants (values masked).
@@ -673,6 +677,18 @@ pub struct HttpGrantArgs {
     /// An environment variable that gets a placeholder inside the sandbox. Repeatable.
     #[arg(long = "env", value_name = "VAR")]
     pub env: Vec<String>,
+    /// Also replace the placeholder by the value, on these hosts only, in: `url` (path and
+    /// query), `headers` (every header value), `body` (request bodies up to 1 MiB,
+    /// uncompressed). Comma-separated or repeated. Default: only in HEADER. Each place is
+    /// one more way for the upstream to store the real value where the agent could read it
+    /// back; add only what the API needs (e.g. a token in the URL path).
+    #[arg(
+        long = "substitute",
+        value_name = "WHERE",
+        value_enum,
+        value_delimiter = ','
+    )]
+    pub substitute: Vec<SubstitutePlace>,
     #[command(flatten)]
     pub source: ValueSourceArgs,
     #[command(flatten)]
@@ -680,6 +696,27 @@ pub struct HttpGrantArgs {
     /// See [`BuiltinGrantArgs::refused`].
     #[arg(hide = true, num_args = 0.., allow_hyphen_values = true, trailing_var_arg = true)]
     pub refused: Vec<String>,
+}
+
+/// Where `--substitute` lets a generic grant replace its placeholder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SubstitutePlace {
+    /// The URL path and query.
+    Url,
+    /// Every request header value.
+    Headers,
+    /// Request bodies up to 1 MiB (not compressed ones).
+    Body,
+}
+
+impl SubstitutePlace {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Url => "url",
+            Self::Headers => "headers",
+            Self::Body => "body",
+        }
+    }
 }
 
 #[derive(Debug, Args)]

@@ -20,7 +20,7 @@ use zeroize::Zeroize;
 
 use crate::cli::{
     BuiltinGrantArgs, GrantAction, GrantArgs, GrantNameArgs, HttpGrantArgs, JsonFlag,
-    ValueSourceArgs,
+    SubstitutePlace, ValueSourceArgs,
 };
 use crate::ensure::ensure_running_without;
 use crate::ui::{Hinted, age, paint, print_json, stdout_color, table, usage};
@@ -239,9 +239,21 @@ async fn add_http(home: &Home, a: HttpGrantArgs) -> Result<i32> {
         header: Some(a.header.clone()),
         format: Some(a.format.clone()),
         env: a.env.clone(),
+        substitute: dedup_places(&a.substitute),
         ..PutGrant::default()
     };
     put(home, &a.name, req, GrantKind::Http, &a.source, a.json.json).await
+}
+
+/// `--substitute` as the API's names, each once, in the order given.
+fn dedup_places(places: &[SubstitutePlace]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for p in places {
+        if !out.iter().any(|o| o == p.as_str()) {
+            out.push(p.as_str().to_string());
+        }
+    }
+    out
 }
 
 async fn put(
@@ -269,6 +281,12 @@ async fn put(
     let sent = client.put_grant(name, &req).await;
     req.value.zeroize();
     let out = sent?;
+    if req.substitute != out.grant.substitute {
+        return Err(anyhow!(Hinted::new(
+            "the grant was stored, but without --substitute: the running daemon predates it",
+            "run `paddock daemon restart` (to use this paddock's daemon), then add the grant again",
+        )));
+    }
     if json {
         print_json(&out)?;
         return Ok(0);
@@ -283,6 +301,12 @@ async fn put(
         g.preview
     );
     print_rules(g, "  ");
+    if !g.substitute.is_empty() {
+        println!(
+            "  placeholder also replaced in: {}",
+            g.substitute.join(", ")
+        );
+    }
     if !g.env.is_empty() {
         println!("  placeholder in the sandbox: {}", g.env.join(", "));
     }
@@ -367,6 +391,15 @@ async fn show(home: &Home, a: GrantNameArgs) -> Result<i32> {
     }
     println!("{}", paint(color, "1", "injected:"));
     print_rules(&g, "  ");
+    if !g.substitute.is_empty() {
+        kv(
+            "replaced",
+            format!(
+                "the placeholder also in: {} (on these hosts only)",
+                g.substitute.join(", ")
+            ),
+        );
+    }
     Ok(0)
 }
 

@@ -32,7 +32,8 @@ class H(BaseHTTPRequestHandler):
         entry = {"method": self.command, "host": self.headers.get("host"), "path": self.path,
                  "authorization": self.headers.get("authorization"), "body": body.decode("latin-1"),
                  "x-team": self.headers.get_all("x-team"), "x-token": self.headers.get("x-token"),
-                 "user-agent": self.headers.get("user-agent")}
+                 "user-agent": self.headers.get("user-agent"), "version": self.request_version,
+                 "headers": {k.lower(): v for k, v in self.headers.items()}}
         with lock, open(log_path, "a") as f:
             f.write(json.dumps(entry) + "\n")
         return entry
@@ -78,6 +79,8 @@ const NAMES: &[&str] = &[
     "api.github.com",
     "api.anthropic.com",
     "denied.example",
+    "hooks.example.com",
+    "h2.example.com",
 ];
 
 struct Upstream {
@@ -227,9 +230,22 @@ fn upstream(dir: &Path) -> Upstream {
 fn env_with_upstream() -> (Env, Upstream) {
     let env = Env::new();
     let up = upstream(&env.dir.path().join("upstream"));
+    write_config(&env, &up, &[]);
+    (env, up)
+}
+
+/// The user config: every name of [`NAMES`] to the upstream, except those in `other`
+/// (name, port on 127.0.0.1).
+fn write_config(env: &Env, up: &Upstream, other: &[(&str, u16)]) {
     let resolve: Vec<String> = NAMES
         .iter()
-        .map(|n| format!("    {n}: \"127.0.0.1:{}\"", up.port))
+        .map(|n| {
+            let port = other
+                .iter()
+                .find(|(o, _)| o == n)
+                .map_or(up.port, |(_, p)| *p);
+            format!("    {n}: \"127.0.0.1:{port}\"")
+        })
         .collect();
     let cfg = format!(
         "upstream:\n  extra_ca: {}\n  resolve:\n{}\n",
@@ -238,7 +254,6 @@ fn env_with_upstream() -> (Env, Upstream) {
     );
     std::fs::create_dir_all(env.config.join("paddock")).unwrap();
     std::fs::write(env.config.join("paddock/config.yaml"), cfg).unwrap();
-    (env, up)
 }
 
 fn workspace(env: &Env) -> PathBuf {
@@ -624,4 +639,446 @@ fn an_unknown_grant_fails_before_anything_is_created() {
     let runs = env.ok(&["ps", "-a", "--json"]);
     let v: serde_json::Value = serde_json::from_str(&runs).unwrap();
     assert_eq!(v.as_array().map(|a| a.len()).unwrap_or(0), 0, "{runs}");
+}
+
+/// A generic grant's value (substituted in URL and body); never inside a sandbox.
+const REAL_HOOK: &str = "hook-Re4lH00kT0ken-9f8e7d6c5b4a3f2e";
+/// An Anthropic key; never inside a sandbox.
+const REAL_ANTHROPIC: &str =
+    "sk-ant-api03-Re4lAnthr0picKeyRe4lAnthr0picKeyRe4lAnthr0picKey0123456789-xyzAA";
+
+fn add_grant(env: &Env, args: &[&str], var: &str, value: &str) -> serde_json::Value {
+    let out = env
+        .cmd()
+        .args(["grant"])
+        .args(args)
+        .args(["--from-env", var, "--json"])
+        .env(var, value)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn placeholder_of(stdout: &str, var: &str) -> String {
+    stdout
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{var}=")))
+        .unwrap_or_else(|| panic!("{var} is not set:\n{stdout}"))
+        .to_string()
+}
+
+#[test]
+fn substitution_in_url_and_body_reaches_the_upstream_and_every_use_is_audited() {
+    let (env, up) = env_with_upstream();
+    let ws = workspace(&env);
+    let added = add_grant(
+        &env,
+        &[
+            "http",
+            "hooks",
+            "--host",
+            "hooks.example.com",
+            "--header",
+            "X-Hook-Key",
+            "--env",
+            "HOOK_TOKEN",
+            "--substitute",
+            "url,body",
+        ],
+        "TEST_HOOK",
+        REAL_HOOK,
+    );
+    assert_eq!(
+        added["grant"]["substitute"],
+        serde_json::json!(["url", "body"])
+    );
+    let show = env.ok(&["grant", "show", "hooks"]);
+    assert!(show.contains("also in: url, body"), "{show}");
+    assert!(!show.contains(REAL_HOOK), "{show}");
+
+    let script = r#"
+echo "HOOK_TOKEN=$HOOK_TOKEN"
+curl -sS "https://hooks.example.com/t/$HOOK_TOKEN?k=$HOOK_TOKEN"
+curl -sS -H 'content-type: application/json' -d "{\"token\": \"$HOOK_TOKEN\"}" https://hooks.example.com/post; echo
+/usr/bin/python3 -c "
+import json, os, urllib.request as u
+r = u.Request('https://hooks.example.com/py', data=json.dumps({'t': os.environ['HOOK_TOKEN']}).encode(), headers={'content-type': 'application/json'})
+print(u.urlopen(r).read().decode())"
+echo "--- elsewhere the placeholder stays one"
+curl -sS "https://api.github.com/t/$HOOK_TOKEN"
+"#;
+    let (ok, stdout, stderr) = run_in(&env, &ws, &["--name", "hk", "-g", "hooks"], script);
+    assert!(ok, "{stdout}\n{stderr}");
+    assert!(
+        !stdout.contains(REAL_HOOK),
+        "the value reached the sandbox:\n{stdout}"
+    );
+    assert!(!stderr.contains(REAL_HOOK), "{stderr}");
+    let ph = placeholder_of(&stdout, "HOOK_TOKEN");
+    assert!(ph.starts_with("hook-") && ph != REAL_HOOK, "{ph}");
+    // Echoed back by the upstream, and scrubbed on the way in.
+    assert!(
+        stdout.contains(&format!("hello from hooks.example.com/t/{ph}?k={ph}")),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!("posted {{\"token\": \"{ph}\"}}")),
+        "{stdout}"
+    );
+
+    let reqs = up.requests();
+    let find = |path: &str| {
+        reqs.iter()
+            .find(|r| {
+                r["host"] == "hooks.example.com"
+                    && r["path"].as_str().is_some_and(|p| p.starts_with(path))
+            })
+            .unwrap_or_else(|| panic!("no request for {path}: {reqs:#?}"))
+    };
+    let get = find("/t/");
+    assert_eq!(
+        get["path"],
+        format!("/t/{REAL_HOOK}?k={REAL_HOOK}"),
+        "{get}"
+    );
+    assert_eq!(get["headers"]["x-hook-key"], REAL_HOOK, "{get}");
+    assert_eq!(
+        find("/post")["body"],
+        format!("{{\"token\": \"{REAL_HOOK}\"}}")
+    );
+    assert_eq!(find("/py")["body"], format!("{{\"t\": \"{REAL_HOOK}\"}}"));
+    // Not the grant's host: nothing substituted, no header.
+    let other = reqs
+        .iter()
+        .find(|r| r["host"] == "api.github.com")
+        .expect("the other host was reached");
+    assert_eq!(other["path"], format!("/t/{ph}"), "{other}");
+    assert!(other["headers"]["x-hook-key"].is_null(), "{other}");
+
+    // Every use is on the record (name and host, never the value).
+    let used = env.ok(&["audit", "hk", "--type", "grant.used", "--json"]);
+    assert!(!used.contains(REAL_HOOK), "{used}");
+    let v: serde_json::Value = serde_json::from_str(&used).unwrap();
+    let entries: Vec<&serde_json::Value> = match &v {
+        serde_json::Value::Array(a) => a.iter().collect(),
+        other => other["entries"].as_array().unwrap().iter().collect(),
+    };
+    let hooks: Vec<_> = entries
+        .iter()
+        .filter(|e| e.to_string().contains("\"grant\":\"hooks\""))
+        .collect();
+    assert_eq!(
+        hooks.len(),
+        3,
+        "one per request to the grant's host: {used}"
+    );
+    assert!(
+        hooks
+            .iter()
+            .all(|e| e.to_string().contains("\"host\":\"hooks.example.com\"")),
+        "{used}"
+    );
+    let export = env.ok(&["audit", "export", "hk"]);
+    assert!(export.contains("grant.used"), "{export}");
+    assert!(!export.contains(REAL_HOOK), "the value is in the audit log");
+    let trace = env.ok(&["trace", "hk", "--json"]);
+    assert!(!trace.contains(REAL_HOOK), "{trace}");
+}
+
+#[test]
+fn proxy_variables_the_user_passes_are_replaced() {
+    let env = Env::new();
+    let ws = workspace(&env);
+    let out = env
+        .cmd()
+        .current_dir(&ws)
+        .args([
+            "run",
+            "-q",
+            "-e",
+            "HTTP_PROXY=http://evil:1",
+            "-e",
+            "https_proxy=http://evil:2",
+            "-e",
+            "ALL_PROXY=socks5://evil:3",
+            "-e",
+            "NO_PROXY=*",
+            "--",
+            "env",
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!stdout.contains("evil"), "{stdout}");
+    for k in [
+        "HTTP_PROXY",
+        "http_proxy",
+        "HTTPS_PROXY",
+        "https_proxy",
+        "ALL_PROXY",
+        "all_proxy",
+    ] {
+        assert!(
+            stdout
+                .lines()
+                .any(|l| l == format!("{k}=http://127.0.0.80:3128")),
+            "{k}:\n{stdout}"
+        );
+    }
+    for k in ["NO_PROXY", "no_proxy"] {
+        assert!(
+            stdout
+                .lines()
+                .any(|l| l == format!("{k}=localhost,127.0.0.1,::1")),
+            "{k}:\n{stdout}"
+        );
+    }
+}
+
+#[test]
+fn a_rule_port_gets_a_transparent_listener_and_is_governed() {
+    let (env, up) = env_with_upstream();
+    let ws = workspace(&env);
+    std::fs::write(
+        ws.join("paddock.yaml"),
+        "network:\n  policy: strict\n  rules:\n    - {host: api.github.com, port: 8443}\n",
+    )
+    .unwrap();
+    // Clients that ignore the proxy variables: the name from the DNS stub, or a literal
+    // address for a name the stub would not answer.
+    let script = r#"
+curl -sS --noproxy '*' -m 10 https://api.github.com:8443/p8443; echo "allowed=$?"
+curl -s --noproxy '*' -m 10 -o /dev/null -w 'code=%{http_code}' --resolve api.anthropic.com:8443:203.0.113.9 https://api.anthropic.com:8443/other; echo " other=$?"
+curl -s --noproxy '*' -m 10 -o /dev/null -w 'code=%{http_code}' --resolve api.github.com:443:203.0.113.9 https://api.github.com/p443; echo " port443=$?"
+curl -s --noproxy '*' -m 10 http://203.0.113.9:8444/; echo "unlistened=$?"
+"#;
+    let (ok, stdout, stderr) = run_in(&env, &ws, &["--name", "p8443"], script);
+    assert!(ok, "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("hello from api.github.com/p8443"),
+        "{stdout}\n{stderr}"
+    );
+    assert!(stdout.contains("allowed=0"), "{stdout}");
+    assert!(
+        stdout.contains("code=403 other=0"),
+        "another host on 8443: {stdout}"
+    );
+    assert!(
+        stdout.contains("code=403 port443=0"),
+        "the rule names 8443 only: {stdout}"
+    );
+    assert!(stdout.contains("unlistened=7"), "{stdout}");
+    let reqs = up.requests();
+    assert_eq!(reqs.len(), 1, "{reqs:#?}");
+    assert_eq!(reqs[0]["path"], "/p8443");
+    let trace = env.ok(&["trace", "p8443", "--json"]);
+    let records: Vec<serde_json::Value> = trace
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let allowed = records
+        .iter()
+        .find(|r| r["path"] == "/p8443")
+        .expect("traced");
+    assert_eq!(allowed["port"], 8443);
+    assert!(
+        allowed["rule"]
+            .as_str()
+            .unwrap()
+            .starts_with("network.rules[0]"),
+        "{allowed}"
+    );
+    assert!(
+        records
+            .iter()
+            .any(|r| r["path"] == "/other" && r["type"] == "net.denied" && r["port"] == 8443),
+        "{trace}"
+    );
+}
+
+#[test]
+fn grants_imply_their_hosts_in_strict_mode_from_flags_and_config() {
+    let (env, up) = env_with_upstream();
+    add_grant(&env, &["github"], "TEST_GH_TOKEN", REAL);
+    let script = r#"
+echo "GH_TOKEN=$GH_TOKEN"
+curl -sS -m 10 https://api.github.com/implied; echo
+curl -s -m 10 -o /dev/null -w 'denied=%{http_connect}\n' https://denied.example/
+true
+"#;
+    // `-g` on the command line, no rules at all.
+    let flags = env.dir.path().join("flags");
+    std::fs::create_dir_all(&flags).unwrap();
+    std::fs::write(flags.join("paddock.yaml"), "network:\n  policy: strict\n").unwrap();
+    // `grants:` in paddock.yaml, no `-g`.
+    let config = env.dir.path().join("config");
+    std::fs::create_dir_all(&config).unwrap();
+    std::fs::write(
+        config.join("paddock.yaml"),
+        "grants: [github]\nnetwork:\n  policy: strict\n",
+    )
+    .unwrap();
+    for (ws, args) in [
+        (&flags, &["--name", "flags", "-g", "github"][..]),
+        (&config, &["--name", "config"][..]),
+    ] {
+        let (ok, stdout, stderr) = run_in(&env, ws, args, script);
+        assert!(ok, "{args:?}: {stdout}\n{stderr}");
+        assert!(!stdout.contains(REAL), "{stdout}");
+        let ph = placeholder_of(&stdout, "GH_TOKEN");
+        assert!(ph.starts_with("ghp_"), "{args:?}: {ph}");
+        assert!(
+            stdout.contains("hello from api.github.com/implied"),
+            "{args:?}: {stdout}\n{stderr}"
+        );
+        assert!(stdout.contains("denied=403"), "{args:?}: {stdout}");
+    }
+    let reqs = up.requests();
+    let implied: Vec<_> = reqs.iter().filter(|r| r["path"] == "/implied").collect();
+    assert_eq!(implied.len(), 2, "{reqs:#?}");
+    for r in implied {
+        assert_eq!(r["authorization"], format!("Bearer {REAL}"), "{r}");
+    }
+    assert!(
+        !reqs.iter().any(|r| r["host"] == "denied.example"),
+        "{reqs:#?}"
+    );
+    for run in ["flags", "config"] {
+        let trace = env.ok(&["trace", run, "--json"]);
+        let r: serde_json::Value = trace
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .find(|r| r["path"] == "/implied")
+            .unwrap_or_else(|| panic!("{run}: {trace}"));
+        assert!(
+            r["rule"].as_str().unwrap().starts_with("grant github"),
+            "{run}: {r}"
+        );
+    }
+}
+
+#[test]
+fn python_requests_and_an_anthropic_key_through_the_proxy() {
+    let (env, up) = env_with_upstream();
+    let ws = workspace(&env);
+    add_grant(&env, &["anthropic"], "TEST_ANTHROPIC", REAL_ANTHROPIC);
+    let script = r#"
+echo "ANTHROPIC_API_KEY=$ANTHROPIC_API_KEY"
+curl -sS -m 10 https://api.anthropic.com/v1/messages -H "x-api-key: $ANTHROPIC_API_KEY" -H 'content-type: application/json' -d '{"model":"m"}'; echo
+/usr/bin/python3 - <<'PY'
+import os, requests
+r = requests.get("https://api.anthropic.com/requests", headers={"x-api-key": os.environ["ANTHROPIC_API_KEY"]}, timeout=10)
+print("requests:", r.status_code, r.text.strip())
+PY
+"#;
+    let (ok, stdout, stderr) = run_in(&env, &ws, &["--name", "an", "-g", "anthropic"], script);
+    assert!(ok, "{stdout}\n{stderr}");
+    assert!(!stdout.contains(REAL_ANTHROPIC), "{stdout}");
+    let ph = placeholder_of(&stdout, "ANTHROPIC_API_KEY");
+    assert!(
+        ph.starts_with("sk-ant-api03-") && ph != REAL_ANTHROPIC,
+        "{ph}"
+    );
+    assert!(
+        stdout.contains("posted {\"model\":\"m\"}"),
+        "{stdout}\n{stderr}"
+    );
+    assert!(
+        stdout.contains("requests: 200 hello from api.anthropic.com/requests"),
+        "{stdout}\n{stderr}"
+    );
+    let reqs = up.requests();
+    for path in ["/v1/messages", "/requests"] {
+        let r = reqs
+            .iter()
+            .find(|r| r["path"] == path)
+            .unwrap_or_else(|| panic!("{path}: {reqs:#?}"));
+        assert_eq!(r["headers"]["x-api-key"], REAL_ANTHROPIC, "{r}");
+    }
+}
+
+/// An HTTPS upstream that offers h2 (node), logging the HTTP version of each request.
+const H2_UPSTREAM_JS: &str = r#"
+const http2 = require('http2'), fs = require('fs');
+const [cert, key, portFile, logPath] = process.argv.slice(2);
+const srv = http2.createSecureServer(
+  { cert: fs.readFileSync(cert), key: fs.readFileSync(key), allowHTTP1: true },
+  (req, res) => {
+    fs.appendFileSync(logPath, JSON.stringify({ version: req.httpVersion, path: req.url }) + '\n');
+    res.writeHead(200, { 'content-type': 'text/plain' });
+    res.end('h2 upstream saw HTTP/' + req.httpVersion + '\n');
+  });
+srv.listen(0, '127.0.0.1', () => {
+  fs.writeFileSync(portFile + '.tmp', String(srv.address().port));
+  fs.renameSync(portFile + '.tmp', portFile);
+});
+"#;
+
+#[test]
+fn http2_is_negotiated_end_to_end() {
+    let env = Env::new();
+    let up = upstream(&env.dir.path().join("upstream"));
+    let dir = env.dir.path().join("h2");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("h2.js"), H2_UPSTREAM_JS).unwrap();
+    let mut node = Command::new("/usr/bin/node")
+        .arg(dir.join("h2.js"))
+        .arg(up.dir.join("leaf.pem"))
+        .arg(up.dir.join("leaf.key"))
+        .arg(dir.join("port"))
+        .arg(dir.join("log.jsonl"))
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("node");
+    let port = wait_until(Duration::from_secs(15), || {
+        std::fs::read_to_string(dir.join("port"))
+            .ok()
+            .and_then(|p| p.trim().parse::<u16>().ok())
+    });
+    let Some(port) = port else {
+        let _ = node.kill();
+        panic!("the node h2 upstream did not start");
+    };
+    write_config(&env, &up, &[("h2.example.com", port)]);
+    let ws = workspace(&env);
+    // Through interception both ways (explicit proxy, then captured transparently); the
+    // Python upstream offers only HTTP/1.1, so that leg falls back while the client's stays 2.
+    let script = r#"
+curl -sS -m 10 --http2 -o /tmp/b -w 'client=%{http_version}\n' https://h2.example.com/explicit; cat /tmp/b
+curl -sS -m 10 --http2 --noproxy '*' -o /tmp/b -w 'client=%{http_version}\n' https://h2.example.com/transparent; cat /tmp/b
+curl -sS -m 10 --http2 -o /tmp/b -w 'client=%{http_version}\n' https://api.github.com/h1; cat /tmp/b
+"#;
+    let (ok, stdout, stderr) = run_in(&env, &ws, &["--name", "h2"], script);
+    let _ = node.kill();
+    let _ = node.wait();
+    assert!(ok, "{stdout}\n{stderr}");
+    assert_eq!(
+        stdout.matches("client=2\n").count(),
+        3,
+        "{stdout}\n{stderr}"
+    );
+    assert_eq!(
+        stdout.matches("h2 upstream saw HTTP/2.0").count(),
+        2,
+        "{stdout}\n{stderr}"
+    );
+    assert!(stdout.contains("hello from api.github.com/h1"), "{stdout}");
+    let log = std::fs::read_to_string(dir.join("log.jsonl")).unwrap();
+    assert_eq!(log.matches("\"version\":\"2.0\"").count(), 2, "{log}");
+    let reqs = up.requests();
+    assert!(
+        reqs.iter()
+            .any(|r| r["path"] == "/h1" && r["version"] == "HTTP/1.1"),
+        "{reqs:#?}"
+    );
 }

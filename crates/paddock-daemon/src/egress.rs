@@ -24,8 +24,8 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use paddock_config::NetworkConfig;
 use paddock_egress::{
-    BodyRewriter, Dest, EgressShared, GrantUse, ImpliedHost, Injector, NetRecord, RunEgress,
-    RunPolicy,
+    BodyRewriter, Dest, EgressShared, GrantUse, ImpliedHost, Injector, NetRecord, RecordKind,
+    RunEgress, RunPolicy,
 };
 use paddock_sandbox::{InjectedFile, Runtime, SandboxHandle};
 use paddock_secrets::{BodyPlan, HeaderEdit, RunSecrets, StreamRewrite, Target};
@@ -241,22 +241,31 @@ fn secrets_error(e: paddock_secrets::SecretsError) -> DaemonError {
 }
 
 /// One network record as an event: `net.request` for everything allowed, `net.denied` for
-/// refusals (DNS included: `kind: dns`), plus one `grant.used` per injected grant.
+/// refusals (DNS included: `kind: dns`); a grant use (emitted by the proxy before the
+/// request goes upstream) as one `grant.used` per injected grant, names only.
+///
+/// Runs on the run's record thread (paddock-egress' `Recorder`), never on a tokio worker:
+/// `publish` blocks while the audit queue is full, so that no entry is dropped.
 fn publish(bus: &EventBus, r: NetRecord) {
     let run = r.run_id.clone();
+    if r.kind == RecordKind::GrantUse {
+        for g in &r.grants {
+            bus.publish(
+                Some(&run),
+                "grant.used",
+                serde_json::json!({
+                    "grant": g, "host": r.host, "port": r.port, "method": r.method, "path": r.path,
+                }),
+            );
+        }
+        return;
+    }
     // One prefix for all of them: `paddock trace` and `audit --type net.` read `net.*`.
     let kind = if r.decision.allowed {
         "net.request"
     } else {
         "net.denied"
     };
-    for g in &r.grants {
-        bus.publish(
-            Some(&run),
-            "grant.used",
-            serde_json::json!({ "grant": g, "host": r.host, "method": r.method, "path": r.path }),
-        );
-    }
     let mut data = serde_json::to_value(&r).unwrap_or_default();
     if let Some(o) = data.as_object_mut() {
         o.remove("run_id");

@@ -27,6 +27,7 @@ use axum::routing::get;
 use paddock_api::{GrantInfo, GrantList, GrantRule, PutGrant, PutGrantResponse, RevokedGrant};
 use paddock_secrets::{
     Grant, GrantKind, GrantSpec, HttpSpec, KINDS, SecretStore, SecretValue, SecretsError,
+    Substitution,
 };
 
 use crate::DaemonError;
@@ -187,6 +188,12 @@ fn spec_of(req: &PutGrant) -> Result<GrantSpec, DaemonError> {
                 "hosts, header, format and env are for `http` grants: `paddock grant http NAME --host H --header X`",
             ));
         }
+        if !req.substitute.is_empty() {
+            return Err(DaemonError::bad_request(
+                format!("`{kind}` grants replace placeholders only in their own header"),
+                "substituting in URLs, other headers or bodies would let the upstream store the real value where the agent can read or publish it; for that, add an `http` grant with --substitute",
+            ));
+        }
         return Ok(spec);
     }
     let Some(header) = req.header.as_deref() else {
@@ -197,10 +204,40 @@ fn spec_of(req: &PutGrant) -> Result<GrantSpec, DaemonError> {
     };
     let hosts: Vec<&str> = req.hosts.iter().map(String::as_str).collect();
     let env: Vec<&str> = req.env.iter().map(String::as_str).collect();
+    let substitute = substitution_of(&req.substitute)?;
     let spec = HttpSpec::new(&hosts, header, req.format.as_deref())
         .and_then(|s| s.with_env(&env))
-        .map_err(from_secrets)?;
+        .map_err(from_secrets)?
+        .with_substitution(substitute);
     Ok(GrantSpec::Http(spec))
+}
+
+/// [`PutGrant::substitute`] as a [`Substitution`]: `url`, `headers`, `body`.
+fn substitution_of(places: &[String]) -> Result<Substitution, DaemonError> {
+    let mut s = Substitution::OWN_HEADER;
+    for p in places {
+        match p.as_str() {
+            "url" => s.url = true,
+            "headers" => s.headers = true,
+            "body" => s.body = true,
+            _ => {
+                return Err(DaemonError::bad_request(
+                    "unknown place to substitute a placeholder",
+                    "`substitute` takes url, headers and body",
+                ));
+            }
+        }
+    }
+    Ok(s)
+}
+
+/// Where a grant substitutes besides its own header, as in [`PutGrant::substitute`].
+fn substitution_names(s: Substitution) -> Vec<String> {
+    [(s.url, "url"), (s.headers, "headers"), (s.body, "body")]
+        .into_iter()
+        .filter(|(on, _)| *on)
+        .map(|(_, n)| n.to_string())
+        .collect()
 }
 
 fn to_api(info: &paddock_secrets::GrantInfo) -> GrantInfo {
@@ -220,6 +257,7 @@ fn to_api(info: &paddock_secrets::GrantInfo) -> GrantInfo {
             })
             .collect(),
         env: info.env(),
+        substitute: substitution_names(info.spec.substitution()),
     }
 }
 
@@ -524,6 +562,22 @@ mod tests {
                     ..put("http", value)
                 },
             ),
+            (
+                "ok",
+                PutGrant {
+                    substitute: vec!["body".into()],
+                    ..put("github", value)
+                },
+            ),
+            (
+                "ok",
+                PutGrant {
+                    hosts: vec!["api.example.com".into()],
+                    header: Some("authorization".into()),
+                    substitute: vec!["everywhere".into()],
+                    ..put("http", value)
+                },
+            ),
         ];
         for (name, req) in cases {
             let e = g.put(name, req).unwrap_err();
@@ -564,5 +618,28 @@ mod tests {
             ]
         );
         assert_eq!(out.grant.env, ["EXAMPLE_TOKEN"]);
+    }
+
+    #[test]
+    fn http_grants_substitute_where_asked_and_say_so() {
+        let (_dir, g, _) = grants();
+        let out = g
+            .put(
+                "subst",
+                PutGrant {
+                    hosts: vec!["api.example.com".into()],
+                    header: Some("X-Api-Key".into()),
+                    substitute: vec!["url".into(), "body".into()],
+                    ..put("http", "tok-0123456789abcdef")
+                },
+            )
+            .unwrap();
+        assert_eq!(out.grant.substitute, ["url", "body"]);
+        let loaded = g.for_run(&["subst".into()]).unwrap();
+        let s = loaded[0].info.spec.substitution();
+        assert!(s.url && s.body && !s.headers, "{s:?}");
+        // Built-in kinds and plain http grants: the own header only.
+        g.put("github", put("github", TOKEN)).unwrap();
+        assert!(g.info("github").unwrap().substitute.is_empty());
     }
 }

@@ -18,6 +18,8 @@ pub enum EgressError {
     ExtraCa { path: PathBuf, message: String },
     #[error("TLS setup: {0}")]
     Tls(String),
+    #[error("cannot start the run's network log thread: {0}")]
+    RecordThread(#[from] std::io::Error),
 }
 
 impl EgressError {
@@ -31,6 +33,9 @@ impl EgressError {
                 "upstream.extra_ca must name a readable PEM file of CA certificates".into()
             }
             EgressError::Tls(_) => "this is a bug in paddock; please report it".into(),
+            EgressError::RecordThread(_) => {
+                "the system is out of threads or memory; end some runs (`paddock ps`) and retry".into()
+            }
         }
     }
 }

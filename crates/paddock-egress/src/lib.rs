@@ -23,8 +23,10 @@
 //!    implied, extra_ports, injector }, sink)` inside the tokio runtime, then
 //!    `NetnsCapability::release`. Keep the returned [`RunEgress`] with the run; drop it
 //!    when the run ends.
-//! 4. `sink` receives every [`NetRecord`] (never blocks): the daemon publishes it as
-//!    `net.request` / `net.denied` / `grant.used` events, which the run's audit log records.
+//! 4. `sink` receives every [`NetRecord`], in order, on the run's record thread (so it may
+//!    block: the proxy never waits for it, except for a [`RecordKind::GrantUse`], handed
+//!    over before the credential leaves): the daemon publishes them as `net.request` /
+//!    `net.denied` / `grant.used` events, which the run's audit log records.
 
 pub mod dns;
 pub mod error;
@@ -43,5 +45,5 @@ pub use policy::{Decision, ImpliedHost, Policy, Query, RuleRef};
 pub use record::{NetRecord, RecordKind, RecordSink};
 pub use run::{
     DNS_ADDR, EgressShared, PROXY_ADDR, RunEgress, RunPolicy, SANDBOX_BUNDLE, SandboxNet,
-    apply_env, sandbox_net,
+    apply_env, sandbox_net, sandbox_net_with,
 };

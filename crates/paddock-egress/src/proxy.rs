@@ -9,7 +9,10 @@
 //!
 //! The run is whoever's listener accepted: there is no token. Never: dials an address the
 //! sandbox chose for a named host, forwards a request whose Host differs from the TLS name
-//! (domain fronting), or lets a request through without a policy decision.
+//! or the proxy request's URL (domain fronting), lets a request through without a policy
+//! decision, or refuses anything without a record of it. A refusal that cannot be answered
+//! with a 403 (the TLS name is wrong, a passthrough host is denied, the ClientHello is
+//! unreadable) is a TCP reset ([`Reset`]), never a silent close.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -31,7 +34,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use paddock_ca::{CertAuthority, LeafResolver};
 use rustls::ServerConfig;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 
 use crate::dns::SyntheticMap;
 use crate::error::UpstreamError;
@@ -44,6 +47,10 @@ use crate::upstream::Upstream;
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// The body type the proxy moves around.
 pub type Body = BoxBody<Bytes, BoxError>;
+
+/// Largest request body with placeholders to replace that is rewritten whole (and sent
+/// with its new Content-Length); larger or unannounced ones stream, chunked.
+const SUBSTITUTED_BODY_BUFFER: u64 = 1 << 20;
 
 /// Header on every response paddock itself makes to refuse a request.
 pub const BLOCKED_HEADER: &str = "x-paddock-blocked";
@@ -141,6 +148,15 @@ impl Proxy {
     ) -> Response<Body> {
         if req.method() == Method::CONNECT {
             let Some(auth) = req.uri().authority().cloned() else {
+                let what = req.uri().to_string();
+                self.refuse_request(
+                    &what,
+                    None,
+                    "CONNECT",
+                    None,
+                    "CONNECT without host:port",
+                    StatusCode::BAD_REQUEST,
+                );
                 return plain(StatusCode::BAD_REQUEST, "CONNECT needs host:port\n");
             };
             let host = auth.host().trim_matches(['[', ']']).to_ascii_lowercase();
@@ -172,22 +188,82 @@ impl Proxy {
         }
         // Absolute-form: `GET http://host[:port]/path`.
         let uri = req.uri().clone();
+        let method = req.method().as_str().to_string();
+        let path = uri.path_and_query().map(|p| p.as_str().to_string());
+        let uri_host = uri
+            .authority()
+            .map(|a| a.host().trim_matches(['[', ']']).to_ascii_lowercase());
         if uri.scheme_str() != Some("http") {
+            let why = match uri.scheme_str() {
+                Some(s) => format!("a proxy request for a {s}: URL (only http:// and CONNECT)"),
+                None => "a proxy request without an absolute http:// URL".into(),
+            };
+            let host = uri_host.clone().unwrap_or_default();
+            self.refuse_request(
+                &host,
+                uri.port_u16(),
+                &method,
+                path.as_deref(),
+                &why,
+                StatusCode::BAD_REQUEST,
+            );
+            drain(req.into_body()).await;
             return plain(
                 StatusCode::BAD_REQUEST,
                 "paddock's proxy takes absolute http:// URLs and CONNECT\n",
             );
         }
-        let Some(auth) = uri.authority() else {
+        let (Some(auth), Some(host)) = (uri.authority(), uri_host) else {
+            self.refuse_request(
+                "",
+                None,
+                &method,
+                path.as_deref(),
+                "a proxy request URL without a host",
+                StatusCode::BAD_REQUEST,
+            );
+            drain(req.into_body()).await;
             return plain(StatusCode::BAD_REQUEST, "no host in the request URL\n");
         };
-        let host = auth.host().trim_matches(['[', ']']).to_ascii_lowercase();
         let port = auth.port_u16().unwrap_or(80);
+        // The URL names the host the policy decides on; a Host header naming another one
+        // would be forwarded (and obeyed by a virtual-hosting upstream): domain fronting.
+        if let Some(h) = req.headers().get(header::HOST) {
+            let named = h
+                .to_str()
+                .ok()
+                .and_then(|v| v.parse::<http::uri::Authority>().ok())
+                .map(|a| {
+                    (
+                        a.host()
+                            .trim_matches(['[', ']'])
+                            .trim_end_matches('.')
+                            .to_ascii_lowercase(),
+                        a.port_u16(),
+                    )
+                });
+            let same = named.as_ref().is_some_and(|(n, p)| {
+                *n == host.trim_end_matches('.') && p.is_none_or(|p| p == port)
+            });
+            if !same {
+                let shown = named
+                    .map(|(n, p)| p.map_or(n.clone(), |p| format!("{n}:{p}")))
+                    .unwrap_or_else(|| "(unreadable)".into());
+                let d = Decision::builtin_deny(format!(
+                    "domain fronting: Host {shown} on a proxy request for {host}"
+                ));
+                let p = path.clone().unwrap_or_else(|| "/".into());
+                self.record_refusal(&host, Some(port), Some(&method), d.clone(), Some(&p));
+                drain(req.into_body()).await;
+                return blocked(&Query::request(&host, port, &method, &p), &d);
+            }
+        }
         let ctx = Arc::new(ConnCtx {
             tls_name: None,
             hint: Some(host),
             port,
             pool,
+            requests: AtomicU64::new(0),
         });
         self.forward(&ctx, req).await
     }
@@ -226,7 +302,7 @@ impl Proxy {
     /// Detect TLS or HTTP on `io` and serve it.
     pub async fn handle_stream<S>(self: Arc<Self>, mut io: S, target: Target)
     where
-        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+        S: AsyncRead + AsyncWrite + Reset + Unpin + Send + 'static,
     {
         let mut first = [0u8; 1];
         let n = match tokio::time::timeout(std::time::Duration::from_secs(30), io.read(&mut first))
@@ -244,6 +320,7 @@ impl Proxy {
                 Ok(Some(h)) => h,
                 _ => {
                     self.refuse_conn(&target, "unreadable TLS ClientHello");
+                    io.reset();
                     return;
                 }
             };
@@ -256,6 +333,7 @@ impl Proxy {
                 hint: target.name.clone().or(target.addr.map(|a| a.to_string())),
                 port: target.port,
                 pool: Pool::default(),
+                requests: AtomicU64::new(0),
             });
             self.serve_http(io, ctx).await;
         }
@@ -278,7 +356,7 @@ impl Proxy {
 
     async fn tls<S>(self: Arc<Self>, io: Rewind<S>, target: Target, hello: hello::Hello)
     where
-        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+        S: AsyncRead + AsyncWrite + Reset + Unpin + Send + 'static,
     {
         // An IP literal in SNI is not allowed by RFC 6066 (and rustls ignores it): treat it
         // as no SNI.
@@ -292,13 +370,18 @@ impl Proxy {
                     &target,
                     &format!("domain fronting: TLS name {sni} on a connection for {n}"),
                 );
-                return; // dropped: the client sees a reset/close
+                io.reset();
+                return;
             }
             (Some(sni), _) => sni.clone(),
             (None, Some(n)) => n.clone(),
             (None, None) => match target.addr {
                 Some(a) => a.to_string(),
-                None => return,
+                None => {
+                    self.refuse_conn(&target, "a TLS connection without any name or address");
+                    io.reset();
+                    return;
+                }
             },
         };
         if self.policy.is_passthrough(&name) {
@@ -318,6 +401,17 @@ impl Proxy {
             Ok(t) => t,
             Err(e) => {
                 tracing::debug!(host = %name, error = %e, "client TLS handshake failed");
+                let mut r = NetRecord::new(
+                    RecordKind::Connection,
+                    name.clone(),
+                    Decision::builtin_deny(
+                        "client TLS handshake failed (does the client trust paddock's CA?)",
+                    ),
+                );
+                r.port = Some(target.port);
+                r.detail = Some(e.to_string());
+                r.finish_now();
+                self.recorder.emit(r);
                 return;
             }
         };
@@ -326,13 +420,14 @@ impl Proxy {
             hint: None,
             port: target.port,
             pool: Pool::default(),
+            requests: AtomicU64::new(0),
         });
         self.serve_http(tls, ctx).await;
     }
 
     async fn passthrough<S>(self: Arc<Self>, io: Rewind<S>, name: String, port: u16)
     where
-        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+        S: AsyncRead + AsyncWrite + Reset + Unpin + Send + 'static,
     {
         let q = Query::conn(&name, port);
         let d = self.policy.decide(&q);
@@ -340,6 +435,7 @@ impl Proxy {
         rec.port = Some(port);
         if !d.allowed {
             self.recorder.emit(rec);
+            io.reset();
             return;
         }
         match self.upstream.connect_tcp(&name, port, &self.policy).await {
@@ -369,14 +465,37 @@ impl Proxy {
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let me = self.clone();
+        let conn = ctx.clone();
         let svc = service_fn(move |req: Request<Incoming>| {
             let me = me.clone();
             let ctx = ctx.clone();
             async move { Ok::<_, Infallible>(me.forward(&ctx, req).await) }
         });
-        let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+        let served = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
             .serve_connection_with_upgrades(TokioIo::new(io), svc)
             .await;
+        // Bytes that are not HTTP (nor TLS) on a captured port or a tunnel: refused (the
+        // connection is closed), and on the record.
+        if let Err(e) = served
+            && conn.requests.load(Ordering::Relaxed) == 0
+            && e.downcast_ref::<hyper::Error>()
+                .is_some_and(|e| e.is_parse())
+        {
+            let host = conn
+                .tls_name
+                .clone()
+                .or(conn.hint.clone())
+                .unwrap_or_default();
+            let mut r = NetRecord::new(
+                RecordKind::Connection,
+                host,
+                Decision::builtin_deny("not HTTP: the proxy forwards only HTTP and TLS"),
+            );
+            r.port = Some(conn.port);
+            r.detail = Some(e.to_string());
+            r.finish_now();
+            self.recorder.emit(r);
+        }
     }
 
     fn record_refusal(
@@ -403,9 +522,29 @@ impl Proxy {
         self.recorder.emit(r);
     }
 
+    /// Records a request refused before any policy question could be asked (malformed
+    /// for a proxy), answered with `status`.
+    fn refuse_request(
+        &self,
+        host: &str,
+        port: Option<u16>,
+        method: &str,
+        path: Option<&str>,
+        why: &str,
+        status: StatusCode,
+    ) {
+        let mut r = NetRecord::new(RecordKind::Http, host, Decision::builtin_deny(why));
+        r.port = port;
+        r.method = Some(method.to_string());
+        r.path = path.map(str::to_string);
+        r.status = Some(status.as_u16());
+        self.recorder.emit(r);
+    }
+
     /// One request: name check, policy, injection, forward, record.
     async fn forward(&self, ctx: &Arc<ConnCtx>, mut req: Request<Incoming>) -> Response<Body> {
         let t0 = Instant::now();
+        ctx.requests.fetch_add(1, Ordering::Relaxed);
         // The host the request names.
         let authority = req
             .uri()
@@ -452,7 +591,18 @@ impl Proxy {
             }
             (None, Some(h), _) => h,
             (None, None, Some(hint)) => hint.clone(),
-            (None, None, None) => return plain(StatusCode::BAD_REQUEST, "no Host header\n"),
+            (None, None, None) => {
+                self.refuse_request(
+                    "",
+                    Some(ctx.port),
+                    &method,
+                    Some(&path),
+                    "a request without a Host header on a connection to no known name",
+                    StatusCode::BAD_REQUEST,
+                );
+                drain(req.into_body()).await;
+                return plain(StatusCode::BAD_REQUEST, "no Host header\n");
+            }
         };
         let port = ctx.port;
         let q = Query::request(&host, port, &method, &path);
@@ -475,6 +625,16 @@ impl Proxy {
         };
         let uses = self.injector.on_request(dest, &mut parts);
         let grants: Vec<String> = uses.iter().map(|u| u.grant.clone()).collect();
+        if !grants.is_empty() {
+            // On the record (for the daemon: on the bus, its audit entry queued) before
+            // the credential leaves.
+            let mut used = NetRecord::new(RecordKind::GrantUse, host.clone(), d.clone());
+            used.method = Some(method.clone());
+            used.port = Some(port);
+            used.path = Some(path.clone());
+            used.grants = grants.clone();
+            self.recorder.emit_published(used).await;
+        }
         strip_hop_by_hop(&mut parts.headers, upgrade);
         let mut rec = NetRecord::new(RecordKind::Http, host.clone(), d);
         rec.method = Some(method.clone());
@@ -488,9 +648,43 @@ impl Proxy {
             up_count.clone(),
             None,
         );
-        if req_body.rewrites {
+        let declared = parts
+            .headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        let req_body = if !req_body.rewrites {
+            req_body.boxed()
+        } else if let Some(n) = declared.filter(|n| *n <= SUBSTITUTED_BODY_BUFFER)
+            && n > 0
+        {
+            // A body of announced length whose placeholders are replaced: its length
+            // changes. Rewritten whole (bounded), so that it goes up with its new
+            // Content-Length: not every upstream takes a chunked request.
+            match req_body.collect().await {
+                Ok(c) => {
+                    let b = c.to_bytes();
+                    parts
+                        .headers
+                        .insert(header::CONTENT_LENGTH, HeaderValue::from(b.len()));
+                    Full::new(b).map_err(|e: Infallible| match e {}).boxed()
+                }
+                Err(e) => {
+                    rec.status = Some(400);
+                    rec.detail = Some(format!("reading the request body: {e}"));
+                    rec.bytes_up = up_count.load(Ordering::Relaxed);
+                    rec.finish(t0);
+                    self.recorder.emit(rec);
+                    return plain(
+                        StatusCode::BAD_REQUEST,
+                        "paddock: the request body could not be read\n",
+                    );
+                }
+            }
+        } else {
             parts.headers.remove(header::CONTENT_LENGTH);
-        }
+            req_body.boxed()
+        };
         let authority = if (https && port == 443) || (!https && port == 80) {
             host.clone()
         } else {
@@ -501,7 +695,7 @@ impl Proxy {
         {
             parts.headers.insert(header::HOST, v);
         }
-        let upstream_req_parts = (parts, req_body.boxed());
+        let upstream_req_parts = (parts, req_body);
 
         let result = if let Some(client_up) = client_upgrade {
             self.forward_upgrade(&host, port, https, upstream_req_parts, client_up)
@@ -757,6 +951,8 @@ struct ConnCtx {
     hint: Option<String>,
     port: u16,
     pool: Pool,
+    /// Requests seen on the connection.
+    requests: AtomicU64,
 }
 
 /// Read (and discard) a refused request's body, bounded in size and time, so the client
@@ -941,6 +1137,36 @@ impl hyper::body::Body for Tracked {
         } else {
             self.inner.size_hint()
         }
+    }
+}
+
+/// A client stream paddock can refuse with a TCP reset (RST), for refusals it cannot answer
+/// with a 403. `SO_LINGER` 0, then close: the kernel sends a RST instead of a FIN.
+pub trait Reset {
+    fn reset(self);
+}
+
+impl Reset for TcpStream {
+    fn reset(self) {
+        if let Err(e) = self.set_zero_linger() {
+            tracing::debug!(error = %e, "cannot set SO_LINGER 0; the connection is only closed");
+        }
+    }
+}
+
+/// A CONNECT tunnel: the client's TCP connection under the upgraded HTTP/1.1 stream.
+impl Reset for TokioIo<hyper::upgrade::Upgraded> {
+    fn reset(self) {
+        match self.into_inner().downcast::<TokioIo<TcpStream>>() {
+            Ok(parts) => parts.io.into_inner().reset(),
+            Err(_) => tracing::debug!("a tunnel over an unknown stream is only closed"),
+        }
+    }
+}
+
+impl<S: Reset> Reset for Rewind<S> {
+    fn reset(self) {
+        self.inner.reset();
     }
 }
 

@@ -1,7 +1,14 @@
 //! Network log records: one per HTTP request, tunnel, passthrough connection or DNS query.
 //!
 //! Records carry grant *names*, never credential values. The daemon passes a sink that
-//! forwards them to the event bus and the run's log; the sink must not block.
+//! forwards them to the event bus and the run's log.
+//!
+//! The sink may block: the daemon's bus waits while its audit queue is full, so that no
+//! audit entry is ever dropped. It therefore never runs on a tokio worker: each
+//! [`Recorder`] hands records over a bounded queue ([`QUEUE`]) to a thread of its own,
+//! which calls the sink in order. [`Recorder::emit`] only enqueues; when the queue is full
+//! it waits (backpressure, never a drop), inside `block_in_place` on a multi-thread
+//! runtime so the worker's other tasks move elsewhere meanwhile.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -23,6 +30,10 @@ pub enum RecordKind {
     Connection,
     /// One DNS query to the stub.
     Dns,
+    /// A credential about to be injected into a request (names only). Emitted, and handed
+    /// to the sink, before the request leaves for the upstream: the use is on the record
+    /// even when the request never completes. The request's own record follows.
+    GrantUse,
 }
 
 /// One network log record.
@@ -95,26 +106,173 @@ fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-/// Where records go. Must not block.
+/// Where records go. Called on the recorder's own thread, in order; may block.
 pub type RecordSink = Arc<dyn Fn(NetRecord) + Send + Sync>;
 
-/// A run's record emitter: stamps the run id and calls the sink.
+/// Records a run's recorder holds before [`Recorder::emit`] waits for its thread.
+pub const QUEUE: usize = 4096;
+
+struct Job {
+    record: NetRecord,
+    /// Told once the sink has returned for `record`.
+    done: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+/// A run's record emitter: stamps the run id and hands the record to the sink's thread.
 #[derive(Clone)]
 pub struct Recorder {
     run_id: Arc<str>,
-    sink: RecordSink,
+    tx: std::sync::mpsc::SyncSender<Job>,
 }
 
 impl Recorder {
-    pub fn new(run_id: &str, sink: RecordSink) -> Self {
-        Recorder {
+    /// Starts the thread that calls `sink` (it ends when the last clone is dropped and
+    /// every queued record was handed over).
+    pub fn new(run_id: &str, sink: RecordSink) -> std::io::Result<Self> {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Job>(QUEUE);
+        std::thread::Builder::new()
+            .name("paddock-netlog".into())
+            .stack_size(256 * 1024)
+            .spawn(move || {
+                for job in rx {
+                    let record = job.record;
+                    let call = std::panic::AssertUnwindSafe(|| sink(record));
+                    if std::panic::catch_unwind(call).is_err() {
+                        tracing::error!("the network record sink panicked; record lost");
+                    }
+                    if let Some(done) = job.done {
+                        let _ = done.send(());
+                    }
+                }
+            })?;
+        Ok(Recorder {
             run_id: run_id.into(),
-            sink,
-        }
+            tx,
+        })
     }
 
+    /// Hands `r` to the sink's thread. Returns at once unless [`QUEUE`] records are
+    /// waiting; then it waits for room (a record is never dropped), without holding up
+    /// the other tasks of a multi-thread runtime's worker.
     pub fn emit(&self, mut r: NetRecord) {
         r.run_id = self.run_id.to_string();
-        (self.sink)(r);
+        self.send(Job {
+            record: r,
+            done: None,
+        });
+    }
+
+    /// Like [`emit`](Self::emit), and resolves once the sink has returned for `r` (for
+    /// the daemon: once the bus has it and its audit entry is queued).
+    pub async fn emit_published(&self, mut r: NetRecord) {
+        r.run_id = self.run_id.to_string();
+        let (done, wait) = tokio::sync::oneshot::channel();
+        self.send(Job {
+            record: r,
+            done: Some(done),
+        });
+        let _ = wait.await;
+    }
+
+    fn send(&self, job: Job) {
+        use std::sync::mpsc::TrySendError;
+        match self.tx.try_send(job) {
+            Ok(()) => {}
+            Err(TrySendError::Full(job)) => {
+                let send = move || {
+                    let _ = self.tx.send(job);
+                };
+                let multi_thread = tokio::runtime::Handle::try_current().is_ok_and(|h| {
+                    h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread
+                });
+                if multi_thread {
+                    tokio::task::block_in_place(send);
+                } else {
+                    send();
+                }
+            }
+            // Only if the thread died, which catching the sink's panics prevents.
+            Err(TrySendError::Disconnected(_)) => {
+                tracing::error!("the network record thread is gone; record lost");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    fn rec(host: &str) -> NetRecord {
+        NetRecord::new(RecordKind::Http, host, Decision::builtin_deny("test"))
+    }
+
+    /// A sink that blocks (a full audit queue) neither drops records nor stops the
+    /// runtime's other tasks, and records arrive in order.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn a_blocked_sink_backpressures_without_dropping_or_stalling_the_worker() {
+        let gate = Arc::new(AtomicBool::new(false));
+        let seen: Arc<Mutex<Vec<String>>> = Arc::default();
+        let (g, s) = (gate.clone(), seen.clone());
+        let r = Recorder::new(
+            "run_t",
+            Arc::new(move |rec: NetRecord| {
+                while !g.load(Ordering::SeqCst) {
+                    std::thread::sleep(std::time::Duration::from_millis(1));
+                }
+                s.lock().unwrap().push(rec.host);
+            }),
+        )
+        .unwrap();
+        let n = QUEUE + 50;
+        let producer = {
+            let r = r.clone();
+            tokio::spawn(async move {
+                for i in 0..n {
+                    r.emit(rec(&i.to_string()));
+                }
+            })
+        };
+        // Another task on the one worker runs while the producer waits for room. (This
+        // thread only watches: it is not a worker.)
+        let other = tokio::spawn(async {});
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let (stalled, producer_done) = (!other.is_finished(), producer.is_finished());
+        gate.store(true, Ordering::SeqCst);
+        assert!(!stalled, "the worker is stalled by a full queue");
+        assert!(
+            !producer_done,
+            "{QUEUE} records in the queue and none waited"
+        );
+        producer.await.unwrap();
+        r.emit_published(rec("last")).await;
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen.len(), n + 1);
+        assert!(
+            seen.iter()
+                .take(n)
+                .enumerate()
+                .all(|(i, h)| *h == i.to_string())
+        );
+        assert_eq!(seen[n], "last");
+    }
+
+    #[test]
+    fn emit_works_outside_a_runtime() {
+        let seen: Arc<Mutex<Vec<NetRecord>>> = Arc::default();
+        let s = seen.clone();
+        let r = Recorder::new("run_x", Arc::new(move |rec| s.lock().unwrap().push(rec))).unwrap();
+        r.emit(rec("a"));
+        drop(r);
+        for _ in 0..200 {
+            if !seen.lock().unwrap().is_empty() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen[0].run_id, "run_x");
     }
 }

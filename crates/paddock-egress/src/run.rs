@@ -104,8 +104,15 @@ pub fn system_bundle() -> Option<(PathBuf, Vec<u8>)> {
 
 /// Env vars (replacing any proxy variables the user passed) and injected files:
 /// `/etc/resolv.conf` → the stub, and the system CA bundle plus paddock's CA at the
-/// standard path.
+/// standard path and at the path the host's bundle was found (where clients that ignore
+/// the variables look on this distribution).
 pub fn sandbox_net(ca_pem: &str) -> SandboxNet {
+    sandbox_net_with(system_bundle(), ca_pem)
+}
+
+/// [`sandbox_net`] with the host's bundle given: `(path, contents)` as found by
+/// [`system_bundle`].
+pub fn sandbox_net_with(system: Option<(PathBuf, Vec<u8>)>, ca_pem: &str) -> SandboxNet {
     let proxy = format!("http://{PROXY_ADDR}");
     let mut env = Vec::new();
     for k in ["HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"] {
@@ -127,25 +134,32 @@ pub fn sandbox_net(ca_pem: &str) -> SandboxNet {
     ] {
         env.push((k.to_string(), SANDBOX_BUNDLE.to_string()));
     }
-    let mut bundle = system_bundle().map(|(_, b)| b).unwrap_or_default();
+    let (found, mut bundle) = match system {
+        Some((path, b)) => (Some(path), b),
+        None => (None, Vec::new()),
+    };
     if !bundle.is_empty() && !bundle.ends_with(b"\n") {
         bundle.push(b'\n');
     }
     bundle.extend_from_slice(b"# paddock local interception CA\n");
     bundle.extend_from_slice(ca_pem.as_bytes());
-    SandboxNet {
-        env,
-        files: vec![
-            InjectedFile {
-                path: "/etc/resolv.conf".into(),
-                contents: b"# paddock DNS stub: answers allowed names, forwards nothing\nnameserver 127.0.0.1\noptions edns0 trust-ad\n".to_vec(),
-            },
-            InjectedFile {
-                path: SANDBOX_BUNDLE.into(),
-                contents: bundle,
-            },
-        ],
+    let mut files = vec![
+        InjectedFile {
+            path: "/etc/resolv.conf".into(),
+            contents: b"# paddock DNS stub: answers allowed names, forwards nothing\nnameserver 127.0.0.1\noptions edns0 trust-ad\n".to_vec(),
+        },
+        InjectedFile {
+            path: SANDBOX_BUNDLE.into(),
+            contents: bundle.clone(),
+        },
+    ];
+    if let Some(path) = found.filter(|p| p != Path::new(SANDBOX_BUNDLE)) {
+        files.push(InjectedFile {
+            path,
+            contents: bundle,
+        });
     }
+    SandboxNet { env, files }
 }
 
 /// Replace the proxy variables in a command's environment with [`SandboxNet::env`].
@@ -171,7 +185,7 @@ impl RunEgress {
         run: RunPolicy,
         sink: RecordSink,
     ) -> Result<RunEgress, EgressError> {
-        let recorder = Recorder::new(&handle.run_id, sink);
+        let recorder = Recorder::new(&handle.run_id, sink)?;
         let policy = Arc::new(Policy::new(&run.network, &run.implied));
         let map = Arc::new(SyntheticMap::new(MAX_NAMES));
         let mut ports: Vec<u16> = DEFAULT_PORTS.to_vec();
@@ -248,6 +262,68 @@ impl Drop for RunEgress {
     fn drop(&mut self) {
         for t in &self.tasks {
             t.abort();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CA: &str = "-----BEGIN CERTIFICATE-----\npaddock\n-----END CERTIFICATE-----\n";
+
+    fn file<'a>(net: &'a SandboxNet, path: &str) -> Option<&'a InjectedFile> {
+        net.files.iter().find(|f| f.path == Path::new(path))
+    }
+
+    #[test]
+    fn the_bundle_goes_where_the_host_keeps_it_and_at_the_standard_path() {
+        let host = PathBuf::from("/etc/pki/tls/certs/ca-bundle.crt");
+        let net = sandbox_net_with(Some((host.clone(), b"SYSTEM ROOTS".to_vec())), CA);
+        for path in [SANDBOX_BUNDLE, "/etc/pki/tls/certs/ca-bundle.crt"] {
+            let f = file(&net, path).unwrap_or_else(|| panic!("no bundle at {path}"));
+            let text = String::from_utf8_lossy(&f.contents);
+            assert!(text.starts_with("SYSTEM ROOTS\n"), "{text}");
+            assert!(text.ends_with(CA), "{text}");
+        }
+        // The standard path once when the host's bundle is there.
+        let net = sandbox_net_with(Some((SANDBOX_BUNDLE.into(), b"R".to_vec())), CA);
+        assert_eq!(
+            net.files
+                .iter()
+                .filter(|f| f.path == Path::new(SANDBOX_BUNDLE))
+                .count(),
+            1
+        );
+        assert_eq!(net.files.len(), 2);
+        // No host bundle: paddock's CA alone, at the standard path.
+        let net = sandbox_net_with(None, CA);
+        assert!(
+            String::from_utf8_lossy(&file(&net, SANDBOX_BUNDLE).unwrap().contents).ends_with(CA)
+        );
+        for (k, v) in &net.env {
+            if k.ends_with("CA_CERTS") || k.ends_with("CAINFO") || k.ends_with("BUNDLE") {
+                assert_eq!(v, SANDBOX_BUNDLE, "{k}");
+            }
+        }
+    }
+
+    #[test]
+    fn user_proxy_variables_are_replaced() {
+        let net = sandbox_net_with(None, CA);
+        let mut env = vec![
+            ("HTTP_PROXY".to_string(), "http://evil:1".to_string()),
+            ("all_proxy".to_string(), "socks5://evil:2".to_string()),
+            ("KEEP".to_string(), "1".to_string()),
+        ];
+        apply_env(&mut env, &net);
+        assert!(!env.iter().any(|(_, v)| v.contains("evil")), "{env:?}");
+        assert!(env.contains(&("KEEP".into(), "1".into())));
+        for k in ["HTTP_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"] {
+            assert!(
+                env.contains(&(k.into(), format!("http://{PROXY_ADDR}"))),
+                "{k}"
+            );
         }
     }
 }

@@ -97,7 +97,9 @@ async fn stub_answers_allowed_names_and_refuses_exfiltration() {
         f.egress.as_ref().unwrap().names().name_of(a1).as_deref(),
         Some("api.test")
     );
-    // Every query is on the record, the denials with the rule that decided.
+    // Every query is on the record, the denials with the rule that decided (records reach
+    // the sink through the run's record thread: wait for the last one).
+    f.record(|r| r.host.starts_with("c2vjcmv0")).await;
     let recs = f.records();
     let dns: Vec<_> = recs
         .iter()

@@ -36,9 +36,26 @@ async fn curl_through_the_explicit_proxy_is_intercepted_and_injected() {
     // The sandbox never had the value: not in its environment.
     let o = f.sh("env; cat /proc/self/environ | tr '\\0' '\\n'").await;
     assert!(!o.stdout.contains("real-secret"), "{o}");
-    let r = f
-        .record(|r| r.host == "api.test" && r.path.as_deref() == Some("/echo"))
+    // The use of the credential, on the record before the request left; then the request.
+    let used = f
+        .record(|r| r.kind == paddock_egress::RecordKind::GrantUse)
         .await;
+    assert_eq!(used.grants, vec!["testgrant".to_string()]);
+    assert_eq!(
+        (used.host.as_str(), used.path.as_deref()),
+        ("api.test", Some("/echo"))
+    );
+    let r = f
+        .record(|r| {
+            r.kind == paddock_egress::RecordKind::Http
+                && r.host == "api.test"
+                && r.path.as_deref() == Some("/echo")
+        })
+        .await;
+    assert!(
+        f.records().iter().position(|r| *r == used) < f.records().iter().position(|x| *x == r),
+        "the grant use is recorded first"
+    );
     assert_eq!(r.status, Some(200));
     assert_eq!(r.grants, vec!["testgrant".to_string()]);
     assert!(r.decision.allowed);
@@ -368,5 +385,202 @@ async fn configured_extra_ports_are_captured_too() {
     assert!(o.stdout.contains("ok GET /plain8080"), "{o}");
     f.record(|r| r.port == Some(8443) && r.status == Some(200))
         .await;
+    f.finish().await;
+}
+
+/// Runs `script` with python3 inside the sandbox (the script may use single quotes).
+async fn py(f: &Fixture, script: &str) -> Out {
+    std::fs::write(f.workspace.join("t.py"), script).unwrap();
+    f.sh(&format!(
+        "/usr/bin/python3 {}",
+        f.workspace.join("t.py").display()
+    ))
+    .await
+}
+
+/// Tries each refusal and prints `label reset` when the connection was reset.
+const RESET_PY: &str = r#"
+import socket, ssl
+def attempt(label, fn):
+    try:
+        fn()
+        print(label, "no-reset")
+    except ConnectionResetError:
+        print(label, "reset")
+    except Exception as e:
+        print(label, "other", type(e).__name__, e)
+
+def tls(sock, sni):
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    t = ctx.wrap_socket(sock, server_hostname=sni)
+    t.sendall(b"GET / HTTP/1.1\r\nHost: " + sni.encode() + b"\r\n\r\n")
+    t.recv(100)
+
+def garbage_hello(sock):
+    sock.sendall(b"\x16\x03\x01\x00\x05\xff\xff\xff\xff\xff" + b"x" * 64)
+    sock.recv(100)
+
+def tunnel(authority):
+    s = socket.create_connection(("127.0.0.80", 3128), timeout=10)
+    s.sendall(b"CONNECT " + authority + b" HTTP/1.1\r\nHost: " + authority + b"\r\n\r\n")
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        buf += s.recv(4096)
+    assert buf.startswith(b"HTTP/1.1 200"), buf
+    return s
+
+api = socket.gethostbyname("api.test")
+attempt("fronted-transparent", lambda: tls(socket.create_connection((api, 443), timeout=10), "other.test"))
+attempt("fronted-connect", lambda: tls(tunnel(b"api.test:443"), "other.test"))
+attempt("passthrough-denied", lambda: tls(socket.create_connection(("203.0.113.7", 443), timeout=10), "pass.test"))
+attempt("bad-hello-transparent", lambda: garbage_hello(socket.create_connection((api, 443), timeout=10)))
+attempt("bad-hello-connect", lambda: garbage_hello(tunnel(b"api.test:443")))
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_that_cannot_be_answered_are_resets() {
+    let mut cfg = permissive();
+    cfg.passthrough = vec!["pass.test".parse().unwrap()];
+    let mut deny = rule("pass.test");
+    deny.action = paddock_config::RuleAction::Deny;
+    cfg.rules = vec![deny];
+    let Some(f) = fixture(cfg, &[]).await else {
+        return;
+    };
+    if !tool("/usr/bin/python3") {
+        return f.finish().await;
+    }
+    let o = py(&f, RESET_PY).await;
+    assert_eq!(o.code, Some(0), "{o}");
+    for label in [
+        "fronted-transparent",
+        "fronted-connect",
+        "passthrough-denied",
+        "bad-hello-transparent",
+        "bad-hello-connect",
+    ] {
+        assert!(
+            o.stdout.contains(&format!("{label} reset\n")),
+            "{label}: not a reset\n{o}"
+        );
+    }
+    assert!(!f.seen().iter().any(|(_, p, _)| p == "/"), "{:?}", f.seen());
+    // Each on the record, with the rule that refused it.
+    for what in [
+        "domain fronting: TLS name other.test",
+        "unreadable TLS ClientHello",
+    ] {
+        let r = f
+            .record(|r| r.decision.rule.to_string().contains(what))
+            .await;
+        assert!(!r.decision.allowed, "{r:?}");
+    }
+    let r = f
+        .record(|r| r.kind == paddock_egress::RecordKind::Passthrough)
+        .await;
+    assert!(!r.decision.allowed && r.host == "pass.test", "{r:?}");
+    assert!(
+        r.decision.rule.to_string().contains("network.rules[0]"),
+        "{r:?}"
+    );
+    f.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn explicit_proxy_refuses_a_host_header_other_than_the_url() {
+    let Some(f) = fixture(permissive(), &["other.test", "api.test"]).await else {
+        return;
+    };
+    if !tool("/usr/bin/curl") {
+        return f.finish().await;
+    }
+    let o = f
+        .sh("curl -sS --max-time 10 -D - -x http://127.0.0.80:3128 -H 'Host: other.test' http://api.test/fronted")
+        .await;
+    assert!(o.stdout.starts_with("HTTP/1.1 403"), "{o}");
+    assert!(
+        o.stdout
+            .contains("x-paddock-blocked: builtin=domain fronting"),
+        "{o}"
+    );
+    // The same host, with or without its port, goes through.
+    let o = f
+        .sh("curl -sS --max-time 10 -x http://127.0.0.80:3128 http://other.test/same; curl -sS --max-time 10 -x http://127.0.0.80:3128 -H 'Host: other.test:80' http://other.test/port")
+        .await;
+    assert!(o.stdout.contains("ok GET /same"), "{o}");
+    assert!(o.stdout.contains("ok GET /port"), "{o}");
+    assert!(
+        !f.seen().iter().any(|(_, p, _)| p == "/fronted"),
+        "{:?}",
+        f.seen()
+    );
+    let r = f.record(|r| r.path.as_deref() == Some("/fronted")).await;
+    assert!(!r.decision.allowed, "{r:?}");
+    assert_eq!(r.host, "api.test");
+    assert_eq!(r.status, Some(403));
+    f.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_before_any_request_are_on_the_record() {
+    let Some(f) = fixture(permissive(), &["other.test"]).await else {
+        return;
+    };
+    if !tool("/usr/bin/curl") || !tool("/usr/bin/python3") {
+        return f.finish().await;
+    }
+    // A client that does not trust paddock's CA: the handshake fails.
+    let ca = f.workspace.join("upstream-ca.pem");
+    let o = f
+        .sh(&format!(
+            "curl -sS --max-time 10 --cacert {} https://api.test/untrusted; echo \"exit=$?\"",
+            ca.display()
+        ))
+        .await;
+    assert!(
+        o.stdout.contains("exit=60") || o.stdout.contains("exit=35"),
+        "{o}"
+    );
+    // A URL scheme the proxy does not speak.
+    let o = f
+        .sh("curl -sS --max-time 10 -o /dev/null -w '%{http_code}' -x http://127.0.0.80:3128 ftp://other.test/file")
+        .await;
+    assert_eq!(o.stdout, "400", "{o}");
+    // Bytes that are not HTTP on a captured port.
+    let o = py(
+        &f,
+        r#"
+import socket
+s = socket.create_connection((socket.gethostbyname("other.test"), 80), timeout=10)
+s.sendall(b"SSH-2.0-OpenSSH_9.6\r\n\x00\x01\x02\r\n\r\n")
+try:
+    s.recv(100)
+except OSError:
+    pass
+print("done")
+"#,
+    )
+    .await;
+    assert!(o.stdout.contains("done"), "{o}");
+    let tls = f
+        .record(|r| {
+            r.decision
+                .rule
+                .to_string()
+                .contains("client TLS handshake failed")
+        })
+        .await;
+    assert_eq!(tls.host, "api.test");
+    assert!(!tls.decision.allowed && tls.detail.is_some(), "{tls:?}");
+    let ftp = f
+        .record(|r| r.decision.rule.to_string().contains("ftp: URL"))
+        .await;
+    assert_eq!((ftp.status, ftp.host.as_str()), (Some(400), "other.test"));
+    let raw = f
+        .record(|r| r.decision.rule.to_string().contains("not HTTP"))
+        .await;
+    assert_eq!((raw.port, raw.host.as_str()), (Some(80), "other.test"));
     f.finish().await;
 }

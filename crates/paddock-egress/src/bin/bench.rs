@@ -118,7 +118,7 @@ async fn main() {
         ca.clone(),
         upstream,
         Arc::new(HeaderInjector),
-        Recorder::new("run_bench", Arc::new(|_| {})),
+        Recorder::new("run_bench", Arc::new(|_| {})).expect("record thread"),
     );
     let l = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
