@@ -45,7 +45,7 @@ pub use bus::EventBus;
 pub use error::DaemonError;
 pub use home::Home;
 pub use names::{check_dns_label, random_name};
-pub use routing::DEFAULT_ROUTER_PORT;
+pub use routing::{DEFAULT_ROUTER_PORT, endpoint_port_conflict};
 pub use runs::SANDBOX_HOME;
 pub use version::{VERSION, commit};
 
@@ -181,6 +181,7 @@ pub async fn serve(opts: DaemonOptions) -> Result<(), DaemonError> {
     runs.set_routing(routing.clone());
     routing.rebuild(runs.store())?;
     let _ = routing.listen().await;
+    routing.keep_listening();
 
     let socket_path = home.socket();
     match std::fs::remove_file(&socket_path) {

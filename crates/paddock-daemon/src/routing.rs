@@ -13,8 +13,9 @@
 //!
 //! Invariants: routes live here and in state.db, never in a CLI process; a route is
 //! `running` only while its run is; the router never listens on another port than the
-//! configured one (a taken port is remembered and reported, and runs with endpoints are
-//! refused until it is free); the CA key never leaves `$PADDOCK_HOME/ca/`.
+//! configured one (a taken port is remembered and reported, runs with endpoints are
+//! refused until it is free, and the daemon keeps trying it: every few seconds and on
+//! `GET /v1/router`); the CA key never leaves `$PADDOCK_HOME/ca/`.
 
 use std::collections::BTreeMap;
 use std::io;
@@ -23,6 +24,7 @@ use std::sync::{Arc, Mutex, Weak};
 use async_trait::async_trait;
 use paddock_api::{RouteInfo, RouterStatus, Run, RunState};
 use paddock_ca::CertAuthority;
+use paddock_config::NetworkConfig;
 use paddock_router::{
     Dialer, RouteState, Router, RouterConfig, RouterHandle, RunRoute, is_dns_label,
 };
@@ -57,7 +59,12 @@ pub struct Routing {
     /// Serialises table changes: a transition hook and the rebuild at start (a watcher of a
     /// re-adopted run may record its exit meanwhile) never interleave.
     changes: Mutex<()>,
+    /// Set by [`shutdown`](Self::shutdown): no more listening, retries included.
+    closed: std::sync::atomic::AtomicBool,
 }
+
+/// How often a router that could not take its port tries again.
+const LISTEN_RETRY: std::time::Duration = std::time::Duration::from_secs(2);
 
 impl std::fmt::Debug for Routing {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -78,7 +85,13 @@ impl Routing {
             handle: tokio::sync::Mutex::new(None),
             error: Mutex::new(None),
             changes: Mutex::new(()),
+            closed: std::sync::atomic::AtomicBool::new(false),
         })
+    }
+
+    /// The configured port (listening or not).
+    pub fn port(&self) -> u16 {
+        self.port
     }
 
     /// `PADDOCK_URL_<ENDPOINT>` for each of a run's endpoints (none without endpoints).
@@ -98,14 +111,24 @@ impl Routing {
         if handle.is_some() {
             return Ok(());
         }
+        if self.closed.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(DaemonError::Conflict {
+                message: "the daemon is shutting down".into(),
+                hint: "start the run again once the daemon is back".into(),
+            });
+        }
         let config = RouterConfig::new(self.port).with_tls(Arc::new(RouterCerts {
             ca: self.ca.clone(),
         }));
-        match self.router.serve(config).await {
+        let served = self.router.serve(config).await;
+        let mut last = self.error.lock().expect("router error lock poisoned");
+        match served {
             Ok(h) => {
-                tracing::info!(addr = %h.local_addr(), "router listening");
+                if last.is_some() {
+                    tracing::info!(addr = %h.local_addr(), "the router's port is free again: listening");
+                }
                 *handle = Some(h);
-                *self.error.lock().expect("router error lock poisoned") = None;
+                *last = None;
                 Ok(())
             }
             Err(e) => {
@@ -113,11 +136,38 @@ impl Routing {
                     message: error_chain(&e),
                     hint: e.hint(),
                 };
-                tracing::warn!(error = %err.message, "the router is not listening");
-                *self.error.lock().expect("router error lock poisoned") = Some(err.clone());
+                // Retries repeat the same failure: logged when it changes, not every time.
+                if last.as_ref().map(|l| &l.message) != Some(&err.message) {
+                    tracing::warn!(
+                        error = %err.message,
+                        retry_secs = LISTEN_RETRY.as_secs(),
+                        "the router is not listening; trying again until the port is free"
+                    );
+                }
+                *last = Some(err.clone());
                 Err(self.unavailable(&err))
             }
         }
+    }
+
+    /// Keep trying to take the port while the router does not listen (another program
+    /// held it at daemon start): re-adopted runs with endpoints become reachable once it
+    /// is free, without waiting for a new run or a restart. Ends at
+    /// [`shutdown`](Self::shutdown).
+    pub fn keep_listening(self: &Arc<Self>) {
+        let me = Arc::downgrade(self);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(LISTEN_RETRY).await;
+                let Some(routing) = me.upgrade() else { return };
+                if routing.closed.load(std::sync::atomic::Ordering::SeqCst) {
+                    return;
+                }
+                if routing.handle.lock().await.is_none() {
+                    let _ = routing.listen().await;
+                }
+            }
+        });
     }
 
     fn unavailable(&self, err: &ListenError) -> DaemonError {
@@ -139,18 +189,28 @@ impl Routing {
 
     /// Stop listening (daemon shutdown); returns once the port is free.
     pub async fn shutdown(&self) {
+        self.closed.store(true, std::sync::atomic::Ordering::SeqCst);
         if let Some(h) = self.handle.lock().await.take() {
             h.shutdown().await;
         }
     }
 
-    /// Before a run is created: its endpoints are valid, and the router listens (trying the
-    /// port again if it was taken before). Runs without endpoints always pass.
-    pub async fn check_create(&self, ports: &BTreeMap<String, u16>) -> Result<(), DaemonError> {
+    /// Before a run is created: its endpoints are valid, none is a port paddock itself
+    /// listens on inside the sandbox (see [`endpoint_port_conflict`]), and the router
+    /// listens (trying the port again if it was taken before). Runs without endpoints
+    /// always pass.
+    pub async fn check_create(
+        &self,
+        ports: &BTreeMap<String, u16>,
+        network: &NetworkConfig,
+    ) -> Result<(), DaemonError> {
         if ports.is_empty() {
             return Ok(());
         }
         for (endpoint, port) in ports {
+            if let Some((message, hint)) = endpoint_port_conflict(endpoint, *port, network) {
+                return Err(DaemonError::bad_request(message, hint));
+            }
             if !is_dns_label(endpoint) {
                 return Err(DaemonError::bad_request(
                     format!(
@@ -304,8 +364,10 @@ impl Routing {
         Ok(())
     }
 
-    /// For `GET /v1/router`.
+    /// For `GET /v1/router`. A router that could not take its port tries again first, so
+    /// the answer is about now, not about the last attempt.
     pub async fn status(&self) -> RouterStatus {
+        let _ = self.listen().await;
         let listening = self.handle.lock().await.is_some();
         let err = self
             .error
@@ -333,6 +395,55 @@ impl Routing {
                 .collect(),
         }
     }
+}
+
+/// Why endpoint `endpoint` cannot be port `port` in a run with `network`, as an error
+/// message and a hint; `None` when it can. Every sandbox has paddock's own listeners on
+/// its loopback: the transparent HTTP/HTTPS capture on port 80 and 443 of every address,
+/// the DNS stub on 127.0.0.1:53, the explicit proxy on 127.0.0.80:3128 (which a service
+/// binding 0.0.0.0:3128 collides with), and a transparent listener on each
+/// `network.rules[].port`. A service cannot bind those ports, and the router's connection
+/// to 127.0.0.1:port would reach paddock's listener instead of it.
+pub fn endpoint_port_conflict(
+    endpoint: &str,
+    port: u16,
+    network: &NetworkConfig,
+) -> Option<(String, String)> {
+    use paddock_egress::{DNS_ADDR, PROXY_ADDR, run::DEFAULT_PORTS};
+    let why = if DEFAULT_PORTS.contains(&port) {
+        format!(
+            "paddock's egress captures port {port} of every address inside the sandbox \
+             (transparent HTTP/HTTPS)"
+        )
+    } else if port == DNS_ADDR.port() {
+        format!("paddock's DNS stub listens on {DNS_ADDR} inside the sandbox")
+    } else if port == PROXY_ADDR.port() {
+        format!(
+            "paddock's HTTP proxy listens on {PROXY_ADDR} inside the sandbox (a service on \
+             0.0.0.0:{port} cannot bind next to it)"
+        )
+    } else if network.rules.iter().any(|r| r.port == Some(port)) {
+        format!(
+            "a `network.rules` entry names port {port}, so paddock's egress captures that \
+             port of every address inside the sandbox"
+        )
+    } else {
+        return None;
+    };
+    Some((
+        format!("endpoint `{endpoint}` cannot use port {port}: {why}"),
+        format!(
+            "run the service on another port and name that one, e.g. `-p {endpoint}=3000` \
+             (ports {}, {}, {} and those of `network.rules` are paddock's own in every sandbox)",
+            DEFAULT_PORTS
+                .iter()
+                .map(u16::to_string)
+                .collect::<Vec<_>>()
+                .join(", "),
+            DNS_ADDR.port(),
+            PROXY_ADDR.port(),
+        ),
+    ))
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {
