@@ -37,6 +37,45 @@ fn free_port() -> u16 {
     free_listener().local_addr().unwrap().port()
 }
 
+/// Another program listening on a port (python), until [`release`](Self::release)d.
+struct PortHolder(std::process::Child);
+
+impl PortHolder {
+    /// `None` when python could not take the port.
+    fn new(port: u16) -> Option<PortHolder> {
+        use std::io::BufRead;
+        let script = format!(
+            "import socket, sys, time\ns = socket.socket()\n\
+             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
+             s.bind(('127.0.0.1', {port}))\ns.listen(8)\nprint('held', flush=True)\ntime.sleep(600)\n"
+        );
+        let mut child = Command::new(PYTHON)
+            .args(["-c", &script])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("python3 runs");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let holder = PortHolder(child);
+        (line.trim() == "held").then_some(holder)
+    }
+
+    /// Kill the holder and reap it: the port is free when this returns.
+    fn release(mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for PortHolder {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 struct Setup {
     env: Env,
     ws: PathBuf,
@@ -495,9 +534,20 @@ fn routes_are_rebuilt_after_a_daemon_restart() {
 
 #[test]
 fn a_taken_router_port_is_reported_and_never_replaced() {
-    // Another program holds the router's port.
-    let holder = free_listener();
-    let s = setup_on(holder.local_addr().unwrap().port());
+    if !Path::new(PYTHON).exists() {
+        eprintln!("SKIPPED: needs {PYTHON} to hold a port");
+        return;
+    }
+    // Another program holds the router's port: a child process, so that once it is
+    // killed no fork of this test process (another test spawning paddock) can still hold
+    // a copy of the socket between its fork and exec.
+    let (holder, port) = (0..5)
+        .find_map(|_| {
+            let port = free_port();
+            PortHolder::new(port).map(|h| (h, port))
+        })
+        .expect("python holds a free port");
+    let s = setup_on(port);
 
     // Runs without endpoints are unaffected.
     let out = s.paddock(&["run", "-q", "--", "true"]);
@@ -535,7 +585,7 @@ fn a_taken_router_port_is_reported_and_never_replaced() {
 
     // Once the port is free, the daemon takes it (the same one): `router status` tries
     // again before answering.
-    drop(holder);
+    holder.release();
     let st = s.router_status();
     assert_eq!(st["listening"], true, "{st}");
     assert_eq!(st["port"], s.port);
@@ -888,4 +938,54 @@ fn endpoint_ports_paddock_listens_on_are_refused_before_anything_is_created() {
     // A free port is fine (created, not started).
     let (code, body) = create(r#"{"web":3000}"#, "null");
     assert_eq!(code, 201, "{body}");
+}
+
+/// Threads of process `pid` whose name starts with `prefix`.
+fn threads_named(pid: u32, prefix: &str) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .map(|d| {
+            d.flatten()
+                .filter(|t| {
+                    std::fs::read_to_string(t.path().join("comm"))
+                        .is_ok_and(|c| c.starts_with(prefix))
+                })
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+#[test]
+fn dials_into_a_run_share_one_parked_thread_that_ends_with_the_run() {
+    if !sandbox_tests_possible() {
+        return;
+    }
+    let s = setup();
+    // python's http.server speaks HTTP/1.0 and closes after each answer: every request
+    // through the router is a new connection dialled into the run's namespace.
+    s.start("dial", &["web=8000"], &http_server("dial", 8000));
+    s.start("other", &["web=8000"], &http_server("other", 8000));
+    s.wait_status("web.dial.localhost", "/who.txt", 200);
+    s.wait_status("web.other.localhost", "/who.txt", 200);
+    for _ in 0..20 {
+        assert_eq!(
+            s.get("web.dial.localhost", "/who.txt"),
+            (200, "dial\n".into())
+        );
+    }
+    let pid = s.env.daemon_pid().unwrap();
+    // One thread per run dialled into, not one per connection (names are cut at 15 bytes).
+    assert_eq!(threads_named(pid, "paddock-netns-d"), 2);
+    // A stopped run's thread ends (it would keep the namespace alive).
+    s.ok(&["stop", "-t", "1", "dial"]);
+    assert!(
+        wait_until(READY, || (threads_named(pid, "paddock-netns-d") == 1)
+            .then_some(()))
+        .is_some(),
+        "the stopped run's dial thread is still there"
+    );
+    assert_eq!(
+        s.get("web.other.localhost", "/who.txt"),
+        (200, "other\n".into())
+    );
+    assert_eq!(s.get("web.dial.localhost", "/who.txt").0, 503);
 }

@@ -17,8 +17,10 @@
 //! refused until it is free, and the daemon keeps trying it: every few seconds and on
 //! `GET /v1/router`); the CA key never leaves `$PADDOCK_HOME/ca/`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io;
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
 use async_trait::async_trait;
@@ -28,6 +30,7 @@ use paddock_config::NetworkConfig;
 use paddock_router::{
     Dialer, RouteState, Router, RouterConfig, RouterHandle, RunRoute, is_dns_label,
 };
+use paddock_sandbox::{NetnsCapability, SandboxHandle};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use tokio::net::TcpStream;
@@ -49,6 +52,8 @@ struct ListenError {
 /// The daemon's side of routing. One per daemon, shared by the run manager and the API.
 pub struct Routing {
     router: Router,
+    /// The router's way into runs (also told when a run stops, to end its parked thread).
+    dialer: Arc<NetnsDialer>,
     port: u16,
     ca: Arc<CertAuthority>,
     /// The listener while it runs. An async lock: binding happens under it, so two runs
@@ -60,7 +65,7 @@ pub struct Routing {
     /// re-adopted run may record its exit meanwhile) never interleave.
     changes: Mutex<()>,
     /// Set by [`shutdown`](Self::shutdown): no more listening, retries included.
-    closed: std::sync::atomic::AtomicBool,
+    closed: AtomicBool,
 }
 
 /// How often a router that could not take its port tries again.
@@ -78,14 +83,16 @@ impl Routing {
     /// Routing for the runs of `runs`, on `127.0.0.1:port`, with HTTPS leaves from `ca`.
     /// Nothing listens until [`listen`](Self::listen).
     pub fn new(runs: Weak<RunManager>, port: u16, ca: Arc<CertAuthority>) -> Arc<Routing> {
+        let dialer = Arc::new(NetnsDialer::new(runs));
         Arc::new(Routing {
-            router: Router::new(Arc::new(NetnsDialer { runs })),
+            router: Router::new(Arc::new(SharedDialer(dialer.clone()))),
+            dialer,
             port,
             ca,
             handle: tokio::sync::Mutex::new(None),
             error: Mutex::new(None),
             changes: Mutex::new(()),
-            closed: std::sync::atomic::AtomicBool::new(false),
+            closed: AtomicBool::new(false),
         })
     }
 
@@ -111,7 +118,7 @@ impl Routing {
         if handle.is_some() {
             return Ok(());
         }
-        if self.closed.load(std::sync::atomic::Ordering::SeqCst) {
+        if self.closed.load(Ordering::SeqCst) {
             return Err(DaemonError::Conflict {
                 message: "the daemon is shutting down".into(),
                 hint: "start the run again once the daemon is back".into(),
@@ -160,7 +167,7 @@ impl Routing {
             loop {
                 tokio::time::sleep(LISTEN_RETRY).await;
                 let Some(routing) = me.upgrade() else { return };
-                if routing.closed.load(std::sync::atomic::Ordering::SeqCst) {
+                if routing.closed.load(Ordering::SeqCst) {
                     return;
                 }
                 if routing.handle.lock().await.is_none() {
@@ -189,7 +196,7 @@ impl Routing {
 
     /// Stop listening (daemon shutdown); returns once the port is free.
     pub async fn shutdown(&self) {
-        self.closed.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.closed.store(true, Ordering::SeqCst);
         if let Some(h) = self.handle.lock().await.take() {
             h.shutdown().await;
         }
@@ -254,6 +261,7 @@ impl Routing {
         let r = match to {
             RunState::Running => self.register(store, run),
             RunState::Stopping | RunState::Stopped | RunState::Failed => {
+                self.dialer.forget(&run.id);
                 self.mark_stopped(store, run)
             }
             RunState::Created | RunState::Starting => Ok(()),
@@ -302,6 +310,7 @@ impl Routing {
     /// braces). Its name is free again.
     pub fn on_removed(&self, store: &Store, run_id: &str) {
         let _g = self.changes.lock().unwrap_or_else(|e| e.into_inner());
+        self.dialer.forget(run_id);
         self.router.remove_run_id(run_id);
         if let Err(e) = store.delete_route(run_id) {
             tracing::warn!(run = %run_id, error = %e, "could not delete the run's route");
@@ -459,27 +468,83 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 
 /// Opens connections inside a run's network namespace: run id → its live sandbox (one this
 /// daemon started or re-adopted) → a socket made in its netns → connect to 127.0.0.1:port.
+///
+/// As root, the first dial of a run parks a thread in its namespace (one setns) that then
+/// makes sockets on request, so a connection costs a channel round trip rather than a
+/// thread spawned, moved and joined (`socket_in_netns`). The thread ends when its run stops
+/// ([`forget`](Self::forget)) or after [`PARKED_IDLE`] without a dial, so it never keeps a
+/// finished run's namespace alive for long. Rootless (setns is not allowed), every socket
+/// comes from the runtime's `socket_in_netns`: the run's init makes it and hands it over.
 struct NetnsDialer {
     runs: Weak<RunManager>,
+    parked: Arc<Mutex<HashMap<String, Parked>>>,
+    /// Parking is impossible here (not root, or setns was refused once).
+    no_setns: AtomicBool,
+    next_id: AtomicU64,
 }
 
-#[async_trait]
-impl Dialer for NetnsDialer {
-    async fn dial(&self, run_id: &str, port: u16) -> io::Result<TcpStream> {
-        let not_running = || io::Error::new(io::ErrorKind::NotFound, "the run is not running");
-        let runs = self.runs.upgrade().ok_or_else(not_running)?;
-        let handle = runs.live_handle(run_id).ok_or_else(not_running)?;
-        let runtime = runs.runtime().clone();
-        drop(runs);
-        let fd = tokio::task::spawn_blocking(move || {
-            runtime
-                .as_netns()
-                .ok_or_else(|| {
-                    io::Error::new(
-                        io::ErrorKind::Unsupported,
-                        "this runtime cannot reach a sandbox's network",
-                    )
-                })?
+/// A thread parked in one run's network namespace.
+#[derive(Clone)]
+struct Parked {
+    id: u64,
+    tx: std::sync::mpsc::Sender<tokio::sync::oneshot::Sender<io::Result<OwnedFd>>>,
+}
+
+/// How long a parked thread waits for the next dial before it ends.
+const PARKED_IDLE: std::time::Duration = std::time::Duration::from_secs(30);
+
+impl NetnsDialer {
+    fn new(runs: Weak<RunManager>) -> Self {
+        NetnsDialer {
+            runs,
+            parked: Arc::new(Mutex::new(HashMap::new())),
+            no_setns: AtomicBool::new(!nix::unistd::geteuid().is_root()),
+            next_id: AtomicU64::new(0),
+        }
+    }
+
+    /// The run stopped or went away: its parked thread (if any) ends.
+    fn forget(&self, run_id: &str) {
+        self.parked
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(run_id);
+    }
+
+    /// A new AF_INET stream socket in the run's namespace.
+    async fn socket(
+        &self,
+        run_id: &str,
+        handle: SandboxHandle,
+        runtime: Arc<dyn paddock_sandbox::Runtime>,
+    ) -> io::Result<OwnedFd> {
+        if !self.no_setns.load(Ordering::Relaxed) {
+            let known = self
+                .parked
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(run_id)
+                .cloned();
+            let parked = match known {
+                Some(p) => Some(p),
+                None => self.park(run_id, &handle, &runtime).await,
+            };
+            if let Some(p) = parked {
+                let (reply, answer) = tokio::sync::oneshot::channel();
+                if p.tx.send(reply).is_ok()
+                    && let Ok(r) = answer.await
+                {
+                    return r;
+                }
+                // The thread ended (idle, or its run stopped): next time, a new one.
+                let mut map = self.parked.lock().unwrap_or_else(|e| e.into_inner());
+                if map.get(run_id).is_some_and(|q| q.id == p.id) {
+                    map.remove(run_id);
+                }
+            }
+        }
+        tokio::task::spawn_blocking(move || {
+            netns_of(&runtime)?
                 .socket_in_netns(
                     &handle,
                     libc::AF_INET,
@@ -488,7 +553,111 @@ impl Dialer for NetnsDialer {
                 .map_err(|e| io::Error::new(io::ErrorKind::NotFound, e.to_string()))
         })
         .await
-        .map_err(io::Error::other)??;
+        .map_err(io::Error::other)?
+    }
+
+    /// Park a thread in the run's namespace; `None` when that is not possible (then the
+    /// caller asks the runtime).
+    async fn park(
+        &self,
+        run_id: &str,
+        handle: &SandboxHandle,
+        runtime: &Arc<dyn paddock_sandbox::Runtime>,
+    ) -> Option<Parked> {
+        let (rt, h) = (runtime.clone(), handle.clone());
+        let ns = tokio::task::spawn_blocking(move || {
+            netns_of(&rt)?
+                .netns_fd(&h)
+                .map_err(|e| io::Error::new(io::ErrorKind::NotFound, e.to_string()))
+        })
+        .await
+        .ok()?
+        .ok()?;
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) =
+            std::sync::mpsc::channel::<tokio::sync::oneshot::Sender<io::Result<OwnedFd>>>();
+        let (ready, entered) = tokio::sync::oneshot::channel::<nix::Result<()>>();
+        let parked = Arc::downgrade(&self.parked);
+        let run = run_id.to_string();
+        let spawned = std::thread::Builder::new()
+            .name("paddock-netns-dial".into())
+            .spawn(move || {
+                let r = nix::sched::setns(ns.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET);
+                drop(ns);
+                let ok = r.is_ok();
+                let _ = ready.send(r);
+                if !ok {
+                    return;
+                }
+                loop {
+                    match rx.recv_timeout(PARKED_IDLE) {
+                        Ok(reply) => {
+                            let s = nix::sys::socket::socket(
+                                nix::sys::socket::AddressFamily::Inet,
+                                nix::sys::socket::SockType::Stream,
+                                nix::sys::socket::SockFlag::SOCK_CLOEXEC,
+                                None,
+                            )
+                            .map_err(io::Error::from);
+                            let _ = reply.send(s);
+                        }
+                        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                            // Idle: leave the map (if still ours) and end. A dial racing
+                            // with this finds its request unanswered and falls back.
+                            if let Some(map) = parked.upgrade() {
+                                let mut map = map.lock().unwrap_or_else(|e| e.into_inner());
+                                if map.get(&run).is_some_and(|p| p.id == id) {
+                                    map.remove(&run);
+                                }
+                            }
+                            return;
+                        }
+                        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
+                    }
+                }
+            });
+        if spawned.is_err() {
+            return None;
+        }
+        match entered.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                if e == nix::errno::Errno::EPERM {
+                    self.no_setns.store(true, Ordering::Relaxed);
+                }
+                tracing::debug!(error = %e, "cannot park a thread in the run's netns");
+                return None;
+            }
+            Err(_) => return None,
+        }
+        let mine = Parked { id, tx };
+        let mut map = self.parked.lock().unwrap_or_else(|e| e.into_inner());
+        // Two first dials at once: the first parked thread wins, the other one ends.
+        Some(map.entry(run_id.to_string()).or_insert(mine).clone())
+    }
+}
+
+fn netns_of(runtime: &Arc<dyn paddock_sandbox::Runtime>) -> io::Result<&dyn NetnsCapability> {
+    runtime.as_netns().ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::Unsupported,
+            "this runtime cannot reach a sandbox's network",
+        )
+    })
+}
+
+/// The router's handle on the shared dialer.
+struct SharedDialer(Arc<NetnsDialer>);
+
+#[async_trait]
+impl Dialer for SharedDialer {
+    async fn dial(&self, run_id: &str, port: u16) -> io::Result<TcpStream> {
+        let not_running = || io::Error::new(io::ErrorKind::NotFound, "the run is not running");
+        let runs = self.0.runs.upgrade().ok_or_else(not_running)?;
+        let handle = runs.live_handle(run_id).ok_or_else(not_running)?;
+        let runtime = runs.runtime().clone();
+        drop(runs);
+        let fd = self.0.socket(run_id, handle, runtime).await?;
         paddock_router::connect_loopback(fd, port).await
     }
 }
