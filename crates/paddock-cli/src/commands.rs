@@ -381,6 +381,8 @@ pub async fn daemon(home: &Home, action: DaemonAction) -> Result<i32> {
             Ok(0)
         }
         DaemonAction::Restart(JsonFlag { json }) => {
+            // A new daemon would refuse a broken user config: keep the running one then.
+            configured_router_port()?;
             if let Some((client, h)) = running(home).await {
                 stop_daemon(&client, h.pid).await?;
             }

@@ -735,6 +735,18 @@ fn a_broken_user_config_is_an_error_and_never_a_daemon_on_defaults() {
     // Fixed: the daemon starts, on the configured port.
     write_user_config(&s, "router:\n  port: 9000\n");
     assert_eq!(s.router_status()["port"], s.port, "the variable wins");
+    // Broken again: `daemon restart` refuses before stopping the running daemon.
+    let pid = s.env.daemon_pid().unwrap();
+    write_user_config(&s, "router:\n  prot: 9000\n");
+    let out = s.paddock(&["daemon", "restart"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("did you mean `port`"), "{err}");
+    assert_eq!(
+        s.env.daemon_pid(),
+        Some(pid),
+        "the running daemon was stopped"
+    );
 }
 
 /// `paddock ARGS` in `s`'s environment with `PADDOCK_ROUTER_PORT=port` (`None`: unset, so
