@@ -54,10 +54,28 @@ fn stale(h: &Health, port: u16) -> Option<Stale> {
 /// variables `scrub` (e.g. the one `paddock grant --from-env VAR` read a credential from),
 /// nor the credential variables of the built-in grant kinds (GH_TOKEN, …).
 pub async fn ensure_running_without(home: &Home, scrub: &[&str]) -> Result<Client> {
-    // What a daemon started now would use. A broken user config or PADDOCK_ROUTER_PORT is
-    // an error here: never a daemon (and URLs) on defaults nobody asked for.
-    let port = crate::commands::configured_router_port()?;
+    // What a daemon started now would use. A broken user config or PADDOCK_ROUTER_PORT
+    // never starts a daemon (and URLs) on defaults nobody asked for. A daemon of this build
+    // that already runs is still used, with a warning: stopping or removing a run must
+    // not depend on fixing a typo first.
     let client = Client::new(home.socket());
+    let port = match crate::commands::configured_router_port() {
+        Ok(p) => p,
+        Err(e) => match client.health().await {
+            Ok(h) if h.commit == paddock_daemon::commit() => {
+                eprintln!("warning: {e:#}");
+                if let Some(h) = e.downcast_ref::<Hinted>() {
+                    eprintln!("hint: {}", h.hint);
+                }
+                eprintln!(
+                    "hint: the running daemon keeps its settings; a new one (`paddock daemon \
+                     restart`) starts only once this is fixed"
+                );
+                return Ok(client);
+            }
+            _ => return Err(e),
+        },
+    };
     if let Ok(h) = client.health().await
         && stale(&h, port).is_none()
     {

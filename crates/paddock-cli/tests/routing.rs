@@ -747,6 +747,15 @@ fn a_broken_user_config_is_an_error_and_never_a_daemon_on_defaults() {
         Some(pid),
         "the running daemon was stopped"
     );
+    // Commands served by the running daemon still work, warning about the file.
+    let out = s.paddock(&["ps"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("warning:") && err.contains(&format!("{}:2:", path.display())),
+        "{err}"
+    );
+    assert_eq!(s.env.daemon_pid(), Some(pid));
 }
 
 /// `paddock ARGS` in `s`'s environment with `PADDOCK_ROUTER_PORT=port` (`None`: unset, so
