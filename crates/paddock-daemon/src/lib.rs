@@ -9,7 +9,7 @@
 //! (signing key, daemon log), the local CA (`ca/`) and the secret store (`secrets/`, key
 //! loaded on first use), re-adopt live sandboxes (re-opening their audit logs and restoring
 //! their egress listeners), rebuild the hostname router's routes from state.db and start it
-//! on 127.0.0.1 (a taken port is reported, never replaced), listen on `daemon.sock` (0600, peers checked by SO_PEERCRED), serve until
+//! on 127.0.0.1 (a taken port is reported, never replaced, and retried until free), listen on `daemon.sock` (0600, peers checked by SO_PEERCRED), serve until
 //! SIGTERM/SIGINT, `POST /v1/shutdown` or idleness, then stop accepting, let in-flight
 //! requests finish, flush state and remove the socket, record `daemon.stop` and sign a checkpoint in every open audit log.
 //! Sandboxes keep running.
