@@ -9,7 +9,8 @@
 #             measures the router itself, not a network namespace)
 # and prints the router's ratios against nginx. Installs nginx and wrk from Debian when
 # missing. Everything listens on 127.0.0.1 only; each measurement is bounded in time.
-# Results go to bench/ROUTER_RESULTS.md.
+# Results go to the "library" section of bench/ROUTER_RESULTS.md. bench/router_daemon.sh
+# measures the real path (the daemon, a sandboxed backend, the dial into its netns).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dur="${1:-5}"
@@ -144,8 +145,8 @@ echo "$table"
 echo
 echo "target: router ≥ 1.00× nginx req/s and p99 ≤ 1.20× nginx"
 
-cat > bench/ROUTER_RESULTS.md <<MD
-# Router benchmark
+section=$(cat <<MD
+## The router crate alone (loopback dialer)
 
 Command: \`bench/router.sh $dur $conns\` (wrk -t$threads -c$conns -d${dur}s --latency, best of $rounds rounds,
 1 s warm-up each), $(date -u +%Y-%m-%d), $cpu, $("$NGINX" -v 2>&1 | sed 's/.*: //'), $(wrk -v 2>&1 | head -1 | awk '{print $1, $2}').
@@ -153,9 +154,10 @@ Command: \`bench/router.sh $dur $conns\` (wrk -t$threads -c$conns -d${dur}s --la
 All on 127.0.0.1 and the same cores: wrk, the backend (nginx, 1 worker, a 612-byte static
 file), and the proxy under test. The nginx proxy has \`worker_processes auto\`, HTTP/1.1
 upstream keep-alive (32) and sets the same forwarding headers as the router. The router is
-\`paddock-router-bench\` (release build, tokio multi-thread runtime) with a loopback
-\`Dialer\`, so the figures are the router's own cost, not a network namespace's.
-"CPU µs/request" is the user+system CPU the process under test (with its worker
+\`paddock-router-bench\` (release build; the router's own threads: one current-thread
+tokio runtime per worker, as many workers as CPUs up to 4) with a loopback \`Dialer\`, so
+the figures are the router's own cost, not a network namespace's (see the next section
+for that). "CPU µs/request" is the user+system CPU the process under test (with its worker
 processes) spent per completed request: on a machine shared with other work it is the
 steadier figure; requests/s and p99 move with whatever else runs.
 
@@ -167,4 +169,6 @@ Every round (load average at the start: $load; the machine is shared, so rounds 
 
 $all_rounds
 MD
-echo "wrote bench/ROUTER_RESULTS.md"
+)
+bench/splice_section.sh bench/ROUTER_RESULTS.md library "$section"
+echo "wrote the library section of bench/ROUTER_RESULTS.md"

@@ -4,7 +4,8 @@
 #   bench/run.sh sandbox   `paddock run -- true` vs bwrap (and docker where an engine runs)
 #   bench/run.sh audit     audit log append/verify/proofs vs a naive SQLite chain
 #   bench/run.sh egress    egress proxy (intercept + inject) vs direct and mitmproxy
-#   bench/run.sh router    hostname router vs nginx reverse proxy (wrk)
+#   bench/run.sh router    hostname router vs nginx reverse proxy (wrk): the router crate alone
+#   bench/run.sh router-daemon  the same through the daemon to a backend inside a sandbox (root)
 #   bench/run.sh all       all of the above
 # Builds release binaries first. Sandbox benchmarks need root (or unprivileged userns).
 set -euo pipefail
@@ -33,6 +34,7 @@ run_sandbox() {
 run_audit()   { bench/audit.sh "$@"; }
 run_egress()  { bench/egress.sh "$@"; }
 run_router()  { bench/router.sh "$@"; }
+run_router_daemon() { bench/router_daemon.sh "$@"; }
 
 case "$what" in
   api) run_api "$@" ;;
@@ -40,6 +42,7 @@ case "$what" in
   audit) run_audit "$@" ;;
   egress) run_egress "$@" ;;
   router) run_router "$@" ;;
-  all) rc=0; for b in api sandbox audit egress router; do "run_$b" || rc=1; echo; done; exit $rc ;;
-  *) echo "usage: bench/run.sh [api|sandbox|audit|egress|router|all] [ITERATIONS]" >&2; exit 2 ;;
+  router-daemon) run_router_daemon "$@" ;;
+  all) rc=0; for b in api sandbox audit egress router router_daemon; do "run_$b" || rc=1; echo; done; exit $rc ;;
+  *) echo "usage: bench/run.sh [api|sandbox|audit|egress|router|router-daemon|all] [ITERATIONS]" >&2; exit 2 ;;
 esac

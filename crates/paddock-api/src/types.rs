@@ -167,13 +167,45 @@ pub struct CreateRun {
     #[serde(default)]
     pub network: serde_json::Value,
     /// Named services inside the run: endpoint (a DNS label) → TCP port on the sandbox's
-    /// loopback, reached at `http://<endpoint>.<name>.localhost:<router port>`.
-    #[serde(default)]
+    /// loopback, reached at `http://<endpoint>.<name>.localhost:<router port>`. An
+    /// endpoint given twice in the JSON object is refused (never last-one-wins).
+    #[serde(default, deserialize_with = "unique_ports")]
     pub ports: BTreeMap<String, u16>,
 }
 
 fn default_true() -> bool {
     true
+}
+
+/// A JSON object of endpoint → port where a repeated key is an error.
+fn unique_ports<'de, D>(d: D) -> Result<BTreeMap<String, u16>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    struct Unique;
+    impl<'de> serde::de::Visitor<'de> for Unique {
+        type Value = BTreeMap<String, u16>;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("an object of endpoint name to port")
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(
+            self,
+            mut m: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut out = BTreeMap::new();
+            while let Some((k, v)) = m.next_entry::<String, u16>()? {
+                if out.contains_key(&k) {
+                    return Err(serde::de::Error::custom(format_args!(
+                        "endpoint `{}` is given twice in `ports`",
+                        k.escape_default()
+                    )));
+                }
+                out.insert(k, v);
+            }
+            Ok(out)
+        }
+    }
+    d.deserialize_map(Unique)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -326,6 +358,10 @@ pub struct Health {
     /// The audit writer (capability `audit`); absent from older daemons.
     #[serde(default)]
     pub audit: Option<AuditStats>,
+    /// The hostname router's port on 127.0.0.1, fixed when the daemon started (whether or
+    /// not it could take it; see `GET /v1/router`). Absent from older daemons.
+    #[serde(default)]
+    pub router_port: Option<u16>,
 }
 
 impl Health {
@@ -560,6 +596,20 @@ mod tests {
             }
             assert_eq!(RunState::parse(s.as_str()), Some(s));
         }
+    }
+
+    #[test]
+    fn an_endpoint_given_twice_is_refused_not_last_wins() {
+        let ok: CreateRun =
+            serde_json::from_str(r#"{"workspace":"/w","ports":{"web":3000,"api":8000}}"#).unwrap();
+        assert_eq!(ok.ports.len(), 2);
+        let none: CreateRun = serde_json::from_str(r#"{"workspace":"/w"}"#).unwrap();
+        assert!(none.ports.is_empty());
+        let e = serde_json::from_str::<CreateRun>(
+            r#"{"workspace":"/w","ports":{"web":3000,"web":3001}}"#,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("`web` is given twice"), "{e}");
     }
 
     #[test]

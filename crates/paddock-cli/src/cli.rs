@@ -142,7 +142,10 @@ Examples:
     ///
     /// The daemon listens on 127.0.0.1 only, on `router.port` of
     /// ~/.config/paddock/config.yaml or PADDOCK_ROUTER_PORT (default 8080), with HTTPS on
-    /// the same port (trust `paddock ca export`).
+    /// the same port (trust `paddock ca export`). The port is fixed when the daemon starts:
+    /// after changing it, the next command restarts an idle daemon; with active runs, use
+    /// `paddock daemon restart` when they are done. A port held by another program is
+    /// reported here and taken as soon as it is free; paddock never picks another one.
     Router(RouterArgs),
 
     /// The local certificate authority (HTTPS through the router).
@@ -217,7 +220,9 @@ pub struct RunArgs {
 
     /// A service inside the run, reached at http://ENDPOINT.NAME.localhost:8080 (the router's
     /// port): ENDPOINT=PORT, the port it listens on (127.0.0.1 is enough). Repeatable;
-    /// overrides `ports:` entries of the same endpoint.
+    /// overrides `ports:` entries of the same endpoint. Not 53, 80, 443, 3128 nor a port of
+    /// `network.rules`: paddock's DNS stub, egress capture and proxy hold those in every
+    /// sandbox.
     #[arg(short = 'p', long = "port", value_name = "ENDPOINT=PORT")]
     pub ports: Vec<String>,
 
@@ -407,7 +412,8 @@ pub enum DaemonAction {
     Status(JsonFlag),
     /// Stop the daemon (sandboxes keep running and are re-adopted by the next daemon).
     Stop(JsonFlag),
-    /// Stop the daemon and start a new one (e.g. after upgrading paddock).
+    /// Stop the daemon and start a new one (e.g. after upgrading paddock, or to apply a new
+    /// `router.port`/PADDOCK_ROUTER_PORT while runs are active).
     Restart(JsonFlag),
 }
 

@@ -326,6 +326,9 @@ pub async fn daemon(home: &Home, action: DaemonAction) -> Result<i32> {
                         h.pid, h.version, h.commit, h.started_at
                     );
                     println!("runs: {} active, {} total", h.runs.active, h.runs.total);
+                    if let Some(p) = h.router_port {
+                        println!("router: 127.0.0.1:{p} (routes: `paddock router status`)");
+                    }
                     println!("socket: {}", home.socket().display());
                     if let Some(a) = &h.audit {
                         println!(
@@ -378,6 +381,8 @@ pub async fn daemon(home: &Home, action: DaemonAction) -> Result<i32> {
             Ok(0)
         }
         DaemonAction::Restart(JsonFlag { json }) => {
+            // A new daemon would refuse a broken user config: keep the running one then.
+            configured_router_port()?;
             if let Some((client, h)) = running(home).await {
                 stop_daemon(&client, h.pid).await?;
             }
@@ -466,15 +471,27 @@ pub fn idle_timeout(flag: Option<&str>, user: &paddock_config::Config) -> Result
 }
 
 /// The user config (`~/.config/paddock/config.yaml`), for the daemon's settings (idle
-/// timeout, audit schedule, router port, `upstream:`): read once per daemon start. A
-/// missing file is the defaults; a broken one is reported in daemon.log and ignored.
-pub fn user_config() -> paddock_config::Config {
-    paddock_config::Loader::from_env()
-        .load_user()
-        .unwrap_or_else(|e| {
-            tracing::warn!(error = %e, "ignoring the user config");
-            paddock_config::Config::default()
-        })
+/// timeout, audit schedule, router port, `upstream:`). A missing file is the defaults; a
+/// broken one is an error (file:line:column, and a did-you-mean for a misspelt key): the
+/// daemon never starts on settings it was not given, since its router port makes URLs.
+pub fn user_config() -> Result<paddock_config::Config> {
+    paddock_config::Loader::from_env().load_user().map_err(|e| {
+        let hint = e.hint().map(str::to_string).unwrap_or_else(|| {
+            "fix the place named above; without a user config paddock uses its defaults".into()
+        });
+        anyhow::Error::from(e).context(Hinted::new(
+            "the user config has an error, and the paddock daemon takes its settings (router \
+             port, idle timeout, audit, upstream) from it: it does not start on defaults instead",
+            hint,
+        ))
+    })
+}
+
+/// The router port a daemon started now would take: `PADDOCK_ROUTER_PORT`, else
+/// `router.port` of the user config, else 8080. Errors on a bad variable or a broken user
+/// config (never a default in their place).
+pub fn configured_router_port() -> Result<u16> {
+    router_port(&user_config()?)
 }
 
 /// The hostname router's port for the daemon: `PADDOCK_ROUTER_PORT`, else `router.port` in

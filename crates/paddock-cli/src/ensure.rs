@@ -1,8 +1,10 @@
 //! Finding the daemon, and starting it on demand.
 //!
 //! The check-and-spawn sequence runs under an exclusive flock on `spawn.lock`, so any
-//! number of CLIs started at once leave exactly one daemon. A daemon from another build
-//! is replaced when it has no active runs, and otherwise kept with a warning.
+//! number of CLIs started at once leave exactly one daemon. A daemon from another build,
+//! or one whose router port is not the configured one (`PADDOCK_ROUTER_PORT`,
+//! `router.port`), is replaced when it has no active runs, and otherwise kept with a
+//! warning. A broken user config is an error before any daemon is started.
 
 use std::fs::OpenOptions;
 use std::os::unix::fs::OpenOptionsExt;
@@ -25,27 +27,72 @@ pub async fn ensure_running(home: &Home) -> Result<Client> {
     ensure_running_without(home, &[]).await
 }
 
+/// Why a running daemon is not the one this CLI would start.
+enum Stale {
+    /// Another build (commit).
+    Build,
+    /// Its router listens (or tries to) on another port than the configured one.
+    RouterPort { daemon: u16, configured: u16 },
+}
+
+/// Whether the daemon answering `h` differs from the one this CLI would start with router
+/// port `port`. A daemon that does not report its port (an older build) differs by build.
+fn stale(h: &Health, port: u16) -> Option<Stale> {
+    if h.commit != paddock_daemon::commit() {
+        return Some(Stale::Build);
+    }
+    match h.router_port {
+        Some(daemon) if daemon != port => Some(Stale::RouterPort {
+            daemon,
+            configured: port,
+        }),
+        _ => None,
+    }
+}
+
 /// [`ensure_running`], where a daemon started here does not inherit the environment
 /// variables `scrub` (e.g. the one `paddock grant --from-env VAR` read a credential from),
 /// nor the credential variables of the built-in grant kinds (GH_TOKEN, …).
 pub async fn ensure_running_without(home: &Home, scrub: &[&str]) -> Result<Client> {
+    // What a daemon started now would use. A broken user config or PADDOCK_ROUTER_PORT
+    // never starts a daemon (and URLs) on defaults nobody asked for. A daemon of this build
+    // that already runs is still used, with a warning: stopping or removing a run must
+    // not depend on fixing a typo first.
     let client = Client::new(home.socket());
+    let port = match crate::commands::configured_router_port() {
+        Ok(p) => p,
+        Err(e) => match client.health().await {
+            Ok(h) if h.commit == paddock_daemon::commit() => {
+                eprintln!("warning: {e:#}");
+                if let Some(h) = e.downcast_ref::<Hinted>() {
+                    eprintln!("hint: {}", h.hint);
+                }
+                eprintln!(
+                    "hint: the running daemon keeps its settings; a new one (`paddock daemon \
+                     restart`) starts only once this is fixed"
+                );
+                return Ok(client);
+            }
+            _ => return Err(e),
+        },
+    };
     if let Ok(h) = client.health().await
-        && h.commit == paddock_daemon::commit()
+        && stale(&h, port).is_none()
     {
         return Ok(client);
     }
     home.ensure().map_err(Hinted::from_daemon)?;
     let _lock = lock_spawn(home).await?;
     // Re-check under the lock: another CLI may have done the work.
-    match client.health().await {
-        Ok(h) if h.commit == paddock_daemon::commit() => return Ok(client),
-        Ok(h) => {
-            if !replace_other_build(&client, &h).await? {
-                return Ok(client);
+    if let Ok(h) = client.health().await {
+        match stale(&h, port) {
+            None => return Ok(client),
+            Some(why) => {
+                if !replace(&client, &h, &why).await? {
+                    return Ok(client);
+                }
             }
         }
-        Err(_) => {}
     }
     spawn_daemon(home, scrub)?;
     wait_for_health(&client, home).await?;
@@ -76,20 +123,40 @@ async fn lock_spawn(home: &Home) -> Result<Flock<std::fs::File>> {
     .with_context(|| format!("locking {}", path.display()))
 }
 
-/// The daemon is from another build. Returns whether it was stopped (and a new one
-/// should be started).
-async fn replace_other_build(client: &Client, h: &Health) -> Result<bool> {
+/// The daemon is not the one this CLI would start (`why`). Returns whether it was stopped
+/// (and a new one should be started): only when it has no active runs, whose URLs and
+/// sandboxes it serves; otherwise a warning says what differs and how to fix it.
+async fn replace(client: &Client, h: &Health, why: &Stale) -> Result<bool> {
     let mine = paddock_daemon::commit();
     if h.runs.active > 0 {
-        eprintln!(
-            "warning: the running paddock daemon is from another build (commit {}, this CLI: {mine}); \
-             it has {} active run(s), so it keeps running.\n\
-             hint: restart it when they are done: `paddock daemon restart`",
-            h.commit, h.runs.active
-        );
+        match why {
+            Stale::Build => eprintln!(
+                "warning: the running paddock daemon is from another build (commit {}, this CLI: {mine}); \
+                 it has {} active run(s), so it keeps running.\n\
+                 hint: restart it when they are done: `paddock daemon restart`",
+                h.commit, h.runs.active
+            ),
+            Stale::RouterPort { daemon, configured } => eprintln!(
+                "warning: the running paddock daemon routes on port {daemon}, but this CLI is \
+                 configured for port {configured} (PADDOCK_ROUTER_PORT or `router.port` in \
+                 ~/.config/paddock/config.yaml); it has {} active run(s), so it keeps port \
+                 {daemon} and their URLs (http://<endpoint>.<run>.localhost:{daemon}).\n\
+                 hint: the new port takes effect after `paddock daemon restart` (when those runs are done)",
+                h.runs.active
+            ),
+        }
         return Ok(false);
     }
-    tracing::info!(daemon = %h.commit, cli = %mine, "replacing a daemon from another build");
+    match why {
+        Stale::Build => {
+            tracing::info!(daemon = %h.commit, cli = %mine, "replacing a daemon from another build")
+        }
+        Stale::RouterPort { daemon, configured } => tracing::info!(
+            daemon,
+            configured,
+            "replacing a daemon whose router port is not the configured one"
+        ),
+    }
     stop_daemon(client, h.pid).await?;
     Ok(true)
 }
@@ -127,8 +194,8 @@ fn pid_alive(pid: u32) -> bool {
 /// without the credential variables of the built-in grant kinds nor those in `scrub` (the
 /// daemon needs none of them: grants reach it through the API).
 pub fn spawn_daemon(home: &Home, scrub: &[&str]) -> Result<()> {
-    // A daemon that would refuse its router port fails here, not after a 15 s wait.
-    crate::commands::router_port_env()?;
+    // A daemon that would refuse its settings fails here, not after a 15 s wait.
+    crate::commands::configured_router_port()?;
     let exe = std::env::current_exe().context("finding the paddock executable")?;
     let log_path = home.daemon_log();
     let log = OpenOptions::new()

@@ -98,7 +98,7 @@ async fn dispatch(cli: Cli) -> Result<i32> {
 
 /// `paddock daemon`: serve in the foreground until stopped or idle.
 async fn run_daemon(home: Home, idle_flag: Option<&str>) -> Result<i32> {
-    let user = commands::user_config();
+    let user = commands::user_config()?;
     let idle_timeout = commands::idle_timeout(idle_flag, &user)?;
     let exe = std::env::current_exe().context("finding the paddock executable")?;
     let mut config = paddock_sandbox::native::NativeConfig::new(exe);

@@ -78,6 +78,14 @@ pub fn build_request(args: &RunArgs) -> Result<CreateRun> {
     }
 
     let ports = ports_of(&cfg.ports, &args.ports)?;
+    // Ports paddock itself listens on inside the sandbox (the daemon refuses them too).
+    for (endpoint, port) in &ports {
+        if let Some((message, hint)) =
+            paddock_daemon::endpoint_port_conflict(endpoint, *port, &cfg.network)
+        {
+            return Err(usage(message, hint));
+        }
+    }
 
     let mut limits = Limits {
         memory_bytes: cfg.limits.memory_bytes,

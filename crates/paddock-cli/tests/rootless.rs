@@ -16,6 +16,20 @@ struct Rootless {
     home: PathBuf,
     user_home: PathBuf,
     ws: PathBuf,
+    /// The daemon's router port (`PADDOCK_ROUTER_PORT`), free when the test began.
+    router_port: u16,
+}
+
+/// A free loopback port below the ephemeral range (spread by pid and a counter).
+fn free_port() -> u16 {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    loop {
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let port = 33000 + ((std::process::id().wrapping_mul(7919) + n * 131) % 9000) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 impl Rootless {
@@ -33,6 +47,7 @@ impl Rootless {
             home: dir.path().join("user/.local/share/paddock"),
             user_home: dir.path().join("user"),
             ws: dir.path().join("user/project"),
+            router_port: free_port(),
             _dir: dir,
         };
         std::fs::create_dir_all(&r.ws).unwrap();
@@ -51,6 +66,7 @@ impl Rootless {
             .env("PADDOCK_HOME", &self.home)
             .env("XDG_CONFIG_HOME", self.user_home.join(".config"))
             .env("NO_COLOR", "1")
+            .env("PADDOCK_ROUTER_PORT", self.router_port.to_string())
             .uid(NOBODY)
             .gid(NOBODY)
             .output()
@@ -60,7 +76,7 @@ impl Rootless {
 
 impl Drop for Rootless {
     fn drop(&mut self) {
-        let _ = self.paddock(&["rm", "--force", "rootless-edit"]);
+        let _ = self.paddock(&["rm", "--force", "rootless-edit", "rootless-web"]);
         let _ = self.paddock(&["daemon", "stop"]);
     }
 }
@@ -182,4 +198,74 @@ fn rootless_daemon_runs_sandboxes_and_keeps_the_promises() {
     );
     let out = r.paddock(&["stop", "-t", "0", "rl-exec"]);
     assert!(out.status.success(), "{}", text(&out));
+}
+
+/// Hostname routing with an unprivileged daemon: it cannot setns into the run's network
+/// namespace, so the run's init makes the socket there and hands it over (SCM_RIGHTS).
+#[test]
+fn rootless_router_reaches_a_service_on_the_sandbox_loopback() {
+    let Some(r) = Rootless::new() else { return };
+    let python = "/usr/bin/python3";
+    if !Path::new(python).exists() || Command::new("curl").arg("--version").output().is_err() {
+        eprintln!("SKIPPED: needs {python} and curl");
+        return;
+    }
+    let script = format!(
+        "mkdir -p /tmp/site && cd /tmp/site && echo \"rootless $(id -u) $PADDOCK_RUN_NAME\" > who.txt && \
+         exec {python} -m http.server --bind 127.0.0.1 8000"
+    );
+    let out = r.paddock(&[
+        "run",
+        "-d",
+        "--name",
+        "rootless-web",
+        "-p",
+        "web=8000",
+        "--",
+        "sh",
+        "-c",
+        &script,
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let url = format!("http://web.rootless-web.localhost:{}", r.router_port);
+    assert!(text(&out).contains(&url), "{}", text(&out));
+
+    let curl = |host: &str| {
+        let o = Command::new("curl")
+            .args(["-sS", "--max-time", "10"])
+            .args(["--resolve", &format!("{host}:{}:127.0.0.1", r.router_port)])
+            .args(["-w", "\n%{http_code}"])
+            .arg(format!("http://{host}:{}/who.txt", r.router_port))
+            .output()
+            .unwrap();
+        let t = String::from_utf8_lossy(&o.stdout).into_owned();
+        let (body, code) = t.rsplit_once('\n').unwrap_or(("", &t));
+        (code.trim().parse::<u16>().unwrap_or(0), body.to_string())
+    };
+    let mut last = (0, String::new());
+    let got = common::wait_until(std::time::Duration::from_secs(30), || {
+        last = curl("web.rootless-web.localhost");
+        (last.0 == 200).then(|| last.1.clone())
+    });
+    assert_eq!(
+        got.as_deref(),
+        Some(format!("rootless {NOBODY} rootless-web\n").as_str()),
+        "last: {last:?}"
+    );
+    // Many connections in a row: each is dialled into the namespace anew.
+    for _ in 0..20 {
+        assert_eq!(curl("rootless-web.localhost").0, 200);
+    }
+    // The daemon is unprivileged (the dial path is the hand-over, not setns).
+    let status: serde_json::Value =
+        serde_json::from_slice(&r.paddock(&["daemon", "status", "--json"]).stdout).unwrap();
+    let pid = status["health"]["pid"].as_u64().unwrap();
+    let st = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let uids = st.lines().find(|l| l.starts_with("Uid:")).unwrap();
+    assert!(!uids.contains("\t0\t"), "{uids}");
+    // Stopped: 503 saying so.
+    let out = r.paddock(&["stop", "-t", "1", "rootless-web"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let (code, body) = curl("web.rootless-web.localhost");
+    assert_eq!(code, 503, "{body}");
 }

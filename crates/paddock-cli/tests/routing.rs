@@ -37,6 +37,45 @@ fn free_port() -> u16 {
     free_listener().local_addr().unwrap().port()
 }
 
+/// Another program listening on a port (python), until [`release`](Self::release)d.
+struct PortHolder(std::process::Child);
+
+impl PortHolder {
+    /// `None` when python could not take the port.
+    fn new(port: u16) -> Option<PortHolder> {
+        use std::io::BufRead;
+        let script = format!(
+            "import socket, sys, time\ns = socket.socket()\n\
+             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
+             s.bind(('127.0.0.1', {port}))\ns.listen(8)\nprint('held', flush=True)\ntime.sleep(600)\n"
+        );
+        let mut child = Command::new(PYTHON)
+            .args(["-c", &script])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("python3 runs");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let holder = PortHolder(child);
+        (line.trim() == "held").then_some(holder)
+    }
+
+    /// Kill the holder and reap it: the port is free when this returns.
+    fn release(mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for PortHolder {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 struct Setup {
     env: Env,
     ws: PathBuf,
@@ -139,7 +178,7 @@ impl Setup {
 fn http_server(who: &str, port: u16) -> String {
     format!(
         "mkdir -p /tmp/site && cd /tmp/site && echo {who} > who.txt && \
-         echo \"$PADDOCK_URL_WEB $PADDOCK_RUN_NAME\" > env.txt && \
+         echo \"$PADDOCK_URL_WEB $PADDOCK_RUN_NAME $PADDOCK_RUN_ID\" > env.txt && \
          exec {PYTHON} -m http.server --bind 127.0.0.1 {port}"
     )
 }
@@ -180,10 +219,11 @@ fn two_runs_with_the_same_endpoint_names_are_routed_independently() {
         s.wait_status("web.beta.localhost", "/who.txt", 200),
         "beta\n"
     );
-    // The sandbox was told its URL and name.
+    // The sandbox was told its URL, name and id.
+    let id_a = String::from_utf8_lossy(&a.stdout).trim().to_string();
     assert_eq!(
         s.get("web.alpha.localhost", "/env.txt"),
-        (200, format!("{url_a} alpha\n"))
+        (200, format!("{url_a} alpha {id_a}\n"))
     );
     // A bare run name with a single endpoint goes straight through.
     assert_eq!(s.get("beta.localhost", "/who.txt"), (200, "beta\n".into()));
@@ -494,9 +534,20 @@ fn routes_are_rebuilt_after_a_daemon_restart() {
 
 #[test]
 fn a_taken_router_port_is_reported_and_never_replaced() {
-    // Another program holds the router's port.
-    let holder = free_listener();
-    let s = setup_on(holder.local_addr().unwrap().port());
+    if !Path::new(PYTHON).exists() {
+        eprintln!("SKIPPED: needs {PYTHON} to hold a port");
+        return;
+    }
+    // Another program holds the router's port: a child process, so that once it is
+    // killed no fork of this test process (another test spawning paddock) can still hold
+    // a copy of the socket between its fork and exec.
+    let (holder, port) = (0..5)
+        .find_map(|_| {
+            let port = free_port();
+            PortHolder::new(port).map(|h| (h, port))
+        })
+        .expect("python holds a free port");
+    let s = setup_on(port);
 
     // Runs without endpoints are unaffected.
     let out = s.paddock(&["run", "-q", "--", "true"]);
@@ -518,12 +569,27 @@ fn a_taken_router_port_is_reported_and_never_replaced() {
         err.contains("PADDOCK_ROUTER_PORT") && err.contains("router.port"),
         "{err}"
     );
+    assert!(err.contains("paddock daemon restart"), "{err}");
     let list: serde_json::Value =
         serde_json::from_slice(&s.ok(&["ps", "-a", "--json"]).stdout).unwrap();
     assert_eq!(list["runs"].as_array().unwrap().len(), 1, "{list}");
+    // `router status` names the port and how to change it.
+    let out = s.ok(&["router", "status"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("NOT listening"), "{text}");
+    assert!(
+        text.contains(&format!("ss -ltnp 'sport = :{}'", s.port))
+            && text.contains("paddock daemon restart"),
+        "{text}"
+    );
 
-    // Once the port is free, the daemon takes it (the same one) for the next such run.
-    drop(holder);
+    // Once the port is free, the daemon takes it (the same one): `router status` tries
+    // again before answering.
+    holder.release();
+    let st = s.router_status();
+    assert_eq!(st["listening"], true, "{st}");
+    assert_eq!(st["port"], s.port);
+    assert!(st["error"].is_null(), "{st}");
     if sandbox_tests_possible() {
         s.start("late", &["web=8000"], &http_server("late", 8000));
         assert_eq!(
@@ -600,4 +666,347 @@ fn flags_override_config_ports() {
         !String::from_utf8_lossy(&out.stderr).contains("localhost"),
         "{out:?}"
     );
+}
+
+/// The user config of `s`'s environment (`$XDG_CONFIG_HOME/paddock/config.yaml`).
+fn write_user_config(s: &Setup, yaml: &str) -> PathBuf {
+    let dir = s.env.config.join("paddock");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("config.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    path
+}
+
+#[test]
+fn a_broken_user_config_is_an_error_and_never_a_daemon_on_defaults() {
+    let s = setup();
+    let path = write_user_config(&s, "# mine\nrouter:\n  port: 70000\n");
+    // Commands that may start the daemon refuse, naming the file, line and key.
+    for args in [&["router", "status"][..], &["ps"][..]] {
+        let out = s.paddock(args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(
+            err.contains(&format!("{}:3:9", path.display())) && err.contains("70000"),
+            "{args:?}: {err}"
+        );
+        assert!(
+            err.contains("does not start on defaults"),
+            "{args:?}: {err}"
+        );
+    }
+    assert!(s.env.health().is_none(), "a daemon started on defaults");
+    assert!(common::daemon_processes(&s.env.home).is_empty());
+    // A misspelt key: did you mean.
+    write_user_config(&s, "routr:\n  port: 9000\n");
+    let out = s.paddock(&["router", "status"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(&format!("{}:1:", path.display())) && err.contains("did you mean `router`"),
+        "{err}"
+    );
+    // `paddock daemon` in the foreground refuses too, right away.
+    let mut child = s
+        .env
+        .cmd()
+        .args(["daemon"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let status = wait_until(Duration::from_secs(15), || child.try_wait().unwrap());
+    if status.is_none() {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("`paddock daemon` served despite a broken user config");
+    }
+    assert_eq!(status.unwrap().code(), Some(2));
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert!(err.contains("did you mean `router`"), "{err}");
+    assert!(s.env.health().is_none());
+
+    // Fixed: the daemon starts, on the configured port.
+    write_user_config(&s, "router:\n  port: 9000\n");
+    assert_eq!(s.router_status()["port"], s.port, "the variable wins");
+    // Broken again: `daemon restart` refuses before stopping the running daemon.
+    let pid = s.env.daemon_pid().unwrap();
+    write_user_config(&s, "router:\n  prot: 9000\n");
+    let out = s.paddock(&["daemon", "restart"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("did you mean `port`"), "{err}");
+    assert_eq!(
+        s.env.daemon_pid(),
+        Some(pid),
+        "the running daemon was stopped"
+    );
+    // Commands served by the running daemon still work, warning about the file.
+    let out = s.paddock(&["ps"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("warning:") && err.contains(&format!("{}:2:", path.display())),
+        "{err}"
+    );
+    assert_eq!(s.env.daemon_pid(), Some(pid));
+}
+
+/// `paddock ARGS` in `s`'s environment with `PADDOCK_ROUTER_PORT=port` (`None`: unset, so
+/// `router.port` of the user config or 8080 applies).
+fn paddock_on(s: &Setup, port: Option<u16>, args: &[&str]) -> Output {
+    let mut c = s.env.cmd();
+    c.current_dir(&s.ws);
+    match port {
+        Some(p) => c.env("PADDOCK_ROUTER_PORT", p.to_string()),
+        None => c.env_remove("PADDOCK_ROUTER_PORT"),
+    };
+    c.args(args).output().unwrap()
+}
+
+fn status_on(s: &Setup, port: Option<u16>) -> (serde_json::Value, String) {
+    let out = paddock_on(s, port, &["router", "status", "--json"]);
+    assert!(out.status.success(), "{out:?}");
+    (
+        serde_json::from_slice(&out.stdout).unwrap(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_changed_router_port_restarts_an_idle_daemon_and_warns_a_busy_one() {
+    let s = setup();
+    let (st, _) = status_on(&s, Some(s.port));
+    assert_eq!(st["port"], s.port);
+    let first = s.env.daemon_pid().unwrap();
+    assert_eq!(s.env.health().unwrap()["router_port"], s.port);
+
+    // Another PADDOCK_ROUTER_PORT and no active run: a new daemon on the new port.
+    let second_port = free_port();
+    let (st, err) = status_on(&s, Some(second_port));
+    assert_eq!(st["port"], second_port, "{st}");
+    assert_eq!(st["listening"], true, "{st}");
+    assert!(err.is_empty(), "{err}");
+    let second = s.env.daemon_pid().unwrap();
+    assert_ne!(second, first);
+    assert!(!common::pid_alive(first));
+
+    // `router.port` of the user config counts the same way (no variable set).
+    let config_port = free_port();
+    write_user_config(&s, &format!("router:\n  port: {config_port}\n"));
+    let (st, _) = status_on(&s, None);
+    assert_eq!(st["port"], config_port, "{st}");
+    assert_ne!(s.env.daemon_pid().unwrap(), second);
+
+    if !sandbox_tests_possible() {
+        return;
+    }
+    // With an active run, the daemon keeps its port (and its runs' URLs), and says so.
+    let out = paddock_on(
+        &s,
+        None,
+        &[
+            "run", "-d", "--name", "busy", "-p", "web=8000", "--", "sleep", "300",
+        ],
+    );
+    assert!(out.status.success(), "{out:?}");
+    let busy = s.env.daemon_pid().unwrap();
+    let (st, err) = status_on(&s, Some(s.port));
+    assert_eq!(st["port"], config_port, "{st}");
+    assert_eq!(s.env.daemon_pid(), Some(busy));
+    assert!(
+        err.contains(&format!("routes on port {config_port}"))
+            && err.contains(&format!("configured for port {}", s.port))
+            && err.contains("1 active run")
+            && err.contains("paddock daemon restart"),
+        "{err}"
+    );
+    // The run's URL is still the daemon's port.
+    let ps = paddock_on(&s, Some(s.port), &["ps", "--json"]);
+    let ps: serde_json::Value = serde_json::from_slice(&ps.stdout).unwrap();
+    assert_eq!(
+        ps["runs"][0]["urls"]["web"],
+        format!("http://web.busy.localhost:{config_port}")
+    );
+    // `paddock daemon restart` applies the new port (the run is re-adopted on it).
+    let out = paddock_on(&s, Some(s.port), &["daemon", "restart"]);
+    assert!(out.status.success(), "{out:?}");
+    let (st, err) = status_on(&s, Some(s.port));
+    assert_eq!(st["port"], s.port, "{st}");
+    assert!(err.is_empty(), "{err}");
+    assert_eq!(
+        st["routes"][0]["urls"]["web"],
+        format!("http://web.busy.localhost:{}", s.port)
+    );
+}
+
+#[test]
+fn routes_of_re_adopted_runs_come_back_once_a_taken_port_is_free() {
+    if !sandbox_tests_possible() {
+        return;
+    }
+    let s = setup();
+    s.start("keep", &["web=8000"], &http_server("kept", 8000));
+    assert_eq!(
+        s.wait_status("web.keep.localhost", "/who.txt", 200),
+        "kept\n"
+    );
+    let pid = s.env.daemon_pid().unwrap();
+    s.ok(&["daemon", "stop"]);
+    assert!(wait_until(READY, || (!common::pid_alive(pid)).then_some(())).is_some());
+
+    // Another program takes the port; the next daemon re-adopts the run but cannot route.
+    let holder = wait_until(READY, || {
+        std::net::TcpListener::bind(("127.0.0.1", s.port)).ok()
+    })
+    .expect("the router's port frees up");
+    let st = s.router_status();
+    assert_eq!(st["listening"], false, "{st}");
+    assert_eq!(st["routes"][0]["state"], "running", "{st}");
+    assert!(
+        st["hint"]
+            .as_str()
+            .unwrap()
+            .contains("paddock daemon restart"),
+        "{st}"
+    );
+
+    // Freed: the daemon takes the port by itself (no new run, no status call) and the
+    // re-adopted run answers again.
+    drop(holder);
+    let mut last = (0, String::new());
+    let back = wait_until(Duration::from_secs(20), || {
+        last = s.get("web.keep.localhost", "/who.txt");
+        (last.0 == 200).then(|| last.1.clone())
+    });
+    assert_eq!(back.as_deref(), Some("kept\n"), "last: {last:?}");
+    assert_eq!(s.router_status()["listening"], true);
+}
+
+#[test]
+fn endpoint_ports_paddock_listens_on_are_refused_before_anything_is_created() {
+    let s = setup();
+    // The CLI: a usage error naming the port, why, and what to do.
+    for (args, want) in [
+        (&["-p", "web=80"][..], "port 80"),
+        (&["-p", "web=443"][..], "port 443"),
+        (&["-p", "dns=53"][..], "127.0.0.1:53"),
+        (&["-p", "proxy=3128"][..], "127.0.0.80:3128"),
+    ] {
+        let mut full = vec!["run", "-q"];
+        full.extend_from_slice(args);
+        full.extend(["--", "true"]);
+        let out = s.paddock(&full);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(
+            err.contains(want) && err.contains("cannot use port"),
+            "{args:?}: {err}"
+        );
+        assert!(
+            err.contains("hint: run the service on another port"),
+            "{args:?}: {err}"
+        );
+    }
+    // A port of `network.rules` (from paddock.yaml), and `ports:` in paddock.yaml too.
+    std::fs::write(
+        s.ws.join("paddock.yaml"),
+        "network:\n  rules:\n    - {host: example.com, port: 8443}\nports:\n  api: 8443\n",
+    )
+    .unwrap();
+    let out = s.paddock(&["run", "-q", "--", "true"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("endpoint `api`") && err.contains("network.rules"),
+        "{err}"
+    );
+    std::fs::remove_file(s.ws.join("paddock.yaml")).unwrap();
+
+    // The API refuses the same, and duplicate endpoint names in the JSON object.
+    s.ok(&["router", "status"]);
+    let ws = s.ws.display().to_string();
+    let create = |ports: &str, network: &str| {
+        let body = format!(
+            r#"{{"workspace":{ws:?},"command":["true"],"start":false,"network":{network},"ports":{ports}}}"#
+        );
+        common::request(&s.env.socket(), "POST", "/v1/runs", Some(&body)).unwrap()
+    };
+    for (ports, network, want) in [
+        (r#"{"web":443}"#, "null", "port 443"),
+        (r#"{"web":53}"#, "null", "127.0.0.1:53"),
+        (
+            r#"{"web":9443}"#,
+            r#"{"rules":[{"host":"example.com","port":9443}]}"#,
+            "network.rules",
+        ),
+        (r#"{"web":3000,"web":3001}"#, "null", "`web` is given twice"),
+    ] {
+        let (code, body) = create(ports, network);
+        assert_eq!(code, 400, "{ports}: {body}");
+        assert!(body.to_string().contains(want), "{ports}: {body}");
+    }
+    // Nothing was created.
+    let list: serde_json::Value =
+        serde_json::from_slice(&s.ok(&["ps", "-a", "--json"]).stdout).unwrap();
+    assert!(list["runs"].as_array().unwrap().is_empty(), "{list}");
+    // A free port is fine (created, not started).
+    let (code, body) = create(r#"{"web":3000}"#, "null");
+    assert_eq!(code, 201, "{body}");
+}
+
+/// Threads of process `pid` whose name starts with `prefix`.
+fn threads_named(pid: u32, prefix: &str) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .map(|d| {
+            d.flatten()
+                .filter(|t| {
+                    std::fs::read_to_string(t.path().join("comm"))
+                        .is_ok_and(|c| c.starts_with(prefix))
+                })
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+#[test]
+fn dials_into_a_run_share_one_parked_thread_that_ends_with_the_run() {
+    if !sandbox_tests_possible() {
+        return;
+    }
+    let s = setup();
+    // python's http.server speaks HTTP/1.0 and closes after each answer: every request
+    // through the router is a new connection dialled into the run's namespace.
+    s.start("dial", &["web=8000"], &http_server("dial", 8000));
+    s.start("other", &["web=8000"], &http_server("other", 8000));
+    s.wait_status("web.dial.localhost", "/who.txt", 200);
+    s.wait_status("web.other.localhost", "/who.txt", 200);
+    for _ in 0..20 {
+        assert_eq!(
+            s.get("web.dial.localhost", "/who.txt"),
+            (200, "dial\n".into())
+        );
+    }
+    let pid = s.env.daemon_pid().unwrap();
+    // One thread per run dialled into, not one per connection (names are cut at 15 bytes).
+    assert_eq!(threads_named(pid, "paddock-netns-d"), 2);
+    // A stopped run's thread ends (it would keep the namespace alive).
+    s.ok(&["stop", "-t", "1", "dial"]);
+    assert!(
+        wait_until(READY, || (threads_named(pid, "paddock-netns-d") == 1)
+            .then_some(()))
+        .is_some(),
+        "the stopped run's dial thread is still there"
+    );
+    assert_eq!(
+        s.get("web.other.localhost", "/who.txt"),
+        (200, "other\n".into())
+    );
+    assert_eq!(s.get("web.dial.localhost", "/who.txt").0, 503);
 }

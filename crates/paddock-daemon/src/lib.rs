@@ -9,7 +9,7 @@
 //! (signing key, daemon log), the local CA (`ca/`) and the secret store (`secrets/`, key
 //! loaded on first use), re-adopt live sandboxes (re-opening their audit logs and restoring
 //! their egress listeners), rebuild the hostname router's routes from state.db and start it
-//! on 127.0.0.1 (a taken port is reported, never replaced), listen on `daemon.sock` (0600, peers checked by SO_PEERCRED), serve until
+//! on 127.0.0.1 (a taken port is reported, never replaced, and retried until free), listen on `daemon.sock` (0600, peers checked by SO_PEERCRED), serve until
 //! SIGTERM/SIGINT, `POST /v1/shutdown` or idleness, then stop accepting, let in-flight
 //! requests finish, record `daemon.stop` and sign a checkpoint in every open audit log,
 //! flush state and remove the socket. Once `daemon.start` is recorded, every way out of
@@ -49,7 +49,7 @@ pub use bus::EventBus;
 pub use error::DaemonError;
 pub use home::Home;
 pub use names::{check_dns_label, random_name};
-pub use routing::DEFAULT_ROUTER_PORT;
+pub use routing::{DEFAULT_ROUTER_PORT, endpoint_port_conflict};
 pub use runs::SANDBOX_HOME;
 pub use version::{VERSION, commit};
 
@@ -252,6 +252,7 @@ async fn serve_started(
     runs.set_routing(routing.clone());
     routing.rebuild(runs.store())?;
     let _ = routing.listen().await;
+    routing.keep_listening();
 
     let socket_path = home.socket();
     match std::fs::remove_file(&socket_path) {

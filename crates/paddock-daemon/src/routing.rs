@@ -13,19 +13,24 @@
 //!
 //! Invariants: routes live here and in state.db, never in a CLI process; a route is
 //! `running` only while its run is; the router never listens on another port than the
-//! configured one (a taken port is remembered and reported, and runs with endpoints are
-//! refused until it is free); the CA key never leaves `$PADDOCK_HOME/ca/`.
+//! configured one (a taken port is remembered and reported, runs with endpoints are
+//! refused until it is free, and the daemon keeps trying it: every few seconds and on
+//! `GET /v1/router`); the CA key never leaves `$PADDOCK_HOME/ca/`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io;
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
 use async_trait::async_trait;
 use paddock_api::{RouteInfo, RouterStatus, Run, RunState};
 use paddock_ca::CertAuthority;
+use paddock_config::NetworkConfig;
 use paddock_router::{
     Dialer, RouteState, Router, RouterConfig, RouterHandle, RunRoute, is_dns_label,
 };
+use paddock_sandbox::{NetnsCapability, SandboxHandle};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use tokio::net::TcpStream;
@@ -47,6 +52,8 @@ struct ListenError {
 /// The daemon's side of routing. One per daemon, shared by the run manager and the API.
 pub struct Routing {
     router: Router,
+    /// The router's way into runs (also told when a run stops, to end its parked thread).
+    dialer: Arc<NetnsDialer>,
     port: u16,
     ca: Arc<CertAuthority>,
     /// The listener while it runs. An async lock: binding happens under it, so two runs
@@ -57,7 +64,12 @@ pub struct Routing {
     /// Serialises table changes: a transition hook and the rebuild at start (a watcher of a
     /// re-adopted run may record its exit meanwhile) never interleave.
     changes: Mutex<()>,
+    /// Set by [`shutdown`](Self::shutdown): no more listening, retries included.
+    closed: AtomicBool,
 }
+
+/// How often a router that could not take its port tries again.
+const LISTEN_RETRY: std::time::Duration = std::time::Duration::from_secs(2);
 
 impl std::fmt::Debug for Routing {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -71,14 +83,22 @@ impl Routing {
     /// Routing for the runs of `runs`, on `127.0.0.1:port`, with HTTPS leaves from `ca`.
     /// Nothing listens until [`listen`](Self::listen).
     pub fn new(runs: Weak<RunManager>, port: u16, ca: Arc<CertAuthority>) -> Arc<Routing> {
+        let dialer = Arc::new(NetnsDialer::new(runs));
         Arc::new(Routing {
-            router: Router::new(Arc::new(NetnsDialer { runs })),
+            router: Router::new(Arc::new(SharedDialer(dialer.clone()))),
+            dialer,
             port,
             ca,
             handle: tokio::sync::Mutex::new(None),
             error: Mutex::new(None),
             changes: Mutex::new(()),
+            closed: AtomicBool::new(false),
         })
+    }
+
+    /// The configured port (listening or not).
+    pub fn port(&self) -> u16 {
+        self.port
     }
 
     /// `PADDOCK_URL_<ENDPOINT>` for each of a run's endpoints (none without endpoints).
@@ -98,14 +118,24 @@ impl Routing {
         if handle.is_some() {
             return Ok(());
         }
+        if self.closed.load(Ordering::SeqCst) {
+            return Err(DaemonError::Conflict {
+                message: "the daemon is shutting down".into(),
+                hint: "start the run again once the daemon is back".into(),
+            });
+        }
         let config = RouterConfig::new(self.port).with_tls(Arc::new(RouterCerts {
             ca: self.ca.clone(),
         }));
-        match self.router.serve(config).await {
+        let served = self.router.serve(config).await;
+        let mut last = self.error.lock().expect("router error lock poisoned");
+        match served {
             Ok(h) => {
-                tracing::info!(addr = %h.local_addr(), "router listening");
+                if last.is_some() {
+                    tracing::info!(addr = %h.local_addr(), "the router's port is free again: listening");
+                }
                 *handle = Some(h);
-                *self.error.lock().expect("router error lock poisoned") = None;
+                *last = None;
                 Ok(())
             }
             Err(e) => {
@@ -113,11 +143,38 @@ impl Routing {
                     message: error_chain(&e),
                     hint: e.hint(),
                 };
-                tracing::warn!(error = %err.message, "the router is not listening");
-                *self.error.lock().expect("router error lock poisoned") = Some(err.clone());
+                // Retries repeat the same failure: logged when it changes, not every time.
+                if last.as_ref().map(|l| &l.message) != Some(&err.message) {
+                    tracing::warn!(
+                        error = %err.message,
+                        retry_secs = LISTEN_RETRY.as_secs(),
+                        "the router is not listening; trying again until the port is free"
+                    );
+                }
+                *last = Some(err.clone());
                 Err(self.unavailable(&err))
             }
         }
+    }
+
+    /// Keep trying to take the port while the router does not listen (another program
+    /// held it at daemon start): re-adopted runs with endpoints become reachable once it
+    /// is free, without waiting for a new run or a restart. Ends at
+    /// [`shutdown`](Self::shutdown).
+    pub fn keep_listening(self: &Arc<Self>) {
+        let me = Arc::downgrade(self);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(LISTEN_RETRY).await;
+                let Some(routing) = me.upgrade() else { return };
+                if routing.closed.load(Ordering::SeqCst) {
+                    return;
+                }
+                if routing.handle.lock().await.is_none() {
+                    let _ = routing.listen().await;
+                }
+            }
+        });
     }
 
     fn unavailable(&self, err: &ListenError) -> DaemonError {
@@ -139,18 +196,28 @@ impl Routing {
 
     /// Stop listening (daemon shutdown); returns once the port is free.
     pub async fn shutdown(&self) {
+        self.closed.store(true, Ordering::SeqCst);
         if let Some(h) = self.handle.lock().await.take() {
             h.shutdown().await;
         }
     }
 
-    /// Before a run is created: its endpoints are valid, and the router listens (trying the
-    /// port again if it was taken before). Runs without endpoints always pass.
-    pub async fn check_create(&self, ports: &BTreeMap<String, u16>) -> Result<(), DaemonError> {
+    /// Before a run is created: its endpoints are valid, none is a port paddock itself
+    /// listens on inside the sandbox (see [`endpoint_port_conflict`]), and the router
+    /// listens (trying the port again if it was taken before). Runs without endpoints
+    /// always pass.
+    pub async fn check_create(
+        &self,
+        ports: &BTreeMap<String, u16>,
+        network: &NetworkConfig,
+    ) -> Result<(), DaemonError> {
         if ports.is_empty() {
             return Ok(());
         }
         for (endpoint, port) in ports {
+            if let Some((message, hint)) = endpoint_port_conflict(endpoint, *port, network) {
+                return Err(DaemonError::bad_request(message, hint));
+            }
             if !is_dns_label(endpoint) {
                 return Err(DaemonError::bad_request(
                     format!(
@@ -194,6 +261,7 @@ impl Routing {
         let r = match to {
             RunState::Running => self.register(store, run),
             RunState::Stopping | RunState::Stopped | RunState::Failed => {
+                self.dialer.forget(&run.id);
                 self.mark_stopped(store, run)
             }
             RunState::Created | RunState::Starting => Ok(()),
@@ -242,6 +310,7 @@ impl Routing {
     /// braces). Its name is free again.
     pub fn on_removed(&self, store: &Store, run_id: &str) {
         let _g = self.changes.lock().unwrap_or_else(|e| e.into_inner());
+        self.dialer.forget(run_id);
         self.router.remove_run_id(run_id);
         if let Err(e) = store.delete_route(run_id) {
             tracing::warn!(run = %run_id, error = %e, "could not delete the run's route");
@@ -304,8 +373,10 @@ impl Routing {
         Ok(())
     }
 
-    /// For `GET /v1/router`.
+    /// For `GET /v1/router`. A router that could not take its port tries again first, so
+    /// the answer is about now, not about the last attempt.
     pub async fn status(&self) -> RouterStatus {
+        let _ = self.listen().await;
         let listening = self.handle.lock().await.is_some();
         let err = self
             .error
@@ -335,6 +406,55 @@ impl Routing {
     }
 }
 
+/// Why endpoint `endpoint` cannot be port `port` in a run with `network`, as an error
+/// message and a hint; `None` when it can. Every sandbox has paddock's own listeners on
+/// its loopback: the transparent HTTP/HTTPS capture on port 80 and 443 of every address,
+/// the DNS stub on 127.0.0.1:53, the explicit proxy on 127.0.0.80:3128 (which a service
+/// binding 0.0.0.0:3128 collides with), and a transparent listener on each
+/// `network.rules[].port`. A service cannot bind those ports, and the router's connection
+/// to 127.0.0.1:port would reach paddock's listener instead of it.
+pub fn endpoint_port_conflict(
+    endpoint: &str,
+    port: u16,
+    network: &NetworkConfig,
+) -> Option<(String, String)> {
+    use paddock_egress::{DNS_ADDR, PROXY_ADDR, run::DEFAULT_PORTS};
+    let why = if DEFAULT_PORTS.contains(&port) {
+        format!(
+            "paddock's egress captures port {port} of every address inside the sandbox \
+             (transparent HTTP/HTTPS)"
+        )
+    } else if port == DNS_ADDR.port() {
+        format!("paddock's DNS stub listens on {DNS_ADDR} inside the sandbox")
+    } else if port == PROXY_ADDR.port() {
+        format!(
+            "paddock's HTTP proxy listens on {PROXY_ADDR} inside the sandbox (a service on \
+             0.0.0.0:{port} cannot bind next to it)"
+        )
+    } else if network.rules.iter().any(|r| r.port == Some(port)) {
+        format!(
+            "a `network.rules` entry names port {port}, so paddock's egress captures that \
+             port of every address inside the sandbox"
+        )
+    } else {
+        return None;
+    };
+    Some((
+        format!("endpoint `{endpoint}` cannot use port {port}: {why}"),
+        format!(
+            "run the service on another port and name that one, e.g. `-p {endpoint}=3000` \
+             (ports {}, {}, {} and those of `network.rules` are paddock's own in every sandbox)",
+            DEFAULT_PORTS
+                .iter()
+                .map(u16::to_string)
+                .collect::<Vec<_>>()
+                .join(", "),
+            DNS_ADDR.port(),
+            PROXY_ADDR.port(),
+        ),
+    ))
+}
+
 fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut cur = e.source();
@@ -348,27 +468,83 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 
 /// Opens connections inside a run's network namespace: run id → its live sandbox (one this
 /// daemon started or re-adopted) → a socket made in its netns → connect to 127.0.0.1:port.
+///
+/// As root, the first dial of a run parks a thread in its namespace (one setns) that then
+/// makes sockets on request, so a connection costs a channel round trip rather than a
+/// thread spawned, moved and joined (`socket_in_netns`). The thread ends when its run stops
+/// ([`forget`](Self::forget)) or after [`PARKED_IDLE`] without a dial, so it never keeps a
+/// finished run's namespace alive for long. Rootless (setns is not allowed), every socket
+/// comes from the runtime's `socket_in_netns`: the run's init makes it and hands it over.
 struct NetnsDialer {
     runs: Weak<RunManager>,
+    parked: Arc<Mutex<HashMap<String, Parked>>>,
+    /// Parking is impossible here (not root, or setns was refused once).
+    no_setns: AtomicBool,
+    next_id: AtomicU64,
 }
 
-#[async_trait]
-impl Dialer for NetnsDialer {
-    async fn dial(&self, run_id: &str, port: u16) -> io::Result<TcpStream> {
-        let not_running = || io::Error::new(io::ErrorKind::NotFound, "the run is not running");
-        let runs = self.runs.upgrade().ok_or_else(not_running)?;
-        let handle = runs.live_handle(run_id).ok_or_else(not_running)?;
-        let runtime = runs.runtime().clone();
-        drop(runs);
-        let fd = tokio::task::spawn_blocking(move || {
-            runtime
-                .as_netns()
-                .ok_or_else(|| {
-                    io::Error::new(
-                        io::ErrorKind::Unsupported,
-                        "this runtime cannot reach a sandbox's network",
-                    )
-                })?
+/// A thread parked in one run's network namespace.
+#[derive(Clone)]
+struct Parked {
+    id: u64,
+    tx: std::sync::mpsc::Sender<tokio::sync::oneshot::Sender<io::Result<OwnedFd>>>,
+}
+
+/// How long a parked thread waits for the next dial before it ends.
+const PARKED_IDLE: std::time::Duration = std::time::Duration::from_secs(30);
+
+impl NetnsDialer {
+    fn new(runs: Weak<RunManager>) -> Self {
+        NetnsDialer {
+            runs,
+            parked: Arc::new(Mutex::new(HashMap::new())),
+            no_setns: AtomicBool::new(!nix::unistd::geteuid().is_root()),
+            next_id: AtomicU64::new(0),
+        }
+    }
+
+    /// The run stopped or went away: its parked thread (if any) ends.
+    fn forget(&self, run_id: &str) {
+        self.parked
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(run_id);
+    }
+
+    /// A new AF_INET stream socket in the run's namespace.
+    async fn socket(
+        &self,
+        run_id: &str,
+        handle: SandboxHandle,
+        runtime: Arc<dyn paddock_sandbox::Runtime>,
+    ) -> io::Result<OwnedFd> {
+        if !self.no_setns.load(Ordering::Relaxed) {
+            let known = self
+                .parked
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(run_id)
+                .cloned();
+            let parked = match known {
+                Some(p) => Some(p),
+                None => self.park(run_id, &handle, &runtime).await,
+            };
+            if let Some(p) = parked {
+                let (reply, answer) = tokio::sync::oneshot::channel();
+                if p.tx.send(reply).is_ok()
+                    && let Ok(r) = answer.await
+                {
+                    return r;
+                }
+                // The thread ended (idle, or its run stopped): next time, a new one.
+                let mut map = self.parked.lock().unwrap_or_else(|e| e.into_inner());
+                if map.get(run_id).is_some_and(|q| q.id == p.id) {
+                    map.remove(run_id);
+                }
+            }
+        }
+        tokio::task::spawn_blocking(move || {
+            netns_of(&runtime)?
                 .socket_in_netns(
                     &handle,
                     libc::AF_INET,
@@ -377,7 +553,111 @@ impl Dialer for NetnsDialer {
                 .map_err(|e| io::Error::new(io::ErrorKind::NotFound, e.to_string()))
         })
         .await
-        .map_err(io::Error::other)??;
+        .map_err(io::Error::other)?
+    }
+
+    /// Park a thread in the run's namespace; `None` when that is not possible (then the
+    /// caller asks the runtime).
+    async fn park(
+        &self,
+        run_id: &str,
+        handle: &SandboxHandle,
+        runtime: &Arc<dyn paddock_sandbox::Runtime>,
+    ) -> Option<Parked> {
+        let (rt, h) = (runtime.clone(), handle.clone());
+        let ns = tokio::task::spawn_blocking(move || {
+            netns_of(&rt)?
+                .netns_fd(&h)
+                .map_err(|e| io::Error::new(io::ErrorKind::NotFound, e.to_string()))
+        })
+        .await
+        .ok()?
+        .ok()?;
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) =
+            std::sync::mpsc::channel::<tokio::sync::oneshot::Sender<io::Result<OwnedFd>>>();
+        let (ready, entered) = tokio::sync::oneshot::channel::<nix::Result<()>>();
+        let parked = Arc::downgrade(&self.parked);
+        let run = run_id.to_string();
+        let spawned = std::thread::Builder::new()
+            .name("paddock-netns-dial".into())
+            .spawn(move || {
+                let r = nix::sched::setns(ns.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET);
+                drop(ns);
+                let ok = r.is_ok();
+                let _ = ready.send(r);
+                if !ok {
+                    return;
+                }
+                loop {
+                    match rx.recv_timeout(PARKED_IDLE) {
+                        Ok(reply) => {
+                            let s = nix::sys::socket::socket(
+                                nix::sys::socket::AddressFamily::Inet,
+                                nix::sys::socket::SockType::Stream,
+                                nix::sys::socket::SockFlag::SOCK_CLOEXEC,
+                                None,
+                            )
+                            .map_err(io::Error::from);
+                            let _ = reply.send(s);
+                        }
+                        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                            // Idle: leave the map (if still ours) and end. A dial racing
+                            // with this finds its request unanswered and falls back.
+                            if let Some(map) = parked.upgrade() {
+                                let mut map = map.lock().unwrap_or_else(|e| e.into_inner());
+                                if map.get(&run).is_some_and(|p| p.id == id) {
+                                    map.remove(&run);
+                                }
+                            }
+                            return;
+                        }
+                        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
+                    }
+                }
+            });
+        if spawned.is_err() {
+            return None;
+        }
+        match entered.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                if e == nix::errno::Errno::EPERM {
+                    self.no_setns.store(true, Ordering::Relaxed);
+                }
+                tracing::debug!(error = %e, "cannot park a thread in the run's netns");
+                return None;
+            }
+            Err(_) => return None,
+        }
+        let mine = Parked { id, tx };
+        let mut map = self.parked.lock().unwrap_or_else(|e| e.into_inner());
+        // Two first dials at once: the first parked thread wins, the other one ends.
+        Some(map.entry(run_id.to_string()).or_insert(mine).clone())
+    }
+}
+
+fn netns_of(runtime: &Arc<dyn paddock_sandbox::Runtime>) -> io::Result<&dyn NetnsCapability> {
+    runtime.as_netns().ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::Unsupported,
+            "this runtime cannot reach a sandbox's network",
+        )
+    })
+}
+
+/// The router's handle on the shared dialer.
+struct SharedDialer(Arc<NetnsDialer>);
+
+#[async_trait]
+impl Dialer for SharedDialer {
+    async fn dial(&self, run_id: &str, port: u16) -> io::Result<TcpStream> {
+        let not_running = || io::Error::new(io::ErrorKind::NotFound, "the run is not running");
+        let runs = self.0.runs.upgrade().ok_or_else(not_running)?;
+        let handle = runs.live_handle(run_id).ok_or_else(not_running)?;
+        let runtime = runs.runtime().clone();
+        drop(runs);
+        let fd = self.0.socket(run_id, handle, runtime).await?;
         paddock_router::connect_loopback(fd, port).await
     }
 }

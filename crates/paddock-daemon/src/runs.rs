@@ -237,7 +237,7 @@ impl RunManager {
             });
         }
         if let Some(routing) = self.routing() {
-            routing.check_create(&req.ports).await?;
+            routing.check_create(&req.ports, &network).await?;
         }
         if let Some(name) = &req.name {
             check_dns_label(name).map_err(|why| {

@@ -291,6 +291,7 @@ async fn health(State(st): St) -> ApiResult {
         event_bus: st.runs.bus().stats(),
         idle_timeout_secs: st.idle_timeout.as_secs(),
         audit: st.runs.bus().audit().map(|a| a.stats()),
+        router_port: st.runs.routing().map(|r| r.port()),
     })
 }
 

@@ -114,13 +114,17 @@ impl RouterError {
     pub fn hint(&self) -> Option<String> {
         match self {
             RouterError::PortInUse { port, .. } => Some(format!(
-                "stop the program using port {port}, or choose another port with `router.port` \
-                 in ~/.config/paddock/config.yaml or PADDOCK_ROUTER_PORT (URLs include the port, \
-                 so paddock never picks another one by itself)"
+                "stop the program using port {port} (e.g. find it with `ss -ltnp 'sport = :{port}'`), \
+                 or choose another port with `router.port` in ~/.config/paddock/config.yaml or \
+                 PADDOCK_ROUTER_PORT; a changed port takes effect after `paddock daemon restart`. \
+                 URLs include the port, so paddock never picks another one by itself"
             )),
-            RouterError::Bind { .. } => {
-                Some("choose another port with `router.port` or PADDOCK_ROUTER_PORT".to_string())
-            }
+            RouterError::Bind { addr, .. } => Some(format!(
+                "choose another port than {} with `router.port` in \
+                 ~/.config/paddock/config.yaml or PADDOCK_ROUTER_PORT; a changed port takes \
+                 effect after `paddock daemon restart`",
+                addr.port()
+            )),
             RouterError::Tls(_) => None,
         }
     }

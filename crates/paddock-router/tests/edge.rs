@@ -282,6 +282,8 @@ async fn port_taken_is_a_clear_error_and_never_another_port() {
         hint.contains("PADDOCK_ROUTER_PORT") && hint.contains("router.port"),
         "{hint}"
     );
+    assert!(hint.contains(&port.to_string()), "{hint}");
+    assert!(hint.contains("paddock daemon restart"), "{hint}");
 }
 
 #[tokio::test]
