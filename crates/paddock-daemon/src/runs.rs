@@ -769,7 +769,8 @@ impl RunManager {
             if run.state == RunState::Created {
                 return Err(DaemonError::Conflict {
                     message: format!("run {id} has not been started"),
-                    hint: "start it (`POST /v1/runs/{id}/start`), or remove it with `paddock rm`".into(),
+                    hint: "start it (`POST /v1/runs/{id}/start`), or remove it with `paddock rm`"
+                        .into(),
                 });
             }
             // Wake on this run's next event, or re-check every second regardless.

@@ -61,9 +61,13 @@ impl FileCache {
             .recursive(true)
             .mode(0o700)
             .create(&self.dir)?;
-        // A unique temporary name: two daemons of one home never share one, and a
-        // leftover from a crash is simply overwritten by name next time.
-        let tmp = self.dir.join(format!(".{name}.{}.tmp", std::process::id()));
+        // A unique temporary name: two writers (threads of one daemon, or two daemons of
+        // one home) never share one; a crash's leftover is never read (it is not a hash).
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tmp = self
+            .dir
+            .join(format!(".{name}.{}.{n}.tmp", std::process::id()));
         let mut f = std::fs::OpenOptions::new()
             .write(true)
             .create(true)
@@ -99,6 +103,30 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(&a).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o444);
+    }
+
+    #[test]
+    fn concurrent_first_uses_of_one_content_all_get_the_file() {
+        // Several starts may inject contents this process has not seen yet at once; each
+        // must get the complete file (the race is narrow, so try it many times).
+        let contents = vec![7u8; 64 << 10];
+        for _ in 0..100 {
+            let home = tempfile::tempdir().unwrap();
+            let cache = std::sync::Arc::new(FileCache::new(home.path()));
+            let start = std::sync::Arc::new(std::sync::Barrier::new(4));
+            let threads: Vec<_> = (0..4)
+                .map(|_| {
+                    let (cache, contents, start) = (cache.clone(), contents.clone(), start.clone());
+                    std::thread::spawn(move || {
+                        start.wait();
+                        cache.path_for(&contents).unwrap()
+                    })
+                })
+                .collect();
+            let paths: Vec<PathBuf> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+            assert!(paths.iter().all(|p| *p == paths[0]));
+            assert_eq!(std::fs::read(&paths[0]).unwrap(), contents);
+        }
     }
 
     #[test]
