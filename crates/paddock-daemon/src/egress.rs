@@ -60,8 +60,11 @@ pub struct Egress {
     live: Mutex<HashMap<String, RunEgress>>,
 }
 
+/// The files `prepare` writes into every run directory (laid out empty ahead of time).
+pub(crate) const PLAN_FILES: &[&str] = &["egress.json"];
+
 fn plan_path(run_dir: &Path) -> PathBuf {
-    run_dir.join("egress.json")
+    run_dir.join(PLAN_FILES[0])
 }
 
 impl Egress {

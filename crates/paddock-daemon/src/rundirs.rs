@@ -7,7 +7,8 @@
 //! with a single rename to `runs/<run_id>`. A background thread lays out the next one.
 //!
 //! A ready directory belongs to no run: it holds only empty directories (what
-//! `Runtime::lay_out` makes and `audit/`), nothing of any run, so one left over by a
+//! `Runtime::lay_out` makes and `audit/`) and empty files the daemon writes at every
+//! create (`egress.json`), nothing of any run, so one left over by a
 //! stopped daemon is simply claimed by the next (the runtime's create still makes whatever
 //! is missing).
 //!
@@ -25,6 +26,9 @@ type LayOut = dyn Fn(&Path) -> std::io::Result<()> + Send + Sync;
 
 pub struct RunDirs {
     ready_dir: PathBuf,
+    /// Empty files created in every ready directory (0600), so that writing them at
+    /// create replaces contents instead of allocating an inode.
+    files: &'static [&'static str],
     ready: Mutex<Vec<PathBuf>>,
     filling: AtomicBool,
     lay_out: Box<LayOut>,
@@ -33,7 +37,7 @@ pub struct RunDirs {
 impl RunDirs {
     /// `lay_out` fills an empty directory with what a run needs before it is created.
     /// Ready directories left by an earlier daemon are taken over.
-    pub fn new(runs_dir: &Path, lay_out: Box<LayOut>) -> Arc<Self> {
+    pub fn new(runs_dir: &Path, files: &'static [&'static str], lay_out: Box<LayOut>) -> Arc<Self> {
         let ready_dir = runs_dir.join(".ready");
         let ready = std::fs::read_dir(&ready_dir)
             .map(|rd| {
@@ -45,6 +49,7 @@ impl RunDirs {
             .unwrap_or_default();
         Arc::new(RunDirs {
             ready_dir,
+            files,
             ready: Mutex::new(ready),
             filling: AtomicBool::new(false),
             lay_out,
@@ -103,7 +108,19 @@ impl RunDirs {
         // always complete.
         let tmp = self.ready_dir.join(format!("{name}.tmp"));
         make_private_dir(&tmp)?;
-        let built = (self.lay_out)(&tmp).and_then(|()| make_private_dir(&tmp.join("audit")));
+        let built = (self.lay_out)(&tmp)
+            .and_then(|()| make_private_dir(&tmp.join("audit")))
+            .and_then(|()| {
+                use std::os::unix::fs::OpenOptionsExt;
+                for f in self.files {
+                    std::fs::OpenOptions::new()
+                        .write(true)
+                        .create_new(true)
+                        .mode(0o600)
+                        .open(tmp.join(f))?;
+                }
+                Ok(())
+            });
         let done = self.ready_dir.join(name);
         match built.and_then(|()| std::fs::rename(&tmp, &done)) {
             Ok(()) => Ok(done),
@@ -137,6 +154,7 @@ mod tests {
     fn dirs(runs: &Path) -> Arc<RunDirs> {
         RunDirs::new(
             runs,
+            &["plan.json"],
             Box::new(|d: &Path| std::fs::create_dir(d.join("home"))),
         )
     }
@@ -171,6 +189,7 @@ mod tests {
         }
         // The first two were laid out ahead; all three are distinct directories.
         assert!(a.join("home").is_dir() && a.join("audit").is_dir());
+        assert_eq!(std::fs::read(a.join("plan.json")).unwrap(), b"");
         assert!(b.join("home").is_dir());
         std::fs::write(a.join("home/x"), b"a").unwrap();
         assert!(!b.join("home/x").exists() && !c.join("home/x").exists());
@@ -196,6 +215,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let d = RunDirs::new(
             &tmp.path().join("missing"),
+            &[],
             Box::new(|_: &Path| Err(std::io::Error::other("cannot lay out"))),
         );
         let p = tmp.path().join("run_y");

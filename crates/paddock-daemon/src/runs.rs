@@ -70,6 +70,7 @@ impl RunManager {
         let rt = runtime.clone();
         let run_dirs = crate::rundirs::RunDirs::new(
             &home.runs_dir(),
+            crate::egress::PLAN_FILES,
             Box::new(move |d: &Path| rt.lay_out(d).map_err(std::io::Error::other)),
         );
         run_dirs.refill();
