@@ -254,7 +254,14 @@ impl Audit {
     fn open_writer(&self, slot: &Slot) -> Result<Committer, DaemonError> {
         // The directory now (cheap, no fsync): routing sends a run's events to its log once
         // the log's directory exists; the writer fills it in.
-        std::fs::create_dir_all(&slot.dir).map_err(|e| DaemonError::io("create", &slot.dir, e))?;
+        {
+            use std::os::unix::fs::DirBuilderExt;
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&slot.dir)
+                .map_err(|e| DaemonError::io("create", &slot.dir, e))?;
+        }
         let (dir, log_id) = (slot.dir.clone(), slot.log_id.clone());
         let (signer, config) = (self.signer.clone(), self.log_config);
         let committer = Committer::spawn_with(
