@@ -8,7 +8,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DUR="${DUR:-5}"
-command -v wrk >/dev/null || { echo "wrk is needed: apt-get install wrk" >&2; exit 1; }
+if ! command -v wrk >/dev/null; then
+  echo "installing wrk for the comparison" >&2
+  apt-get update -qq >/dev/null && apt-get install -y -qq wrk >/dev/null \
+    || { echo "wrk is needed: apt-get install wrk" >&2; exit 1; }
+fi
 
 cargo build --release -q -p paddock-egress --bin paddock-egress-bench
 cargo build --release -q -p paddock-ca --bin paddock-ca-bench
