@@ -3,11 +3,14 @@
 //! As root, the sandbox's uid 1000 is host uid 0, so the agent's kernel identity owns every
 //! root-owned file it can see: anything under `/etc` that is not world-readable is masked
 //! (files by `/dev/null`, directories by an empty read-only tmpfs). Some paths are masked
-//! always, rootless too. The scan walks `/etc` once and is cached in the daemon process; the
-//! cache is revalidated by the mtimes of every directory it walked (a few hundred `stat`s,
-//! well under a millisecond) so a new secret file anywhere under `/etc` is picked up by the
-//! next run; a mode change of an existing file is picked up by the periodic rescan (at most
-//! [`MAX_AGE`] old).
+//! always, rootless too. The scan walks `/etc` once and is cached in the daemon process.
+//! While it walks, it puts an inotify watch on every directory it reads (before reading
+//! it, so nothing changed during the walk is missed); any event since — an entry created,
+//! removed, renamed, or its mode or owner changed — makes the next run rescan. So a start
+//! normally pays one non-blocking `read` for the check, and a `chmod 600` anywhere under
+//! `/etc` is seen by the very next run. Where inotify is unavailable (no instances left),
+//! the cache falls back to comparing every walked directory's mtime plus a full rescan at
+//! least every [`MAX_AGE`].
 //!
 //! Owns: the scan and its cache. Never: mounts anything (init does that).
 
@@ -16,6 +19,8 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime};
+
+use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
 
 use super::plan::Mask;
 
@@ -29,8 +34,8 @@ pub const ALWAYS_MASKED: &[&str] = &[
     "/etc/sudoers.d",
 ];
 
-/// A full rescan happens at least this often, to see `chmod`s of existing files (which
-/// change no directory's mtime).
+/// Without inotify, a full rescan happens at least this often, to see `chmod`s of
+/// existing files (which change no directory's mtime).
 const MAX_AGE: Duration = Duration::from_secs(5);
 
 #[derive(Default)]
@@ -38,15 +43,39 @@ struct Scan {
     at: Option<Instant>,
     dirs: Vec<(PathBuf, Option<SystemTime>)>,
     masks: Vec<Mask>,
+    /// Watches on every walked directory; `None` when inotify could not be used.
+    watch: Option<Inotify>,
+}
+
+/// What makes a cached scan stale: anything that can add, remove or re-mode an entry.
+fn watch_flags() -> AddWatchFlags {
+    AddWatchFlags::IN_ATTRIB
+        | AddWatchFlags::IN_CREATE
+        | AddWatchFlags::IN_DELETE
+        | AddWatchFlags::IN_MOVED_FROM
+        | AddWatchFlags::IN_MOVED_TO
+        | AddWatchFlags::IN_DELETE_SELF
+        | AddWatchFlags::IN_MOVE_SELF
+        | AddWatchFlags::IN_ONLYDIR
 }
 
 impl Scan {
     fn fresh(&self) -> bool {
-        self.at.is_some_and(|t| t.elapsed() < MAX_AGE)
-            && self
-                .dirs
-                .iter()
-                .all(|(d, t)| fs::symlink_metadata(d).and_then(|m| m.modified()).ok() == *t)
+        if self.at.is_none() {
+            return false;
+        }
+        match &self.watch {
+            // No event (EAGAIN) means nothing changed; an event, a queue overflow or an
+            // error all mean rescan.
+            Some(w) => matches!(w.read_events(), Err(nix::errno::Errno::EAGAIN)),
+            None => {
+                self.at.is_some_and(|t| t.elapsed() < MAX_AGE)
+                    && self
+                        .dirs
+                        .iter()
+                        .all(|(d, t)| fs::symlink_metadata(d).and_then(|m| m.modified()).ok() == *t)
+            }
+        }
     }
 }
 
@@ -95,10 +124,17 @@ impl EtcMaskCache {
 fn scan_dir(root: &Path) -> Scan {
     let mut scan = Scan {
         at: Some(Instant::now()),
+        watch: Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC).ok(),
         ..Scan::default()
     };
     let mut stack = vec![root.to_path_buf()];
     while let Some(dir) = stack.pop() {
+        if let Some(w) = &scan.watch
+            && w.add_watch(&dir, watch_flags()).is_err()
+        {
+            // Out of watches: fall back to mtimes and periodic rescans for this scan.
+            scan.watch = None;
+        }
         let mtime = fs::symlink_metadata(&dir).and_then(|m| m.modified()).ok();
         scan.dirs.push((dir.clone(), mtime));
         let Ok(rd) = fs::read_dir(&dir) else { continue };
@@ -160,5 +196,37 @@ mod tests {
         fs::set_permissions(root.join("ok/key"), fs::Permissions::from_mode(0o640)).unwrap();
         let m = cache.masks(true);
         assert!(m.iter().any(|m| m.path == root.join("ok/key")));
+    }
+
+    #[test]
+    fn a_chmod_of_an_existing_file_is_seen_by_the_next_call() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        fs::create_dir(root.join("sub")).unwrap();
+        fs::write(root.join("sub/token"), "x").unwrap();
+        fs::set_permissions(root.join("sub/token"), fs::Permissions::from_mode(0o644)).unwrap();
+        let cache = EtcMaskCache::new(root);
+        assert!(
+            !cache
+                .masks(true)
+                .iter()
+                .any(|m| m.path == root.join("sub/token"))
+        );
+        // Unchanged: the cached scan is reused (and still right).
+        assert!(
+            !cache
+                .masks(true)
+                .iter()
+                .any(|m| m.path == root.join("sub/token"))
+        );
+        // A chmod changes no directory's mtime; it must still be seen at once, not after
+        // MAX_AGE.
+        fs::set_permissions(root.join("sub/token"), fs::Permissions::from_mode(0o600)).unwrap();
+        assert!(
+            cache
+                .masks(true)
+                .iter()
+                .any(|m| m.path == root.join("sub/token"))
+        );
     }
 }
