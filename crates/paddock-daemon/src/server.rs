@@ -562,24 +562,40 @@ struct AttachQuery {
     start: Option<String>,
 }
 
+/// Refuse a streaming request (`attach`, `exec`) that does not ask for paddock's upgrade.
+fn require_upgrade(req: &Request, what: &str) -> Result<(), DaemonError> {
+    let wants_upgrade = req
+        .headers()
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case(UPGRADE_PROTOCOL));
+    if wants_upgrade {
+        return Ok(());
+    }
+    Err(DaemonError::bad_request(
+        format!("{what} needs a connection upgrade"),
+        format!("send `Connection: upgrade` and `Upgrade: {UPGRADE_PROTOCOL}`"),
+    ))
+}
+
+/// The `101 Switching Protocols` answer that hands the connection to a session.
+fn switching_protocols() -> Response {
+    let mut resp = Response::new(Body::empty());
+    *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    resp.headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    resp.headers_mut()
+        .insert(header::UPGRADE, HeaderValue::from_static(UPGRADE_PROTOCOL));
+    resp
+}
+
 async fn attach(
     State(st): St,
     Path(r): Path<String>,
     Query(q): Query<AttachQuery>,
     mut req: Request,
 ) -> ApiResult {
-    let wants_upgrade = req
-        .headers()
-        .get(header::UPGRADE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.eq_ignore_ascii_case(UPGRADE_PROTOCOL));
-    if !wants_upgrade {
-        return Err(DaemonError::bad_request(
-            "attach needs a connection upgrade",
-            format!("send `Connection: upgrade` and `Upgrade: {UPGRADE_PROTOCOL}`"),
-        )
-        .into());
-    }
+    require_upgrade(&req, "attach")?;
     let rec = st.runs.resolve(&r)?;
     let id = rec.run.id.clone();
     let start = truthy(&q.start);
@@ -612,30 +628,13 @@ async fn attach(
             Err(e) => tracing::warn!(error = %e, "attach upgrade failed"),
         }
     });
-    let mut resp = Response::new(Body::empty());
-    *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
-    resp.headers_mut()
-        .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-    resp.headers_mut()
-        .insert(header::UPGRADE, HeaderValue::from_static(UPGRADE_PROTOCOL));
-    Ok(resp)
+    Ok(switching_protocols())
 }
 
 /// `POST /v1/runs/{ref}/exec`: check, record and start the command (errors answer with
 /// the envelope), then upgrade and drive its session (`crate::exec`).
 async fn exec(State(st): St, Path(r): Path<String>, mut req: Request) -> ApiResult {
-    let wants_upgrade = req
-        .headers()
-        .get(header::UPGRADE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.eq_ignore_ascii_case(UPGRADE_PROTOCOL));
-    if !wants_upgrade {
-        return Err(DaemonError::bad_request(
-            "exec needs a connection upgrade",
-            format!("send `Connection: upgrade` and `Upgrade: {UPGRADE_PROTOCOL}`"),
-        )
-        .into());
-    }
+    require_upgrade(&req, "exec")?;
     let on_upgrade = hyper::upgrade::on(&mut req);
     let body = axum::body::to_bytes(req.into_body(), MAX_REQUEST_BODY)
         .await
@@ -673,13 +672,7 @@ async fn exec(State(st): St, Path(r): Path<String>, mut req: Request) -> ApiResu
             }
         }
     });
-    let mut resp = Response::new(Body::empty());
-    *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
-    resp.headers_mut()
-        .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-    resp.headers_mut()
-        .insert(header::UPGRADE, HeaderValue::from_static(UPGRADE_PROTOCOL));
-    Ok(resp)
+    Ok(switching_protocols())
 }
 
 /// Drive one attach session: (start), stream output and init steps out, input in, and end
