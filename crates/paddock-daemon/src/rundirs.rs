@@ -16,8 +16,8 @@
 //! only one caller can win), or lays out anything a run wrote.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::mpsc::{SyncSender, sync_channel};
+use std::sync::{Arc, Mutex, OnceLock};
 
 /// How many directories are kept ready.
 const READY: usize = 2;
@@ -30,8 +30,11 @@ pub struct RunDirs {
     /// create replaces contents instead of allocating an inode.
     files: &'static [&'static str],
     ready: Mutex<Vec<PathBuf>>,
-    filling: AtomicBool,
     lay_out: Box<LayOut>,
+    /// Wakes the one thread that lays directories out (started by the first refill;
+    /// capacity 1, so wake-ups that arrive while it works coalesce). It holds only a weak
+    /// reference and ends when this is dropped.
+    wake: OnceLock<SyncSender<()>>,
 }
 
 impl RunDirs {
@@ -39,20 +42,13 @@ impl RunDirs {
     /// Ready directories left by an earlier daemon are taken over.
     pub fn new(runs_dir: &Path, files: &'static [&'static str], lay_out: Box<LayOut>) -> Arc<Self> {
         let ready_dir = runs_dir.join(".ready");
-        let ready = std::fs::read_dir(&ready_dir)
-            .map(|rd| {
-                rd.flatten()
-                    .map(|e| e.path())
-                    .filter(|p| !is_temporary(p))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let ready = take_over(&ready_dir);
         Arc::new(RunDirs {
             ready_dir,
             files,
             ready: Mutex::new(ready),
-            filling: AtomicBool::new(false),
             lay_out,
+            wake: OnceLock::new(),
         })
     }
 
@@ -72,29 +68,35 @@ impl RunDirs {
         make_private_dir(run_dir)
     }
 
-    /// Lay out directories until [`READY`] are waiting, on a thread of its own. Does
-    /// nothing while a refill is under way.
+    /// Have directories laid out until [`READY`] are waiting, on the layout thread (never
+    /// the caller's: a claim only sends a wake-up).
     pub fn refill(self: &Arc<Self>) {
-        if self.filling.swap(true, Ordering::AcqRel) {
-            return;
-        }
-        let me = self.clone();
-        let spawned = std::thread::Builder::new()
-            .name("paddock-rundirs".into())
-            .spawn(move || {
-                while me.ready.lock().unwrap_or_else(|e| e.into_inner()).len() < READY {
-                    match me.lay_out_one() {
-                        Ok(p) => me.ready.lock().unwrap_or_else(|e| e.into_inner()).push(p),
-                        Err(e) => {
-                            tracing::debug!(error = %e, "could not lay out a run directory ahead of time");
-                            break;
-                        }
+        let wake = self.wake.get_or_init(|| {
+            let (tx, rx) = sync_channel::<()>(1);
+            let me = Arc::downgrade(self);
+            // Should the thread not start, `rx` is gone and claims make plain directories.
+            let _ = std::thread::Builder::new()
+                .name("paddock-rundirs".into())
+                .spawn(move || {
+                    while rx.recv().is_ok() {
+                        let Some(me) = me.upgrade() else { return };
+                        me.fill();
                     }
+                });
+            tx
+        });
+        let _ = wake.try_send(());
+    }
+
+    fn fill(&self) {
+        while self.ready.lock().unwrap_or_else(|e| e.into_inner()).len() < READY {
+            match self.lay_out_one() {
+                Ok(p) => self.ready.lock().unwrap_or_else(|e| e.into_inner()).push(p),
+                Err(e) => {
+                    tracing::debug!(error = %e, "could not lay out a run directory ahead of time");
+                    return;
                 }
-                me.filling.store(false, Ordering::Release);
-            });
-        if spawned.is_err() {
-            self.filling.store(false, Ordering::Release);
+            }
         }
     }
 
@@ -132,13 +134,20 @@ impl RunDirs {
     }
 }
 
-fn is_temporary(p: &Path) -> bool {
-    if p.extension().is_some_and(|e| e == "tmp") {
-        // An unfinished layout of an earlier daemon.
+/// The ready directories an earlier daemon left, after removing its unfinished layouts
+/// (`*.tmp`).
+fn take_over(ready_dir: &Path) -> Vec<PathBuf> {
+    let Ok(rd) = std::fs::read_dir(ready_dir) else {
+        return Vec::new();
+    };
+    let (unfinished, ready): (Vec<PathBuf>, Vec<PathBuf>) = rd
+        .flatten()
+        .map(|e| e.path())
+        .partition(|p| p.extension().is_some_and(|e| e == "tmp"));
+    for p in unfinished {
         let _ = std::fs::remove_dir_all(p);
-        return true;
     }
-    false
+    ready
 }
 
 fn make_private_dir(p: &Path) -> std::io::Result<()> {
@@ -161,7 +170,7 @@ mod tests {
 
     fn wait_ready(d: &RunDirs, n: usize) {
         for _ in 0..500 {
-            if d.ready.lock().unwrap().len() >= n && !d.filling.load(Ordering::Acquire) {
+            if d.ready.lock().unwrap().len() >= n {
                 return;
             }
             std::thread::sleep(std::time::Duration::from_millis(10));
