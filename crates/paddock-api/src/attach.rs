@@ -25,6 +25,10 @@ pub enum Frame {
     /// Daemon → client: the run ended (JSON of [`crate::WaitResult`]; for an exec session,
     /// of [`crate::ExecResult`]). Last frame.
     Exit(Vec<u8>),
+    /// Daemon → client: the run the session belongs to (JSON of [`crate::Run`]). The first
+    /// frame of a create-and-attach session (`POST /v1/runs` with the upgrade), which has
+    /// no JSON answer of its own.
+    Run(Vec<u8>),
     /// Client → daemon: bytes for the command's stdin.
     Stdin(Vec<u8>),
     /// Client → daemon: stdin reached end of file.
@@ -44,6 +48,7 @@ impl Frame {
             Frame::Stderr(_) => 2,
             Frame::InitStep(_) => 3,
             Frame::Exit(_) => 4,
+            Frame::Run(_) => 5,
             Frame::Stdin(_) => 10,
             Frame::CloseStdin => 11,
             Frame::Resize { .. } => 12,
@@ -58,6 +63,7 @@ impl Frame {
             | Frame::Stderr(b)
             | Frame::InitStep(b)
             | Frame::Exit(b)
+            | Frame::Run(b)
             | Frame::Stdin(b) => b.clone(),
             Frame::CloseStdin | Frame::Unknown(_) => Vec::new(),
             Frame::Resize { rows, cols } => {
@@ -76,6 +82,7 @@ impl Frame {
             2 => Frame::Stderr(payload),
             3 => Frame::InitStep(payload),
             4 => Frame::Exit(payload),
+            5 => Frame::Run(payload),
             10 => Frame::Stdin(payload),
             11 => Frame::CloseStdin,
             12 => {

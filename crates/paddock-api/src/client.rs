@@ -481,6 +481,52 @@ impl Client {
         Ok(TokioIo::new(upgraded))
     }
 
+    /// Create a run and attach to it in one request: `POST /v1/runs` with the attach
+    /// upgrade. The daemon creates the run (`req.start` is ignored), answers `101`, sends the
+    /// run as the first frame ([`crate::attach::Frame::Run`]) and then starts it, so no
+    /// output is missed. A refused create answers with the usual error envelope.
+    pub async fn create_and_attach(
+        &self,
+        req: &CreateRun,
+    ) -> Result<(Run, TokioIo<hyper::upgrade::Upgraded>), ClientError> {
+        let mut sender = self.connect().await?;
+        let body = serde_json::to_vec(req).map_err(transport)?;
+        let http = Request::builder()
+            .method(Method::POST)
+            .uri("/v1/runs")
+            .header("host", "paddock")
+            .header("content-type", "application/json")
+            .header("connection", "upgrade")
+            .header("upgrade", crate::attach::UPGRADE_PROTOCOL)
+            .body(Full::new(Bytes::from(body)))
+            .map_err(transport)?;
+        let resp = sender.send_request(http).await.map_err(transport)?;
+        let resp = Self::check(resp, "/v1/runs").await?;
+        if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
+            return Err(ClientError::OlderDaemon {
+                what: "create-and-attach (POST /v1/runs with an upgrade)".into(),
+            });
+        }
+        let mut io = TokioIo::new(hyper::upgrade::on(resp).await.map_err(transport)?);
+        match crate::attach::read_frame(&mut io)
+            .await
+            .map_err(transport)?
+        {
+            Some(crate::attach::Frame::Run(json)) => {
+                let run = serde_json::from_slice(&json).map_err(|e| {
+                    ClientError::Transport(format!("bad run frame from the daemon: {e}"))
+                })?;
+                Ok((run, io))
+            }
+            Some(_) => Err(ClientError::Transport(
+                "the daemon's first frame was not the run".into(),
+            )),
+            None => Err(ClientError::Transport(
+                "the daemon closed the session before sending the run".into(),
+            )),
+        }
+    }
+
     /// Run a command in a running run's sandbox (capability `exec`) and upgrade to the
     /// attach protocol for its I/O; the last frame is `Exit` with an [`ExecResult`].
     pub async fn exec(

@@ -35,14 +35,21 @@ fn main() {
         std::process::exit(paddock_sandbox::native::init_main());
     }
     let cli = Cli::parse();
-    init_tracing(
-        cli.verbose,
-        matches!(cli.command, Command::Daemon(ref d) if d.action.is_none()),
-    );
-    let code = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let daemon = matches!(cli.command, Command::Daemon(ref d) if d.action.is_none());
+    init_tracing(cli.verbose, daemon);
+    // The daemon needs worker threads (the egress proxy blocks in place on them); a client
+    // command is a few requests and a session, which one thread serves without the cost of
+    // spawning workers (and reading cgroup quotas to size them) on every invocation.
+    let runtime = if daemon {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    };
+    let code = match runtime {
         Ok(rt) => match rt.block_on(dispatch(cli)) {
             Ok(code) => code,
             Err(e) => ui::report(&e),

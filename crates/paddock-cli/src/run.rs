@@ -263,26 +263,31 @@ pub async fn run(home: &Home, args: RunArgs) -> Result<i32> {
         ));
     }
     let client = crate::ensure::ensure_running(home).await?;
+    if !args.detach {
+        // One request creates the run and attaches to it (the run starts once the stream
+        // is in place, so no output is missed).
+        let (run, io) = client.create_and_attach(&req).await?;
+        if !args.quiet && !args.json {
+            print_urls(&run);
+        }
+        return attach_session(io, &run.name, args.tty, args.interactive, args.quiet).await;
+    }
     let run = client.create_run(&req).await?;
     if !args.quiet && !args.json {
         print_urls(&run);
     }
-    if args.detach {
-        if args.json {
-            println!("{}", serde_json::to_string_pretty(&run)?);
-        } else {
-            println!("{}", run.id);
-            if !args.quiet && std::io::stderr().is_terminal() {
-                eprintln!(
-                    "started {} ({}); follow it with `paddock logs -f {}`",
-                    run.id, run.name, run.name
-                );
-            }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&run)?);
+    } else {
+        println!("{}", run.id);
+        if !args.quiet && std::io::stderr().is_terminal() {
+            eprintln!(
+                "started {} ({}); follow it with `paddock logs -f {}`",
+                run.id, run.name, run.name
+            );
         }
-        return Ok(0);
     }
-    let io = client.attach(&run.id, true).await?;
-    attach_session(io, &run.name, args.tty, args.interactive, args.quiet).await
+    Ok(0)
 }
 
 /// `paddock exec`: a command in a running run's sandbox. Returns the command's exit code

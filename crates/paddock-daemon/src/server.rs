@@ -350,18 +350,26 @@ async fn ca_certificate(State(st): St) -> ApiResult {
 async fn create_run(
     State(st): St,
     ConnectInfo(peer): ConnectInfo<Peer>,
-    JsonBody(req): JsonBody<CreateRun>,
+    mut req: Request,
 ) -> ApiResult {
     let caller = Caller {
         uid: peer.uid,
         gid: peer.gid,
     };
+    // With the attach upgrade, the answer is the run's attach session (create-and-attach:
+    // one request for `paddock run`), which starts the run once the stream is in place.
+    let on_upgrade = wants_upgrade(&req).then(|| hyper::upgrade::on(&mut req));
+    let JsonBody(mut create) =
+        <JsonBody<CreateRun> as axum::extract::FromRequest<()>>::from_request(req, &()).await?;
+    if on_upgrade.is_some() {
+        create.start = false;
+    }
     // Create (and start) on a task of its own: a client hanging up must not leave a
     // half-created run behind.
     let runs = st.runs.clone();
     let work = tokio::spawn(async move {
-        let start = req.start;
-        let run = runs.create(req, caller).await?;
+        let start = create.start;
+        let run = runs.create(create, caller).await?;
         if start {
             return runs.start(&run.id).await;
         }
@@ -371,7 +379,32 @@ async fn create_run(
         message: format!("creating the run was interrupted: {e}"),
         hint: "list runs with `paddock ps -a`; the daemon log has details".into(),
     })??;
-    answer_run(&st, StatusCode::CREATED, run)
+    let Some(on_upgrade) = on_upgrade else {
+        return answer_run(&st, StatusCode::CREATED, run);
+    };
+    let mut run = run;
+    with_urls(&st, &mut run);
+    let first = Frame::Run(serde_json::to_vec(&run).unwrap_or_default());
+    let st2 = st.clone();
+    tokio::spawn(async move {
+        let _guard = StreamGuard::new(&st2);
+        match on_upgrade.await {
+            Ok(upgraded) => {
+                let mut io = hyper_util::rt::TokioIo::new(upgraded);
+                let served = match write_frame(&mut io, &first).await {
+                    Ok(()) => serve_attach(st2.runs.clone(), run.id.clone(), true, io).await,
+                    Err(e) => Err(e),
+                };
+                if let Err(e) = served {
+                    tracing::debug!(run = %run.id, error = %e, "create-and-attach ended");
+                }
+            }
+            // The client went away between the create and the upgrade: the run stays
+            // `created`, as after a plain create.
+            Err(e) => tracing::warn!(run = %run.id, error = %e, "create-and-attach upgrade failed"),
+        }
+    });
+    Ok(switching_protocols())
 }
 
 async fn get_run(State(st): St, Path(r): Path<String>) -> ApiResult {
@@ -562,14 +595,17 @@ struct AttachQuery {
     start: Option<String>,
 }
 
-/// Refuse a streaming request (`attach`, `exec`) that does not ask for paddock's upgrade.
-fn require_upgrade(req: &Request, what: &str) -> Result<(), DaemonError> {
-    let wants_upgrade = req
-        .headers()
+/// Whether the request asks for paddock's attach upgrade.
+fn wants_upgrade(req: &Request) -> bool {
+    req.headers()
         .get(header::UPGRADE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.eq_ignore_ascii_case(UPGRADE_PROTOCOL));
-    if wants_upgrade {
+        .is_some_and(|v| v.eq_ignore_ascii_case(UPGRADE_PROTOCOL))
+}
+
+/// Refuse a streaming request (`attach`, `exec`) that does not ask for paddock's upgrade.
+fn require_upgrade(req: &Request, what: &str) -> Result<(), DaemonError> {
+    if wants_upgrade(req) {
         return Ok(());
     }
     Err(DaemonError::bad_request(

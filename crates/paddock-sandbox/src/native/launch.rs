@@ -6,7 +6,8 @@
 //! The spare is a freshly exec'd process that holds nothing of any run (no namespace, no
 //! cgroup, no file of a run) until it reads its plan; it exits as soon as its control
 //! socket closes (the runtime, or the daemon, went away). A run's start refills it in the
-//! background once the run's command has started, so the refill does not compete with it.
+//! background once the run's command has started (a held command: once it is released), so
+//! the refill does not compete with the start.
 //!
 //! Owns: the spare stage 1. Never: hands one stage 1 to two starts, or reuses one that has
 //! read a plan (a spare is taken out before its plan is sent).

@@ -666,8 +666,12 @@ impl Runtime for NativeRuntime {
                 return Err(e);
             }
         };
-        // The command runs: launching the next start's stage 1 no longer delays this one.
-        self.launcher.refill();
+        // Launch the next start's stage 1 once the command runs, so the launch (an exec of
+        // this binary) does not compete with this start: now, or for a held command when it
+        // is released.
+        if !spec.hold_until_released {
+            self.launcher.refill();
+        }
         let st = NativeState {
             init_pid: run.init_pid.load(Ordering::SeqCst),
             init_start: *run.init_start.lock().unwrap_or_else(|e| e.into_inner()),
@@ -1207,6 +1211,7 @@ impl NetnsCapability for NativeRuntime {
                 run_id: handle.run_id.clone(),
             })?;
         run.send(&Down::Release);
+        self.launcher.refill();
         Ok(())
     }
 }

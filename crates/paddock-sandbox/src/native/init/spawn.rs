@@ -29,8 +29,8 @@ pub struct Spawned {
     pub stdin: Option<OwnedFd>,
     /// Readable once the exec happened (EOF) or failed (a report).
     pub exec_report: OwnedFd,
-    /// With [`SpawnSpec::hold`]: the gate's write end. The child waits, fully set up but
-    /// before confinement and exec, until a byte arrives here; closing it unsent makes
+    /// With [`SpawnSpec::hold`]: the gate's write end. The child waits, fully set up and
+    /// confined but before exec, until a byte arrives here; closing it unsent makes
     /// the child exit with 125 instead.
     pub gate: Option<OwnedFd>,
 }
@@ -258,6 +258,14 @@ fn child(
         );
     }
     let _ = sys::cloexec_from(3);
+    // Confined before the gate: the held command waits with no capability, under Landlock
+    // and seccomp (reading the gate and exec'ing are all it does next), so a release costs
+    // only the wake-up.
+    if let Some(c) = confine
+        && let Err(e) = c.apply()
+    {
+        fail(report, 126, &format!("cannot confine the command: {e}"));
+    }
     if let Some((g, w)) = gate {
         // Held until the daemon has the run's network ready. EOF means PID 1 gave up: for
         // that the child's own copy of the write end must be gone. The child never returns,
@@ -271,11 +279,6 @@ fn child(
                 _ => fail(report, 125, "the sandbox ended before the command started"),
             }
         }
-    }
-    if let Some(c) = confine
-        && let Err(e) = c.apply()
-    {
-        fail(report, 126, &format!("cannot confine the command: {e}"));
     }
     let mut saw_eacces = false;
     let mut last = libc::ENOENT;
