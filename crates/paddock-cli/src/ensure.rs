@@ -27,6 +27,21 @@ pub async fn ensure_running(home: &Home) -> Result<Client> {
     ensure_running_without(home, &[]).await
 }
 
+/// [`ensure_running`] without a request when `daemon.lock` already shows a live daemon of
+/// this build on the configured router port (`paddock run`'s path: a health round trip is
+/// a tenth of a sandbox start). The lock is taken before the daemon listens, so a caller
+/// whose first request cannot connect must fall back to [`ensure_running`].
+pub async fn ensure_running_fast(home: &Home) -> Result<Client> {
+    if let Some((info, true)) = paddock_daemon::read_lock(home)
+        && info.commit == paddock_daemon::commit()
+        && let Ok(port) = crate::commands::configured_router_port()
+        && info.router_port == Some(port)
+    {
+        return Ok(Client::new(home.socket()));
+    }
+    ensure_running(home).await
+}
+
 /// Why a running daemon is not the one this CLI would start.
 enum Stale {
     /// Another build (commit).

@@ -262,16 +262,26 @@ pub async fn run(home: &Home, args: RunArgs) -> Result<i32> {
             "drop -t when piping input, or run from a terminal",
         ));
     }
-    let client = crate::ensure::ensure_running(home).await?;
     if !args.detach {
         // One request creates the run and attaches to it (the run starts once the stream
-        // is in place, so no output is missed).
-        let (run, io) = client.create_and_attach(&req).await?;
+        // is in place, so no output is missed). A request that could not connect never
+        // reached a daemon: retried once after the full check (which starts one).
+        let client = crate::ensure::ensure_running_fast(home).await?;
+        let (run, io) = match client.create_and_attach(&req).await {
+            Err(paddock_api::ClientError::Connect { .. }) => {
+                crate::ensure::ensure_running(home)
+                    .await?
+                    .create_and_attach(&req)
+                    .await?
+            }
+            r => r?,
+        };
         if !args.quiet && !args.json {
             print_urls(&run);
         }
         return attach_session(io, &run.name, args.tty, args.interactive, args.quiet).await;
     }
+    let client = crate::ensure::ensure_running(home).await?;
     let run = client.create_run(&req).await?;
     if !args.quiet && !args.json {
         print_urls(&run);

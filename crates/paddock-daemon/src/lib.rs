@@ -79,6 +79,10 @@ pub struct LockInfo {
     pub version: String,
     pub commit: String,
     pub started_at: String,
+    /// The router port the daemon was started with (as in `GET /v1/health`). Lets a CLI
+    /// tell whether a running daemon is the one it would start without a request.
+    #[serde(default)]
+    pub router_port: Option<u16>,
 }
 
 /// Read `daemon.lock` and tell whether its daemon is alive (the lock is held).
@@ -94,7 +98,7 @@ pub fn read_lock(home: &Home) -> Option<(LockInfo, bool)> {
 }
 
 /// Take the daemon lock, or say who holds it.
-fn take_lock(home: &Home, started_at: &str) -> Result<Flock<File>, DaemonError> {
+fn take_lock(home: &Home, started_at: &str, router_port: u16) -> Result<Flock<File>, DaemonError> {
     let path = home.daemon_lock();
     let file = OpenOptions::new()
         .read(true)
@@ -122,6 +126,7 @@ fn take_lock(home: &Home, started_at: &str) -> Result<Flock<File>, DaemonError> 
         version: VERSION.into(),
         commit: commit(),
         started_at: started_at.into(),
+        router_port: Some(router_port),
     };
     lock.set_len(0)
         .map_err(|e| DaemonError::io("truncate", &path, e))?;
@@ -138,7 +143,7 @@ pub async fn serve(opts: DaemonOptions) -> Result<(), DaemonError> {
     let home = opts.home;
     home.ensure()?;
     let started_at = store::now_rfc3339();
-    let lock = take_lock(&home, &started_at)?;
+    let lock = take_lock(&home, &started_at, opts.router_port)?;
 
     let store = store::Store::open(&home.state_db())?;
     let audit = audit::Audit::open(&home, opts.audit)?;
