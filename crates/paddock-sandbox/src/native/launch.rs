@@ -1,32 +1,57 @@
-//! Launching stage 1 (`init_exe init`), with one launched ahead of time.
+//! Launching stage 1 (`init_exe init`), with one sandbox built ahead of time.
 //!
-//! Exec'ing the paddock binary and getting it to `main` costs about 2 ms on a small machine,
-//! most of a sandbox's start. The runtime therefore keeps one stage 1 spawned and blocked on
-//! its control socket, waiting for a plan: a start hands it the plan instead of spawning.
-//! The spare is a freshly exec'd process that holds nothing of any run (no namespace, no
-//! cgroup, no file of a run) until it reads its plan; it exits as soon as its control
-//! socket closes (the runtime, or the daemon, went away). A run's start refills it in the
+//! Exec'ing the paddock binary, creating the namespaces and mounting the system part of the
+//! root cost several milliseconds on a small machine, most of a sandbox's start. None of it
+//! depends on the run, so the runtime keeps one spare: stage 1 launched with a
+//! [`Prelude`] (the ids inside and the root's mount point), which has created the
+//! namespaces and PID 1, which has built the generic root and brought up loopback, and now
+//! waits for a plan. A start hands the spare its plan instead of launching; PID 1 then
+//! joins the run's cgroups, creates its cgroup namespace and does only the run's own mounts.
+//!
+//! A spare holds nothing of any run (no cgroup, no file, no mount of a run) until it reads
+//! its plan, and it ends as soon as its control socket closes (the runtime, or the daemon,
+//! went away). It is used only when it is still alive, was made for the same ids and root,
+//! and the daemon's mount table has not changed since (its mount namespace is a copy taken
+//! when it was made: a filesystem mounted later would be missing from it); otherwise it is
+//! ended and the start launches a fresh stage 1. A run's start refills the spare in the
 //! background once the run's command has started (a held command: once it is released), so
 //! the refill does not compete with the start.
 //!
-//! Owns: the spare stage 1. Never: hands one stage 1 to two starts, or reuses one that has
-//! read a plan (a spare is taken out before its plan is sent).
+//! Owns: the spare. Never: hands one stage 1 to two starts, or reuses one that has read a
+//! plan (a spare is taken out before its plan is sent).
 
-use std::os::fd::OwnedFd;
+use std::fs::File;
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::PathBuf;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-/// A spawned stage 1 and the daemon's end of its control socket.
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+
+use super::plan::Prelude;
+use super::proto::{self, Up};
+use super::sys;
+
+/// A launched stage 1 and the daemon's end of its control socket.
 pub(crate) struct Stage1 {
     pub child: tokio::process::Child,
     pub ctl: OwnedFd,
+    prelude: Prelude,
+    /// `/proc/self/mountinfo`, opened before stage 1 copied the daemon's mount table: it
+    /// polls `POLLPRI` once that table changed.
+    mounts: Option<File>,
 }
 
 pub(crate) struct Launcher {
     exe: PathBuf,
     spare: Mutex<Option<Stage1>>,
+    /// What the next spare is made with: set by each create (no spare before the first).
+    next: Mutex<Option<Prelude>>,
     filling: AtomicBool,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Launcher {
@@ -34,13 +59,16 @@ impl Launcher {
         Launcher {
             exe,
             spare: Mutex::new(None),
+            next: Mutex::new(None),
             filling: AtomicBool::new(false),
         }
     }
 
-    /// Spawn a stage 1 now. Needs a tokio runtime (the child is reaped by it).
-    pub fn spawn(&self) -> std::io::Result<Stage1> {
+    /// Launch a stage 1 now and send it `prelude`. Needs a tokio runtime (stage 1 is
+    /// reaped by it).
+    pub fn spawn(&self, prelude: &Prelude) -> std::io::Result<Stage1> {
         use nix::sys::socket::{AddressFamily, SockFlag, SockType, socketpair};
+        let mounts = File::open("/proc/self/mountinfo").ok();
         // Control socketpair: ours stays here, the other end becomes stage 1's stdin.
         let (ours, theirs) = socketpair(
             AddressFamily::Unix,
@@ -59,37 +87,47 @@ impl Launcher {
             .stderr(std::process::Stdio::inherit())
             .kill_on_drop(false);
         let child = cmd.spawn()?;
-        Ok(Stage1 { child, ctl: ours })
+        let s = Stage1 {
+            child,
+            ctl: ours,
+            prelude: prelude.clone(),
+            mounts,
+        };
+        if let Err(e) = sys::send_msg(s.ctl.as_fd(), &proto::encode_json(prelude), None, false) {
+            end(s);
+            return Err(e);
+        }
+        Ok(s)
     }
 
-    /// The spare, when there is one and it is still alive.
-    pub fn take(&self) -> Option<Stage1> {
-        let mut s = self
-            .spare
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take()?;
-        matches!(s.child.try_wait(), Ok(None)).then_some(s)
-    }
-
-    /// End the spare, if any, and reap it.
-    fn end_spare(&self) {
-        let spare = self.spare.lock().unwrap_or_else(|e| e.into_inner()).take();
-        if let Some(mut s) = spare {
-            drop(s.ctl);
-            let _ = s.child.start_kill();
-            if let Some(pid) = s.child.id() {
-                // Reap it now (it was just killed, so this returns at once). Should the
-                // runtime's own reaper get there first, this fails with ECHILD: also fine.
-                let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid as i32), None);
-            }
+    /// What spares are made with from now on (the ids and root of the runs being created).
+    pub fn expect(&self, prelude: Prelude) {
+        let mut next = lock(&self.next);
+        if next.as_ref() != Some(&prelude) {
+            *next = Some(prelude);
         }
     }
 
-    /// Make sure a spare exists, spawning it on a blocking thread (never on the caller's).
-    /// Does nothing outside a tokio runtime or when a refill is already under way.
+    /// The spare, when there is one made with `prelude`, alive, and made with the daemon's
+    /// current mounts. A spare that does not qualify is ended.
+    pub fn take(&self, prelude: &Prelude) -> Option<Stage1> {
+        let s = lock(&self.spare).take()?;
+        if &s.prelude == prelude && usable(&s) {
+            return Some(s);
+        }
+        tracing::debug!("the spare sandbox is stale or gone; launching a fresh one");
+        end(s);
+        None
+    }
+
+    /// Make sure a spare exists, launching it on a blocking thread (never on the caller's).
+    /// Does nothing outside a tokio runtime, before the first create, or when a refill is
+    /// already under way.
     pub fn refill(self: &std::sync::Arc<Self>) {
         let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let Some(prelude) = lock(&self.next).clone() else {
             return;
         };
         if self.filling.swap(true, Ordering::AcqRel) {
@@ -97,10 +135,19 @@ impl Launcher {
         }
         let me = self.clone();
         rt.spawn_blocking(move || {
-            let has = me.spare.lock().unwrap_or_else(|e| e.into_inner()).is_some();
-            if !has {
-                match me.spawn() {
-                    Ok(s) => *me.spare.lock().unwrap_or_else(|e| e.into_inner()) = Some(s),
+            let stale = {
+                let mut spare = lock(&me.spare);
+                match spare.as_ref() {
+                    Some(s) if s.prelude == prelude => None,
+                    _ => Some(spare.take()),
+                }
+            };
+            if let Some(old) = stale {
+                if let Some(old) = old {
+                    end(old);
+                }
+                match me.spawn(&prelude) {
+                    Ok(s) => *lock(&me.spare) = Some(s),
                     Err(e) => tracing::debug!(error = %e, "could not launch a spare paddock init"),
                 }
             }
@@ -109,10 +156,62 @@ impl Launcher {
     }
 }
 
+/// Whether a spare can take a plan: its PID 1 (or stage 1, still on its way) holds the other
+/// end of the control socket, and the daemon's mount table has not changed since it was made.
+fn usable(s: &Stage1) -> bool {
+    let mut ctl = [PollFd::new(s.ctl.as_fd(), PollFlags::empty())];
+    let hung_up = match poll(&mut ctl, PollTimeout::ZERO) {
+        Ok(_) => ctl[0]
+            .revents()
+            .is_some_and(|r| r.intersects(PollFlags::POLLHUP | PollFlags::POLLERR)),
+        Err(_) => true,
+    };
+    if hung_up {
+        return false;
+    }
+    let Some(mounts) = &s.mounts else {
+        return false;
+    };
+    let mut fds = [PollFd::new(mounts.as_fd(), PollFlags::POLLPRI)];
+    match poll(&mut fds, PollTimeout::ZERO) {
+        Ok(_) => !fds[0]
+            .revents()
+            .is_some_and(|r| r.intersects(PollFlags::POLLPRI | PollFlags::POLLERR)),
+        Err(_) => false,
+    }
+}
+
+/// End a stage 1 that will get no plan, and reap it and its PID 1 (a child of this process
+/// through `CLONE_PARENT`), whose pid is in the first message it queued.
+fn end(mut s: Stage1) {
+    let mut pid1 = None;
+    let mut buf = vec![0u8; 4096];
+    if let Ok((n, _fds)) = sys::recv_msg(s.ctl.as_fd(), &mut buf, true)
+        && n > 1
+        && buf[0] == proto::TAG_JSON
+        && let Ok(Up::Stage1 { pid }) = serde_json::from_slice::<Up>(&buf[1..n])
+    {
+        pid1 = Some(nix::unistd::Pid::from_raw(pid));
+    }
+    drop(s.ctl);
+    let _ = s.child.start_kill();
+    if let Some(pid) = s.child.id() {
+        // Reap it now (it was just killed, so this returns at once). Should the runtime's
+        // own reaper get there first, this fails with ECHILD: also fine.
+        let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid as i32), None);
+    }
+    if let Some(pid) = pid1 {
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+        let _ = nix::sys::wait::waitpid(pid, None);
+    }
+}
+
 impl Drop for Launcher {
     /// A runtime that goes away takes its spare with it (in the daemon the spare would also
     /// exit on its own once the control socket closes; this makes it immediate and reaped).
     fn drop(&mut self) {
-        self.end_spare();
+        if let Some(s) = lock(&self.spare).take() {
+            end(s);
+        }
     }
 }

@@ -60,7 +60,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use self::cgroup::{CgroupSystem, RunCgroups};
 use self::etcmask::EtcMaskCache;
-use self::plan::{Bind, InitPlan, RunLayout};
+use self::plan::{Bind, InitPlan, Prelude, RunLayout};
 use self::proto::Down;
 use self::run::{ActorInit, OutState, Run};
 use crate::{
@@ -257,10 +257,10 @@ impl NativeRuntime {
 
     /// A stage 1 that has been sent `plan_msg`: the spare when there is a live one (see
     /// [`launch`]), else a fresh one. A spare that died just before the send is replaced.
-    fn launch(&self, plan_msg: &[u8]) -> Result<launch::Stage1, SandboxError> {
+    fn launch(&self, plan_msg: &[u8], prelude: &Prelude) -> Result<launch::Stage1, SandboxError> {
         let spawn = || {
             self.launcher
-                .spawn()
+                .spawn(prelude)
                 .map_err(|e| SandboxError::io("start paddock init", self.cfg.init_exe.clone(), e))
         };
         let send = |s: &launch::Stage1| {
@@ -271,7 +271,7 @@ impl NativeRuntime {
             );
             sys::send_msg(s.ctl.as_fd(), plan_msg, None, false)
         };
-        if let Some(spare) = self.launcher.take() {
+        if let Some(spare) = self.launcher.take(prelude) {
             if send(&spare).is_ok() {
                 return Ok(spare);
             }
@@ -280,6 +280,37 @@ impl NativeRuntime {
         let fresh = spawn()?;
         send(&fresh).map_err(|e| SandboxError::io("send the sandbox plan", None, e))?;
         Ok(fresh)
+    }
+
+    /// The ids inside a run's sandbox: the caller's, or 1000 for root (never uid 0 inside).
+    fn ids_inside(spec: &SandboxSpec) -> (u32, u32) {
+        let uid = if spec.user.uid == 0 {
+            1000
+        } else {
+            spec.user.uid
+        };
+        let gid = if spec.user.gid == 0 {
+            1000
+        } else {
+            spec.user.gid
+        };
+        (uid, gid)
+    }
+
+    /// What stage 1 of a run needs before its plan (see `launch`): the root's mount point
+    /// is `$PADDOCK_HOME/cache/root` (no mount source can live under it: the paddock home
+    /// is never mounted), or the run's own `rootfs` outside a paddock home.
+    fn prelude(&self, spec: &SandboxSpec) -> Prelude {
+        let (uid_inside, gid_inside) = Self::ids_inside(spec);
+        let shared = self.paddock_home(&spec.run_dir).and_then(|h| {
+            let p = h.join("cache").join("root");
+            mkdir_all(&p).ok().map(|()| p)
+        });
+        Prelude {
+            uid_inside,
+            gid_inside,
+            root: shared.unwrap_or_else(|| RunLayout::new(&spec.run_dir).rootfs()),
+        }
     }
 
     /// The directories a run needs before it starts, parents first (each one mkdir).
@@ -385,12 +416,8 @@ impl NativeRuntime {
             binds,
             masks: self.etc.masks(root_mode),
             cgroup_procs: cg.procs_files(),
-            uid_inside: if root_mode { 1000 } else { spec.user.uid },
-            gid_inside: if spec.user.gid == 0 {
-                1000
-            } else {
-                spec.user.gid
-            },
+            uid_inside: Self::ids_inside(spec).0,
+            gid_inside: Self::ids_inside(spec).1,
             rootless: self.rootless,
             tty: spec.tty,
             stdin: spec.stdin,
@@ -562,7 +589,8 @@ impl Runtime for NativeRuntime {
         for d in Self::run_dirs(&layout) {
             mkdir_all(&d)?;
         }
-        // The start that follows finds a stage 1 already exec'd.
+        // The start that follows finds a sandbox already built.
+        self.launcher.expect(self.prelude(spec));
         self.launcher.refill();
         let st = NativeState {
             rootless: self.rootless,
@@ -617,7 +645,8 @@ impl Runtime for NativeRuntime {
         };
 
         let plan_msg = proto::encode_json(&plan);
-        let stage1 = match self.launch(&plan_msg) {
+        let prelude = self.prelude(spec);
+        let stage1 = match self.launch(&plan_msg, &prelude) {
             Ok(s) => s,
             Err(e) => {
                 cleanup(&cg);

@@ -77,7 +77,23 @@ pub struct Bind {
     pub is_dir: bool,
 }
 
-/// Everything `paddock init` needs. Sent as the first message on fd 3.
+/// What stage 1 and PID 1 need before any run is known: the first message on the control
+/// socket, sent when `paddock init` is launched (possibly long before a start). With it,
+/// stage 1 creates the namespaces and PID 1, and PID 1 builds the generic part of the root
+/// (system directories, `/proc`, `/dev`, `/tmp`) and brings up loopback; then PID 1 waits
+/// for the [`InitPlan`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Prelude {
+    /// uid/gid inside the sandbox (the maps are written before any plan).
+    pub uid_inside: u32,
+    pub gid_inside: u32,
+    /// Mount point of the root tmpfs inside PID 1's mount namespace: a directory that no
+    /// mount source lives under (`$PADDOCK_HOME/cache/root`, or the run's own `rootfs`).
+    pub root: PathBuf,
+}
+
+/// Everything else `paddock init` needs for a run: the second message on the control
+/// socket, sent by `start`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct InitPlan {
     pub run_id: String,
@@ -92,9 +108,10 @@ pub struct InitPlan {
     pub binds: Vec<Bind>,
     /// Masks under /etc (absolute host paths, applied at the same path inside).
     pub masks: Vec<Mask>,
-    /// `cgroup.procs` files stage 1 writes "0" into (joins the run's cgroups).
+    /// `cgroup.procs` files PID 1 writes "0" into (joins the run's cgroups) before it
+    /// creates its cgroup namespace.
     pub cgroup_procs: Vec<PathBuf>,
-    /// uid/gid inside the sandbox, and the host ids they map to.
+    /// uid/gid inside the sandbox: must be the [`Prelude`]'s (the maps are written).
     pub uid_inside: u32,
     pub gid_inside: u32,
     pub rootless: bool,

@@ -1,14 +1,16 @@
 //! `paddock init`: the process side of the native runtime.
 //!
 //! Stage 1 is `init_exe init` as spawned by the runtime (a fresh, single-threaded process
-//! with the control socket as stdin). It reads the [`InitPlan`], joins the run's cgroups,
-//! unshares user+mount+net+uts+ipc+pid+cgroup namespaces, writes single-line uid/gid maps
-//! (`setgroups` denied), and creates PID 1 with `clone(CLONE_PARENT)` so that PID 1 is a
-//! direct child of the daemon (which can then wait for it with a pidfd and get its real
-//! status, without being a subreaper). It sends PID 1's pid and the netns fd to the daemon
-//! and exits.
+//! with the control socket as stdin). It reads the [`Prelude`] (sent at launch, which may
+//! be long before any run: see `launch`), unshares user+mount+net+uts+ipc+pid namespaces,
+//! writes single-line uid/gid maps (`setgroups` denied), and creates PID 1 with
+//! `clone(CLONE_PARENT)` so that PID 1 is a direct child of the daemon (which can then wait
+//! for it with a pidfd and get its real status, without being a subreaper). It sends PID
+//! 1's pid and the netns fd to the daemon and exits.
 //!
-//! Stage 2 ([`pid1`]) is PID 1 of the sandbox.
+//! Stage 2 ([`pid1`]) is PID 1 of the sandbox: it builds the generic part of the root,
+//! then waits for the run's [`super::plan::InitPlan`], joins the run's cgroups, creates its
+//! cgroup namespace and finishes the sandbox for that run.
 //!
 //! Owns: everything that runs inside the sandbox's namespaces before the command. Never:
 //! writes files other than its control socket and, only when no daemon acknowledged the
@@ -22,7 +24,7 @@ use std::os::fd::{AsFd, OwnedFd};
 
 use nix::sched::CloneFlags;
 
-use super::plan::InitPlan;
+use super::plan::Prelude;
 use super::proto::{self, Up};
 use super::sys;
 
@@ -86,33 +88,48 @@ fn setup_err(step: &str, what: &str, e: impl std::fmt::Display) -> SetupError {
     }
 }
 
-fn stage1(ctl: &OwnedFd) -> Result<(), SetupError> {
-    let step = "creating namespaces";
+/// Read one tagged JSON message from the control socket, blocking.
+pub(super) fn recv_json<T: serde::de::DeserializeOwned>(
+    ctl: &OwnedFd,
+    step: &str,
+    what: &str,
+) -> Result<Option<T>, SetupError> {
     let mut buf = vec![0u8; 8 << 20];
     let (n, _) = sys::recv_msg(ctl.as_fd(), &mut buf, false)
-        .map_err(|e| setup_err(step, "reading the plan", e))?;
-    if n == 0 || buf[0] != proto::TAG_JSON {
-        return Err(setup_err(step, "reading the plan", "no plan received"));
+        .map_err(|e| setup_err(step, &format!("reading the {what}"), e))?;
+    if n == 0 {
+        return Ok(None);
     }
-    let plan: InitPlan =
-        serde_json::from_slice(&buf[1..n]).map_err(|e| setup_err(step, "parsing the plan", e))?;
-    drop(buf);
+    if buf[0] != proto::TAG_JSON {
+        return Err(setup_err(
+            step,
+            &format!("reading the {what}"),
+            "not a JSON message",
+        ));
+    }
+    serde_json::from_slice(&buf[1..n])
+        .map(Some)
+        .map_err(|e| setup_err(step, &format!("parsing the {what}"), e))
+}
 
-    for f in &plan.cgroup_procs {
-        std::fs::write(f, "0")
-            .map_err(|e| setup_err(step, &format!("joining cgroup {}", f.display()), e))?;
-    }
+fn stage1(ctl: &OwnedFd) -> Result<(), SetupError> {
+    let step = "creating namespaces";
+    let Some(prelude) = recv_json::<Prelude>(ctl, step, "prelude")? else {
+        // The runtime went away before using this (spare) stage 1.
+        return Ok(());
+    };
 
     let euid = nix::unistd::geteuid().as_raw();
     let egid = nix::unistd::getegid().as_raw();
+    // No cgroup namespace yet: PID 1 creates it once it has joined the run's cgroups,
+    // which are known only with the plan.
     nix::sched::unshare(
         CloneFlags::CLONE_NEWUSER
             | CloneFlags::CLONE_NEWNS
             | CloneFlags::CLONE_NEWNET
             | CloneFlags::CLONE_NEWUTS
             | CloneFlags::CLONE_NEWIPC
-            | CloneFlags::CLONE_NEWPID
-            | CloneFlags::CLONE_NEWCGROUP,
+            | CloneFlags::CLONE_NEWPID,
     )
     .map_err(|e| {
         let hint = if e == nix::errno::Errno::EPERM || e == nix::errno::Errno::ENOSPC {
@@ -126,12 +143,12 @@ fn stage1(ctl: &OwnedFd) -> Result<(), SetupError> {
         .map_err(|e| setup_err(step, "writing setgroups", e))?;
     std::fs::write(
         "/proc/self/uid_map",
-        format!("{} {euid} 1\n", plan.uid_inside),
+        format!("{} {euid} 1\n", prelude.uid_inside),
     )
     .map_err(|e| setup_err(step, "writing uid_map", e))?;
     std::fs::write(
         "/proc/self/gid_map",
-        format!("{} {egid} 1\n", plan.gid_inside),
+        format!("{} {egid} 1\n", prelude.gid_inside),
     )
     .map_err(|e| setup_err(step, "writing gid_map", e))?;
     let netns: OwnedFd = std::fs::File::open("/proc/self/ns/net")
@@ -142,7 +159,7 @@ fn stage1(ctl: &OwnedFd) -> Result<(), SetupError> {
     let pid = unsafe { sys::clone_parent() }.map_err(|e| setup_err(step, "creating PID 1", e))?;
     if pid == 0 {
         drop(netns);
-        let code = pid1::run(plan, ctl);
+        let code = pid1::run(prelude, ctl);
         std::process::exit(code);
     }
     let msg = proto::encode_json(&Up::Stage1 { pid });

@@ -1,7 +1,7 @@
 //! The sandbox's filesystem, built by `paddock init` (PID 1) inside its private mount
 //! namespace, then entered with `pivot_root`.
 //!
-//! Layout: a tmpfs root (`run_dir/rootfs` is only its mount point) holding read-only,
+//! Layout: a tmpfs root (the prelude's `root` is only its mount point) holding read-only,
 //! nosuid, nodev binds of the host's system directories (symlinked `/bin → usr/bin`
 //! layouts are recreated as symlinks), a fresh `/proc` with runc's masked and read-only
 //! paths, a minimal `/dev` (host null/zero/full/random/urandom/tty nodes, a private devpts,
@@ -181,7 +181,10 @@ fn make_mount_point(step: &str, root: &Path, path: &Path, dir: bool) -> R<PathBu
 }
 
 /// Step 1: the root tmpfs, system directories, /proc, /dev, /tmp.
-pub fn prepare_root(plan: &InitPlan) -> R<PathBuf> {
+/// Build the generic part of the root on `root` (the [`super::super::plan::Prelude`]'s
+/// mount point): everything but the run's own mounts, so it can be done before the run is
+/// known.
+pub fn prepare_root(root: &Path) -> R<PathBuf> {
     let step = "preparing the sandbox root";
     do_mount(
         step,
@@ -191,7 +194,7 @@ pub fn prepare_root(plan: &InitPlan) -> R<PathBuf> {
         MsFlags::MS_REC | MsFlags::MS_PRIVATE,
         None,
     )?;
-    let root = plan.run_dir.join("rootfs");
+    let root = root.to_path_buf();
     tmpfs(
         step,
         &root,

@@ -23,6 +23,7 @@
 use std::collections::VecDeque;
 use std::io::{self, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
@@ -38,7 +39,7 @@ use super::spawn::{self, Spawned};
 use super::{SetupError, mounts};
 use crate::OutputStream;
 use crate::native::logfmt::ExitRecord;
-use crate::native::plan::InitPlan;
+use crate::native::plan::{InitPlan, Prelude};
 use crate::native::proto::{self, Down, Up};
 use crate::native::sys;
 
@@ -62,7 +63,7 @@ fn send_blocking(ctl: BorrowedFd<'_>, msg: &Up) {
 }
 
 /// Stage 2 entry: returns the process exit code.
-pub fn run(plan: crate::native::plan::InitPlan, ctl: &OwnedFd) -> i32 {
+pub fn run(prelude: Prelude, ctl: &OwnedFd) -> i32 {
     let _ = nix::sys::prctl::set_dumpable(false);
     let mut mask = SigSet::empty();
     mask.add(Signal::SIGCHLD);
@@ -70,18 +71,44 @@ pub fn run(plan: crate::native::plan::InitPlan, ctl: &OwnedFd) -> i32 {
         mask.add(*s);
     }
     let _ = sigprocmask(SigmaskHow::SIG_BLOCK, Some(&mask), None);
+    let failed = |e: SetupError| {
+        send_blocking(
+            ctl.as_fd(),
+            &Up::SetupFailed {
+                step: e.step,
+                message: e.message,
+            },
+        );
+        125
+    };
     let sigfd = match SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC) {
         Ok(s) => s,
         Err(e) => {
-            send_blocking(
-                ctl.as_fd(),
-                &Up::SetupFailed {
-                    step: "starting init".into(),
-                    message: format!("signalfd: {e}"),
-                },
-            );
-            return 125;
+            return failed(SetupError {
+                step: "starting init".into(),
+                message: format!("signalfd: {e}"),
+            });
         }
+    };
+    // Before any run is known (a spare may wait here a long time): the part of the
+    // sandbox that is the same for every run.
+    let generic = (|| -> Result<PathBuf, SetupError> {
+        let root = mounts::prepare_root(&prelude.root)?;
+        sys::loopback_up().map_err(|e| SetupError {
+            step: "preparing the sandbox root".into(),
+            message: format!("bringing up loopback: {e}"),
+        })?;
+        Ok(root)
+    })();
+    let root = match generic {
+        Ok(r) => r,
+        Err(e) => return failed(e),
+    };
+    let plan = match super::recv_json::<InitPlan>(ctl, "preparing the sandbox root", "plan") {
+        Ok(Some(p)) => p,
+        // The runtime went away without using this sandbox.
+        Ok(None) => return 0,
+        Err(e) => return failed(e),
     };
     let step = |i: u32, d: &str| {
         send_blocking(
@@ -95,7 +122,7 @@ pub fn run(plan: crate::native::plan::InitPlan, ctl: &OwnedFd) -> i32 {
     };
     let setup = (|| -> Result<(Spawned, OwnedFd, OwnedFd), SetupError> {
         step(1, "preparing the sandbox root");
-        let root = mounts::prepare_root(&plan)?;
+        enter_run(&prelude, &plan)?;
         step(2, "mounting the workspace");
         mounts::mount_workspace_and_binds(&plan, &root)?;
         step(3, "hiding host secrets");
@@ -117,10 +144,6 @@ pub fn run(plan: crate::native::plan::InitPlan, ctl: &OwnedFd) -> i32 {
             step: s.into(),
             message: format!("setting the hostname: {e}"),
         })?;
-        sys::loopback_up().map_err(|e| SetupError {
-            step: s.into(),
-            message: format!("bringing up loopback: {e}"),
-        })?;
         step(5, "starting the command");
         let s = "starting the command";
         let confinement = paddock_confine::Confinement {
@@ -140,16 +163,7 @@ pub fn run(plan: crate::native::plan::InitPlan, ctl: &OwnedFd) -> i32 {
     })();
     let (spawned, listener, run_dir) = match setup {
         Ok(v) => v,
-        Err(e) => {
-            send_blocking(
-                ctl.as_fd(),
-                &Up::SetupFailed {
-                    step: e.step,
-                    message: e.message,
-                },
-            );
-            return 125;
-        }
+        Err(e) => return failed(e),
     };
     let ctl = match ctl.try_clone() {
         Ok(c) => c,
@@ -162,6 +176,31 @@ pub fn run(plan: crate::native::plan::InitPlan, ctl: &OwnedFd) -> i32 {
         p.queue(&held, None);
     }
     p.run()
+}
+
+/// Make this sandbox the run's: join its cgroups, then create the cgroup namespace (rooted
+/// at the run's cgroup, so the command sees no host cgroup path).
+fn enter_run(prelude: &Prelude, plan: &InitPlan) -> Result<(), SetupError> {
+    let step = "preparing the sandbox root";
+    if (plan.uid_inside, plan.gid_inside) != (prelude.uid_inside, prelude.gid_inside) {
+        return Err(SetupError {
+            step: step.into(),
+            message: format!(
+                "the plan's ids {}:{} are not the sandbox's {}:{}",
+                plan.uid_inside, plan.gid_inside, prelude.uid_inside, prelude.gid_inside
+            ),
+        });
+    }
+    for f in &plan.cgroup_procs {
+        std::fs::write(f, "0").map_err(|e| SetupError {
+            step: step.into(),
+            message: format!("joining cgroup {}: {e}", f.display()),
+        })?;
+    }
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP).map_err(|e| SetupError {
+        step: step.into(),
+        message: format!("creating the cgroup namespace: {e}"),
+    })
 }
 
 fn main_spec(plan: &InitPlan) -> spawn::SpawnSpec<'_> {
