@@ -662,3 +662,55 @@ fn extra_mounts_from_flags_honour_read_only() {
         "kept\n"
     );
 }
+
+/// A sandbox is built ahead of time (the spare), with a copy of the host's mount table:
+/// a filesystem mounted on the host after that must still be what a run sees.
+#[test]
+fn a_filesystem_mounted_after_the_spare_was_built_is_seen_by_the_next_run() {
+    let env = Env::new();
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("SKIP: mounting on the host needs root");
+        return;
+    }
+    let ws = workspace(&env);
+    // This run's create leaves a spare built behind it.
+    let out = run_in(&env, &ws, &["run", "-q", "--", "true"]);
+    assert!(out.status.success(), "{out:?}");
+    let data = env.dir.path().join("late");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(data.join("under.txt"), "the directory under the mount\n").unwrap();
+    nix::mount::mount(
+        Some("tmpfs"),
+        &data,
+        Some("tmpfs"),
+        nix::mount::MsFlags::empty(),
+        Some("size=1m"),
+    )
+    .expect("mount a tmpfs");
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = nix::mount::umount2(&self.0, nix::mount::MntFlags::MNT_DETACH);
+        }
+    }
+    let _unmount = Unmount(data.clone());
+    std::fs::write(data.join("on.txt"), "the mounted filesystem\n").unwrap();
+    let bind = format!("{}:/late:ro", data.display());
+    let out = run_in(
+        &env,
+        &ws,
+        &[
+            "run",
+            "-q",
+            "-m",
+            &bind,
+            "--",
+            "sh",
+            "-c",
+            "cat /late/*.txt",
+        ],
+    );
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(text, "the mounted filesystem\n", "{out:?}");
+}

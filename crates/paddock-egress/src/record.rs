@@ -5,8 +5,9 @@
 //!
 //! The sink may block: the daemon's bus waits while its audit queue is full, so that no
 //! audit entry is ever dropped. It therefore never runs on a tokio worker: each
-//! [`Recorder`] hands records over a bounded queue ([`QUEUE`]) to a thread of its own,
-//! which calls the sink in order. [`Recorder::emit`] only enqueues; when the queue is full
+//! [`Recorder`] hands records over a bounded queue ([`QUEUE`]) to a thread of its own
+//! (started by the first record, so a run that makes no request costs no thread), which
+//! calls the sink in order. [`Recorder::emit`] only enqueues; when the queue is full
 //! it waits (backpressure, never a drop), inside `block_in_place` on a multi-thread
 //! runtime so the worker's other tasks move elsewhere meanwhile.
 
@@ -122,32 +123,65 @@ struct Job {
 #[derive(Clone)]
 pub struct Recorder {
     run_id: Arc<str>,
-    tx: std::sync::mpsc::SyncSender<Job>,
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    sink: RecordSink,
+    /// The sink's thread, started by the first record (a run that never uses the network
+    /// costs no thread); it ends when the last clone of the recorder is dropped and every
+    /// queued record was handed over.
+    tx: std::sync::OnceLock<std::sync::mpsc::SyncSender<Job>>,
+    starting: std::sync::Mutex<()>,
+}
+
+fn start_thread(sink: RecordSink) -> std::io::Result<std::sync::mpsc::SyncSender<Job>> {
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Job>(QUEUE);
+    std::thread::Builder::new()
+        .name("paddock-netlog".into())
+        .stack_size(256 * 1024)
+        .spawn(move || {
+            for job in rx {
+                deliver(&sink, job);
+            }
+        })?;
+    Ok(tx)
+}
+
+fn deliver(sink: &RecordSink, job: Job) {
+    let record = job.record;
+    let call = std::panic::AssertUnwindSafe(|| sink(record));
+    if std::panic::catch_unwind(call).is_err() {
+        tracing::error!("the network record sink panicked; record lost");
+    }
+    if let Some(done) = job.done {
+        let _ = done.send(());
+    }
+}
+
+/// Run `f`, which may block, without holding up the other tasks of a multi-thread
+/// runtime's worker.
+fn blocking(f: impl FnOnce()) {
+    let multi_thread = tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+    if multi_thread {
+        tokio::task::block_in_place(f);
+    } else {
+        f();
+    }
 }
 
 impl Recorder {
-    /// Starts the thread that calls `sink` (it ends when the last clone is dropped and
-    /// every queued record was handed over).
+    /// A recorder whose records go to `sink`, in order, on a thread of its own (started
+    /// with the first record).
     pub fn new(run_id: &str, sink: RecordSink) -> std::io::Result<Self> {
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Job>(QUEUE);
-        std::thread::Builder::new()
-            .name("paddock-netlog".into())
-            .stack_size(256 * 1024)
-            .spawn(move || {
-                for job in rx {
-                    let record = job.record;
-                    let call = std::panic::AssertUnwindSafe(|| sink(record));
-                    if std::panic::catch_unwind(call).is_err() {
-                        tracing::error!("the network record sink panicked; record lost");
-                    }
-                    if let Some(done) = job.done {
-                        let _ = done.send(());
-                    }
-                }
-            })?;
         Ok(Recorder {
             run_id: run_id.into(),
-            tx,
+            inner: Arc::new(Inner {
+                sink,
+                tx: std::sync::OnceLock::new(),
+                starting: std::sync::Mutex::new(()),
+            }),
         })
     }
 
@@ -174,22 +208,44 @@ impl Recorder {
         let _ = wait.await;
     }
 
+    /// The sink's thread, started on first use; `None` if it cannot be started.
+    fn thread(&self) -> Option<&std::sync::mpsc::SyncSender<Job>> {
+        if let Some(tx) = self.inner.tx.get() {
+            return Some(tx);
+        }
+        let _one = self
+            .inner
+            .starting
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if self.inner.tx.get().is_none() {
+            match start_thread(self.inner.sink.clone()) {
+                Ok(tx) => {
+                    let _ = self.inner.tx.set(tx);
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot start the network record thread; recording in place")
+                }
+            }
+        }
+        self.inner.tx.get()
+    }
+
     fn send(&self, job: Job) {
         use std::sync::mpsc::TrySendError;
-        match self.tx.try_send(job) {
+        let Some(tx) = self.thread() else {
+            // No thread could be started (and so none ever took a record): the sink is
+            // called here, in order, rather than lose the record.
+            let sink = self.inner.sink.clone();
+            blocking(move || deliver(&sink, job));
+            return;
+        };
+        match tx.try_send(job) {
             Ok(()) => {}
             Err(TrySendError::Full(job)) => {
-                let send = move || {
-                    let _ = self.tx.send(job);
-                };
-                let multi_thread = tokio::runtime::Handle::try_current().is_ok_and(|h| {
-                    h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread
+                blocking(move || {
+                    let _ = tx.send(job);
                 });
-                if multi_thread {
-                    tokio::task::block_in_place(send);
-                } else {
-                    send();
-                }
             }
             // Only if the thread died, which catching the sink's panics prevents.
             Err(TrySendError::Disconnected(_)) => {

@@ -32,9 +32,9 @@ use super::plan::Prelude;
 use super::proto::{self, Up};
 use super::sys;
 
-/// A launched stage 1 and the daemon's end of its control socket.
+/// A launched stage 1: the daemon's end of its control socket. (Stage 1 itself exits once
+/// it has created PID 1, and is reaped by a task of the runtime.)
 pub(crate) struct Stage1 {
-    pub child: tokio::process::Child,
     pub ctl: OwnedFd,
     prelude: Prelude,
     /// `/proc/self/mountinfo`, opened before stage 1 copied the daemon's mount table: it
@@ -65,7 +65,7 @@ impl Launcher {
     }
 
     /// Launch a stage 1 now and send it `prelude`. Needs a tokio runtime (stage 1 is
-    /// reaped by it).
+    /// reaped by a task of it).
     pub fn spawn(&self, prelude: &Prelude) -> std::io::Result<Stage1> {
         use nix::sys::socket::{AddressFamily, SockFlag, SockType, socketpair};
         let mounts = File::open("/proc/self/mountinfo").ok();
@@ -86,9 +86,11 @@ impl Launcher {
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::inherit())
             .kill_on_drop(false);
-        let child = cmd.spawn()?;
+        let mut child = cmd.spawn()?;
+        tokio::runtime::Handle::current().spawn(async move {
+            let _ = child.wait().await;
+        });
         let s = Stage1 {
-            child,
             ctl: ours,
             prelude: prelude.clone(),
             mounts,
@@ -181,25 +183,26 @@ fn usable(s: &Stage1) -> bool {
     }
 }
 
-/// End a stage 1 that will get no plan, and reap it and its PID 1 (a child of this process
-/// through `CLONE_PARENT`), whose pid is in the first message it queued.
-fn end(mut s: Stage1) {
+/// End a stage 1 that will get no plan, and reap its PID 1: a child of this process
+/// (`CLONE_PARENT`), whose pid is the first message stage 1 queues. Stage 1 exits on its own
+/// (reaped by its task); its PID 1 would exit too once the control socket closes, but
+/// nothing would reap it.
+fn end(s: Stage1) {
     let mut pid1 = None;
-    let mut buf = vec![0u8; 4096];
-    if let Ok((n, _fds)) = sys::recv_msg(s.ctl.as_fd(), &mut buf, true)
-        && n > 1
-        && buf[0] == proto::TAG_JSON
-        && let Ok(Up::Stage1 { pid }) = serde_json::from_slice::<Up>(&buf[1..n])
-    {
-        pid1 = Some(nix::unistd::Pid::from_raw(pid));
+    // Stage 1 reports PID 1 within milliseconds of being launched; wait that long for it.
+    let mut ctl = [PollFd::new(s.ctl.as_fd(), PollFlags::POLLIN)];
+    if poll(&mut ctl, PollTimeout::from(1000u16)).is_ok_and(|n| n > 0) {
+        let mut buf = vec![0u8; 4096];
+        if let Ok((n, _fds)) = sys::recv_msg(s.ctl.as_fd(), &mut buf, true)
+            && n > 1
+            && buf[0] == proto::TAG_JSON
+            && let Ok(Up::Stage1 { pid }) = serde_json::from_slice::<Up>(&buf[1..n])
+        {
+            pid1 = Some(nix::unistd::Pid::from_raw(pid));
+        }
     }
     drop(s.ctl);
-    let _ = s.child.start_kill();
-    if let Some(pid) = s.child.id() {
-        // Reap it now (it was just killed, so this returns at once). Should the runtime's
-        // own reaper get there first, this fails with ECHILD: also fine.
-        let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid as i32), None);
-    }
+    // Our child, not yet reaped: the pid cannot have been reused.
     if let Some(pid) = pid1 {
         let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
         let _ = nix::sys::wait::waitpid(pid, None);

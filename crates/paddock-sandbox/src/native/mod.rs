@@ -42,6 +42,7 @@ mod filecache;
 mod init;
 mod launch;
 pub mod logfmt;
+mod nsworker;
 pub mod plan;
 mod proto;
 mod run;
@@ -135,6 +136,7 @@ pub struct NativeRuntime {
     cgroups: CgroupSystem,
     etc: EtcMaskCache,
     launcher: Arc<launch::Launcher>,
+    nsworker: nsworker::NsWorker,
     /// Shared copies of injected files, for the home named first (see [`filecache`]).
     files: std::sync::OnceLock<(PathBuf, filecache::FileCache)>,
     runs: Mutex<HashMap<String, Arc<Run>>>,
@@ -218,6 +220,7 @@ impl NativeRuntime {
         let rootless = euid != 0;
         NativeRuntime {
             launcher: Arc::new(launch::Launcher::new(cfg.init_exe.clone())),
+            nsworker: nsworker::NsWorker::default(),
             cfg,
             euid,
             rootless,
@@ -300,17 +303,20 @@ impl NativeRuntime {
     /// What stage 1 of a run needs before its plan (see `launch`): the root's mount point
     /// is `$PADDOCK_HOME/cache/root` (no mount source can live under it: the paddock home
     /// is never mounted), or the run's own `rootfs` outside a paddock home.
-    fn prelude(&self, spec: &SandboxSpec) -> Prelude {
+    /// Whether the root is the shared one (then a spare can be made for the run).
+    fn prelude(&self, spec: &SandboxSpec) -> (Prelude, bool) {
         let (uid_inside, gid_inside) = Self::ids_inside(spec);
         let shared = self.paddock_home(&spec.run_dir).and_then(|h| {
             let p = h.join("cache").join("root");
             mkdir_all(&p).ok().map(|()| p)
         });
-        Prelude {
+        let is_shared = shared.is_some();
+        let prelude = Prelude {
             uid_inside,
             gid_inside,
             root: shared.unwrap_or_else(|| RunLayout::new(&spec.run_dir).rootfs()),
-        }
+        };
+        (prelude, is_shared)
     }
 
     /// The directories a run needs before it starts, parents first (each one mkdir).
@@ -570,6 +576,13 @@ impl Runtime for NativeRuntime {
         for d in Self::run_dirs(&layout) {
             mkdir_all(&d)?;
         }
+        // An empty log: a start then truncates this file instead of creating one (a new
+        // inode is the slow part of a file on a busy disk).
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(layout.log())
+            .map_err(|e| SandboxError::io("create", layout.log(), e))?;
         Ok(())
     }
 
@@ -590,8 +603,10 @@ impl Runtime for NativeRuntime {
             mkdir_all(&d)?;
         }
         // The start that follows finds a sandbox already built.
-        self.launcher.expect(self.prelude(spec));
-        self.launcher.refill();
+        if let (prelude, true) = self.prelude(spec) {
+            self.launcher.expect(prelude);
+            self.launcher.refill();
+        }
         let st = NativeState {
             rootless: self.rootless,
             files: self.injected_sources(spec)?,
@@ -645,7 +660,7 @@ impl Runtime for NativeRuntime {
         };
 
         let plan_msg = proto::encode_json(&plan);
-        let prelude = self.prelude(spec);
+        let (prelude, _) = self.prelude(spec);
         let stage1 = match self.launch(&plan_msg, &prelude) {
             Ok(s) => s,
             Err(e) => {
@@ -653,7 +668,7 @@ impl Runtime for NativeRuntime {
                 return Err(e);
             }
         };
-        let (child, ours) = (stage1.child, stage1.ctl);
+        let ours = stage1.ctl;
 
         let (run, down_rx, exit_tx) = self.new_run(&spec.run_id, &spec.run_dir, cg.clone());
         let (started_tx, started_rx) = oneshot::channel();
@@ -667,7 +682,6 @@ impl Runtime for NativeRuntime {
             started: Some(started_tx),
             last_seq: 0,
             log,
-            stage1: Some(child),
         });
         *run.task.lock().unwrap_or_else(|e| e.into_inner()) = Some(task);
         self.register(run.clone());
@@ -959,7 +973,6 @@ impl Runtime for NativeRuntime {
             started: None,
             last_seq,
             log,
-            stage1: None,
         });
         *run.task.lock().unwrap_or_else(|e| e.into_inner()) = Some(task);
         self.register(run);
@@ -1210,26 +1223,11 @@ impl NetnsCapability for NativeRuntime {
                 .map(|&(domain, ty)| self.socket_in_netns(handle, domain, ty))
                 .collect();
         }
-        // One short-lived thread enters the netns (setns changes the calling thread's
-        // namespace for good, so never a runtime thread) and makes them all.
+        // The runtime's netns thread enters the run's namespace and makes them all.
         let ns = self.netns_fd(handle)?;
-        let kinds = kinds.to_vec();
-        std::thread::spawn(move || -> std::io::Result<Vec<OwnedFd>> {
-            nix::sched::setns(ns.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET)?;
-            kinds
-                .iter()
-                .map(|&(domain, ty)| sys::new_socket(domain, ty))
-                .collect()
-        })
-        .join()
-        .map_err(|_| {
-            SandboxError::io(
-                "socket in netns",
-                None,
-                std::io::Error::other("thread panicked"),
-            )
-        })?
-        .map_err(|e| SandboxError::io("socket in netns", None, e))
+        self.nsworker
+            .sockets(ns, kinds)
+            .map_err(|e| SandboxError::io("socket in netns", None, e))
     }
 
     fn release(&self, handle: &SandboxHandle) -> Result<(), SandboxError> {

@@ -102,7 +102,6 @@ pub struct ActorInit {
     pub started: Option<oneshot::Sender<StartResult>>,
     pub last_seq: u64,
     pub log: File,
-    pub stage1: Option<tokio::process::Child>,
 }
 
 pub fn open_log(layout: &RunLayout, truncate: bool) -> Result<(File, u64), SandboxError> {
@@ -202,13 +201,7 @@ pub fn spawn_actor(init: ActorInit) -> tokio::task::JoinHandle<()> {
         actor.conn_eof = true;
     }
     let mut down_rx = init.down_rx;
-    let stage1 = init.stage1;
     tokio::spawn(async move {
-        if let Some(mut child) = stage1 {
-            tokio::spawn(async move {
-                let _ = child.wait().await;
-            });
-        }
         actor.main(&mut down_rx).await;
         actor.finalize();
     })
