@@ -576,13 +576,16 @@ impl Runtime for NativeRuntime {
         for d in Self::run_dirs(&layout) {
             mkdir_all(&d)?;
         }
-        // An empty log: a start then truncates this file instead of creating one (a new
-        // inode is the slow part of a file on a busy disk).
-        std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(layout.log())
-            .map_err(|e| SandboxError::io("create", layout.log(), e))?;
+        // An empty log, and the temporary file `exit.json` is written through: a start
+        // then truncates these files instead of creating them (a new inode is the slow
+        // part of a file on a busy disk).
+        for f in [layout.log(), run::exit_json_tmp(&layout)] {
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&f)
+                .map_err(|e| SandboxError::io("create", f, e))?;
+        }
         Ok(())
     }
 
