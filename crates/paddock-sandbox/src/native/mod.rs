@@ -1,11 +1,14 @@
 //! The native Linux backend: namespaces, overlayfs, cgroups, `paddock init` as PID 1.
 //!
 //! Process model: the runtime (in the daemon) spawns `init_exe init` with a seqpacket
-//! control socket as its stdin and sends it an [`plan::InitPlan`]. Stage 1 creates the
-//! namespaces and clones PID 1 with `CLONE_PARENT`, so PID 1 is the daemon's own child: the
-//! runtime waits for it with a pidfd (tokio `AsyncFd`) and gets its real wait status without
-//! the daemon having to be a subreaper. PID 1 builds the root, `pivot_root`s, and runs the
-//! command; see [`init`] for the stages and `init::pid1` for the output protocol.
+//! control socket as its stdin and sends it a [`plan::Prelude`], then (possibly much later:
+//! the spare of `launch`) an [`plan::InitPlan`]. Stage 1 creates the namespaces and clones
+//! PID 1 with `CLONE_PARENT`, so PID 1 is the daemon's own child: the runtime waits for it
+//! with a pidfd (tokio `AsyncFd`) and gets its real wait status without the daemon having
+//! to be a subreaper. PID 1 builds the generic root, waits for the plan, joins the run's
+//! cgroups, adds the run's mounts, `pivot_root`s, and runs the command; see [`init`] for the
+//! stages and `init::pid1` for the output protocol. Sockets in a run's network namespace
+//! come from one long-lived thread (`nsworker`).
 //!
 //! Submodules: [`plan`] (validation, run-dir layout, the plan), [`cgroup`], [`etcmask`]
 //! (cached `/etc` scan), [`proto`] (wire format), [`logfmt`] (log.jsonl / exit.json),
@@ -33,8 +36,10 @@
 //! first and end with the sandbox; their output is not in `log.jsonl`.
 //!
 //! Owns: `run_dir/{layer,home,files,rootfs,control.sock,log.jsonl,exit.json}`, the run's
-//! cgroups, and the shared injected files under `$PADDOCK_HOME/cache/files` ([`filecache`]). Never: mounts anything in the daemon's mount namespace, or reads anything of the
-//! host into a sandbox that the spec did not ask for.
+//! cgroups, the shared injected files under `$PADDOCK_HOME/cache/files` ([`filecache`]),
+//! the spare sandbox and `$PADDOCK_HOME/cache/root` (its root's mount point, only ever
+//! mounted on inside sandboxes). Never: mounts anything in the daemon's mount namespace,
+//! or reads anything of the host into a sandbox that the spec did not ask for.
 
 pub mod cgroup;
 pub mod etcmask;
