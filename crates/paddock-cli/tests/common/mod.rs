@@ -186,6 +186,9 @@ pub fn request_raw(
         match s.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => resp.extend_from_slice(&buf[..n]),
+            // A socket with a read timeout is not restarted after a signal (the SIGCHLD of
+            // another test's child in this process): read again.
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(e) if !resp.is_empty() && e.kind() == std::io::ErrorKind::ConnectionReset => break,
             Err(e) => return Err(e),
         }
