@@ -6,6 +6,10 @@ use std::sync::Arc;
 
 use paddock_router::{LoopbackDialer, RouteState, Router, RouterConfig, RunRoute};
 
+// The allocator of the `paddock` binary, so the figures are the daemon's.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -25,7 +29,15 @@ async fn main() {
             state: RouteState::Running,
         })
         .expect("route");
-    let handle = match router.serve(RouterConfig::new(port)).await {
+    let mut config = RouterConfig::new(port);
+    // For experiments only: the daemon always uses the default.
+    if let Some(n) = std::env::var("PADDOCK_ROUTER_BENCH_WORKERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        config.workers = n;
+    }
+    let handle = match router.serve(config).await {
         Ok(h) => h,
         Err(e) => {
             eprintln!("error: {e}");
