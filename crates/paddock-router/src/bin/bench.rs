@@ -6,10 +6,6 @@ use std::sync::Arc;
 
 use paddock_router::{LoopbackDialer, RouteState, Router, RouterConfig, RunRoute};
 
-// The allocator of the `paddock` binary, so the figures are the daemon's.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[tokio::main]
 async fn main() {
     let args: Vec<String> = std::env::args().collect();
