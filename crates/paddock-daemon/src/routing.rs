@@ -470,8 +470,11 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 /// daemon started or re-adopted) → a socket made in its netns → connect to 127.0.0.1:port.
 ///
 /// As root, the first dial of a run parks a thread in its namespace (one setns) that then
-/// makes sockets on request, so a connection costs a channel round trip rather than a
-/// thread spawned, moved and joined (`socket_in_netns`). The thread ends when its run stops
+/// makes sockets, so a connection costs no thread spawned, moved and joined
+/// (`socket_in_netns`). The thread keeps a small stock of sockets made ahead of time
+/// ([`STOCK`]): a dial takes one under a mutex and wakes the thread only when the stock runs
+/// low ([`STOCK_LOW`]) or is empty, instead of a channel round trip (two thread wake-ups) on
+/// every connection. The thread ends (and closes its stock) when its run stops
 /// ([`forget`](Self::forget)) or after [`PARKED_IDLE`] without a dial, so it never keeps a
 /// finished run's namespace alive for long. Rootless (setns is not allowed), every socket
 /// comes from the runtime's `socket_in_netns`: the run's init makes it and hands it over.
@@ -487,11 +490,46 @@ struct NetnsDialer {
 #[derive(Clone)]
 struct Parked {
     id: u64,
-    tx: std::sync::mpsc::Sender<tokio::sync::oneshot::Sender<io::Result<OwnedFd>>>,
+    tx: std::sync::mpsc::Sender<Ask>,
+    /// Sockets the thread made ahead of time in the run's namespace.
+    stock: Arc<Mutex<Vec<OwnedFd>>>,
 }
 
-/// How long a parked thread waits for the next dial before it ends.
+/// What a dial asks of a parked thread.
+enum Ask {
+    /// A socket now (the stock was empty); the thread fills the stock up after answering.
+    Socket(tokio::sync::oneshot::Sender<io::Result<OwnedFd>>),
+    /// The stock ran low: fill it up.
+    Refill,
+}
+
+/// How long a parked thread waits for the next request before it ends.
 const PARKED_IDLE: std::time::Duration = std::time::Duration::from_secs(30);
+/// Sockets a parked thread keeps ready.
+const STOCK: usize = 16;
+/// A dial that leaves this many in the stock asks for a refill.
+const STOCK_LOW: usize = 8;
+
+/// A new AF_INET stream socket in the calling thread's network namespace.
+fn inet_socket() -> io::Result<OwnedFd> {
+    nix::sys::socket::socket(
+        nix::sys::socket::AddressFamily::Inet,
+        nix::sys::socket::SockType::Stream,
+        nix::sys::socket::SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .map_err(io::Error::from)
+}
+
+/// Fill `stock` up to [`STOCK`] with sockets made on this (parked) thread.
+fn fill(stock: &Mutex<Vec<OwnedFd>>) {
+    let lock = || stock.lock().unwrap_or_else(|e| e.into_inner());
+    let need = STOCK.saturating_sub(lock().len());
+    let made: Vec<OwnedFd> = (0..need).map_while(|_| inet_socket().ok()).collect();
+    let mut s = lock();
+    let room = STOCK.saturating_sub(s.len());
+    s.extend(made.into_iter().take(room));
+}
 
 impl NetnsDialer {
     fn new(runs: Weak<RunManager>) -> Self {
@@ -530,8 +568,21 @@ impl NetnsDialer {
                 None => self.park(run_id, &handle, &runtime).await,
             };
             if let Some(p) = parked {
+                let (taken, low) = {
+                    let mut s = p.stock.lock().unwrap_or_else(|e| e.into_inner());
+                    let fd = s.pop();
+                    (fd, s.len() == STOCK_LOW)
+                };
+                if let Some(fd) = taken {
+                    if low {
+                        // A thread that has ended is noticed by the next dial that finds
+                        // the stock empty.
+                        let _ = p.tx.send(Ask::Refill);
+                    }
+                    return Ok(fd);
+                }
                 let (reply, answer) = tokio::sync::oneshot::channel();
-                if p.tx.send(reply).is_ok()
+                if p.tx.send(Ask::Socket(reply)).is_ok()
                     && let Ok(r) = answer.await
                 {
                     return r;
@@ -574,8 +625,9 @@ impl NetnsDialer {
         .ok()?
         .ok()?;
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let (tx, rx) =
-            std::sync::mpsc::channel::<tokio::sync::oneshot::Sender<io::Result<OwnedFd>>>();
+        let (tx, rx) = std::sync::mpsc::channel::<Ask>();
+        let stock = Arc::new(Mutex::new(Vec::with_capacity(STOCK)));
+        let thread_stock = stock.clone();
         let (ready, entered) = tokio::sync::oneshot::channel::<nix::Result<()>>();
         let parked = Arc::downgrade(&self.parked);
         let run = run_id.to_string();
@@ -589,18 +641,18 @@ impl NetnsDialer {
                 if !ok {
                     return;
                 }
+                let stock = thread_stock;
+                fill(&stock);
+                // Ending, whichever way: the stock's sockets (which keep the run's namespace
+                // alive) are closed with the thread.
+                let close_stock = || stock.lock().unwrap_or_else(|e| e.into_inner()).clear();
                 loop {
                     match rx.recv_timeout(PARKED_IDLE) {
-                        Ok(reply) => {
-                            let s = nix::sys::socket::socket(
-                                nix::sys::socket::AddressFamily::Inet,
-                                nix::sys::socket::SockType::Stream,
-                                nix::sys::socket::SockFlag::SOCK_CLOEXEC,
-                                None,
-                            )
-                            .map_err(io::Error::from);
-                            let _ = reply.send(s);
+                        Ok(Ask::Socket(reply)) => {
+                            let _ = reply.send(inet_socket());
+                            fill(&stock);
                         }
+                        Ok(Ask::Refill) => fill(&stock),
                         Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
                             // Idle: leave the map (if still ours) and end. A dial racing
                             // with this finds its request unanswered and falls back.
@@ -610,9 +662,13 @@ impl NetnsDialer {
                                     map.remove(&run);
                                 }
                             }
+                            close_stock();
                             return;
                         }
-                        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
+                        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                            close_stock();
+                            return;
+                        }
                     }
                 }
             });
@@ -630,7 +686,7 @@ impl NetnsDialer {
             }
             Err(_) => return None,
         }
-        let mine = Parked { id, tx };
+        let mine = Parked { id, tx, stock };
         let mut map = self.parked.lock().unwrap_or_else(|e| e.into_inner());
         // Two first dials at once: the first parked thread wins, the other one ends.
         Some(map.entry(run_id.to_string()).or_insert(mine).clone())

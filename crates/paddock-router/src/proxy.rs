@@ -11,6 +11,7 @@ use std::io;
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::uri::PathAndQuery;
 use http::{Request, Response, StatusCode, Uri, Version};
@@ -119,16 +120,65 @@ pub(crate) async fn handle(
     forward(sh, conn, req, &entry, ep, host).await
 }
 
-/// Remove hop-by-hop headers (RFC 9110 §7.6.1); keep `connection`/`upgrade` for upgrades.
-fn strip_hop_by_hop(h: &mut HeaderMap, keep_upgrade: bool) {
-    if let Some(conn) = h.get(header::CONNECTION) {
-        let named: Vec<HeaderName> = conn
-            .to_str()
-            .unwrap_or("")
-            .split(',')
-            .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
-            .filter(|n| !(keep_upgrade && n == header::UPGRADE))
-            .collect();
+// The headers removed by name from every forwarded message (RFC 9110 §7.6.1), as bits of
+// the mask `hop_by_hop` returns. `connection` and `upgrade` stay on upgrade requests;
+// `http2-settings` is removed from requests only (see `forward`).
+const H_CONNECTION: u8 = 1;
+const H_UPGRADE: u8 = 1 << 1;
+const H_TE: u8 = 1 << 2;
+const H_TRAILER: u8 = 1 << 3;
+const H_TRANSFER_ENCODING: u8 = 1 << 4;
+const H_KEEP_ALIVE: u8 = 1 << 5;
+const H_PROXY_CONNECTION: u8 = 1 << 6;
+const H_HTTP2_SETTINGS: u8 = 1 << 7;
+
+fn hop_by_hop_bit(n: &HeaderName) -> u8 {
+    if n == header::CONNECTION {
+        H_CONNECTION
+    } else if n == header::UPGRADE {
+        H_UPGRADE
+    } else if n == header::TE {
+        H_TE
+    } else if n == header::TRAILER {
+        H_TRAILER
+    } else if n == header::TRANSFER_ENCODING {
+        H_TRANSFER_ENCODING
+    } else if n == KEEP_ALIVE {
+        H_KEEP_ALIVE
+    } else if n == PROXY_CONNECTION {
+        H_PROXY_CONNECTION
+    } else if n == HTTP2_SETTINGS {
+        H_HTTP2_SETTINGS
+    } else {
+        0
+    }
+}
+
+/// Which of those headers `h` has: one pass over the names, without hashing, so that
+/// only the present ones cost a removal (most messages have none, or only `connection`).
+fn hop_by_hop(h: &HeaderMap) -> u8 {
+    h.keys().fold(0, |m, n| m | hop_by_hop_bit(n))
+}
+
+/// Remove hop-by-hop headers (RFC 9110 §7.6.1): those named in `connection` and the fixed
+/// ones; keep `connection`/`upgrade` for upgrades. `found` is `hop_by_hop(h)`.
+fn strip_hop_by_hop(h: &mut HeaderMap, keep_upgrade: bool, found: u8) {
+    if found & H_CONNECTION != 0 {
+        // `keep-alive`, the usual token, is removed below anyway: no name to parse for it.
+        let mut named: Vec<HeaderName> = Vec::new();
+        for v in h.get_all(header::CONNECTION) {
+            for t in v.to_str().unwrap_or("").split(',') {
+                let t = t.trim();
+                if t.eq_ignore_ascii_case("keep-alive") {
+                    continue;
+                }
+                if let Ok(n) = HeaderName::from_bytes(t.as_bytes())
+                    && !(keep_upgrade && n == header::UPGRADE)
+                {
+                    named.push(n);
+                }
+            }
+        }
         for n in named {
             h.remove(n);
         }
@@ -136,14 +186,24 @@ fn strip_hop_by_hop(h: &mut HeaderMap, keep_upgrade: bool) {
             h.remove(header::CONNECTION);
         }
     }
-    if !keep_upgrade {
-        h.remove(header::UPGRADE);
+    let fixed = [
+        (H_UPGRADE, &header::UPGRADE),
+        (H_KEEP_ALIVE, &KEEP_ALIVE),
+        (H_PROXY_CONNECTION, &PROXY_CONNECTION),
+        (H_TE, &header::TE),
+        (H_TRAILER, &header::TRAILER),
+        (H_TRANSFER_ENCODING, &header::TRANSFER_ENCODING),
+    ];
+    for (bit, name) in fixed {
+        if found & bit != 0 && !(keep_upgrade && bit == H_UPGRADE) {
+            h.remove(name);
+        }
     }
-    h.remove(&KEEP_ALIVE);
-    h.remove(&PROXY_CONNECTION);
-    h.remove(header::TE);
-    h.remove(header::TRAILER);
-    h.remove(header::TRANSFER_ENCODING);
+}
+
+fn strip_response(h: &mut HeaderMap) {
+    let found = hop_by_hop(h);
+    strip_hop_by_hop(h, false, found);
 }
 
 fn is_upgrade(req: &Request<Incoming>) -> bool {
@@ -168,34 +228,42 @@ async fn forward(
     let client_version = req.version();
     {
         let h = req.headers_mut();
-        strip_hop_by_hop(h, upgrade);
-        // An `Upgrade: h2c` that reaches here (a request with a body) is declined: RFC 9110
-        // lets a server ignore Upgrade, so the request is answered over HTTP/1.1.
-        h.remove(&HTTP2_SETTINGS);
+        let found = hop_by_hop(h);
+        strip_hop_by_hop(h, upgrade, found);
+        if found & H_HTTP2_SETTINGS != 0 {
+            // An `Upgrade: h2c` that reaches here (a request with a body) is declined: RFC
+            // 9110 lets a server ignore Upgrade, so the request is answered over HTTP/1.1.
+            h.remove(&HTTP2_SETTINGS);
+        }
         let proto = if conn.https { &HTTPS } else { &HTTP };
         // The router is the edge: client-sent forwarding headers are replaced, not extended.
         h.insert(X_FORWARDED_FOR.clone(), conn.xff.clone());
         h.insert(X_FORWARDED_PROTO.clone(), proto.clone());
-        let fwd = format!(
-            "{};host=\"{}\";proto={}",
-            conn.forwarded_for,
-            host.to_str().unwrap_or(""),
-            if conn.https { "https" } else { "http" }
-        );
-        if let Ok(v) = HeaderValue::from_str(&fwd) {
+        // `for=…;host="…";proto=…`, written straight into the value's buffer.
+        let proto_name = proto.as_bytes();
+        let mut fwd =
+            Vec::with_capacity(conn.forwarded_for.len() + host.len() + proto_name.len() + 15);
+        fwd.extend_from_slice(conn.forwarded_for.as_bytes());
+        fwd.extend_from_slice(b";host=\"");
+        fwd.extend_from_slice(host.as_bytes());
+        fwd.extend_from_slice(b"\";proto=");
+        fwd.extend_from_slice(proto_name);
+        if let Ok(v) = HeaderValue::from_maybe_shared(Bytes::from(fwd)) {
             h.insert(FORWARDED.clone(), v);
         }
         h.insert(X_FORWARDED_HOST.clone(), host.clone());
         h.insert(header::HOST, host);
     }
-    let pq = req
-        .uri()
-        .path_and_query()
-        .cloned()
-        .unwrap_or_else(|| PathAndQuery::from_static("/"));
     *req.version_mut() = Version::HTTP_11;
-
-    *req.uri_mut() = Uri::from(pq);
+    // Origin form (`/path?query`) to the backend; most requests already are.
+    if req.uri().scheme().is_some() || req.uri().authority().is_some() {
+        let pq = req
+            .uri()
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| PathAndQuery::from_static("/"));
+        *req.uri_mut() = Uri::from(pq);
+    }
     if upgrade {
         return forward_upgrade(sh, req, entry, ep).await;
     }
@@ -206,7 +274,7 @@ async fn forward(
     {
         Ok((resp, checkin)) => {
             let mut resp = resp.map(|b| RouterBody::Stream(b, checkin));
-            strip_hop_by_hop(resp.headers_mut(), false);
+            strip_response(resp.headers_mut());
             *resp.version_mut() = client_version;
             resp
         }
@@ -284,7 +352,7 @@ async fn forward_upgrade(
     };
     if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
         let mut resp = resp.map(|b| RouterBody::Stream(b, None));
-        strip_hop_by_hop(resp.headers_mut(), false);
+        strip_response(resp.headers_mut());
         return resp;
     }
     let from_backend = hyper::upgrade::on(&mut resp);
@@ -296,4 +364,72 @@ async fn forward_upgrade(
         let _ = tokio::io::copy_bidirectional(&mut c, &mut b).await;
     });
     resp.map(|_| RouterBody::empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (n, v) in pairs {
+            h.append(
+                HeaderName::from_bytes(n.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        h
+    }
+
+    fn names(h: &HeaderMap) -> Vec<&str> {
+        let mut v: Vec<&str> = h.keys().map(HeaderName::as_str).collect();
+        v.sort_unstable();
+        v
+    }
+
+    #[test]
+    fn hop_by_hop_headers_go_and_others_stay() {
+        let mut h = map(&[
+            ("connection", "keep-alive, X-Secret"),
+            ("connection", "x-other"),
+            ("x-secret", "1"),
+            ("x-other", "2"),
+            ("keep-alive", "timeout=5"),
+            ("proxy-connection", "keep-alive"),
+            ("te", "trailers"),
+            ("trailer", "x-t"),
+            ("transfer-encoding", "chunked"),
+            ("upgrade", "websocket"),
+            ("accept", "*/*"),
+        ]);
+        let found = hop_by_hop(&h);
+        strip_hop_by_hop(&mut h, false, found);
+        assert_eq!(names(&h), ["accept"]);
+    }
+
+    #[test]
+    fn upgrades_keep_connection_and_upgrade() {
+        let mut h = map(&[
+            ("connection", "Upgrade, x-secret"),
+            ("upgrade", "websocket"),
+            ("x-secret", "1"),
+            ("keep-alive", "timeout=5"),
+            ("sec-websocket-key", "k"),
+        ]);
+        let found = hop_by_hop(&h);
+        strip_hop_by_hop(&mut h, true, found);
+        assert_eq!(names(&h), ["connection", "sec-websocket-key", "upgrade"]);
+    }
+
+    #[test]
+    fn nothing_to_strip() {
+        let mut h = map(&[("host", "web.app.localhost"), ("accept", "*/*")]);
+        assert_eq!(hop_by_hop(&h), 0);
+        strip_hop_by_hop(&mut h, false, 0);
+        assert_eq!(names(&h), ["accept", "host"]);
+        assert_eq!(
+            hop_by_hop(&map(&[("http2-settings", "AAA")])),
+            H_HTTP2_SETTINGS
+        );
+    }
 }

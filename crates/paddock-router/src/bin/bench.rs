@@ -25,7 +25,15 @@ async fn main() {
             state: RouteState::Running,
         })
         .expect("route");
-    let handle = match router.serve(RouterConfig::new(port)).await {
+    let mut config = RouterConfig::new(port);
+    // For experiments only: the daemon always uses the default.
+    if let Some(n) = std::env::var("PADDOCK_ROUTER_BENCH_WORKERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        config.workers = n;
+    }
+    let handle = match router.serve(config).await {
         Ok(h) => h,
         Err(e) => {
             eprintln!("error: {e}");
