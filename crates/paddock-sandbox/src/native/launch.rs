@@ -48,6 +48,8 @@ pub(crate) struct Launcher {
     /// What the next spare is made with: set by each create (no spare before the first).
     next: Mutex<Option<Prelude>>,
     filling: AtomicBool,
+    /// Told when a refill has finished (whether it made a spare or not).
+    filled: tokio::sync::Notify,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -61,6 +63,7 @@ impl Launcher {
             spare: Mutex::new(None),
             next: Mutex::new(None),
             filling: AtomicBool::new(false),
+            filled: tokio::sync::Notify::new(),
         }
     }
 
@@ -154,7 +157,20 @@ impl Launcher {
                 }
             }
             me.filling.store(false, Ordering::Release);
+            me.filled.notify_waiters();
         });
+    }
+
+    /// When a refill is under way, wait for it (up to `limit`): a spare that is being built
+    /// is ready sooner than a stage 1 launched now, which would also compete with it for
+    /// the CPU.
+    pub async fn settle(&self, limit: std::time::Duration) {
+        let notified = self.filled.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        if self.filling.load(Ordering::Acquire) {
+            let _ = tokio::time::timeout(limit, notified).await;
+        }
     }
 }
 

@@ -669,6 +669,7 @@ impl Runtime for NativeRuntime {
 
         let plan_msg = proto::encode_json(&plan);
         let (prelude, _) = self.prelude(spec);
+        self.launcher.settle(Duration::from_millis(100)).await;
         let stage1 = match self.launch(&plan_msg, &prelude) {
             Ok(s) => s,
             Err(e) => {
