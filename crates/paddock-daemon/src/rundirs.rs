@@ -4,13 +4,18 @@
 //! layer, home and root mount point; the audit log's directory). Each is a new inode, and on
 //! a busy disk each mkdir costs from 0.1 to 0.8 ms: most of a run's creation. So the daemon
 //! keeps [`READY`] empty directories laid out under `runs/.ready/`, and a create claims one
-//! with a single rename to `runs/<run_id>`. A background thread lays out the next one.
+//! with a single rename to `runs/<run_id>`. A background thread lays out the next one, at a
+//! lower CPU priority than the daemon's other threads: on a busy machine the request that
+//! claimed a directory goes first, and the layout (mostly inode allocation, CPU-heavy on
+//! ext4) takes the time that is left.
 //!
 //! A ready directory belongs to no run: it holds only empty directories (what
-//! `Runtime::lay_out` makes and `audit/`) and empty files the daemon writes at every
-//! create (`egress.json`), nothing of any run, so one left over by a
-//! stopped daemon is simply claimed by the next (the runtime's create still makes whatever
-//! is missing).
+//! `Runtime::lay_out` makes and `audit/`), empty files the daemon writes at every create
+//! (`egress.json`), and in `audit/` the files of a log not created yet
+//! (`paddock_audit::store::lay_out`: headers only, no `meta.json`, so the run's audit
+//! writer creates its log without allocating an inode). Nothing of any run, so one left
+//! over by a stopped daemon is simply claimed by the next (the runtime's create and the
+//! audit writer still make whatever is missing).
 //!
 //! Owns: `runs/.ready/`. Never: hands one directory to two runs (a claim is a rename, which
 //! only one caller can win), or lays out anything a run wrote.
@@ -78,6 +83,7 @@ impl RunDirs {
             let _ = std::thread::Builder::new()
                 .name("paddock-rundirs".into())
                 .spawn(move || {
+                    lower_priority();
                     while rx.recv().is_ok() {
                         let Some(me) = me.upgrade() else { return };
                         me.fill();
@@ -112,6 +118,9 @@ impl RunDirs {
         make_private_dir(&tmp)?;
         let built = (self.lay_out)(&tmp)
             .and_then(|()| make_private_dir(&tmp.join("audit")))
+            .and_then(|()| {
+                paddock_audit::store::lay_out(&tmp.join("audit")).map_err(std::io::Error::other)
+            })
             .and_then(|()| {
                 use std::os::unix::fs::OpenOptionsExt;
                 for f in self.files {
@@ -148,6 +157,22 @@ fn take_over(ready_dir: &Path) -> Vec<PathBuf> {
         let _ = std::fs::remove_dir_all(p);
     }
     ready
+}
+
+/// Nice value of the layout thread: background work that must not delay a request.
+const LAYOUT_NICE: libc::c_int = 10;
+
+/// Lowers the calling thread's CPU priority to [`LAYOUT_NICE`] (best effort: at worst the
+/// layout competes with requests as any thread does).
+fn lower_priority() {
+    // SAFETY: gettid(2) has no preconditions and cannot fail.
+    let tid = unsafe { libc::gettid() };
+    // SAFETY: setpriority(2) on our own thread id (PRIO_PROCESS with a tid sets that
+    // thread's nice value on Linux); it touches no memory of ours.
+    let r = unsafe { libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, LAYOUT_NICE) };
+    if r != 0 {
+        tracing::debug!(error = %std::io::Error::last_os_error(), "could not lower the layout thread's priority");
+    }
 }
 
 fn make_private_dir(p: &Path) -> std::io::Result<()> {
@@ -198,10 +223,48 @@ mod tests {
         }
         // The first two were laid out ahead; all three are distinct directories.
         assert!(a.join("home").is_dir() && a.join("audit").is_dir());
+        // The audit log's files wait in `audit/`, but no log does.
+        assert_eq!(
+            std::fs::read(a.join("audit").join(paddock_audit::store::ENTRIES_FILE)).unwrap(),
+            b"PADDOCK-AUDIT-E1"
+        );
+        assert!(
+            !a.join("audit")
+                .join(paddock_audit::store::META_FILE)
+                .exists()
+        );
         assert_eq!(std::fs::read(a.join("plan.json")).unwrap(), b"");
         assert!(b.join("home").is_dir());
         std::fs::write(a.join("home/x"), b"a").unwrap();
         assert!(!b.join("home/x").exists() && !c.join("home/x").exists());
+    }
+
+    #[test]
+    fn the_layout_thread_runs_at_a_lower_priority() {
+        let tmp = tempfile::tempdir().unwrap();
+        let d = dirs(tmp.path());
+        d.refill();
+        wait_ready(&d, READY);
+        // Nice values of this process's layout threads (other tests have theirs); ours has
+        // laid out directories, so it has lowered its priority by now.
+        let nices: Vec<i64> = std::fs::read_dir("/proc/self/task")
+            .unwrap()
+            .flatten()
+            .filter(|t| {
+                std::fs::read_to_string(t.path().join("comm"))
+                    .is_ok_and(|c| c.trim_end() == "paddock-rundirs")
+            })
+            .filter_map(|t| {
+                let stat = std::fs::read_to_string(t.path().join("stat")).ok()?;
+                // Fields after the parenthesised name; nice is field 19 overall.
+                let rest = &stat[stat.rfind(')')? + 2..];
+                rest.split_whitespace().nth(16)?.parse().ok()
+            })
+            .collect();
+        assert!(
+            nices.contains(&i64::from(LAYOUT_NICE)),
+            "layout threads' nice values: {nices:?}"
+        );
     }
 
     #[test]
