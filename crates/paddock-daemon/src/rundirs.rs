@@ -4,14 +4,12 @@
 //! layer, home and root mount point; the audit log's directory). Each is a new inode, and on
 //! a busy disk each mkdir costs from 0.1 to 0.8 ms: most of a run's creation. So the daemon
 //! keeps [`READY`] empty directories laid out under `runs/.ready/`, and a create claims one
-//! with a single rename to `runs/<run_id>`. A background thread lays out the next one, at a
-//! lower CPU priority than the daemon's other threads: on a busy machine the request that
-//! claimed a directory goes first, and the layout (mostly inode allocation, CPU-heavy on
-//! ext4) takes the time that is left.
+//! with a single rename to `runs/<run_id>`. A background thread lays out the next one.
 //!
 //! A ready directory belongs to no run: it holds only empty directories (what
 //! `Runtime::lay_out` makes and `audit/`), empty files the daemon writes at every create
-//! (`egress.json`), and in `audit/` the files of a log not created yet
+//! (`egress.json`, written with [`write_laid_out`]), and in `audit/` the files of a log not
+//! created yet
 //! (`paddock_audit::store::lay_out`: headers only, no `meta.json`, so the run's audit
 //! writer creates its log without allocating an inode). Nothing of any run, so one left
 //! over by a stopped daemon is simply claimed by the next (the runtime's create and the
@@ -83,7 +81,6 @@ impl RunDirs {
             let _ = std::thread::Builder::new()
                 .name("paddock-rundirs".into())
                 .spawn(move || {
-                    lower_priority();
                     while rx.recv().is_ok() {
                         let Some(me) = me.upgrade() else { return };
                         me.fill();
@@ -159,20 +156,23 @@ fn take_over(ready_dir: &Path) -> Vec<PathBuf> {
     ready
 }
 
-/// Nice value of the layout thread: background work that must not delay a request.
-const LAYOUT_NICE: libc::c_int = 10;
-
-/// Lowers the calling thread's CPU priority to [`LAYOUT_NICE`] (best effort: at worst the
-/// layout competes with requests as any thread does).
-fn lower_priority() {
-    // SAFETY: gettid(2) has no preconditions and cannot fail.
-    let tid = unsafe { libc::gettid() };
-    // SAFETY: setpriority(2) on our own thread id (PRIO_PROCESS with a tid sets that
-    // thread's nice value on Linux); it touches no memory of ours.
-    let r = unsafe { libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, LAYOUT_NICE) };
-    if r != 0 {
-        tracing::debug!(error = %std::io::Error::last_os_error(), "could not lower the layout thread's priority");
+/// Writes `bytes` to a file a ready directory holds empty (or creates it, 0600), without
+/// truncating it first: on ext4 a truncation to zero followed by a write makes the close
+/// start writeback at once (`auto_da_alloc`), on the caller's thread. A file found longer
+/// is cut to `bytes` after the write.
+pub fn write_laid_out(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::os::unix::fs::{FileExt, OpenOptionsExt};
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all_at(bytes, 0)?;
+    if f.metadata()?.len() != bytes.len() as u64 {
+        f.set_len(bytes.len() as u64)?;
     }
+    Ok(())
 }
 
 fn make_private_dir(p: &Path) -> std::io::Result<()> {
@@ -240,30 +240,25 @@ mod tests {
     }
 
     #[test]
-    fn the_layout_thread_runs_at_a_lower_priority() {
+    fn a_laid_out_file_is_rewritten_in_place() {
+        use std::os::unix::fs::MetadataExt;
         let tmp = tempfile::tempdir().unwrap();
-        let d = dirs(tmp.path());
-        d.refill();
-        wait_ready(&d, READY);
-        // Nice values of this process's layout threads (other tests have theirs); ours has
-        // laid out directories, so it has lowered its priority by now.
-        let nices: Vec<i64> = std::fs::read_dir("/proc/self/task")
-            .unwrap()
-            .flatten()
-            .filter(|t| {
-                std::fs::read_to_string(t.path().join("comm"))
-                    .is_ok_and(|c| c.trim_end() == "paddock-rundirs")
-            })
-            .filter_map(|t| {
-                let stat = std::fs::read_to_string(t.path().join("stat")).ok()?;
-                // Fields after the parenthesised name; nice is field 19 overall.
-                let rest = &stat[stat.rfind(')')? + 2..];
-                rest.split_whitespace().nth(16)?.parse().ok()
-            })
-            .collect();
-        assert!(
-            nices.contains(&i64::from(LAYOUT_NICE)),
-            "layout threads' nice values: {nices:?}"
+        let p = tmp.path().join("plan.json");
+        std::fs::write(&p, b"").unwrap();
+        let ino = std::fs::metadata(&p).unwrap().ino();
+        write_laid_out(&p, b"{\"a\": 1}").unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), b"{\"a\": 1}");
+        assert_eq!(std::fs::metadata(&p).unwrap().ino(), ino);
+        // Shorter contents leave nothing of the longer ones.
+        write_laid_out(&p, b"{}").unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), b"{}");
+        // Missing: created private.
+        let q = tmp.path().join("new.json");
+        write_laid_out(&q, b"x").unwrap();
+        assert_eq!(std::fs::read(&q).unwrap(), b"x");
+        assert_eq!(
+            std::fs::metadata(&q).unwrap().permissions().mode() & 0o777,
+            0o600
         );
     }
 
