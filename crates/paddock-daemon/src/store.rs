@@ -1,5 +1,11 @@
 //! `state.db`: SQLite in WAL mode, the daemon its only writer. Schema changes are ordered
 //! migrations keyed by `PRAGMA user_version`.
+//!
+//! The daemon is also its only reader (one daemon per home, `daemon.lock`; the CLI never
+//! opens it), so the connection holds the database in exclusive locking mode: no file
+//! lock is taken and released around every statement, and the WAL index lives in memory
+//! instead of a shared `-shm` file. Another process (`sqlite3 state.db`) gets "database is
+//! locked" while the daemon runs.
 
 use std::path::Path;
 use std::sync::Mutex;
@@ -99,6 +105,8 @@ pub fn now_rfc3339() -> String {
 impl Store {
     pub fn open(path: &Path) -> Result<Store, DaemonError> {
         let conn = Connection::open(path)?;
+        // Before the first access in WAL mode: the WAL index then never uses shared memory.
+        conn.pragma_update(None, "locking_mode", "EXCLUSIVE")?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
@@ -589,6 +597,30 @@ mod tests {
         s.insert(&rec).unwrap();
         let read = s.get("run_000000000007").unwrap().unwrap().run;
         assert_eq!(rec.into_read(), read);
+    }
+
+    #[test]
+    fn the_daemon_holds_state_db_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        let s = Store::open(&path).unwrap();
+        s.insert(&sample("run_000000000001", "lone-owl")).unwrap();
+        // Another connection cannot even read while the store is open...
+        let other = Connection::open(&path).unwrap();
+        other.busy_timeout(std::time::Duration::ZERO).unwrap();
+        assert!(
+            other
+                .query_row("SELECT COUNT(*) FROM runs", [], |r| r.get::<_, i64>(0))
+                .is_err()
+        );
+        drop(other);
+        // ...and sees everything once it is closed.
+        drop(s);
+        let other = Connection::open(&path).unwrap();
+        let n: i64 = other
+            .query_row("SELECT COUNT(*) FROM runs", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, 1);
     }
 
     #[test]
