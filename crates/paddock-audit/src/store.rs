@@ -15,11 +15,6 @@
 //! leaves.hash      32-byte leaf hash per entry (derived; fsynced before each checkpoint)
 //! ```
 //!
-//! A directory without `meta.json` is no log. [`lay_out`] may prepare one ahead of time
-//! (the three data files with their headers only, and an empty `meta.tmp`), so that
-//! creating the log later allocates no inode: creation keeps (and fsyncs) a data file that
-//! holds exactly its initial contents and rewrites any other.
-//!
 //! Recovery on open: scan `checkpoints.log` and `entries.log` record by record (CRC, seq =
 //! record index). A damaged last batch (torn write) is truncated; damage followed by a
 //! later batch is refused as corruption (see [`crate::record`]). Leaf hashes are taken from
@@ -873,76 +868,11 @@ impl AuditLog {
     }
 }
 
-/// The data files of a new log and their initial contents.
-const INITIAL_FILES: [(&str, &[u8]); 3] = [
-    (ENTRIES_FILE, ENTRIES_MAGIC),
-    (CHECKPOINTS_FILE, CHECKPOINTS_MAGIC),
-    (LEAVES_FILE, b""),
-];
-
-/// Prepares `dir` (which must exist) for a log created later by [`AuditLog::open`]: the
-/// data files with their initial contents and an empty `meta.tmp` (the inode `meta.json`
-/// will be written into). Creating the log then allocates no inode. Nothing is fsynced
-/// here: creation fsyncs what it keeps, as it fsyncs what it writes, before `meta.json`.
-/// Refuses a directory that already holds a log.
-pub fn lay_out(dir: &Path) -> Result<()> {
-    if dir.join(META_FILE).exists() {
-        return Err(AuditError::io(
-            "lay out",
-            dir,
-            std::io::Error::new(std::io::ErrorKind::AlreadyExists, "it already holds a log"),
-        ));
-    }
-    for (name, bytes) in INITIAL_FILES {
-        let path = dir.join(name);
-        let res = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&path)
-            .and_then(|mut f| f.write_all(bytes));
-        res.map_err(|e| AuditError::io("lay out", &path, e))?;
-    }
-    let tmp = dir.join(META_FILE).with_extension("tmp");
-    OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(|e| AuditError::io("lay out", &tmp, e))?;
-    Ok(())
-}
-
-/// Keeps a data file laid out ahead of time: true, once fsynced, when `path` holds exactly
-/// `bytes`.
-fn keep_laid_out(path: &Path, bytes: &[u8]) -> Result<bool> {
-    let Ok(mut f) = File::open(path) else {
-        return Ok(false);
-    };
-    let mut buf = Vec::with_capacity(bytes.len() + 1);
-    // One byte more than expected is enough to tell a longer file apart.
-    if !Read::by_ref(&mut f)
-        .take(bytes.len() as u64 + 1)
-        .read_to_end(&mut buf)
-        .is_ok_and(|_| buf == bytes)
-    {
-        return Ok(false);
-    }
-    f.sync_all().map_err(|e| AuditError::io("fsync", path, e))?;
-    Ok(true)
-}
-
 fn init_dir(dir: &Path, log_id: &str, signer: &Signer) -> Result<()> {
-    // Data files first, each durable, meta.json last: a directory with meta.json is
-    // complete. Data files laid out ahead of time ([`lay_out`]) are kept.
-    for (name, bytes) in INITIAL_FILES {
-        let path = dir.join(name);
-        if !keep_laid_out(&path, bytes)? {
-            write_atomic(&path, bytes)?;
-        }
-    }
+    // Data files first, meta.json last: a directory with meta.json is complete.
+    write_atomic(&dir.join(ENTRIES_FILE), ENTRIES_MAGIC)?;
+    write_atomic(&dir.join(CHECKPOINTS_FILE), CHECKPOINTS_MAGIC)?;
+    write_atomic(&dir.join(LEAVES_FILE), b"")?;
     let meta = Meta {
         format: META_FORMAT.to_owned(),
         log_id: log_id.to_owned(),

@@ -5,7 +5,6 @@
 mod common;
 
 use std::fs::{self, OpenOptions};
-use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
@@ -83,78 +82,6 @@ fn new_directory_is_private() {
             f.file_name()
         );
     }
-}
-
-#[test]
-fn a_laid_out_directory_becomes_a_log_without_new_files() {
-    use std::os::unix::fs::MetadataExt;
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("log");
-    fs::create_dir(&dir).unwrap();
-    paddock_audit::store::lay_out(&dir).unwrap();
-    let ino = |name: &str| fs::metadata(dir.join(name)).unwrap().ino();
-    let before = [
-        ino(ENTRIES_FILE),
-        ino(paddock_audit::store::CHECKPOINTS_FILE),
-        ino(LEAVES_FILE),
-        ino("meta.tmp"),
-    ];
-    // Laid out is not a log yet.
-    assert!(matches!(
-        LogReader::open(&dir),
-        Err(AuditError::NotALog { .. })
-    ));
-    let (mut log, rec) = open(&dir).unwrap();
-    assert!(rec.created);
-    let after = [
-        ino(ENTRIES_FILE),
-        ino(paddock_audit::store::CHECKPOINTS_FILE),
-        ino(LEAVES_FILE),
-        ino(paddock_audit::store::META_FILE),
-    ];
-    assert_eq!(before, after, "creation reused every laid-out file");
-    assert!(!dir.join("meta.tmp").exists());
-    log.append_batch(&common::entries(0..5)).unwrap();
-    log.checkpoint().unwrap();
-    drop(log);
-    assert_eq!(
-        verify_log_dir(&dir, &VerifyOptions::default())
-            .unwrap()
-            .entries,
-        5
-    );
-    // A log is never laid out over.
-    assert!(paddock_audit::store::lay_out(&dir).is_err());
-    assert_eq!(open(&dir).unwrap().0.len(), 5);
-}
-
-#[test]
-fn a_laid_out_file_that_is_not_pristine_is_rewritten_at_creation() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("log");
-    fs::create_dir(&dir).unwrap();
-    paddock_audit::store::lay_out(&dir).unwrap();
-    // A stray byte after the header, a truncated header, a non-empty leaves file.
-    OpenOptions::new()
-        .append(true)
-        .open(dir.join(ENTRIES_FILE))
-        .unwrap()
-        .write_all(b"x")
-        .unwrap();
-    truncate(&dir.join(paddock_audit::store::CHECKPOINTS_FILE), 3);
-    fs::write(dir.join(LEAVES_FILE), [0u8; 32]).unwrap();
-    let (mut log, rec) = open(&dir).unwrap();
-    assert!(rec.created);
-    assert_eq!(log.len(), 0);
-    log.append_batch(&common::entries(0..3)).unwrap();
-    log.checkpoint().unwrap();
-    drop(log);
-    assert_eq!(
-        verify_log_dir(&dir, &VerifyOptions::default())
-            .unwrap()
-            .entries,
-        3
-    );
 }
 
 #[test]

@@ -7,13 +7,15 @@
 //! with a single rename to `runs/<run_id>`. A background thread lays out the next one.
 //!
 //! A ready directory belongs to no run: it holds only empty directories (what
-//! `Runtime::lay_out` makes and `audit/`), empty files the daemon writes at every create
-//! (`egress.json`, written with [`write_laid_out`]), and in `audit/` the files of a log not
-//! created yet
-//! (`paddock_audit::store::lay_out`: headers only, no `meta.json`, so the run's audit
-//! writer creates its log without allocating an inode). Nothing of any run, so one left
-//! over by a stopped daemon is simply claimed by the next (the runtime's create and the
-//! audit writer still make whatever is missing).
+//! `Runtime::lay_out` makes and `audit/`) and empty files the daemon writes at every
+//! create (`egress.json`, rewritten in place with [`write_laid_out`]), nothing of any run,
+//! so one left over by a stopped daemon is simply claimed by the next (the runtime's create
+//! still makes whatever is missing).
+//!
+//! The layout is one thread at normal priority, and the run's audit log files are created
+//! by its writer, not here: in a burst of creates the layout is what falls behind (each
+//! inode costs up to a millisecond on a busy ext4 without a journal), and a claim that finds
+//! no ready directory builds its own on the request path.
 //!
 //! Owns: `runs/.ready/`. Never: hands one directory to two runs (a claim is a rename, which
 //! only one caller can win), or lays out anything a run wrote.
@@ -115,9 +117,6 @@ impl RunDirs {
         make_private_dir(&tmp)?;
         let built = (self.lay_out)(&tmp)
             .and_then(|()| make_private_dir(&tmp.join("audit")))
-            .and_then(|()| {
-                paddock_audit::store::lay_out(&tmp.join("audit")).map_err(std::io::Error::other)
-            })
             .and_then(|()| {
                 use std::os::unix::fs::OpenOptionsExt;
                 for f in self.files {
@@ -223,16 +222,6 @@ mod tests {
         }
         // The first two were laid out ahead; all three are distinct directories.
         assert!(a.join("home").is_dir() && a.join("audit").is_dir());
-        // The audit log's files wait in `audit/`, but no log does.
-        assert_eq!(
-            std::fs::read(a.join("audit").join(paddock_audit::store::ENTRIES_FILE)).unwrap(),
-            b"PADDOCK-AUDIT-E1"
-        );
-        assert!(
-            !a.join("audit")
-                .join(paddock_audit::store::META_FILE)
-                .exists()
-        );
         assert_eq!(std::fs::read(a.join("plan.json")).unwrap(), b"");
         assert!(b.join("home").is_dir());
         std::fs::write(a.join("home/x"), b"a").unwrap();
