@@ -11,9 +11,11 @@
 //!   commit: one fsync per batch; `Ok` = acknowledged), [`AuditLog::maybe_checkpoint`] on
 //!   a timer and after batches, [`AuditLog::checkpoint`] at run end,
 //!   [`AuditLog::export_bundle`], [`AuditLog::inclusion_proof`],
-//!   [`AuditLog::consistency_proof`]; or, with many producers, [`Committer::spawn`] and
-//!   [`CommitHandle::append`] / [`CommitHandle::submit`] (bounded queue: producers block
-//!   instead of entries being dropped; batches drained from the queue, one fsync each);
+//!   [`AuditLog::consistency_proof`]; or, with many producers, [`Committer::spawn`] (a
+//!   thread for one log) or [`WriterPool::open_with`] (a fixed set of threads for any
+//!   number of logs) and [`CommitHandle::append`] / [`CommitHandle::submit`] (bounded
+//!   queue: producers block instead of entries being dropped; batches drained from the
+//!   queue, one fsync per log each);
 //! - the CLI or a third party, offline: [`verify_bundle_json`] (a bundle file's bytes),
 //!   [`verify_bundle`] / [`verify_bundle_with`] (a parsed [`Bundle`]),
 //!   [`verify_log_dir`], [`verify_entry_inclusion`], [`verify_checkpoint_consistency`],
@@ -37,7 +39,9 @@ pub mod verify;
 
 pub use bundle::{BUNDLE_FORMAT, Bundle};
 pub use checkpoint::{Checkpoint, SignatureError};
-pub use commit::{Ack, CommitError, CommitHandle, Committer, CommitterConfig};
+pub use commit::{
+    Ack, Closing, CommitError, CommitHandle, Committer, CommitterConfig, PooledLog, WriterPool,
+};
 pub use entry::{Entry, EntryError, NewEntry, canonical_json};
 pub use error::{AuditError, Result};
 pub use hash::{Hash, empty_root, leaf_hash, node_hash};

@@ -11,9 +11,16 @@
 //! see a log or the key.
 //!
 //! How an event travels: `EventBus::publish` calls [`Audit::record`] *before* fanning the
-//! event out to subscribers. `record` hands the entry to the log's group-commit writer
-//! ([`paddock_audit::Committer`]), blocking while its bounded queue is full, and passes the
-//! pending ack to a collector thread that counts entries once their batch is fsynced.
+//! event out to subscribers. `record` hands the entry to the log's group-commit writer,
+//! blocking while its bounded queue is full; the writer thread counts the entry (acked or
+//! failed) once its batch is fsynced, and tells a caller that waits
+//! ([`EventBus::publish_recorded`](crate::bus::EventBus::publish_recorded)).
+//!
+//! Writers: every log (each run's and the daemon's) is served by one pool of
+//! [`WRITER_THREADS`] threads ([`paddock_audit::WriterPool`]) started with the daemon. A log
+//! is placed on the least loaded thread when it is opened and closed there (final
+//! checkpoint, files released) when its run ends: creating a run, or ending one, starts no
+//! thread, and a hundred open logs cost the same threads as one.
 //!
 //! Routing: an event with a `run_id` goes to that run's log, opened when the run is created
 //! (or, after a daemon restart, re-opened for every run that is not over). An event for a
@@ -59,21 +66,23 @@ use std::time::Duration;
 
 use paddock_api::{AuditEntries, AuditEntry, AuditKey, AuditStats, Event, RunState};
 use paddock_audit::{
-    Ack, AuditError, AuditLog, Bundle, Checkpoint, Committer, CommitterConfig, LogConfig,
-    LogReader, NewEntry, Signer,
+    AuditError, AuditLog, Bundle, Checkpoint, CommitError, CommitterConfig, LogConfig, LogReader,
+    NewEntry, PooledLog, Signer, WriterPool,
 };
 use serde_json::Value;
 
 use crate::DaemonError;
 use crate::home::Home;
 
-/// Queue sizes of one log's writer. A run's log sees a handful of events a second (more
-/// once network requests are recorded); the queue only has to absorb bursts, and every
-/// slot is allocated up front, so it is kept small: with the library's defaults (8192
-/// queued, 4096 per batch) each open log cost ~2 MB of daemon memory. A full queue still
-/// blocks the publisher (backpressure), so nothing is dropped.
+/// Threads that write every audit log. Each fsyncs one log's batch at a time, so a few
+/// let logs on different threads commit at once; more would only add idle threads.
+pub const WRITER_THREADS: usize = 4;
+/// Queue sizes of a writer thread (shared by the logs it serves). A run's log sees a
+/// handful of events a second (more once network requests are recorded); the queue only
+/// has to absorb bursts, and every slot is allocated up front, so it is kept small. A full
+/// queue blocks the publisher (backpressure), so nothing is dropped.
 const WRITER_CONFIG: CommitterConfig = CommitterConfig {
-    queue: 256,
+    queue: 1024,
     max_batch: 256,
     tick: Duration::from_millis(250),
 };
@@ -123,13 +132,13 @@ struct Slot {
 
 #[derive(Default)]
 struct SlotState {
-    committer: Option<Committer>,
+    committer: Option<PooledLog>,
     /// The run is not over: keep the writer open between events.
     live: bool,
-    /// A writer being closed in the background (final commit, signed checkpoint, fsync):
+    /// A log being closed by its writer thread (final commit, signed checkpoint, fsync):
     /// a run's end must not wait for it. Anything that reads or reopens the log first
-    /// waits for it ([`Audit::settle`]).
-    closing: Option<std::thread::JoinHandle<()>>,
+    /// waits for it ([`Audit::settle`]); the receiver hears once the log is released.
+    closing: Option<mpsc::Receiver<()>>,
 }
 
 #[derive(Default)]
@@ -147,8 +156,9 @@ pub struct Audit {
     log_config: LogConfig,
     slots: Mutex<HashMap<String, Arc<Slot>>>,
     removed: Mutex<HashSet<String>>,
-    acks: Mutex<mpsc::Sender<(Ack, mpsc::SyncSender<bool>)>>,
     counters: Arc<Counters>,
+    /// The writer threads of every log.
+    writers: WriterPool,
 }
 
 impl std::fmt::Debug for Audit {
@@ -186,29 +196,9 @@ impl Audit {
             std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
                 .map_err(|e| DaemonError::io("chmod", dir, e))?;
         }
-        let (tx, rx) = mpsc::channel::<(Ack, mpsc::SyncSender<bool>)>();
         let counters = Arc::new(Counters::default());
-        let c = counters.clone();
-        std::thread::Builder::new()
-            .name("paddock-audit-acks".into())
-            .spawn(move || {
-                for (ack, done) in rx {
-                    let ok = match ack.wait() {
-                        Ok(_) => {
-                            c.acked.fetch_add(1, Ordering::SeqCst);
-                            true
-                        }
-                        Err(e) => {
-                            tracing::error!(error = %e, "an audit entry was not recorded");
-                            c.failed.fetch_add(1, Ordering::SeqCst);
-                            false
-                        }
-                    };
-                    // Nobody may be waiting: that is fine.
-                    let _ = done.try_send(ok);
-                }
-            })
-            .map_err(|e| DaemonError::io("spawn the audit ack thread for", &key, e))?;
+        let writers = WriterPool::new(WRITER_THREADS, WRITER_CONFIG, "paddock-audit-w")
+            .map_err(|e| DaemonError::io("start the audit writers for", &key, e))?;
         let audit = Arc::new(Audit {
             home: home.clone(),
             signer: Arc::new(signer),
@@ -218,8 +208,8 @@ impl Audit {
             },
             slots: Mutex::new(HashMap::new()),
             removed: Mutex::new(HashSet::new()),
-            acks: Mutex::new(tx),
             counters,
+            writers,
         });
         audit.open_live(&LogRef::Daemon)?;
         Ok(audit)
@@ -246,12 +236,17 @@ impl Audit {
             .clone()
     }
 
-    /// Opens a log and starts its writer thread.
-    /// Starts a log's writer. The writer thread opens (or creates) the log itself, so the
-    /// caller — a run's creation — never waits for the fsyncs of creating it; entries
-    /// queue meanwhile, and an acknowledgement still means "fsynced". A log that cannot be
-    /// opened fails its entries (counted in `failed`, and logged).
-    fn open_writer(&self, slot: &Slot) -> Result<Committer, DaemonError> {
+    /// How many threads write the audit logs (however many logs are open).
+    pub fn writer_threads(&self) -> usize {
+        self.writers.threads()
+    }
+
+    /// Places a log on a writer thread. The writer opens (or creates) the log itself, so
+    /// the caller — a run's creation — never waits for the fsyncs of creating it, nor for a
+    /// thread to start; entries queue meanwhile, and an acknowledgement still means
+    /// "fsynced". A log that cannot be opened fails its entries (counted in `failed`, and
+    /// logged).
+    fn open_writer(&self, slot: &Slot) -> Result<PooledLog, DaemonError> {
         // The directory now (cheap, no fsync): routing sends a run's events to its log once
         // the log's directory exists; the writer fills it in.
         {
@@ -264,25 +259,27 @@ impl Audit {
         }
         let (dir, log_id) = (slot.dir.clone(), slot.log_id.clone());
         let (signer, config) = (self.signer.clone(), self.log_config);
-        let committer = Committer::spawn_with(
-            move || {
+        let committer = self
+            .writers
+            .open_with(move || {
                 let (log, recovery) = AuditLog::open(&dir, &log_id, signer, config)?;
                 if recovery.entries_tail.is_some() || recovery.checkpoints_tail.is_some() {
                     tracing::warn!(log = %log_id, ?recovery, "audit log recovered from a torn tail");
                 }
                 Ok(log)
-            },
-            WRITER_CONFIG,
-        )
-        .map_err(|e| DaemonError::io("start the audit writer for", &slot.dir, e))?;
+            })
+            .map_err(|e| DaemonError::Audit {
+                message: format!("the audit writer of {} is gone: {e}", slot.dir.display()),
+                hint: "see $PADDOCK_HOME/daemon.log; restart the daemon".into(),
+            })?;
         self.counters.logs_open.fetch_add(1, Ordering::SeqCst);
         Ok(committer)
     }
 
-    fn finish(&self, slot: &Slot, committer: Committer) -> Option<Checkpoint> {
+    fn finish(&self, slot: &Slot, committer: PooledLog) -> Option<Checkpoint> {
         self.counters.logs_open.fetch_sub(1, Ordering::SeqCst);
-        match committer.finish() {
-            Ok((_, cp)) => Some(cp),
+        match committer.close().wait() {
+            Ok(cp) => Some(cp),
             Err(e) => {
                 tracing::error!(log = %slot.log_id, error = %e, "could not close an audit log");
                 None
@@ -290,29 +287,25 @@ impl Audit {
         }
     }
 
-    /// Close a writer on a thread of its own; `settle` waits for it.
-    fn finish_in_background(&self, slot: &Arc<Slot>, st: &mut SlotState, committer: Committer) {
+    /// Close a log without waiting (its writer thread does it); `settle` waits for it.
+    fn finish_in_background(&self, slot: &Arc<Slot>, st: &mut SlotState, committer: PooledLog) {
         self.counters.logs_open.fetch_sub(1, Ordering::SeqCst);
         let log_id = slot.log_id.clone();
-        let closer = std::thread::Builder::new()
-            .name("audit-close".into())
-            .spawn(move || {
-                if let Err(e) = committer.finish() {
-                    tracing::error!(log = %log_id, error = %e, "could not close an audit log");
-                }
-            });
-        match closer {
-            Ok(h) => st.closing = Some(h),
-            Err(e) => {
-                tracing::error!(log = %slot.log_id, error = %e, "could not start the audit closer")
+        let (done, closed) = mpsc::sync_channel(1);
+        committer.close_then(move |r| {
+            if let Err(e) = r {
+                tracing::error!(log = %log_id, error = %e, "could not close an audit log");
             }
-        }
+            let _ = done.send(());
+        });
+        st.closing = Some(closed);
     }
 
     /// Wait for a background close of this log, if one is under way.
     fn settle(st: &mut SlotState) {
-        if let Some(h) = st.closing.take() {
-            let _ = h.join();
+        if let Some(closed) = st.closing.take() {
+            // An error means the writer is gone, and the log with it.
+            let _ = closed.recv();
         }
     }
 
@@ -385,24 +378,32 @@ impl Audit {
         }
         let committer = st.committer.as_ref()?;
         self.counters.submitted.fetch_add(1, Ordering::SeqCst);
-        let ack = match committer
-            .handle()
-            .submit(NewEntry::now(ev.kind.clone(), data))
-        {
-            Ok(a) => a,
-            Err(e) => {
-                self.counters.failed.fetch_add(1, Ordering::SeqCst);
-                tracing::error!(log = %slot.log_id, kind = %ev.kind, error = %e, "the audit writer refused an event");
-                return None;
-            }
-        };
-        // The collector counts it; a caller that needs durability waits on `done`.
+        // The writer counts it once durable; a caller that needs durability waits on `done`.
         let (done_tx, done) = mpsc::sync_channel(1);
-        let _ = self
-            .acks
-            .lock()
-            .expect("audit ack channel poisoned")
-            .send((ack, done_tx));
+        let counters = self.counters.clone();
+        let counted = move |r: Result<u64, CommitError>| {
+            let ok = match r {
+                Ok(_) => {
+                    counters.acked.fetch_add(1, Ordering::SeqCst);
+                    true
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "an audit entry was not recorded");
+                    counters.failed.fetch_add(1, Ordering::SeqCst);
+                    false
+                }
+            };
+            // Nobody may be waiting: that is fine.
+            let _ = done_tx.try_send(ok);
+        };
+        if let Err(e) = committer
+            .handle()
+            .submit_then(NewEntry::now(ev.kind.clone(), data), counted)
+        {
+            self.counters.failed.fetch_add(1, Ordering::SeqCst);
+            tracing::error!(log = %slot.log_id, kind = %ev.kind, error = %e, "the audit writer refused an event");
+            return None;
+        }
         if ends_run || !st.live {
             st.live = false;
             if let Some(c) = st.committer.take() {
@@ -822,6 +823,47 @@ mod tests {
         let b = audit.export(&LogRef::Daemon).unwrap();
         assert_eq!(b.entries.len(), 4);
         paddock_audit::verify_bundle(&b).unwrap();
+    }
+
+    #[test]
+    fn many_runs_share_the_writer_threads_and_each_log_is_signed_at_its_end() {
+        let (_d, _home, audit, bus) = setup();
+        let runs: Vec<String> = (0..WRITER_THREADS * 3 + 2)
+            .map(|i| format!("run_{i:012x}"))
+            .collect();
+        for id in &runs {
+            audit.open_live(&LogRef::Run(id.clone())).unwrap();
+        }
+        assert_eq!(audit.stats().logs_open, runs.len() as u64 + 1);
+        assert_eq!(audit.writer_threads(), WRITER_THREADS);
+        for id in &runs {
+            bus.publish(Some(id), "run.created", serde_json::json!({}));
+            assert!(bus.publish_recorded(
+                Some(id),
+                "run.state",
+                serde_json::json!({"from": null, "to": "created"})
+            ));
+        }
+        // Every run ends: its log is closed by its writer thread, in the background.
+        for id in &runs {
+            bus.publish(
+                Some(id),
+                "run.state",
+                serde_json::json!({"from": "created", "to": "stopped"}),
+            );
+        }
+        assert_eq!(audit.stats().logs_open, 1);
+        for id in &runs {
+            let e = audit
+                .entries(&LogRef::Run(id.clone()), None, None, None)
+                .unwrap();
+            assert_eq!((e.size, e.signed_size), (3, 3), "{id}");
+            let b = audit.export(&LogRef::Run(id.clone())).unwrap();
+            paddock_audit::verify_bundle(&b).unwrap();
+        }
+        let s = audit.stats();
+        assert_eq!(s.failed, 0);
+        assert_eq!(s.submitted, runs.len() as u64 * 3);
     }
 
     #[test]

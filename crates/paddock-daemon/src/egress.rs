@@ -103,7 +103,9 @@ impl Egress {
         };
         let path = plan_path(run_dir);
         let json = serde_json::to_vec_pretty(&plan).expect("a plan serialises");
-        std::fs::write(&path, json).map_err(|e| DaemonError::io("write", &path, e))?;
+        // Usually laid out empty ahead of time (see `crate::rundirs`): rewritten in place.
+        crate::rundirs::write_laid_out(&path, &json)
+            .map_err(|e| DaemonError::io("write", &path, e))?;
         Ok(SandboxAdditions {
             env,
             files: self.net.files.clone(),

@@ -8,9 +8,14 @@
 //!
 //! A ready directory belongs to no run: it holds only empty directories (what
 //! `Runtime::lay_out` makes and `audit/`) and empty files the daemon writes at every
-//! create (`egress.json`), nothing of any run, so one left over by a
-//! stopped daemon is simply claimed by the next (the runtime's create still makes whatever
-//! is missing).
+//! create (`egress.json`, rewritten in place with [`write_laid_out`]), nothing of any run,
+//! so one left over by a stopped daemon is simply claimed by the next (the runtime's create
+//! still makes whatever is missing).
+//!
+//! The layout is one thread at normal priority, and the run's audit log files are created
+//! by its writer, not here: in a burst of creates the layout is what falls behind (each
+//! inode costs up to a millisecond on a busy ext4 without a journal), and a claim that finds
+//! no ready directory builds its own on the request path.
 //!
 //! Owns: `runs/.ready/`. Never: hands one directory to two runs (a claim is a rename, which
 //! only one caller can win), or lays out anything a run wrote.
@@ -150,6 +155,25 @@ fn take_over(ready_dir: &Path) -> Vec<PathBuf> {
     ready
 }
 
+/// Writes `bytes` to a file a ready directory holds empty (or creates it, 0600), without
+/// truncating it first: on ext4 a truncation to zero followed by a write makes the close
+/// start writeback at once (`auto_da_alloc`), on the caller's thread. A file found longer
+/// is cut to `bytes` after the write.
+pub fn write_laid_out(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::os::unix::fs::{FileExt, OpenOptionsExt};
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all_at(bytes, 0)?;
+    if f.metadata()?.len() != bytes.len() as u64 {
+        f.set_len(bytes.len() as u64)?;
+    }
+    Ok(())
+}
+
 fn make_private_dir(p: &Path) -> std::io::Result<()> {
     use std::os::unix::fs::DirBuilderExt;
     std::fs::DirBuilder::new().mode(0o700).create(p)
@@ -202,6 +226,29 @@ mod tests {
         assert!(b.join("home").is_dir());
         std::fs::write(a.join("home/x"), b"a").unwrap();
         assert!(!b.join("home/x").exists() && !c.join("home/x").exists());
+    }
+
+    #[test]
+    fn a_laid_out_file_is_rewritten_in_place() {
+        use std::os::unix::fs::MetadataExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let p = tmp.path().join("plan.json");
+        std::fs::write(&p, b"").unwrap();
+        let ino = std::fs::metadata(&p).unwrap().ino();
+        write_laid_out(&p, b"{\"a\": 1}").unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), b"{\"a\": 1}");
+        assert_eq!(std::fs::metadata(&p).unwrap().ino(), ino);
+        // Shorter contents leave nothing of the longer ones.
+        write_laid_out(&p, b"{}").unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), b"{}");
+        // Missing: created private.
+        let q = tmp.path().join("new.json");
+        write_laid_out(&q, b"x").unwrap();
+        assert_eq!(std::fs::read(&q).unwrap(), b"x");
+        assert_eq!(
+            std::fs::metadata(&q).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
     }
 
     #[test]

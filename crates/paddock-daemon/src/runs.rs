@@ -255,15 +255,10 @@ impl RunManager {
         // Name choice and the insert happen under one lock so two creates can't both win.
         let guard_name = {
             let _g = self.transitions.lock().expect("transition lock poisoned");
-            let live = self.store.live_names()?;
-            let taken = |n: &str| {
-                live.iter()
-                    .find(|(name, _)| name == n)
-                    .map(|(_, id)| id.clone())
-            };
+            let taken = |n: &str| self.store.live_run_named(n);
             match &req.name {
                 Some(n) => {
-                    if let Some(other) = taken(n) {
+                    if let Some(other) = taken(n)? {
                         return Err(DaemonError::NameTaken {
                             name: n.clone(),
                             id: other,
@@ -274,7 +269,7 @@ impl RunManager {
                 None => {
                     let mut n = random_name();
                     let mut tries = 0;
-                    while taken(&n).is_some() {
+                    while taken(&n)?.is_some() {
                         tries += 1;
                         n = if tries < 20 {
                             random_name()
@@ -298,7 +293,15 @@ impl RunManager {
             req.command.clone()
         };
         // The network before the sandbox: grants are checked and placeholders drawn here.
-        let net = match blocking(|| self.egress.prepare(&run_dir, network, &req.grants)) {
+        // Without grants this writes one small file (like the claim above): no thread hop.
+        // Grants are read from the secret store, which may block: off the async thread.
+        let prepare = || self.egress.prepare(&run_dir, network, &req.grants);
+        let prepared = if req.grants.is_empty() {
+            prepare()
+        } else {
+            blocking(prepare)
+        };
+        let net = match prepared {
             Ok(n) => n,
             Err(e) => {
                 let _ = std::fs::remove_dir_all(&run_dir);
@@ -404,12 +407,7 @@ impl RunManager {
         {
             let _g = self.transitions.lock().expect("transition lock poisoned");
             // Re-check the name under the lock: a concurrent create may have taken it.
-            if let Some((_, other_id)) = self
-                .store
-                .live_names()?
-                .into_iter()
-                .find(|(name, _)| *name == record.run.name)
-            {
+            if let Some(other_id) = self.store.live_run_named(&record.run.name)? {
                 drop(_g);
                 if let Some(audit) = self.bus.audit() {
                     let _ = audit.close_removed_run(&id);
@@ -430,7 +428,8 @@ impl RunManager {
         self.bus
             .publish(Some(&id), "run.created", created_event(&record.run, &req));
         self.publish_state(&id, None, RunState::Created, None, None);
-        self.get(&id)
+        // The record as written, not read back: `into_read` derives what a read would.
+        Ok(record.into_read())
     }
 
     /// The real paths of the mount sources (symlinks resolved), refusing any that is, or
@@ -440,6 +439,9 @@ impl RunManager {
         &self,
         mounts: &[paddock_api::Mount],
     ) -> Result<Vec<PathBuf>, DaemonError> {
+        if mounts.is_empty() {
+            return Ok(Vec::new());
+        }
         let root = self.home.root();
         let home = std::fs::canonicalize(root).unwrap_or_else(|_| root.to_path_buf());
         let mut out = Vec::with_capacity(mounts.len());

@@ -1,5 +1,11 @@
 //! `state.db`: SQLite in WAL mode, the daemon its only writer. Schema changes are ordered
 //! migrations keyed by `PRAGMA user_version`.
+//!
+//! The daemon is also its only reader (one daemon per home, `daemon.lock`; the CLI never
+//! opens it), so the connection holds the database in exclusive locking mode: no file
+//! lock is taken and released around every statement, and the WAL index lives in memory
+//! instead of a shared `-shm` file. Another process (`sqlite3 state.db`) gets "database is
+//! locked" while the daemon runs.
 
 use std::path::Path;
 use std::sync::Mutex;
@@ -61,12 +67,27 @@ pub struct RunRecord {
     pub handle: Option<String>,
 }
 
+impl RunRecord {
+    /// The run as [`Store::get`] would read this record back once inserted, without reading
+    /// it: what state.db derives on the way (the workspace stored as text, the times shown
+    /// as RFC 3339) is derived the same way here.
+    pub fn into_read(self) -> Run {
+        let mut run = self.run;
+        run.workspace = run.workspace.to_string_lossy().into_owned().into();
+        run.created_at = ms_to_rfc3339(self.created_ms);
+        run.started_at = self.started_ms.map(ms_to_rfc3339);
+        run.urls = Default::default();
+        run
+    }
+}
+
 /// The state store.
 pub struct Store {
     conn: Mutex<Connection>,
 }
 
-fn ms_to_rfc3339(ms: i64) -> String {
+/// How a stored time is shown (`created_at` and friends).
+pub fn ms_to_rfc3339(ms: i64) -> String {
     let t = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
         .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
     t.format(&time::format_description::well_known::Rfc3339)
@@ -84,6 +105,8 @@ pub fn now_rfc3339() -> String {
 impl Store {
     pub fn open(path: &Path) -> Result<Store, DaemonError> {
         let conn = Connection::open(path)?;
+        // Before the first access in WAL mode: the WAL index then never uses shared memory.
+        conn.pragma_update(None, "locking_mode", "EXCLUSIVE")?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
@@ -116,32 +139,33 @@ impl Store {
         Ok(())
     }
 
+    /// Insert a new run (a statement prepared once: it is on the path of every create).
     pub fn insert(&self, rec: &RunRecord) -> Result<(), DaemonError> {
         let r = &rec.run;
         let conn = self.conn.lock().expect("store lock poisoned");
-        conn.execute(
+        let mut stmt = conn.prepare_cached(
             "INSERT INTO runs (id, name, workspace, command, runtime, state, workspace_mode, created_ms,
                 tty, limits, mounts, config, config_sources, applied, spec, ports)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
-            params![
-                r.id,
-                r.name,
-                r.workspace.to_string_lossy(),
-                json(&r.command),
-                r.runtime,
-                r.state.as_str(),
-                r.workspace_mode.as_str(),
-                rec.created_ms,
-                r.tty,
-                json(&r.limits),
-                json(&r.mounts),
-                json(&r.config),
-                json(&r.config_sources),
-                r.applied,
-                rec.spec,
-                json(&r.ports),
-            ],
         )?;
+        stmt.execute(params![
+            r.id,
+            r.name,
+            r.workspace.to_string_lossy(),
+            json(&r.command),
+            r.runtime,
+            r.state.as_str(),
+            r.workspace_mode.as_str(),
+            rec.created_ms,
+            r.tty,
+            json(&r.limits),
+            json(&r.mounts),
+            json(&r.config),
+            json(&r.config_sources),
+            r.applied,
+            rec.spec,
+            json(&r.ports),
+        ])?;
         Ok(())
     }
 
@@ -217,14 +241,14 @@ impl Store {
         Ok(rows.collect::<Result<Vec<_>, _>>()?)
     }
 
-    /// `(name, id)` of every run that has not ended: what name checks need, without
-    /// reading whole records.
-    pub fn live_names(&self) -> Result<Vec<(String, String)>, DaemonError> {
+    /// The id of the run named `name` that has not ended, if any: what a name check needs
+    /// (one index lookup, however many runs there are).
+    pub fn live_run_named(&self, name: &str) -> Result<Option<String>, DaemonError> {
         let conn = self.conn.lock().expect("store lock poisoned");
-        let mut stmt = conn
-            .prepare_cached("SELECT name, id FROM runs WHERE state NOT IN ('stopped', 'failed')")?;
-        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
-        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        let mut stmt = conn.prepare_cached(
+            "SELECT id FROM runs WHERE name = ?1 AND state NOT IN ('stopped', 'failed') LIMIT 1",
+        )?;
+        Ok(stmt.query_row(params![name], |r| r.get(0)).optional()?)
     }
 
     /// Runs whose id starts with `prefix`, with or without the `run_` part.
@@ -543,6 +567,60 @@ mod tests {
             .pragma_query_value(None, "user_version", |r| r.get(0))
             .unwrap();
         assert_eq!(v, MIGRATIONS.len());
+    }
+
+    #[test]
+    fn a_record_as_read_is_what_the_store_reads_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("state.db")).unwrap();
+        let mut rec = sample("run_000000000007", "keen-lynx");
+        rec.created_ms = 1_767_225_600_123;
+        rec.run.command = vec!["sh".into(), "-c".into(), "echo \"hi\" ünï".into()];
+        rec.run.workspace = "/tmp/some where".into();
+        rec.run.workspace_mode = WorkspaceMode::Bind;
+        rec.run.tty = true;
+        rec.run.limits = Limits {
+            memory_bytes: Some(1 << 30),
+            pids: Some(64),
+            cpus: Some(1.5),
+        };
+        rec.run.mounts = vec![Mount {
+            source: "/srv/data".into(),
+            target: "/data".into(),
+            read_only: true,
+        }];
+        rec.run.config =
+            serde_json::json!({"name": "x", "limits": {"cpus": 0.25}, "env": {"A": "1"}});
+        rec.run.config_sources = vec!["/tmp/paddock.yaml".into()];
+        rec.run.ports = [("web".to_string(), 8080u16)].into_iter().collect();
+        rec.spec = Some("{}".into());
+        s.insert(&rec).unwrap();
+        let read = s.get("run_000000000007").unwrap().unwrap().run;
+        assert_eq!(rec.into_read(), read);
+    }
+
+    #[test]
+    fn the_daemon_holds_state_db_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        let s = Store::open(&path).unwrap();
+        s.insert(&sample("run_000000000001", "lone-owl")).unwrap();
+        // Another connection cannot even read while the store is open...
+        let other = Connection::open(&path).unwrap();
+        other.busy_timeout(std::time::Duration::ZERO).unwrap();
+        assert!(
+            other
+                .query_row("SELECT COUNT(*) FROM runs", [], |r| r.get::<_, i64>(0))
+                .is_err()
+        );
+        drop(other);
+        // ...and sees everything once it is closed.
+        drop(s);
+        let other = Connection::open(&path).unwrap();
+        let n: i64 = other
+            .query_row("SELECT COUNT(*) FROM runs", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, 1);
     }
 
     #[test]
