@@ -135,6 +135,13 @@ impl Launcher {
         let Some(prelude) = lock(&self.next).clone() else {
             return;
         };
+        // The common case (a create after the spare was made): nothing to do, no task.
+        if lock(&self.spare)
+            .as_ref()
+            .is_some_and(|s| s.prelude == prelude)
+        {
+            return;
+        }
         if self.filling.swap(true, Ordering::AcqRel) {
             return;
         }
