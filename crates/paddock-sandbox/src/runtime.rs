@@ -243,7 +243,7 @@ pub trait Runtime: Send + Sync + 'static {
     fn kind(&self) -> RuntimeKind;
 
     /// Lay out an empty directory that will later become some run's `run_dir`, ahead of
-    /// time and for no run in particular (empty directories and empty files only). `create` must work
+    /// time and for no run in particular (empty directories only). `create` must work
     /// whether or not its directory was laid out. The default lays out nothing.
     fn lay_out(&self, run_dir: &std::path::Path) -> Result<(), SandboxError> {
         let _ = run_dir;

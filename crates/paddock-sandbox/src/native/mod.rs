@@ -581,16 +581,9 @@ impl Runtime for NativeRuntime {
         for d in Self::run_dirs(&layout) {
             mkdir_all(&d)?;
         }
-        // An empty log, and the temporary file `exit.json` is written through: a start
-        // then truncates these files instead of creating them (a new inode is the slow
-        // part of a file on a busy disk).
-        for f in [layout.log(), run::exit_json_tmp(&layout)] {
-            std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&f)
-                .map_err(|e| SandboxError::io("create", f, e))?;
-        }
+        // Directories only: files laid out here too (the log, the exit record's temporary)
+        // made this one thread fall behind in bursts of creates, which then build their
+        // directories on the request path.
         Ok(())
     }
 
