@@ -459,26 +459,41 @@ impl Client {
         run: &str,
         start: bool,
     ) -> Result<TokioIo<hyper::upgrade::Upgraded>, ClientError> {
-        let mut sender = self.connect().await?;
         let path = format!("/v1/runs/{}/attach?start={}", enc(run), u8::from(start));
-        let req = Request::builder()
-            .method(Method::GET)
-            .uri(&path)
+        self.upgrade(Method::GET, &path, None, "attach")
+            .await?
+            .map_err(|s| ClientError::Transport(format!("attach was not upgraded: {s}")))
+    }
+
+    /// Send a request asking for the attach upgrade; the upgraded connection, or the
+    /// daemon's error; `Ok(Err(status))` when the answer was not an upgrade.
+    async fn upgrade(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+        what: &str,
+    ) -> Result<Result<TokioIo<hyper::upgrade::Upgraded>, StatusCode>, ClientError> {
+        let mut sender = self.connect().await?;
+        let mut req = Request::builder()
+            .method(method)
+            .uri(path)
             .header("host", "paddock")
             .header("connection", "upgrade")
-            .header("upgrade", crate::attach::UPGRADE_PROTOCOL)
-            .body(Full::new(Bytes::new()))
+            .header("upgrade", crate::attach::UPGRADE_PROTOCOL);
+        if body.is_some() {
+            req = req.header("content-type", "application/json");
+        }
+        let req = req
+            .body(Full::new(Bytes::from(body.unwrap_or_default())))
             .map_err(transport)?;
         let resp = sender.send_request(req).await.map_err(transport)?;
-        let resp = Self::check(resp, "attach").await?;
+        let resp = Self::check(resp, what).await?;
         if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
-            return Err(ClientError::Transport(format!(
-                "attach was not upgraded: {}",
-                resp.status()
-            )));
+            return Ok(Err(resp.status()));
         }
         let upgraded = hyper::upgrade::on(resp).await.map_err(transport)?;
-        Ok(TokioIo::new(upgraded))
+        Ok(Ok(TokioIo::new(upgraded)))
     }
 
     /// Create a run and attach to it in one request: `POST /v1/runs` with the attach
@@ -489,25 +504,14 @@ impl Client {
         &self,
         req: &CreateRun,
     ) -> Result<(Run, TokioIo<hyper::upgrade::Upgraded>), ClientError> {
-        let mut sender = self.connect().await?;
         let body = serde_json::to_vec(req).map_err(transport)?;
-        let http = Request::builder()
-            .method(Method::POST)
-            .uri("/v1/runs")
-            .header("host", "paddock")
-            .header("content-type", "application/json")
-            .header("connection", "upgrade")
-            .header("upgrade", crate::attach::UPGRADE_PROTOCOL)
-            .body(Full::new(Bytes::from(body)))
-            .map_err(transport)?;
-        let resp = sender.send_request(http).await.map_err(transport)?;
-        let resp = Self::check(resp, "/v1/runs").await?;
-        if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
-            return Err(ClientError::OlderDaemon {
+        let mut io = self
+            .upgrade(Method::POST, "/v1/runs", Some(body), "/v1/runs")
+            .await?
+            // A daemon without create-and-attach answers a plain create.
+            .map_err(|_| ClientError::OlderDaemon {
                 what: "create-and-attach (POST /v1/runs with an upgrade)".into(),
-            });
-        }
-        let mut io = TokioIo::new(hyper::upgrade::on(resp).await.map_err(transport)?);
+            })?;
         match crate::attach::read_frame(&mut io)
             .await
             .map_err(transport)?
@@ -534,28 +538,11 @@ impl Client {
         run: &str,
         req: &ExecRequest,
     ) -> Result<TokioIo<hyper::upgrade::Upgraded>, ClientError> {
-        let mut sender = self.connect().await?;
         let path = format!("/v1/runs/{}/exec", enc(run));
         let body = serde_json::to_vec(req).map_err(transport)?;
-        let req = Request::builder()
-            .method(Method::POST)
-            .uri(&path)
-            .header("host", "paddock")
-            .header("content-type", "application/json")
-            .header("connection", "upgrade")
-            .header("upgrade", crate::attach::UPGRADE_PROTOCOL)
-            .body(Full::new(Bytes::from(body)))
-            .map_err(transport)?;
-        let resp = sender.send_request(req).await.map_err(transport)?;
-        let resp = Self::check(resp, "exec").await?;
-        if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
-            return Err(ClientError::Transport(format!(
-                "exec was not upgraded: {}",
-                resp.status()
-            )));
-        }
-        let upgraded = hyper::upgrade::on(resp).await.map_err(transport)?;
-        Ok(TokioIo::new(upgraded))
+        self.upgrade(Method::POST, &path, Some(body), "exec")
+            .await?
+            .map_err(|s| ClientError::Transport(format!("exec was not upgraded: {s}")))
     }
 }
 
