@@ -794,6 +794,10 @@ impl Pid1 {
     }
 
     fn drop_primary(&mut self) {
+        // A command still held was never released by a daemon (which places the run's
+        // network first): with that daemon gone, nobody will. Closing the gate ends it
+        // (125, it never ran) instead of leaving the sandbox waiting for ever.
+        self.gate = None;
         self.primary = None;
         self.send_idx = 0;
         self.exit_sent = false;
