@@ -385,26 +385,9 @@ async fn create_run(
     let mut run = run;
     with_urls(&st, &mut run);
     let first = Frame::Run(serde_json::to_vec(&run).unwrap_or_default());
-    let st2 = st.clone();
-    tokio::spawn(async move {
-        let _guard = StreamGuard::new(&st2);
-        match on_upgrade.await {
-            Ok(upgraded) => {
-                let mut io = hyper_util::rt::TokioIo::new(upgraded);
-                let served = match write_frame(&mut io, &first).await {
-                    Ok(()) => serve_attach(st2.runs.clone(), run.id.clone(), true, io).await,
-                    Err(e) => Err(e),
-                };
-                if let Err(e) = served {
-                    tracing::debug!(run = %run.id, error = %e, "create-and-attach ended");
-                }
-            }
-            // The client went away between the create and the upgrade: the run stays
-            // `created`, as after a plain create.
-            Err(e) => tracing::warn!(run = %run.id, error = %e, "create-and-attach upgrade failed"),
-        }
-    });
-    Ok(switching_protocols())
+    // A client gone between the create and the upgrade leaves the run `created`, as after
+    // a plain create.
+    Ok(attach_session(&st, on_upgrade, run.id, true, Some(first)))
 }
 
 async fn get_run(State(st): St, Path(r): Path<String>) -> ApiResult {
@@ -651,20 +634,40 @@ async fn attach(
         .into());
     }
     let on_upgrade = hyper::upgrade::on(&mut req);
-    let st2 = st.clone();
+    Ok(attach_session(&st, on_upgrade, id, start, None))
+}
+
+/// Answer `101` and, once the connection is upgraded, drive run `id`'s attach session
+/// (`first`, when given, is sent before anything else).
+fn attach_session(
+    st: &Arc<ServerState>,
+    on_upgrade: hyper::upgrade::OnUpgrade,
+    id: String,
+    start: bool,
+    first: Option<Frame>,
+) -> Response {
+    let st = st.clone();
     tokio::spawn(async move {
-        let _guard = StreamGuard::new(&st2);
+        let _guard = StreamGuard::new(&st);
         match on_upgrade.await {
             Ok(upgraded) => {
-                let io = hyper_util::rt::TokioIo::new(upgraded);
-                if let Err(e) = serve_attach(st2.runs.clone(), id, start, io).await {
-                    tracing::debug!(error = %e, "attach ended");
+                let mut io = hyper_util::rt::TokioIo::new(upgraded);
+                let served = match &first {
+                    Some(f) => write_frame(&mut io, f).await,
+                    None => Ok(()),
+                };
+                let served = match served {
+                    Ok(()) => serve_attach(st.runs.clone(), id.clone(), start, io).await,
+                    Err(e) => Err(e),
+                };
+                if let Err(e) = served {
+                    tracing::debug!(run = %id, error = %e, "attach ended");
                 }
             }
-            Err(e) => tracing::warn!(error = %e, "attach upgrade failed"),
+            Err(e) => tracing::warn!(run = %id, error = %e, "attach upgrade failed"),
         }
     });
-    Ok(switching_protocols())
+    switching_protocols()
 }
 
 /// `POST /v1/runs/{ref}/exec`: check, record and start the command (errors answer with

@@ -107,10 +107,7 @@ impl Launcher {
 
     /// What spares are made with from now on (the ids and root of the runs being created).
     pub fn expect(&self, prelude: Prelude) {
-        let mut next = lock(&self.next);
-        if next.as_ref() != Some(&prelude) {
-            *next = Some(prelude);
-        }
+        *lock(&self.next) = Some(prelude);
     }
 
     /// The spare, when there is one made with `prelude`, alive, and made with the daemon's

@@ -144,6 +144,8 @@ pub struct NativeRuntime {
     nsworker: nsworker::NsWorker,
     /// Shared copies of injected files, for the home named first (see [`filecache`]).
     files: std::sync::OnceLock<(PathBuf, filecache::FileCache)>,
+    /// `$PADDOCK_HOME/cache/root` (made once), for the home named first: see `prelude`.
+    shared_root: std::sync::OnceLock<(PathBuf, Option<PathBuf>)>,
     runs: Mutex<HashMap<String, Arc<Run>>>,
 }
 
@@ -232,6 +234,7 @@ impl NativeRuntime {
             cgroups: CgroupSystem::detect(rootless),
             etc: EtcMaskCache::new("/etc"),
             files: std::sync::OnceLock::new(),
+            shared_root: std::sync::OnceLock::new(),
             runs: Mutex::new(HashMap::new()),
         }
     }
@@ -290,35 +293,31 @@ impl NativeRuntime {
         Ok(fresh)
     }
 
-    /// The ids inside a run's sandbox: the caller's, or 1000 for root (never uid 0 inside).
-    fn ids_inside(spec: &SandboxSpec) -> (u32, u32) {
-        let uid = if spec.user.uid == 0 {
-            1000
-        } else {
-            spec.user.uid
-        };
-        let gid = if spec.user.gid == 0 {
-            1000
-        } else {
-            spec.user.gid
-        };
-        (uid, gid)
-    }
-
-    /// What stage 1 of a run needs before its plan (see `launch`): the root's mount point
-    /// is `$PADDOCK_HOME/cache/root` (no mount source can live under it: the paddock home
-    /// is never mounted), or the run's own `rootfs` outside a paddock home.
-    /// Whether the root is the shared one (then a spare can be made for the run).
+    /// What stage 1 of a run needs before its plan (see `launch`), and whether a spare
+    /// can be made for it. The ids inside are the caller's, or 1000 for root (never uid 0
+    /// inside). The root's mount point is `$PADDOCK_HOME/cache/root`, shared by every run
+    /// (no mount source can live under it: the paddock home is never mounted), or, outside
+    /// a paddock home, the run's own `rootfs` (then no spare: it would fit no other run).
     fn prelude(&self, spec: &SandboxSpec) -> (Prelude, bool) {
-        let (uid_inside, gid_inside) = Self::ids_inside(spec);
         let shared = self.paddock_home(&spec.run_dir).and_then(|h| {
-            let p = h.join("cache").join("root");
-            mkdir_all(&p).ok().map(|()| p)
+            let (home, root) = self.shared_root.get_or_init(|| {
+                let p = h.join("cache").join("root");
+                (h.clone(), mkdir_all(&p).ok().map(|()| p))
+            });
+            (*home == h).then(|| root.clone()).flatten()
         });
         let is_shared = shared.is_some();
         let prelude = Prelude {
-            uid_inside,
-            gid_inside,
+            uid_inside: if spec.user.uid == 0 {
+                1000
+            } else {
+                spec.user.uid
+            },
+            gid_inside: if spec.user.gid == 0 {
+                1000
+            } else {
+                spec.user.gid
+            },
             root: shared.unwrap_or_else(|| RunLayout::new(&spec.run_dir).rootfs()),
         };
         (prelude, is_shared)
@@ -427,8 +426,6 @@ impl NativeRuntime {
             binds,
             masks: self.etc.masks(root_mode),
             cgroup_procs: cg.procs_files(),
-            uid_inside: Self::ids_inside(spec).0,
-            gid_inside: Self::ids_inside(spec).1,
             rootless: self.rootless,
             tty: spec.tty,
             stdin: spec.stdin,

@@ -111,9 +111,6 @@ pub struct InitPlan {
     /// `cgroup.procs` files PID 1 writes "0" into (joins the run's cgroups) before it
     /// creates its cgroup namespace.
     pub cgroup_procs: Vec<PathBuf>,
-    /// uid/gid inside the sandbox: must be the [`Prelude`]'s (the maps are written).
-    pub uid_inside: u32,
-    pub gid_inside: u32,
     pub rootless: bool,
     pub tty: bool,
     pub stdin: bool,

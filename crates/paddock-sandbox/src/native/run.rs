@@ -119,11 +119,6 @@ pub fn open_log(layout: &RunLayout, truncate: bool) -> Result<(File, u64), Sandb
     Ok((f, len))
 }
 
-/// The temporary file [`write_exit_json`] writes and renames onto `exit.json`.
-pub fn exit_json_tmp(layout: &RunLayout) -> std::path::PathBuf {
-    layout.run_dir.join("exit.json.tmp")
-}
-
 /// Atomically write `exit.json` (runtime side).
 pub fn write_exit_json(layout: &RunLayout, info: &ExitInfo) -> std::io::Result<()> {
     let rec = ExitRecord {
@@ -137,7 +132,7 @@ pub fn write_exit_json(layout: &RunLayout, info: &ExitInfo) -> std::io::Result<(
     // temp + rename: readers see the old or the new record, never a torn one. No fsync:
     // it would double the cost of a short run, and the daemon's database is the durable
     // record; this file only bridges a daemon restart.
-    let tmp = exit_json_tmp(layout);
+    let tmp = layout.run_dir.join("exit.json.tmp");
     let mut f = File::create(&tmp)?;
     f.write_all(&serde_json::to_vec(&rec).unwrap_or_default())?;
     std::fs::rename(&tmp, layout.exit_json())

@@ -180,10 +180,8 @@ fn make_mount_point(step: &str, root: &Path, path: &Path, dir: bool) -> R<PathBu
     Ok(cur)
 }
 
-/// Step 1: the root tmpfs, system directories, /proc, /dev, /tmp.
-/// Build the generic part of the root on `root` (the [`super::super::plan::Prelude`]'s
-/// mount point): everything but the run's own mounts, so it can be done before the run is
-/// known.
+/// Step 1, before the run is known: the root tmpfs on `root` (the
+/// [`super::super::plan::Prelude`]'s mount point), system directories, /proc, /dev, /tmp.
 pub fn prepare_root(root: &Path) -> R<PathBuf> {
     let step = "preparing the sandbox root";
     do_mount(

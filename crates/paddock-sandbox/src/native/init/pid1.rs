@@ -122,7 +122,7 @@ pub fn run(prelude: Prelude, ctl: &OwnedFd) -> i32 {
     };
     let setup = (|| -> Result<(Spawned, OwnedFd, OwnedFd), SetupError> {
         step(1, "preparing the sandbox root");
-        enter_run(&prelude, &plan)?;
+        enter_run(&plan)?;
         step(2, "mounting the workspace");
         mounts::mount_workspace_and_binds(&plan, &root)?;
         step(3, "hiding host secrets");
@@ -180,17 +180,8 @@ pub fn run(prelude: Prelude, ctl: &OwnedFd) -> i32 {
 
 /// Make this sandbox the run's: join its cgroups, then create the cgroup namespace (rooted
 /// at the run's cgroup, so the command sees no host cgroup path).
-fn enter_run(prelude: &Prelude, plan: &InitPlan) -> Result<(), SetupError> {
+fn enter_run(plan: &InitPlan) -> Result<(), SetupError> {
     let step = "preparing the sandbox root";
-    if (plan.uid_inside, plan.gid_inside) != (prelude.uid_inside, prelude.gid_inside) {
-        return Err(SetupError {
-            step: step.into(),
-            message: format!(
-                "the plan's ids {}:{} are not the sandbox's {}:{}",
-                plan.uid_inside, plan.gid_inside, prelude.uid_inside, prelude.gid_inside
-            ),
-        });
-    }
     for f in &plan.cgroup_procs {
         std::fs::write(f, "0").map_err(|e| SetupError {
             step: step.into(),
