@@ -989,7 +989,7 @@ where
 fn stored_spec(spec: &SandboxSpec) -> SandboxSpec {
     let mut s = spec.clone();
     for f in &mut s.files {
-        f.contents = Vec::new();
+        f.contents = Arc::from([]);
     }
     s
 }

@@ -143,10 +143,11 @@ pub fn sandbox_net_with(system: Option<(PathBuf, Vec<u8>)>, ca_pem: &str) -> San
     }
     bundle.extend_from_slice(b"# paddock local interception CA\n");
     bundle.extend_from_slice(ca_pem.as_bytes());
+    let bundle: Arc<[u8]> = Arc::from(bundle);
     let mut files = vec![
         InjectedFile {
             path: "/etc/resolv.conf".into(),
-            contents: b"# paddock DNS stub: answers allowed names, forwards nothing\nnameserver 127.0.0.1\noptions edns0 trust-ad\n".to_vec(),
+            contents: Arc::from(&b"# paddock DNS stub: answers allowed names, forwards nothing\nnameserver 127.0.0.1\noptions edns0 trust-ad\n"[..]),
         },
         InjectedFile {
             path: SANDBOX_BUNDLE.into(),

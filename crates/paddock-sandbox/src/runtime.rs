@@ -64,7 +64,8 @@ pub struct MountSpec {
 pub struct InjectedFile {
     /// Absolute path inside the sandbox.
     pub path: PathBuf,
-    pub contents: Vec<u8>,
+    /// Shared, not copied: the CA bundle (hundreds of KiB) goes into every run's spec.
+    pub contents: Arc<[u8]>,
 }
 
 /// cgroup limits. `None` means "no limit".
@@ -243,15 +244,16 @@ pub trait Runtime: Send + Sync + 'static {
     fn kind(&self) -> RuntimeKind;
 
     /// Lay out an empty directory that will later become some run's `run_dir`, ahead of
-    /// time and for no run in particular (empty directories only). `create` must work
-    /// whether or not its directory was laid out. The default lays out nothing.
+    /// time and for no run in particular (empty directories only). `create` and `start`
+    /// must work whether or not its directory was laid out. The default lays out nothing.
     fn lay_out(&self, run_dir: &std::path::Path) -> Result<(), SandboxError> {
         let _ = run_dir;
         Ok(())
     }
 
     /// Validate the spec and prepare what can be prepared without starting anything
-    /// visible (directories under `run_dir`). Bad input fails here, before anything exists.
+    /// visible. Bad input fails here, before anything exists. Cheap: it is on the path of
+    /// every create (directories a start needs are that start's to make).
     async fn create(&self, spec: &SandboxSpec) -> Result<SandboxHandle, SandboxError>;
 
     /// Start the sandbox and its command. Init steps and exit are published on `events`.

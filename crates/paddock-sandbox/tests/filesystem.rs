@@ -4,6 +4,7 @@
 mod common;
 
 use std::os::unix::fs::PermissionsExt;
+use std::sync::Arc;
 
 use common::*;
 use paddock_sandbox::*;
@@ -167,11 +168,11 @@ async fn extra_mounts_and_injected_files() {
     spec.files = vec![
         InjectedFile {
             path: "/run/paddock/ca.pem".into(),
-            contents: b"CERT\n".to_vec(),
+            contents: Arc::from(&b"CERT\n"[..]),
         },
         InjectedFile {
             path: "/etc/resolv.conf".into(),
-            contents: b"nameserver 127.0.0.1\n".to_vec(),
+            contents: Arc::from(&b"nameserver 127.0.0.1\n"[..]),
         },
     ];
     let rt = runtime();
@@ -267,7 +268,7 @@ async fn setup_failure_is_reported_by_start_and_cleaned_up() {
     // cannot get a mount point.
     spec.files = vec![InjectedFile {
         path: "/etc/paddock-no-such-dir/x".into(),
-        contents: b"x".to_vec(),
+        contents: Arc::from(&b"x"[..]),
     }];
     let h = rt.create(&spec).await.unwrap();
     let ev = Events::default();
