@@ -323,15 +323,29 @@ impl NativeRuntime {
         (prelude, is_shared)
     }
 
-    /// The directories a run needs before it starts, parents first (each one mkdir).
-    fn run_dirs(layout: &RunLayout) -> [PathBuf; 5] {
-        [
-            layout.layer(),
-            layout.upper(),
-            layout.work(),
-            layout.home(),
-            layout.rootfs(),
-        ]
+    /// The directories a run needs before it starts, parents first (each one mkdir). The
+    /// run's own `rootfs` only when its root is not the shared one (see [`Self::prelude`]):
+    /// every inode counts, each is a millisecond on a busy disk.
+    fn run_dirs(layout: &RunLayout, shared_root: bool) -> Vec<PathBuf> {
+        let mut dirs = vec![layout.layer(), layout.upper(), layout.work(), layout.home()];
+        if !shared_root {
+            dirs.push(layout.rootfs());
+        }
+        dirs
+    }
+
+    /// Makes the run's directories unless they are there already: `lay_out` makes them
+    /// parents first, so the last one stands for all (one stat, not a mkdir and a stat for
+    /// each).
+    fn ensure_run_dirs(&self, spec: &SandboxSpec) -> Result<(), SandboxError> {
+        let layout = RunLayout::new(&spec.run_dir);
+        let dirs = Self::run_dirs(&layout, self.prelude(spec).1);
+        if !dirs[dirs.len() - 1].is_dir() {
+            for d in dirs {
+                mkdir_all(&d)?;
+            }
+        }
+        Ok(())
     }
 
     /// Where each of `spec.files` is bind-mounted from: one shared read-only copy per
@@ -575,7 +589,9 @@ impl Runtime for NativeRuntime {
 
     fn lay_out(&self, run_dir: &Path) -> Result<(), SandboxError> {
         let layout = RunLayout::new(run_dir);
-        for d in Self::run_dirs(&layout) {
+        // A ready directory is not under `runs/` yet: whether its run will have the shared
+        // root is the runtime's configuration, not its path.
+        for d in Self::run_dirs(&layout, self.cfg.paddock_home.is_some()) {
             mkdir_all(&d)?;
         }
         // Directories only: files laid out here too (the log, the exit record's temporary)
@@ -595,13 +611,12 @@ impl Runtime for NativeRuntime {
             });
         }
         self.cgroups.check_limits(&spec.limits, self.rootless)?;
-        let layout = RunLayout::new(&spec.run_dir);
-        // Already there when the daemon laid the directory out ahead of time (`lay_out`).
-        for d in Self::run_dirs(&layout) {
-            mkdir_all(&d)?;
-        }
+        let (prelude, shared_root) = self.prelude(spec);
+        // The run's directories are made by the start that needs them (`ensure_run_dirs`),
+        // if the daemon did not lay them out ahead of time: a run that is only created
+        // allocates no inode here (on a busy ext4 each one costs up to a millisecond).
         // The start that follows finds a sandbox already built.
-        if let (prelude, true) = self.prelude(spec) {
+        if shared_root {
             self.launcher.expect(prelude);
             self.launcher.refill();
         }
@@ -628,6 +643,7 @@ impl Runtime for NativeRuntime {
                 hint: "stop it first".into(),
             });
         }
+        self.ensure_run_dirs(spec)?;
         let layout = RunLayout::new(&spec.run_dir);
         let cg = self.cgroups.create(
             &self.cfg.cgroup_parent,
