@@ -1,10 +1,13 @@
 //! Run directories laid out ahead of time.
 //!
-//! A run directory holds half a dozen directories before anything runs (the runtime's
-//! layer, home and root mount point; the audit log's directory). Each is a new inode, and on
-//! a busy disk each mkdir costs from 0.1 to 0.8 ms: most of a run's creation. So the daemon
-//! keeps [`READY`] empty directories laid out under `runs/.ready/`, and a create claims one
-//! with a single rename to `runs/<run_id>`. A background thread lays out the next one.
+//! A run directory holds half a dozen directories before it starts (the runtime's layer
+//! and home; the audit log's directory). Each is a new inode, and on a busy disk each
+//! mkdir costs from 0.03 to 0.8 ms (ext4 without a journal scans the inodes freed in the
+//! last minutes on every allocation). So the daemon keeps [`READY`] empty directories laid
+//! out under `runs/.ready/`, and a create claims one with a single rename to
+//! `runs/<run_id>`. A background thread lays out the next one. A claim that finds none
+//! makes the bare directory only: the runtime makes its own directories at start, the
+//! audit writer the log's.
 //!
 //! A ready directory belongs to no run: it holds only empty directories (what
 //! `Runtime::lay_out` makes and `audit/`) and empty files the daemon writes at every
@@ -13,9 +16,7 @@
 //! still makes whatever is missing).
 //!
 //! The layout is one thread at normal priority, and the run's audit log files are created
-//! by its writer, not here: in a burst of creates the layout is what falls behind (each
-//! inode costs up to a millisecond on a busy ext4 without a journal), and a claim that finds
-//! no ready directory builds its own on the request path.
+//! by its writer, not here: in a burst of creates the layout is what falls behind.
 //!
 //! Owns: `runs/.ready/`. Never: hands one directory to two runs (a claim is a rename, which
 //! only one caller can win), or lays out anything a run wrote.
@@ -25,7 +26,10 @@ use std::sync::mpsc::{SyncSender, sync_channel};
 use std::sync::{Arc, Mutex, OnceLock};
 
 /// How many directories are kept ready.
-const READY: usize = 2;
+const READY: usize = 4;
+
+/// Where the layout thread builds, under `.ready/` (see `lay_out_one`).
+const BUILDING: &str = ".building";
 
 type LayOut = dyn Fn(&Path) -> std::io::Result<()> + Send + Sync;
 
@@ -106,14 +110,19 @@ impl RunDirs {
     }
 
     fn lay_out_one(&self) -> std::io::Result<PathBuf> {
-        make_private_dir(&self.ready_dir).or_else(|e| match e.kind() {
-            std::io::ErrorKind::AlreadyExists => Ok(()),
-            _ => Err(e),
-        })?;
+        let building = self.ready_dir.join(BUILDING);
+        for d in [&self.ready_dir, &building] {
+            make_private_dir(d).or_else(|e| match e.kind() {
+                std::io::ErrorKind::AlreadyExists => Ok(()),
+                _ => Err(e),
+            })?;
+        }
         let name = format!("{:016x}", rand::random::<u64>());
-        // Built under a temporary name, then renamed: a directory under its final name is
-        // always complete.
-        let tmp = self.ready_dir.join(format!("{name}.tmp"));
+        // Built elsewhere, then renamed in: a directory under its final name is always
+        // complete. And not built in `.ready/` itself: a mkdir holds its parent's lock for
+        // as long as the inode takes to allocate (up to a millisecond), which a claim's
+        // rename out of `.ready/` would wait for.
+        let tmp = building.join(&name);
         make_private_dir(&tmp)?;
         let built = (self.lay_out)(&tmp)
             .and_then(|()| make_private_dir(&tmp.join("audit")))
@@ -140,15 +149,16 @@ impl RunDirs {
 }
 
 /// The ready directories an earlier daemon left, after removing its unfinished layouts
-/// (`*.tmp`).
+/// (under [`BUILDING`], or `*.tmp` from older daemons).
 fn take_over(ready_dir: &Path) -> Vec<PathBuf> {
     let Ok(rd) = std::fs::read_dir(ready_dir) else {
         return Vec::new();
     };
-    let (unfinished, ready): (Vec<PathBuf>, Vec<PathBuf>) = rd
-        .flatten()
-        .map(|e| e.path())
-        .partition(|p| p.extension().is_some_and(|e| e == "tmp"));
+    let (unfinished, ready): (Vec<PathBuf>, Vec<PathBuf>) =
+        rd.flatten().map(|e| e.path()).partition(|p| {
+            p.file_name().is_some_and(|n| n == BUILDING)
+                || p.extension().is_some_and(|e| e == "tmp")
+        });
     for p in unfinished {
         let _ = std::fs::remove_dir_all(p);
     }
@@ -258,10 +268,12 @@ mod tests {
         d.refill();
         wait_ready(&d, READY);
         std::fs::create_dir(tmp.path().join(".ready/half.tmp")).unwrap();
+        std::fs::create_dir_all(tmp.path().join(".ready/.building/half")).unwrap();
         drop(d);
         let again = dirs(tmp.path());
         assert_eq!(again.ready.lock().unwrap().len(), READY);
         assert!(!tmp.path().join(".ready/half.tmp").exists());
+        assert!(!tmp.path().join(".ready/.building").exists());
         again.claim(&tmp.path().join("run_x")).unwrap();
         assert!(tmp.path().join("run_x/home").is_dir());
     }
