@@ -236,6 +236,18 @@ impl Audit {
             .clone()
     }
 
+    /// A run's log opened by [`Audit::open_live`] and not yet closed: its directory was
+    /// there when it was opened, and only the run's removal takes it away.
+    fn is_live(&self, run_id: &str) -> bool {
+        let slot = self
+            .slots
+            .lock()
+            .expect("audit slots poisoned")
+            .get(run_id)
+            .cloned();
+        slot.is_some_and(|s| s.state.lock().expect("audit slot poisoned").live)
+    }
+
     /// How many threads write the audit logs (however many logs are open).
     pub fn writer_threads(&self) -> usize {
         self.writers.threads()
@@ -336,7 +348,11 @@ impl Audit {
             && run_id
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-        if !removed && ev.kind != "run.removed" && plain && self.home.run_dir(run_id).is_dir() {
+        if !removed
+            && ev.kind != "run.removed"
+            && plain
+            && (self.is_live(run_id) || self.home.run_dir(run_id).is_dir())
+        {
             return (LogRef::Run(run_id.to_string()), ev.data.clone());
         }
         let data = match &ev.data {
