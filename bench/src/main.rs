@@ -181,6 +181,17 @@ fn api(exe: &Path, n: usize) -> i32 {
         r#"{{"workspace":"{}","command":["true"],"start":false}}"#,
         ws.display()
     );
+    // What one new inode costs where the daemon keeps its runs: a create is a handful of
+    // file system operations, and on ext4 without a journal an allocation scans every
+    // inode freed there in the last minutes (so a disk that just removed many files, or a
+    // /tmp shared with test suites, makes every create slower).
+    let mut k = 0;
+    let mkdir = time_n(50, || {
+        k += 1;
+        std::fs::create_dir(d.dir.path().join(format!("home/runs/mkdir-probe-{k}"))).is_ok()
+    })
+    .expect("mkdir failed");
+    // (Left in place: removing them now would slow the creates that follow.)
     // Exactly 100 registered runs: the creates themselves, then list over them.
     let create = time_n(100, || {
         request(&sock, "POST", "/v1/runs", Some(create_body.as_bytes()))
@@ -229,6 +240,7 @@ fn api(exe: &Path, n: usize) -> i32 {
     row("GET /v1/health", &health);
     row("POST /v1/runs (create)", &create);
     row("GET /v1/runs (list of 100)", &list);
+    row("mkdir in runs/ (the disk)", &mkdir);
     println!();
     println!(
         "daemon RSS idle:           {:>8} KiB  (target < 20 MB)",
