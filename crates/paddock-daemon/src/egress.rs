@@ -92,14 +92,20 @@ impl Egress {
                 "fix `network.headers` in paddock.yaml or the user config (`paddock run` checks it)",
             )
         })?;
-        // `for_run` keeps the order asked for and drops repeated names.
-        let loaded = self.grants.for_run(grants)?;
-        let secrets = RunSecrets::new(loaded, &mut rand::rng()).map_err(secrets_error)?;
         let mut env = self.net.env.clone();
-        env.extend(secrets.placeholder_env());
+        // Without grants there is nothing to draw (and no scrubber worth building).
+        let placeholders = if grants.is_empty() {
+            Vec::new()
+        } else {
+            // `for_run` keeps the order asked for and drops repeated names.
+            let loaded = self.grants.for_run(grants)?;
+            let secrets = RunSecrets::new(loaded, &mut rand::rng()).map_err(secrets_error)?;
+            env.extend(secrets.placeholder_env());
+            secrets.placeholders()
+        };
         let plan = NetPlan {
             network,
-            placeholders: secrets.placeholders(),
+            placeholders,
         };
         let path = plan_path(run_dir);
         let json = serde_json::to_vec_pretty(&plan).expect("a plan serialises");
