@@ -2,12 +2,13 @@
 //! credential placeholders), the run's [`RunEgress`] (listeners inside its netns), and the
 //! adapter from paddock-secrets' [`RunSecrets`] to the proxy's [`Injector`] seam.
 //!
-//! Order for one run: [`Egress::prepare`] at create (writes `runs/<id>/egress.json`, in the
-//! 0700 run directory: the `network:` section, grant names and their placeholders; no grant
-//! value), the sandbox is started
+//! Order for one run: [`Egress::prepare`] at create (returns the run's [`NetPlan`], which the
+//! daemon keeps in the run's row of state.db: the `network:` section, grant names and their
+//! placeholders; no grant value), the sandbox is started
 //! *held*, [`Egress::start`] places the listeners, then the runtime releases the command.
 //! After a daemon restart [`Egress::start`] runs again for every live run from the same
-//! file, so the placeholders the sandbox holds keep working.
+//! plan, so the placeholders the sandbox holds keep working. (Runs created by earlier
+//! daemons have it in `runs/<id>/egress.json`.)
 //!
 //! `network.headers` become paddock-secrets' header edits: applied to every request the
 //! proxy intercepts for a matching host, with or without grants.
@@ -35,7 +36,8 @@ use crate::DaemonError;
 use crate::bus::EventBus;
 use crate::grants::Grants;
 
-/// What a run's egress is built from; `runs/<id>/egress.json`. Holds no secret.
+/// What a run's egress is built from, kept with the run in state.db (as JSON). Holds no
+/// secret.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct NetPlan {
     pub network: NetworkConfig,
@@ -60,11 +62,9 @@ pub struct Egress {
     live: Mutex<HashMap<String, RunEgress>>,
 }
 
-/// The files `prepare` writes into every run directory (laid out empty ahead of time).
-pub(crate) const PLAN_FILES: &[&str] = &["egress.json"];
-
-fn plan_path(run_dir: &Path) -> PathBuf {
-    run_dir.join(PLAN_FILES[0])
+/// Where daemons before the plan moved to state.db kept it.
+fn legacy_plan_path(run_dir: &Path) -> PathBuf {
+    run_dir.join("egress.json")
 }
 
 impl Egress {
@@ -78,13 +78,12 @@ impl Egress {
     }
 
     /// For a new run: check its grants, draw their placeholders, and return what its
-    /// sandbox needs (environment and files). Writes the run's plan into `run_dir`.
+    /// sandbox needs (environment and files) and its plan (JSON), for [`Egress::start`].
     pub fn prepare(
         &self,
-        run_dir: &Path,
         network: NetworkConfig,
         grants: &[String],
-    ) -> Result<SandboxAdditions, DaemonError> {
+    ) -> Result<(SandboxAdditions, String), DaemonError> {
         // Checked here so that a bad `network.headers` refuses the create, not the start.
         header_edits(&network).map_err(|message| {
             DaemonError::bad_request(
@@ -107,35 +106,46 @@ impl Egress {
             network,
             placeholders,
         };
-        let path = plan_path(run_dir);
-        let json = serde_json::to_vec_pretty(&plan).expect("a plan serialises");
-        // Usually laid out empty ahead of time (see `crate::rundirs`): rewritten in place.
-        crate::rundirs::write_laid_out(&path, &json)
-            .map_err(|e| DaemonError::io("write", &path, e))?;
-        Ok(SandboxAdditions {
-            env,
-            files: self.net.files.clone(),
-        })
+        let json = serde_json::to_string(&plan).expect("a plan serialises");
+        Ok((
+            SandboxAdditions {
+                env,
+                files: self.net.files.clone(),
+            },
+            json,
+        ))
     }
 
     /// Place the run's listeners in its netns (the sandbox is running, its command held or
-    /// already going). Records go to the bus (and so to the run's audit log).
+    /// already going), from the plan [`Egress::prepare`] returned (`None`: a run created by
+    /// an earlier daemon, whose plan is in its directory). Records go to the bus (and so to
+    /// the run's audit log).
     pub fn start(
         &self,
         runtime: &dyn Runtime,
         handle: &SandboxHandle,
+        plan: Option<&str>,
         run_dir: &Path,
         bus: &EventBus,
     ) -> Result<(), DaemonError> {
-        let path = plan_path(run_dir);
-        let plan: NetPlan = match std::fs::read(&path) {
-            Ok(b) => serde_json::from_slice(&b).map_err(|e| DaemonError::Network {
-                message: format!("{} is unreadable: {e}", path.display()),
-                hint: "remove the run and start a new one".into(),
-            })?,
-            // Runs created before egress existed: no plan means no network at all.
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-            Err(e) => return Err(DaemonError::io("read", &path, e)),
+        let unreadable = |what: String, e: serde_json::Error| DaemonError::Network {
+            message: format!("the run's network plan ({what}) is unreadable: {e}"),
+            hint: "remove the run and start a new one".into(),
+        };
+        let plan: NetPlan = match plan {
+            Some(json) => {
+                serde_json::from_str(json).map_err(|e| unreadable("in state.db".into(), e))?
+            }
+            None => {
+                let path = legacy_plan_path(run_dir);
+                match std::fs::read(&path) {
+                    Ok(b) => serde_json::from_slice(&b)
+                        .map_err(|e| unreadable(path.display().to_string(), e))?,
+                    // Runs created before egress existed: no plan means no network at all.
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+                    Err(e) => return Err(DaemonError::io("read", &path, e)),
+                }
+            }
         };
         let netns = runtime.as_netns().ok_or_else(|| DaemonError::Network {
             message: format!(

@@ -6,14 +6,12 @@
 //! last minutes on every allocation). So the daemon keeps [`READY`] empty directories laid
 //! out under `runs/.ready/`, and a create claims one with a single rename to
 //! `runs/<run_id>`. A background thread lays out the next one. A claim that finds none
-//! makes the bare directory only: the runtime makes its own directories at start, the
-//! audit writer the log's.
+//! makes nothing: the run's directory and what is in it are made when they are first
+//! needed (the audit writer makes the log's, the runtime's start its own).
 //!
 //! A ready directory belongs to no run: it holds only empty directories (what
-//! `Runtime::lay_out` makes and `audit/`) and empty files the daemon writes at every
-//! create (`egress.json`, rewritten in place with [`write_laid_out`]), nothing of any run,
-//! so one left over by a stopped daemon is simply claimed by the next (the runtime's create
-//! still makes whatever is missing).
+//! `Runtime::lay_out` makes and `audit/`), nothing of any run, so one left over by a
+//! stopped daemon is simply claimed by the next.
 //!
 //! The layout is one thread at normal priority, and the run's audit log files are created
 //! by its writer, not here: in a burst of creates the layout is what falls behind.
@@ -35,9 +33,6 @@ type LayOut = dyn Fn(&Path) -> std::io::Result<()> + Send + Sync;
 
 pub struct RunDirs {
     ready_dir: PathBuf,
-    /// Empty files created in every ready directory (0600), so that writing them at
-    /// create replaces contents instead of allocating an inode.
-    files: &'static [&'static str],
     ready: Mutex<Vec<PathBuf>>,
     lay_out: Box<LayOut>,
     /// Wakes the one thread that lays directories out (started by the first refill;
@@ -49,32 +44,31 @@ pub struct RunDirs {
 impl RunDirs {
     /// `lay_out` fills an empty directory with what a run needs before it is created.
     /// Ready directories left by an earlier daemon are taken over.
-    pub fn new(runs_dir: &Path, files: &'static [&'static str], lay_out: Box<LayOut>) -> Arc<Self> {
+    pub fn new(runs_dir: &Path, lay_out: Box<LayOut>) -> Arc<Self> {
         let ready_dir = runs_dir.join(".ready");
         let ready = take_over(&ready_dir);
         Arc::new(RunDirs {
             ready_dir,
-            files,
             ready: Mutex::new(ready),
             lay_out,
             wake: OnceLock::new(),
         })
     }
 
-    /// Make `run_dir` (0700): a ready directory renamed into place when there is one,
-    /// else a new empty one. Either way another is laid out in the background.
-    pub fn claim(self: &Arc<Self>, run_dir: &Path) -> std::io::Result<()> {
+    /// Put a ready directory (0700) at `run_dir` when there is one, and have another laid
+    /// out in the background. Returns whether it did; when it did not, nothing is made
+    /// (the run's directory is made by whatever first needs it).
+    pub fn claim(self: &Arc<Self>, run_dir: &Path) -> bool {
         let spare = self.ready.lock().unwrap_or_else(|e| e.into_inner()).pop();
         self.refill();
-        if let Some(spare) = spare {
-            match std::fs::rename(&spare, run_dir) {
-                Ok(()) => return Ok(()),
-                Err(e) => {
-                    tracing::debug!(error = %e, dir = %spare.display(), "a ready run directory could not be claimed");
-                }
+        let Some(spare) = spare else { return false };
+        match std::fs::rename(&spare, run_dir) {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::debug!(error = %e, dir = %spare.display(), "a ready run directory could not be claimed");
+                false
             }
         }
-        make_private_dir(run_dir)
     }
 
     /// Have directories laid out until [`READY`] are waiting, on the layout thread (never
@@ -124,19 +118,7 @@ impl RunDirs {
         // rename out of `.ready/` would wait for.
         let tmp = building.join(&name);
         make_private_dir(&tmp)?;
-        let built = (self.lay_out)(&tmp)
-            .and_then(|()| make_private_dir(&tmp.join("audit")))
-            .and_then(|()| {
-                use std::os::unix::fs::OpenOptionsExt;
-                for f in self.files {
-                    std::fs::OpenOptions::new()
-                        .write(true)
-                        .create_new(true)
-                        .mode(0o600)
-                        .open(tmp.join(f))?;
-                }
-                Ok(())
-            });
+        let built = (self.lay_out)(&tmp).and_then(|()| make_private_dir(&tmp.join("audit")));
         let done = self.ready_dir.join(name);
         match built.and_then(|()| std::fs::rename(&tmp, &done)) {
             Ok(()) => Ok(done),
@@ -165,25 +147,6 @@ fn take_over(ready_dir: &Path) -> Vec<PathBuf> {
     ready
 }
 
-/// Writes `bytes` to a file a ready directory holds empty (or creates it, 0600), without
-/// truncating it first: on ext4 a truncation to zero followed by a write makes the close
-/// start writeback at once (`auto_da_alloc`), on the caller's thread. A file found longer
-/// is cut to `bytes` after the write.
-pub fn write_laid_out(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::os::unix::fs::{FileExt, OpenOptionsExt};
-    let f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .open(path)?;
-    f.write_all_at(bytes, 0)?;
-    if f.metadata()?.len() != bytes.len() as u64 {
-        f.set_len(bytes.len() as u64)?;
-    }
-    Ok(())
-}
-
 fn make_private_dir(p: &Path) -> std::io::Result<()> {
     use std::os::unix::fs::DirBuilderExt;
     std::fs::DirBuilder::new().mode(0o700).create(p)
@@ -197,7 +160,6 @@ mod tests {
     fn dirs(runs: &Path) -> Arc<RunDirs> {
         RunDirs::new(
             runs,
-            &["plan.json"],
             Box::new(|d: &Path| std::fs::create_dir(d.join("home"))),
         )
     }
@@ -218,47 +180,19 @@ mod tests {
         let d = dirs(tmp.path());
         d.refill();
         wait_ready(&d, READY);
-        let (a, b, c) = (
-            tmp.path().join("run_a"),
-            tmp.path().join("run_b"),
-            tmp.path().join("run_c"),
-        );
-        for p in [&a, &b, &c] {
-            d.claim(p).unwrap();
+        let claimed: Vec<PathBuf> = (0..READY)
+            .map(|i| tmp.path().join(format!("run_{i}")))
+            .collect();
+        for p in &claimed {
+            assert!(d.claim(p));
             assert_eq!(
                 std::fs::metadata(p).unwrap().permissions().mode() & 0o777,
                 0o700
             );
+            assert!(p.join("home").is_dir() && p.join("audit").is_dir());
         }
-        // The first two were laid out ahead; all three are distinct directories.
-        assert!(a.join("home").is_dir() && a.join("audit").is_dir());
-        assert_eq!(std::fs::read(a.join("plan.json")).unwrap(), b"");
-        assert!(b.join("home").is_dir());
-        std::fs::write(a.join("home/x"), b"a").unwrap();
-        assert!(!b.join("home/x").exists() && !c.join("home/x").exists());
-    }
-
-    #[test]
-    fn a_laid_out_file_is_rewritten_in_place() {
-        use std::os::unix::fs::MetadataExt;
-        let tmp = tempfile::tempdir().unwrap();
-        let p = tmp.path().join("plan.json");
-        std::fs::write(&p, b"").unwrap();
-        let ino = std::fs::metadata(&p).unwrap().ino();
-        write_laid_out(&p, b"{\"a\": 1}").unwrap();
-        assert_eq!(std::fs::read(&p).unwrap(), b"{\"a\": 1}");
-        assert_eq!(std::fs::metadata(&p).unwrap().ino(), ino);
-        // Shorter contents leave nothing of the longer ones.
-        write_laid_out(&p, b"{}").unwrap();
-        assert_eq!(std::fs::read(&p).unwrap(), b"{}");
-        // Missing: created private.
-        let q = tmp.path().join("new.json");
-        write_laid_out(&q, b"x").unwrap();
-        assert_eq!(std::fs::read(&q).unwrap(), b"x");
-        assert_eq!(
-            std::fs::metadata(&q).unwrap().permissions().mode() & 0o777,
-            0o600
-        );
+        std::fs::write(claimed[0].join("home/x"), b"a").unwrap();
+        assert!(!claimed[1].join("home/x").exists());
     }
 
     #[test]
@@ -274,24 +208,19 @@ mod tests {
         assert_eq!(again.ready.lock().unwrap().len(), READY);
         assert!(!tmp.path().join(".ready/half.tmp").exists());
         assert!(!tmp.path().join(".ready/.building").exists());
-        again.claim(&tmp.path().join("run_x")).unwrap();
+        assert!(again.claim(&tmp.path().join("run_x")));
         assert!(tmp.path().join("run_x/home").is_dir());
     }
 
     #[test]
-    fn a_claim_works_without_any_ready_directory() {
+    fn a_claim_without_any_ready_directory_makes_nothing() {
         let tmp = tempfile::tempdir().unwrap();
         let d = RunDirs::new(
             &tmp.path().join("missing"),
-            &[],
             Box::new(|_: &Path| Err(std::io::Error::other("cannot lay out"))),
         );
         let p = tmp.path().join("run_y");
-        d.claim(&p).unwrap();
-        assert!(p.is_dir());
-        assert!(
-            d.claim(&p).is_err(),
-            "a run directory is never claimed twice"
-        );
+        assert!(!d.claim(&p));
+        assert!(!p.exists());
     }
 }

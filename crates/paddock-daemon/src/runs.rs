@@ -70,7 +70,6 @@ impl RunManager {
         let rt = runtime.clone();
         let run_dirs = crate::rundirs::RunDirs::new(
             &home.runs_dir(),
-            crate::egress::PLAN_FILES,
             Box::new(move |d: &Path| rt.lay_out(d).map_err(std::io::Error::other)),
         );
         run_dirs.refill();
@@ -283,31 +282,25 @@ impl RunManager {
         };
         let name = guard_name;
 
-        self.run_dirs
-            .claim(&run_dir)
-            .map_err(|e| DaemonError::io("create", &run_dir, e))?;
-
         let command = if req.command.is_empty() {
             vec!["/bin/sh".to_string()]
         } else {
             req.command.clone()
         };
         // The network before the sandbox: grants are checked and placeholders drawn here.
-        // Without grants this writes one small file (like the claim above): no thread hop.
-        // Grants are read from the secret store, which may block: off the async thread.
-        let prepare = || self.egress.prepare(&run_dir, network, &req.grants);
-        let prepared = if req.grants.is_empty() {
+        // Grants are read from the secret store, which may block: off the async thread
+        // (without grants there is nothing to read: no thread hop).
+        let prepare = || self.egress.prepare(network, &req.grants);
+        let (net, net_plan) = if req.grants.is_empty() {
             prepare()
         } else {
             blocking(prepare)
-        };
-        let net = match prepared {
-            Ok(n) => n,
-            Err(e) => {
-                let _ = std::fs::remove_dir_all(&run_dir);
-                return Err(e);
-            }
-        };
+        }?;
+
+        // A directory laid out ahead of time when there is one; else the run's directories
+        // are made as they are needed (its audit log by the writer, the rest by its start):
+        // no new inode on this path either way.
+        self.run_dirs.claim(&run_dir);
         // Over the user's variables: the proxy and CA settings, grant placeholders and
         // service URLs; the run's identity over everything.
         let mut overrides = net.env;
@@ -419,7 +412,7 @@ impl RunManager {
                     id: other_id,
                 });
             }
-            self.store.insert(&record)?;
+            self.store.insert(&record, &net_plan)?;
         }
         self.handles
             .lock()
@@ -646,9 +639,15 @@ impl RunManager {
     fn start_network(&self, handle: &SandboxHandle, spec: &SandboxSpec) -> Result<(), DaemonError> {
         let run_dir = self.home.run_dir(&handle.run_id);
         let t0 = std::time::Instant::now();
+        let plan = self.store.net_plan(&handle.run_id)?;
         blocking(|| {
-            self.egress
-                .start(self.runtime.as_ref(), handle, &run_dir, &self.bus)
+            self.egress.start(
+                self.runtime.as_ref(),
+                handle,
+                plan.as_deref(),
+                &run_dir,
+                &self.bus,
+            )
         })?;
         // `create` refused runtimes without the netns capability.
         if spec.hold_until_released
@@ -949,9 +948,16 @@ impl RunManager {
                         .insert(id.clone(), handle.clone());
                     tracing::info!(run = %id, "re-adopted a running sandbox");
                     let run_dir = self.home.run_dir(&id);
-                    if let Err(e) = blocking(|| {
-                        self.egress
-                            .start(self.runtime.as_ref(), &handle, &run_dir, &self.bus)
+                    if let Err(e) = self.store.net_plan(&id).and_then(|plan| {
+                        blocking(|| {
+                            self.egress.start(
+                                self.runtime.as_ref(),
+                                &handle,
+                                plan.as_deref(),
+                                &run_dir,
+                                &self.bus,
+                            )
+                        })
                     }) {
                         // Without its listeners the run has no network at all (fails closed).
                         tracing::error!(run = %id, error = %e, "could not restore the run's network");

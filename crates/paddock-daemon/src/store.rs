@@ -53,6 +53,9 @@ const MIGRATIONS: &[&str] = &[
         updated_ms INTEGER NOT NULL
     );
     CREATE INDEX routes_name ON routes(name);",
+    // 3: a run's network plan (egress: its `network:` section and grant placeholders), kept
+    // here instead of in a file of its directory, so a create writes no file.
+    "ALTER TABLE runs ADD COLUMN net_plan TEXT;",
 ];
 
 /// A run as stored, with the daemon-private parts the API does not show.
@@ -140,13 +143,14 @@ impl Store {
     }
 
     /// Insert a new run (a statement prepared once: it is on the path of every create).
-    pub fn insert(&self, rec: &RunRecord) -> Result<(), DaemonError> {
+    /// Insert a new run, with its network plan (see [`Store::net_plan`]).
+    pub fn insert(&self, rec: &RunRecord, net_plan: &str) -> Result<(), DaemonError> {
         let r = &rec.run;
         let conn = self.conn.lock().expect("store lock poisoned");
         let mut stmt = conn.prepare_cached(
             "INSERT INTO runs (id, name, workspace, command, runtime, state, workspace_mode, created_ms,
-                tty, limits, mounts, config, config_sources, applied, spec, ports)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+                tty, limits, mounts, config, config_sources, applied, spec, ports, net_plan)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
         )?;
         stmt.execute(params![
             r.id,
@@ -165,8 +169,20 @@ impl Store {
             r.applied,
             rec.spec,
             json(&r.ports),
+            net_plan,
         ])?;
         Ok(())
+    }
+
+    /// A run's network plan as [`Store::insert`] kept it (JSON); `None` for runs created
+    /// before plans were kept here (or an unknown id).
+    pub fn net_plan(&self, id: &str) -> Result<Option<String>, DaemonError> {
+        let conn = self.conn.lock().expect("store lock poisoned");
+        let mut stmt = conn.prepare_cached("SELECT net_plan FROM runs WHERE id = ?1")?;
+        Ok(stmt
+            .query_row(params![id], |r| r.get::<_, Option<String>>(0))
+            .optional()?
+            .flatten())
     }
 
     /// Persist a state transition (and its exit data).
@@ -453,7 +469,7 @@ mod tests {
         let path = dir.path().join("state.db");
         {
             let s = Store::open(&path).unwrap();
-            s.insert(&sample("run_000000000001", "brave-otter"))
+            s.insert(&sample("run_000000000001", "brave-otter"), "{}")
                 .unwrap();
             s.set_state("run_000000000001", RunState::Starting, None, None)
                 .unwrap(); // sets started_at
@@ -470,7 +486,8 @@ mod tests {
         assert_eq!(s.list().unwrap().len(), 1);
         assert_eq!(s.counts().unwrap(), (1, 0));
         assert!(s.live().unwrap().is_empty());
-        s.insert(&sample("run_000000000002", "calm-heron")).unwrap();
+        s.insert(&sample("run_000000000002", "calm-heron"), "{}")
+            .unwrap();
         assert_eq!(s.counts().unwrap(), (2, 1));
         assert_eq!(s.live().unwrap()[0].run.name, "calm-heron");
     }
@@ -479,8 +496,10 @@ mod tests {
     fn lookups_by_id_prefix_and_name() {
         let dir = tempfile::tempdir().unwrap();
         let s = Store::open(&dir.path().join("state.db")).unwrap();
-        s.insert(&sample("run_abc000000001", "otter")).unwrap();
-        s.insert(&sample("run_abd000000002", "heron")).unwrap();
+        s.insert(&sample("run_abc000000001", "otter"), "{}")
+            .unwrap();
+        s.insert(&sample("run_abd000000002", "heron"), "{}")
+            .unwrap();
         let ids = |v: Vec<RunRecord>| v.into_iter().map(|r| r.run.id).collect::<Vec<_>>();
         assert_eq!(ids(s.with_id_prefix("run_ab").unwrap()).len(), 2);
         assert_eq!(ids(s.with_id_prefix("abc").unwrap()), ["run_abc000000001"]);
@@ -508,8 +527,9 @@ mod tests {
         };
         {
             let s = Store::open(&path).unwrap();
-            s.insert(&rec).unwrap();
-            s.insert(&sample("run_000000000002", "other")).unwrap();
+            s.insert(&rec, "{}").unwrap();
+            s.insert(&sample("run_000000000002", "other"), "{}")
+                .unwrap();
             s.put_route(&row).unwrap();
             // Replacing keeps one row per run.
             s.put_route(&row).unwrap();
@@ -594,7 +614,7 @@ mod tests {
         rec.run.config_sources = vec!["/tmp/paddock.yaml".into()];
         rec.run.ports = [("web".to_string(), 8080u16)].into_iter().collect();
         rec.spec = Some("{}".into());
-        s.insert(&rec).unwrap();
+        s.insert(&rec, "{}").unwrap();
         let read = s.get("run_000000000007").unwrap().unwrap().run;
         assert_eq!(rec.into_read(), read);
     }
@@ -604,7 +624,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("state.db");
         let s = Store::open(&path).unwrap();
-        s.insert(&sample("run_000000000001", "lone-owl")).unwrap();
+        s.insert(&sample("run_000000000001", "lone-owl"), "{}")
+            .unwrap();
         // Another connection cannot even read while the store is open...
         let other = Connection::open(&path).unwrap();
         other.busy_timeout(std::time::Duration::ZERO).unwrap();

@@ -238,10 +238,11 @@ pub fn validate(spec: &SandboxSpec, paddock_home: Option<&Path>) -> Result<(), S
             "use 1-63 characters",
         ));
     }
-    if !spec.run_dir.is_absolute() || !spec.run_dir.is_dir() {
+    // It need not exist yet: the start makes what it needs (see `ensure_run_dirs`).
+    if !spec.run_dir.is_absolute() {
         return Err(invalid(
-            format!("run directory {} does not exist", spec.run_dir.display()),
-            "the daemon creates it before calling the runtime",
+            format!("run directory {} is not absolute", spec.run_dir.display()),
+            "the daemon passes `$PADDOCK_HOME/runs/<id>`",
         ));
     }
     if !is_normalized_absolute(&spec.workspace) {
