@@ -40,6 +40,7 @@
 
 mod body;
 mod dial;
+mod fast;
 mod h2c;
 mod host;
 mod io;
@@ -86,6 +87,8 @@ pub(crate) struct Shared {
     /// This worker's backend connection pool (a pool per worker keeps a pooled
     /// connection's task on the thread that uses it).
     pub(crate) pool: Arc<Pool>,
+    /// This worker's idle backend connections for the HTTP/1.1 fast path (`fast`).
+    pub(crate) idle: fast::Idle,
 }
 
 impl Router {
@@ -95,6 +98,10 @@ impl Router {
             POOL_IDLE_PER_BACKEND,
             POOL_IDLE_TIMEOUT,
         ))
+    }
+
+    pub(crate) fn new_idle(&self) -> fast::Idle {
+        fast::Idle::new(POOL_IDLE_PER_BACKEND, POOL_IDLE_TIMEOUT)
     }
 }
 
