@@ -41,6 +41,9 @@ pub(crate) struct Request {
     /// The `Host` value (a range of the input), `None` without one.
     pub(crate) host: Option<Range<usize>>,
     pub(crate) head_method: bool,
+    /// May be sent again if a reused backend connection turns out closed before answering
+    /// (nginx's rule: not POST, PATCH or LOCK).
+    pub(crate) retryable: bool,
     /// `Accept` asks for JSON (for the router's index pages).
     pub(crate) json: bool,
     /// The client asked to close after this exchange (`Connection: close`).
@@ -406,6 +409,7 @@ pub(crate) fn request(
         len,
         host: host.map(|h| offset(buf, h)),
         head_method: method == "HEAD",
+        retryable: !matches!(method, "POST" | "PATCH" | "LOCK"),
         json,
         close: listed.close,
         framing,

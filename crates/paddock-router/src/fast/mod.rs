@@ -160,10 +160,8 @@ pub(crate) async fn serve(
         let host = req.host.clone().map(|r| &c.input[r]);
         let keep = match route(sh, false, host, || req.json) {
             Route::Answer(page) => {
-                // A body the router does not read cannot be skipped safely: close instead.
-                let close = req.close || req.framing != Framing::Empty;
                 c.input.drain(..req.len);
-                c.page(page, req.head_method, close).await && !close
+                c.answer(page, &req).await
             }
             Route::Forward(entry, idx) => {
                 c.input.drain(..req.len);
@@ -174,8 +172,12 @@ pub(crate) async fn serve(
         if !keep {
             return Outcome::Done;
         }
+        // Buffers that grew for a big head or body are not kept for the connection's life.
         if backend_buf.capacity() > 2 * READ_CHUNK {
             backend_buf = Vec::new();
+        }
+        if c.input.is_empty() && c.input.capacity() > 2 * READ_CHUNK {
+            c.input = Vec::new();
         }
     }
 }
@@ -278,6 +280,21 @@ impl Client {
         encode_page(resp, head_only, close, &mut self.out);
         self.flush().await
     }
+
+    /// One of the router's own pages in answer to `req`, whose body (if any) is not read:
+    /// as it cannot be skipped safely, the connection is then closed, lingering so that
+    /// the page is not lost to a reset. True if the connection stays open.
+    async fn answer(&mut self, resp: Response<RouterBody>, req: &head::Request) -> bool {
+        let unread = req.framing != Framing::Empty;
+        let close = req.close || unread;
+        if !self.page(resp, req.head_method, close).await {
+            return false;
+        }
+        if unread {
+            self.linger().await;
+        }
+        !close
+    }
 }
 
 fn encode_page(resp: Response<RouterBody>, head_only: bool, close: bool, out: &mut Vec<u8>) {
@@ -334,30 +351,25 @@ async fn forward(
                 .await
             {
                 Ok(s) => s,
-                Err(e) => {
-                    let close = req.close || req.framing != Framing::Empty;
-                    return c
-                        .page(upstream_error(entry, ep, &e), req.head_method, close)
-                        .await
-                        && !close;
-                }
+                Err(e) => return c.answer(upstream_error(entry, ep, &e), req).await,
             },
         };
         backend_buf.clear();
         match exchange(c, &mut backend, backend_buf, req).await {
             Ok(fin) => break (backend, fin),
             // A pooled connection the backend had closed under us: nothing was sent back,
-            // and a request without a body can be sent again, once, on a new connection.
+            // and a request without a body whose method allows it is sent again, once, on
+            // a new connection.
             Err(Failure::Backend {
                 e: BackendError::Closed | BackendError::Io(_),
                 received: false,
-            }) if reused && req.framing == Framing::Empty => fresh_only = true,
+            }) if reused && req.retryable && req.framing == Framing::Empty => {
+                fresh_only = true;
+            }
             Err(Failure::Backend { e, .. }) => {
                 tracing::debug!(run = %entry.route.name, endpoint = %ep.name, error = %chain(&e), "upstream failed");
                 let page = pages::upstream_failed(&entry.route.name, &ep.name, ep.port, &chain(&e));
-                // The request body may be half read: the connection cannot carry on.
-                let close = req.close || req.framing != Framing::Empty;
-                return c.page(page, req.head_method, close).await && !close;
+                return c.answer(page, req).await;
             }
             Err(Failure::ClientChunk) => {
                 c.status(400, "Bad Request").await;
