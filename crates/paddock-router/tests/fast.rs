@@ -17,6 +17,9 @@ use tokio::net::{TcpListener, TcpStream};
 
 const LIMIT: Duration = Duration::from_secs(10);
 
+/// Set when the backend sees the router close a connection on which it never answered.
+static HANG_RELEASED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 #[derive(Default)]
 struct Counting {
     dials: AtomicUsize,
@@ -192,6 +195,13 @@ async fn answer(s: &mut TcpStream, req: &Seen) -> bool {
         }
         "/bad-chunk" => w(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\nzz\r\n"),
         "/silent-close" => return false,
+        "/hang" => {
+            // Never answer; report when the router gives the connection up.
+            let mut tmp = [0u8; 64];
+            while matches!(s.read(&mut tmp).await, Ok(n) if n > 0) {}
+            HANG_RELEASED.store(true, Ordering::SeqCst);
+            return false;
+        }
         "/then-close" => {
             // Keep-alive by the head, but the backend closes anyway: the next request on
             // the router's pooled connection must not fail.
@@ -740,5 +750,26 @@ async fn upgrades_after_fast_requests_go_to_the_general_path() {
     let got = read_response(&mut s, &mut Vec::new(), false).await.unwrap();
     assert!(got.head.starts_with("HTTP/1.0 200"), "{}", got.head);
     assert_eq!(got.body, b"0123456789");
+    h.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_client_leaving_ends_the_wait_for_a_silent_backend() {
+    let (_, h) = setup().await;
+    let mut s = connect(&h).await;
+    s.write_all(format!("GET /hang HTTP/1.1\r\n{HOST}\r\n").as_bytes())
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!HANG_RELEASED.load(Ordering::SeqCst));
+    drop(s);
+    let t = Instant::now();
+    while !HANG_RELEASED.load(Ordering::SeqCst) {
+        assert!(
+            t.elapsed() < LIMIT,
+            "the router still holds the backend connection"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     h.shutdown().await;
 }
