@@ -445,21 +445,22 @@ async fn exchange(
         let no_watch = None::<(&mut tokio::net::tcp::ReadHalf<'_>, &mut Vec<u8>)>;
         let early = response_head(&mut br, backend_buf, no_watch, req.head_method, true, out);
         tokio::pin!(body, early);
+        // An answer before the body is all sent ends the exchange: neither connection can
+        // carry another request after it.
+        let unfinished = |framing| Final {
+            framing,
+            backend_keep_alive: false,
+            request_done: false,
+        };
         tokio::select! {
             r = &mut body => match r {
                 Ok(()) => {}
                 Err(PumpError::Chunk) => return Err(Failure::ClientChunk),
                 Err(PumpError::Read) => return Err(Failure::Client),
-                Err(PumpError::Write) => {
-                    // Perhaps the backend answered and closed: read what it said.
-                    let (framing, _) = early.await?;
-                    return Ok(Final { framing, backend_keep_alive: false, request_done: false });
-                }
+                // Perhaps the backend answered and closed: read what it said.
+                Err(PumpError::Write) => return Ok(unfinished(early.await?.0)),
             },
-            r = &mut early => {
-                let (framing, _) = r?;
-                return Ok(Final { framing, backend_keep_alive: false, request_done: false });
-            }
+            r = &mut early => return Ok(unfinished(r?.0)),
         }
     }
     let (framing, backend_keep_alive) = response_head(
