@@ -22,6 +22,10 @@
 //! spoken to over HTTP/1.1 with a small keep-alive pool per (run, port), whatever the client
 //! spoke.
 //!
+//! Cleartext HTTP/1.1 requests take a fast path of the router's own (`fast`: httparse, one
+//! task per connection, no hyper); TLS, HTTP/2, and what the fast path leaves to it
+//! (HTTP/1.0, upgrades, `Expect`) are served by hyper. Both answer the same way.
+//!
 //! **Invariants.** The router never knows how a run is executed: it reaches services only
 //! through the [`Dialer`] it is given. It persists nothing (the daemon keeps routes in
 //! state.db and re-registers them). It never falls back to another port than the one it is
