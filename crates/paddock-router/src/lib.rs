@@ -22,6 +22,10 @@
 //! spoken to over HTTP/1.1 with a small keep-alive pool per (run, port), whatever the client
 //! spoke.
 //!
+//! Cleartext HTTP/1.1 requests take a fast path of the router's own (`fast`: httparse, one
+//! task per connection, no hyper); TLS, HTTP/2, and what the fast path leaves to it
+//! (HTTP/1.0, upgrades, `Expect`) are served by hyper. Both answer the same way.
+//!
 //! **Invariants.** The router never knows how a run is executed: it reaches services only
 //! through the [`Dialer`] it is given. It persists nothing (the daemon keeps routes in
 //! state.db and re-registers them). It never falls back to another port than the one it is
@@ -40,6 +44,7 @@
 
 mod body;
 mod dial;
+mod fast;
 mod h2c;
 mod host;
 mod io;
@@ -86,6 +91,8 @@ pub(crate) struct Shared {
     /// This worker's backend connection pool (a pool per worker keeps a pooled
     /// connection's task on the thread that uses it).
     pub(crate) pool: Arc<Pool>,
+    /// This worker's idle backend connections for the HTTP/1.1 fast path (`fast`).
+    pub(crate) idle: fast::Idle,
 }
 
 impl Router {
@@ -95,6 +102,10 @@ impl Router {
             POOL_IDLE_PER_BACKEND,
             POOL_IDLE_TIMEOUT,
         ))
+    }
+
+    pub(crate) fn new_idle(&self) -> fast::Idle {
+        fast::Idle::new(POOL_IDLE_PER_BACKEND, POOL_IDLE_TIMEOUT)
     }
 }
 

@@ -59,6 +59,75 @@ static HTTP2_SETTINGS: HeaderName = HeaderName::from_static("http2-settings");
 static HTTP: HeaderValue = HeaderValue::from_static("http");
 static HTTPS: HeaderValue = HeaderValue::from_static("https");
 
+/// Where a request goes, from its host alone.
+pub(crate) enum Route {
+    /// The router answers itself: an index, or a 400/404/503 page.
+    Answer(Response<RouterBody>),
+    /// Forward to endpoint `.1` of the run.
+    Forward(Arc<Entry>, usize),
+}
+
+/// True for the bytes `HeaderValue::to_str` accepts: visible ASCII and tab.
+fn is_text(v: &[u8]) -> bool {
+    v.iter().all(|&b| b == b'\t' || (0x20..0x7f).contains(&b))
+}
+
+/// Route by `host` (the `Host` header, or the URI's authority). `json`: the client asked
+/// for JSON (index pages only; called only for them). Shared by both paths.
+pub(crate) fn route(
+    sh: &Shared,
+    https: bool,
+    host: Option<&[u8]>,
+    json: impl Fn() -> bool,
+) -> Route {
+    let Some(host) = host else {
+        return Route::Answer(pages::bad_host("The request has no Host header."));
+    };
+    let host_str = match std::str::from_utf8(host) {
+        Ok(s) if is_text(host) => s,
+        _ => return Route::Answer(pages::bad_host("The Host header is not valid text.")),
+    };
+    let target = match parse_host(host_str) {
+        Ok(t) => t,
+        Err(e) => {
+            return Route::Answer(pages::bad_host(&format!("Cannot route this request: {e}.")));
+        }
+    };
+    let base = UrlBase {
+        https,
+        port: sh.port,
+    };
+    let table = sh.router.inner.routes.load();
+    let (entry, idx) = match target {
+        Target::Index => return Route::Answer(pages::index(&table, base, json())),
+        Target::Run(name) => {
+            let Some(e) = table.runs.get(&*name) else {
+                return Route::Answer(pages::unknown_run(&table, base, &name));
+            };
+            if e.endpoints.len() != 1 {
+                return Route::Answer(pages::run_index(e, base, json()));
+            }
+            (e.clone(), 0)
+        }
+        Target::Endpoint { run, endpoint } => {
+            let Some(e) = table.runs.get(&*run) else {
+                return Route::Answer(pages::unknown_run(&table, base, &run));
+            };
+            let Some(i) = e.endpoints.iter().position(|ep| *ep.name == *endpoint) else {
+                return Route::Answer(pages::unknown_endpoint(e, base, &endpoint));
+            };
+            (e.clone(), i)
+        }
+    };
+    if entry.route.state != RouteState::Running {
+        return Route::Answer(pages::stopped(
+            &entry.route.name,
+            &entry.endpoints[idx].name,
+        ));
+    }
+    Route::Forward(entry, idx)
+}
+
 pub(crate) async fn handle(
     sh: &Shared,
     conn: &ConnInfo,
@@ -69,55 +138,26 @@ pub(crate) async fn handle(
         Some(a) => HeaderValue::from_str(a.as_str()).ok(),
         None => req.headers().get(header::HOST).cloned(),
     };
-    let Some(host) = host else {
-        return pages::bad_host("The request has no Host header.");
+    let json = || {
+        req.headers()
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.contains("application/json"))
     };
-    let Ok(host_str) = host.to_str() else {
-        return pages::bad_host("The Host header is not valid text.");
-    };
-    let target = match parse_host(host_str) {
-        Ok(t) => t,
-        Err(e) => return pages::bad_host(&format!("Cannot route this request: {e}.")),
-    };
-    let base = UrlBase {
-        https: conn.https,
-        port: sh.port,
-    };
-    let (entry, idx) = {
-        let table = sh.router.inner.routes.load();
-        let json = || {
-            req.headers()
-                .get(header::ACCEPT)
-                .and_then(|v| v.to_str().ok())
-                .is_some_and(|v| v.contains("application/json"))
-        };
-        match target {
-            Target::Index => return pages::index(&table, base, json()),
-            Target::Run(name) => {
-                let Some(e) = table.runs.get(&*name) else {
-                    return pages::unknown_run(&table, base, &name);
-                };
-                if e.endpoints.len() != 1 {
-                    return pages::run_index(e, base, json());
-                }
-                (e.clone(), 0)
-            }
-            Target::Endpoint { run, endpoint } => {
-                let Some(e) = table.runs.get(&*run) else {
-                    return pages::unknown_run(&table, base, &run);
-                };
-                let Some(i) = e.endpoints.iter().position(|ep| *ep.name == *endpoint) else {
-                    return pages::unknown_endpoint(e, base, &endpoint);
-                };
-                (e.clone(), i)
-            }
+    match route(
+        sh,
+        conn.https,
+        host.as_ref().map(HeaderValue::as_bytes),
+        json,
+    ) {
+        Route::Answer(r) => r,
+        Route::Forward(entry, idx) => {
+            let ep = &entry.endpoints[idx];
+            // `route` accepted it, so there is a host.
+            let host = host.unwrap_or(HeaderValue::from_static("localhost"));
+            forward(sh, conn, req, &entry, ep, host).await
         }
-    };
-    let ep = &entry.endpoints[idx];
-    if entry.route.state != RouteState::Running {
-        return pages::stopped(&entry.route.name, &ep.name);
     }
-    forward(sh, conn, req, &entry, ep, host).await
 }
 
 // The headers removed by name from every forwarded message (RFC 9110 §7.6.1), as bits of
@@ -294,7 +334,7 @@ fn io_kind(e: &(dyn StdError + 'static)) -> Option<io::ErrorKind> {
     None
 }
 
-fn chain(e: &(dyn StdError + 'static)) -> String {
+pub(crate) fn chain(e: &(dyn StdError + 'static)) -> String {
     let mut s = e.to_string();
     let mut cur = e.source();
     while let Some(x) = cur {
@@ -305,7 +345,7 @@ fn chain(e: &(dyn StdError + 'static)) -> String {
     s
 }
 
-fn upstream_error(
+pub(crate) fn upstream_error(
     entry: &Entry,
     ep: &Endpoint,
     e: &(dyn StdError + 'static),

@@ -23,6 +23,7 @@ use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 
 use crate::body::RouterBody;
+use crate::fast;
 use crate::h2c;
 use crate::io::Prefixed;
 use crate::proxy::{ConnInfo, handle};
@@ -173,6 +174,7 @@ struct Server {
     h2: http2::Builder<TokioExecutor>,
     tls: Option<tokio_rustls::TlsAcceptor>,
     first_bytes_timeout: Duration,
+    fast: fast::Limits,
 }
 
 fn tls_acceptor(
@@ -249,11 +251,16 @@ pub(crate) async fn serve(
                 router: router.clone(),
                 port: local_addr.port(),
                 pool: router.new_pool(),
+                idle: router.new_idle(),
             },
             h1: h1.clone(),
             h2: h2.clone(),
             tls: tls.clone(),
             first_bytes_timeout: config.header_read_timeout,
+            fast: fast::Limits {
+                head_timeout: config.header_read_timeout,
+                max_head: config.max_header_bytes,
+            },
         };
         let (limit, stopped) = (limit.clone(), stopped.clone());
         let rt = tokio::runtime::Builder::new_current_thread()
@@ -363,6 +370,18 @@ async fn connection(server: &Arc<Server>, mut tcp: TcpStream, peer: SocketAddr) 
     let Some((pre, proto)) = sniff(&mut tcp, server.first_bytes_timeout).await else {
         return;
     };
+    if let Proto::H1 = proto {
+        // Cleartext HTTP/1.1: the fast path, which hands over to hyper at a request
+        // boundary for what it leaves to it.
+        let info = ConnInfo::new(peer.ip(), false);
+        if let fast::Outcome::Fallback(tcp, rest) =
+            fast::serve(&server.shared, server.fast, tcp, pre, &info).await
+        {
+            let io = TokioIo::new(Prefixed::new(rest, tcp));
+            serve_http(server, io, Arc::new(info), false).await;
+        }
+        return;
+    }
     let io = Prefixed::new(pre, tcp);
     match proto {
         Proto::Tls => {
@@ -383,10 +402,7 @@ async fn connection(server: &Arc<Server>, mut tcp: TcpStream, peer: SocketAddr) 
             let info = Arc::new(ConnInfo::new(peer.ip(), false));
             serve_http(server, TokioIo::new(io), info, true).await;
         }
-        Proto::H1 => {
-            let info = Arc::new(ConnInfo::new(peer.ip(), false));
-            serve_http(server, TokioIo::new(io), info, false).await;
-        }
+        Proto::H1 => {}
     }
 }
 
