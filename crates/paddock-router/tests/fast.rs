@@ -352,6 +352,14 @@ async fn read_response(s: &mut TcpStream, buf: &mut Vec<u8>, head_req: bool) -> 
     Some(got)
 }
 
+/// Sends `request_line` (method and target) with the test's Host and reads the answer.
+async fn ask(s: &mut TcpStream, buf: &mut Vec<u8>, request_line: &str, head_req: bool) -> Got {
+    s.write_all(format!("{request_line} HTTP/1.1\r\n{HOST}\r\n").as_bytes())
+        .await
+        .unwrap();
+    read_response(s, buf, head_req).await.unwrap()
+}
+
 async fn connect(h: &RouterHandle) -> TcpStream {
     TcpStream::connect(("127.0.0.1", h.port())).await.unwrap()
 }
@@ -457,10 +465,7 @@ async fn chunked_and_large_bodies_both_ways_on_one_backend_connection() {
     let w = writer.await.unwrap();
     let mut s = r.reunite(w).unwrap();
     // A 3 MB chunked response (re-encoded, trailers dropped).
-    s.write_all(format!("GET /chunked-big HTTP/1.1\r\n{HOST}\r\n").as_bytes())
-        .await
-        .unwrap();
-    let got = read_response(&mut s, &mut buf, false).await.unwrap();
+    let got = ask(&mut s, &mut buf, "GET /chunked-big", false).await;
     assert_eq!(got.header("transfer-encoding").as_deref(), Some("chunked"));
     assert!(got.body == big(3 * 1024 * 1024), "chunked body differs");
     assert_eq!(
@@ -477,30 +482,18 @@ async fn bodiless_answers_and_informational_ones_keep_the_connections() {
     let mut s = connect(&h).await;
     let mut buf = Vec::new();
     for _ in 0..3 {
-        s.write_all(format!("HEAD /head HTTP/1.1\r\n{HOST}\r\n").as_bytes())
-            .await
-            .unwrap();
-        let got = read_response(&mut s, &mut buf, true).await.unwrap();
+        let got = ask(&mut s, &mut buf, "HEAD /head", true).await;
         assert_eq!(got.status, 200);
         assert_eq!(got.header("content-length").as_deref(), Some("10"));
         for (path, status) in [("/204", 204), ("/304", 304)] {
-            s.write_all(format!("GET {path} HTTP/1.1\r\n{HOST}\r\n").as_bytes())
-                .await
-                .unwrap();
-            let got = read_response(&mut s, &mut buf, false).await.unwrap();
+            let got = ask(&mut s, &mut buf, &format!("GET {path}"), false).await;
             assert_eq!(got.status, status, "{}", got.head);
         }
-        s.write_all(format!("GET /103 HTTP/1.1\r\n{HOST}\r\n").as_bytes())
-            .await
-            .unwrap();
-        let got = read_response(&mut s, &mut buf, false).await.unwrap();
+        let got = ask(&mut s, &mut buf, "GET /103", false).await;
         assert_eq!((got.status, &got.body[..]), (200, &b"ok"[..]));
     }
     // Nothing was left over between the answers: the next one is intact.
-    s.write_all(format!("GET /head HTTP/1.1\r\n{HOST}\r\n").as_bytes())
-        .await
-        .unwrap();
-    let got = read_response(&mut s, &mut buf, false).await.unwrap();
+    let got = ask(&mut s, &mut buf, "GET /head", false).await;
     assert_eq!(got.body, b"0123456789");
     assert!(buf.is_empty());
     assert_eq!(dialer.dials.load(Ordering::SeqCst), 1);
@@ -677,10 +670,7 @@ async fn a_pooled_connection_the_backend_closed_is_replaced() {
     let mut s = connect(&h).await;
     let mut buf = Vec::new();
     for _ in 0..5 {
-        s.write_all(format!("GET /then-close HTTP/1.1\r\n{HOST}\r\n").as_bytes())
-            .await
-            .unwrap();
-        let got = read_response(&mut s, &mut buf, false).await.unwrap();
+        let got = ask(&mut s, &mut buf, "GET /then-close", false).await;
         assert_eq!((got.status, &got.body[..]), (200, &b"ok"[..]));
     }
     assert_eq!(dialer.dials.load(Ordering::SeqCst), 5);
