@@ -6,6 +6,7 @@
 use std::convert::Infallible;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use hyper::server::conn::{http1, http2};
@@ -13,7 +14,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::{Notify, Semaphore, watch};
 
 use std::future::Future;
 use std::pin::Pin;
@@ -240,6 +241,7 @@ pub(crate) async fn serve(
         .keep_alive_timeout(Duration::from_secs(20));
     let (stop, stopped) = watch::channel(false);
     let limit = Arc::new(Semaphore::new(config.max_connections.max(1)));
+    let balance = Arc::new(Balance::new(config.workers.max(1)));
     let mut workers = Vec::new();
     for i in 0..config.workers.max(1) {
         let listener = listener.try_clone().map_err(|e| RouterError::Bind {
@@ -262,7 +264,7 @@ pub(crate) async fn serve(
                 max_head: config.max_header_bytes,
             },
         };
-        let (limit, stopped) = (limit.clone(), stopped.clone());
+        let (limit, stopped, balance) = (limit.clone(), stopped.clone(), balance.clone());
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -275,7 +277,10 @@ pub(crate) async fn serve(
             .spawn(move || {
                 rt.block_on(async move {
                     match TcpListener::from_std(listener) {
-                        Ok(l) => accept_loop(l, Arc::new(server), limit, stopped).await,
+                        Ok(l) => {
+                            let turn = Turn { balance, me: i };
+                            accept_loop(l, Arc::new(server), limit, turn, stopped).await
+                        }
                         Err(e) => tracing::error!(error = %e, "router worker cannot listen"),
                     }
                 });
@@ -295,10 +300,83 @@ pub(crate) async fn serve(
     })
 }
 
+/// How long a worker that holds more connections than another lets it accept first.
+const BALANCE_WAIT: Duration = Duration::from_millis(2);
+
+/// The live connections of each worker. Every worker waits on the one listening socket,
+/// and without turns whichever wakes first takes a whole burst of connections (wrk's 32
+/// went 27 to 5): one worker then saturates its core while the other idles, for as long
+/// as the connections live. A worker holding more than the least loaded one lets it
+/// accept first (for at most [`BALANCE_WAIT`], so a busy or stuck worker never holds
+/// connections back).
+struct Balance {
+    live: Vec<AtomicUsize>,
+    changed: Notify,
+}
+
+impl Balance {
+    fn new(workers: usize) -> Balance {
+        Balance {
+            live: (0..workers).map(|_| AtomicUsize::new(0)).collect(),
+            changed: Notify::new(),
+        }
+    }
+}
+
+/// One worker's place in the [`Balance`].
+struct Turn {
+    balance: Arc<Balance>,
+    me: usize,
+}
+
+impl Turn {
+    fn ahead(&self) -> bool {
+        let live = |i: usize| self.balance.live[i].load(Ordering::Relaxed);
+        let least = (0..self.balance.live.len())
+            .filter(|&i| i != self.me)
+            .map(live)
+            .min();
+        least.is_some_and(|least| live(self.me) > least)
+    }
+
+    /// Waits (briefly) while this worker holds more connections than another.
+    async fn wait(&self) {
+        let changed = self.balance.changed.notified();
+        tokio::pin!(changed);
+        changed.as_mut().enable();
+        if self.ahead() {
+            let _ = tokio::time::timeout(BALANCE_WAIT, changed).await;
+        }
+    }
+
+    fn opened(&self) -> Live {
+        self.balance.live[self.me].fetch_add(1, Ordering::Relaxed);
+        self.balance.changed.notify_waiters();
+        Live {
+            balance: self.balance.clone(),
+            me: self.me,
+        }
+    }
+}
+
+/// A connection counted in the [`Balance`] until dropped.
+struct Live {
+    balance: Arc<Balance>,
+    me: usize,
+}
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        self.balance.live[self.me].fetch_sub(1, Ordering::Relaxed);
+        self.balance.changed.notify_waiters();
+    }
+}
+
 async fn accept_loop(
     listener: TcpListener,
     server: Arc<Server>,
     limit: Arc<Semaphore>,
+    turn: Turn,
     mut stopped: watch::Receiver<bool>,
 ) {
     loop {
@@ -310,6 +388,11 @@ async fn accept_loop(
                 Err(_) => return,
             },
         };
+        tokio::select! {
+            biased;
+            _ = stopped.wait_for(|s| *s) => return,
+            _ = turn.wait() => {}
+        }
         let accepted = tokio::select! {
             biased;
             _ = stopped.wait_for(|s| *s) => return,
@@ -325,9 +408,10 @@ async fn accept_loop(
             }
         };
         let server = server.clone();
+        let live = turn.opened();
         tokio::spawn(async move {
             connection(&server, tcp, peer).await;
-            drop(permit);
+            drop((permit, live));
         });
     }
 }
