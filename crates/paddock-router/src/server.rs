@@ -561,3 +561,42 @@ where
         tracing::trace!(error = %e, "router connection ended with an error");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_worker_ahead_of_another_waits_its_turn_but_not_for_ever() {
+        let balance = Arc::new(Balance::new(2));
+        let a = Turn {
+            balance: balance.clone(),
+            me: 0,
+        };
+        let b = Turn { balance, me: 1 };
+        assert!(!a.ahead() && !b.ahead());
+        let first = a.opened();
+        assert!(a.ahead() && !b.ahead());
+        // B accepting lets A go on at once.
+        let waiting = tokio::spawn(async move {
+            a.wait().await;
+            a
+        });
+        tokio::task::yield_now().await;
+        let second = b.opened();
+        let a = tokio::time::timeout(Duration::from_secs(1), waiting)
+            .await
+            .expect("woken by the other worker's accept")
+            .unwrap();
+        assert!(!a.ahead() && !b.ahead());
+        // Ahead with nobody accepting: waits BALANCE_WAIT at most.
+        let _third = a.opened();
+        let t = std::time::Instant::now();
+        a.wait().await;
+        assert!(t.elapsed() < Duration::from_secs(1));
+        // Closed connections count down.
+        drop((first, second));
+        assert!(a.ahead());
+        assert!(!b.ahead());
+    }
+}
