@@ -275,3 +275,22 @@ async fn binary_output_is_logged_losslessly() {
     assert_eq!(c.data, b"a\xff\x00b");
     rt.destroy(&o.handle).await.unwrap();
 }
+
+#[tokio::test]
+async fn a_run_whose_directory_was_never_made_starts_and_gets_it_private() {
+    // The daemon makes no directory at create when none was laid out ahead of time: the
+    // start makes what it needs.
+    let env = Env::new();
+    std::fs::remove_dir_all(&env.run_dir).unwrap();
+    let rt = runtime();
+    let o = run_spec(&rt, &sh(&env, "echo hi > /tmp/x && cat /tmp/x"), false).await;
+    assert_eq!(o.exit.exit_code, Some(0), "{:?} {}", o.exit, o.stderr);
+    assert_eq!(o.stdout, "hi\n");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&env.run_dir)
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o700);
+}
