@@ -46,10 +46,13 @@ pub struct NetPlan {
     pub placeholders: Vec<(String, String)>,
 }
 
-/// What [`Egress::prepare`] adds to a sandbox spec.
+/// What [`Egress::prepare`] adds to a sandbox spec, and the run's plan.
 pub struct SandboxAdditions {
     pub env: Vec<(String, String)>,
     pub files: Vec<InjectedFile>,
+    /// The [`NetPlan`] as JSON, for the daemon to keep with the run and hand back to
+    /// [`Egress::start`].
+    pub plan: String,
 }
 
 /// The daemon's egress: shared CA and upstream, the grants, live runs' listeners.
@@ -78,12 +81,12 @@ impl Egress {
     }
 
     /// For a new run: check its grants, draw their placeholders, and return what its
-    /// sandbox needs (environment and files) and its plan (JSON), for [`Egress::start`].
+    /// sandbox needs (environment and files) and its plan, for [`Egress::start`].
     pub fn prepare(
         &self,
         network: NetworkConfig,
         grants: &[String],
-    ) -> Result<(SandboxAdditions, String), DaemonError> {
+    ) -> Result<SandboxAdditions, DaemonError> {
         // Checked here so that a bad `network.headers` refuses the create, not the start.
         header_edits(&network).map_err(|message| {
             DaemonError::bad_request(
@@ -106,14 +109,11 @@ impl Egress {
             network,
             placeholders,
         };
-        let json = serde_json::to_string(&plan).expect("a plan serialises");
-        Ok((
-            SandboxAdditions {
-                env,
-                files: self.net.files.clone(),
-            },
-            json,
-        ))
+        Ok(SandboxAdditions {
+            env,
+            files: self.net.files.clone(),
+            plan: serde_json::to_string(&plan).expect("a plan serialises"),
+        })
     }
 
     /// Place the run's listeners in its netns (the sandbox is running, its command held or

@@ -291,7 +291,7 @@ impl RunManager {
         // Grants are read from the secret store, which may block: off the async thread
         // (without grants there is nothing to read: no thread hop).
         let prepare = || self.egress.prepare(network, &req.grants);
-        let (net, net_plan) = if req.grants.is_empty() {
+        let net = if req.grants.is_empty() {
             prepare()
         } else {
             blocking(prepare)
@@ -412,7 +412,7 @@ impl RunManager {
                     id: other_id,
                 });
             }
-            self.store.insert(&record, &net_plan)?;
+            self.store.insert(&record, &net.plan)?;
         }
         self.handles
             .lock()

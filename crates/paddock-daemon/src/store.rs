@@ -142,8 +142,8 @@ impl Store {
         Ok(())
     }
 
-    /// Insert a new run (a statement prepared once: it is on the path of every create).
-    /// Insert a new run, with its network plan (see [`Store::net_plan`]).
+    /// Insert a new run, with its network plan (see [`Store::net_plan`]); a statement
+    /// prepared once: it is on the path of every create.
     pub fn insert(&self, rec: &RunRecord, net_plan: &str) -> Result<(), DaemonError> {
         let r = &rec.run;
         let conn = self.conn.lock().expect("store lock poisoned");

@@ -361,6 +361,19 @@ pub(crate) fn upstream_error(
     }
 }
 
+/// A new connection to endpoint `ep` inside `entry`'s run, through the router's dialer.
+pub(crate) async fn dial(
+    sh: &Shared,
+    entry: &Entry,
+    ep: &Endpoint,
+) -> io::Result<tokio::net::TcpStream> {
+    sh.router
+        .inner
+        .dialer
+        .dial(&entry.route.run_id, ep.port)
+        .await
+}
+
 async fn forward_upgrade(
     sh: &Shared,
     mut req: Request<Incoming>,
@@ -368,13 +381,7 @@ async fn forward_upgrade(
     ep: &Endpoint,
 ) -> Response<RouterBody> {
     let from_client = hyper::upgrade::on(&mut req);
-    let stream = match sh
-        .router
-        .inner
-        .dialer
-        .dial(&entry.route.run_id, ep.port)
-        .await
-    {
+    let stream = match dial(sh, entry, ep).await {
         Ok(s) => s,
         Err(e) => return upstream_error(entry, ep, &e),
     };

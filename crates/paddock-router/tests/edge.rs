@@ -2,21 +2,20 @@
 //! dialer): forwarding headers, streaming, connection reuse, hostile clients, port
 //! conflicts. No sandbox needed.
 
+mod common;
+
 use std::convert::Infallible;
-use std::io;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
 use bytes::Bytes;
+use common::{Counting, serve_app};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
-use paddock_router::{
-    Dialer, LoopbackDialer, RouteState, Router, RouterConfig, RouterError, RouterHandle, RunRoute,
-};
+use paddock_router::{LoopbackDialer, RouteState, Router, RouterConfig, RouterError, RouterHandle};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -48,35 +47,10 @@ async fn backend() -> u16 {
     port
 }
 
-#[derive(Default)]
-struct Counting {
-    dials: AtomicUsize,
-}
-
-#[async_trait]
-impl Dialer for Counting {
-    async fn dial(&self, run_id: &str, port: u16) -> io::Result<TcpStream> {
-        self.dials.fetch_add(1, Ordering::SeqCst);
-        LoopbackDialer.dial(run_id, port).await
-    }
-}
-
 async fn setup(
     cfg: impl FnOnce(RouterConfig) -> RouterConfig,
 ) -> (Arc<Counting>, Router, RouterHandle) {
-    let port = backend().await;
-    let dialer = Arc::new(Counting::default());
-    let router = Router::new(dialer.clone());
-    router
-        .upsert_run(RunRoute {
-            name: "app".into(),
-            run_id: "run_0123456789ab".into(),
-            endpoints: [("web".to_string(), port)].into(),
-            state: RouteState::Running,
-        })
-        .unwrap();
-    let h = router.serve(cfg(RouterConfig::new(0))).await.unwrap();
-    (dialer, router, h)
+    serve_app(backend().await, cfg(RouterConfig::new(0))).await
 }
 
 /// Send raw bytes, read until the router closes or `limit` passes.

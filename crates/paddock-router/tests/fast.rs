@@ -3,15 +3,14 @@
 //! hostile backends, and the hand-over to the general path. Raw sockets on both sides, so
 //! every byte on the wire is the test's.
 
-use std::io;
+mod common;
+
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
-use paddock_router::{
-    Dialer, LoopbackDialer, RouteState, Router, RouterConfig, RouterHandle, RunRoute,
-};
+use common::{Counting, serve_app};
+use paddock_router::{RouterConfig, RouterHandle};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -19,19 +18,6 @@ const LIMIT: Duration = Duration::from_secs(10);
 
 /// Set when the backend sees the router close a connection on which it never answered.
 static HANG_RELEASED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-
-#[derive(Default)]
-struct Counting {
-    dials: AtomicUsize,
-}
-
-#[async_trait]
-impl Dialer for Counting {
-    async fn dial(&self, run_id: &str, port: u16) -> io::Result<TcpStream> {
-        self.dials.fetch_add(1, Ordering::SeqCst);
-        LoopbackDialer.dial(run_id, port).await
-    }
-}
 
 /// A request as the backend read it.
 struct Seen {
@@ -258,20 +244,9 @@ async fn backend() -> u16 {
 }
 
 async fn setup() -> (Arc<Counting>, RouterHandle) {
-    let port = backend().await;
-    let dialer = Arc::new(Counting::default());
-    let router = Router::new(dialer.clone());
-    router
-        .upsert_run(RunRoute {
-            name: "app".into(),
-            run_id: "run_0123456789ab".into(),
-            endpoints: [("web".to_string(), port)].into(),
-            state: RouteState::Running,
-        })
-        .unwrap();
     let mut cfg = RouterConfig::new(0);
     cfg.header_read_timeout = Duration::from_secs(2);
-    let h = router.serve(cfg).await.unwrap();
+    let (dialer, _, h) = serve_app(backend().await, cfg).await;
     (dialer, h)
 }
 

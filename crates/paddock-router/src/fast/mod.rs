@@ -32,7 +32,7 @@ use tokio::time::Instant;
 use crate::Shared;
 use crate::body::RouterBody;
 use crate::pages;
-use crate::proxy::{ConnInfo, Route, chain, route, upstream_error};
+use crate::proxy::{ConnInfo, Route, chain, dial, route, upstream_error};
 use crate::table::{Endpoint, Entry};
 
 use chunked::Decoder;
@@ -343,13 +343,7 @@ async fn forward(
         let reused = pooled.is_some();
         let mut backend = match pooled {
             Some(s) => s,
-            None => match sh
-                .router
-                .inner
-                .dialer
-                .dial(&entry.route.run_id, ep.port)
-                .await
-            {
+            None => match dial(sh, entry, ep).await {
                 Ok(s) => s,
                 Err(e) => return c.answer(upstream_error(entry, ep, &e), req).await,
             },

@@ -259,3 +259,37 @@ pub async fn wait_for(url: &str, want: u16) -> Reply {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// A loopback dialer that counts its dials (so tests see backend connection reuse).
+#[derive(Default)]
+pub struct Counting {
+    pub dials: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait]
+impl Dialer for Counting {
+    async fn dial(&self, run_id: &str, port: u16) -> io::Result<TcpStream> {
+        self.dials.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        paddock_router::LoopbackDialer.dial(run_id, port).await
+    }
+}
+
+/// A router (`cfg`) whose one run, "app", has endpoint "web" on host loopback port
+/// `port`, dialled through a [`Counting`] dialer.
+pub async fn serve_app(
+    port: u16,
+    cfg: paddock_router::RouterConfig,
+) -> (Arc<Counting>, Router, paddock_router::RouterHandle) {
+    let dialer = Arc::new(Counting::default());
+    let router = Router::new(dialer.clone());
+    router
+        .upsert_run(RunRoute {
+            name: "app".into(),
+            run_id: "run_0123456789ab".into(),
+            endpoints: [("web".to_string(), port)].into(),
+            state: RouteState::Running,
+        })
+        .unwrap();
+    let h = router.serve(cfg).await.unwrap();
+    (dialer, router, h)
+}

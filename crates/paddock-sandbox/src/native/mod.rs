@@ -337,9 +337,8 @@ impl NativeRuntime {
     /// Makes the run's directories unless they are there already: `lay_out` makes them
     /// parents first, so the last one stands for all (one stat, not a mkdir and a stat for
     /// each).
-    fn ensure_run_dirs(&self, spec: &SandboxSpec) -> Result<(), SandboxError> {
-        let layout = RunLayout::new(&spec.run_dir);
-        let dirs = Self::run_dirs(&layout, self.prelude(spec).1);
+    fn ensure_run_dirs(layout: &RunLayout, shared_root: bool) -> Result<(), SandboxError> {
+        let dirs = Self::run_dirs(layout, shared_root);
         if !dirs[dirs.len() - 1].is_dir() {
             for d in dirs {
                 mkdir_all(&d)?;
@@ -595,8 +594,7 @@ impl Runtime for NativeRuntime {
             mkdir_all(&d)?;
         }
         // Directories only: files laid out here too (the log, the exit record's temporary)
-        // made this one thread fall behind in bursts of creates, which then build their
-        // directories on the request path.
+        // made this one thread fall behind in bursts of creates.
         Ok(())
     }
 
@@ -643,8 +641,9 @@ impl Runtime for NativeRuntime {
                 hint: "stop it first".into(),
             });
         }
-        self.ensure_run_dirs(spec)?;
         let layout = RunLayout::new(&spec.run_dir);
+        let (prelude, shared_root) = self.prelude(spec);
+        Self::ensure_run_dirs(&layout, shared_root)?;
         let cg = self.cgroups.create(
             &self.cfg.cgroup_parent,
             &spec.run_id,
@@ -674,7 +673,6 @@ impl Runtime for NativeRuntime {
         };
 
         let plan_msg = proto::encode_json(&plan);
-        let (prelude, _) = self.prelude(spec);
         self.launcher.settle(Duration::from_millis(100)).await;
         let stage1 = match self.launch(&plan_msg, &prelude) {
             Ok(s) => s,
