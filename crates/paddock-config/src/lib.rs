@@ -92,6 +92,8 @@
 //!     - {host: api.github.com, set: {X-GitHub-Api-Version: "2022-11-28"}, remove: [User-Agent]}
 //! grants: [github]
 //! ports: {web: 3000}
+//! agents:                        # presets for `paddock claude|codex|gemini`, `run --agent`
+//!   claude: {version: 2.1.332, allow: [registry.npmjs.org], env: {FOO: bar}}
 //! upstream: {extra_ca: ./corp-ca.pem, resolve: {internal.example: "10.0.0.5:443"}}
 //! # user config only:
 //! router: {port: 8080}
@@ -99,6 +101,7 @@
 //! audit: {checkpoint_every: 1000, checkpoint_interval: 1h}
 //! ```
 
+mod agents;
 mod error;
 mod model;
 mod raw;
@@ -108,6 +111,10 @@ use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
+pub use agents::{
+    Agent, AgentError, AgentLayer, BUILTIN_AGENTS_YAML, NpmPackage, SANDBOX_HOME, agent_names,
+    builtin_agent, resolve_agent, validate_npm_package, validate_npm_version,
+};
 pub use error::{ConfigError, ErrorKind};
 pub use model::{
     AuditConfig, Config, DaemonConfig, HeaderRule, Limits, NetworkConfig, NetworkPolicy,
@@ -489,6 +496,9 @@ fn merge(layers: Vec<Layer>) -> Result<Config, ConfigError> {
         set(&mut c.daemon.idle_timeout, l.idle_timeout);
         set(&mut c.audit.checkpoint_every, l.checkpoint_every);
         set(&mut c.audit.checkpoint_interval, l.checkpoint_interval);
+        for (name, a) in l.agents {
+            c.agents.entry(name).or_default().merge(&a);
+        }
     }
     c.env = env;
     Ok(c)

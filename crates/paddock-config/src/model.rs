@@ -44,6 +44,9 @@ pub struct Config {
     pub daemon: DaemonConfig,
     /// Audit log settings (user config only).
     pub audit: AuditConfig,
+    /// Agent preset overrides and extra agents, by name (the built-in presets are laid
+    /// under these by [`crate::resolve_agent`]).
+    pub agents: BTreeMap<String, crate::agents::AgentLayer>,
 }
 
 /// `workspace:`

@@ -14,6 +14,7 @@ use serde::de::{self, MapAccess, SeqAccess, Visitor};
 use serde_saphyr::Spanned;
 
 use crate::ConfigLayer;
+use crate::agents::{AgentLayer, validate_npm_package, validate_npm_version};
 use crate::error::{ConfigError, ErrorKind, Pos};
 use crate::model::{HeaderRule, NetworkPolicy, Rule, RuleAction, RuntimeKind, WorkspaceMode};
 use crate::values::{self, HostPattern, MountSpec, ValueError, show};
@@ -37,6 +38,21 @@ pub(crate) struct RawConfig {
     router: Option<RawRouter>,
     daemon: Option<RawDaemon>,
     audit: Option<RawAudit>,
+    agents: Option<SpannedMap<RawAgent>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAgent {
+    command: Option<S<RawCommand>>,
+    package: Option<S<String>>,
+    version: Option<S<Scalar>>,
+    allow: Option<Vec<S<String>>>,
+    telemetry_hosts: Option<Vec<S<String>>>,
+    telemetry: Option<bool>,
+    login: Option<Vec<S<String>>>,
+    state: Option<Vec<S<String>>>,
+    env: Option<SpannedMap<S<String>>>,
 }
 
 #[derive(Deserialize)]
@@ -319,6 +335,7 @@ pub(crate) struct Layer {
     pub idle_timeout: Option<Duration>,
     pub checkpoint_every: Option<u64>,
     pub checkpoint_interval: Option<Duration>,
+    pub agents: Vec<(String, AgentLayer)>,
 }
 
 /// Where a file came from, for resolving it.
@@ -603,8 +620,76 @@ impl RawConfig {
                     Some(cx.check("audit.checkpoint_interval", t, want_duration)?);
             }
         }
+        for (name, a) in self.agents.into_iter().flat_map(|m| m.0) {
+            cx.check("agents", &name, |n| {
+                values::validate_dns_label(n).map_err(|e| e.prefixed("agent "))
+            })?;
+            let layer = resolve_agent(cx, &name.value, a)?;
+            l.agents.push((name.value, layer));
+        }
         Ok(l)
     }
+}
+
+fn resolve_agent(cx: &Ctx<'_>, name: &str, a: RawAgent) -> Result<AgentLayer, ConfigError> {
+    let key = |k: &str| format!("agents.{name}.{k}");
+    let mut l = AgentLayer::default();
+    if let Some(cmd) = &a.command {
+        l.command = Some(resolve_command(cx, cmd)?);
+    }
+    if let Some(p) = &a.package {
+        cx.check(&key("package"), p, |p| validate_npm_package(p))?;
+        l.package = Some(p.value.clone());
+    }
+    if let Some(v) = &a.version {
+        let v = cx.check(&key("version"), v, |v| {
+            let text = match v {
+                Scalar::Str(s) => s.clone(),
+                Scalar::Int(i) => i.to_string(),
+                Scalar::Float(f) => f.to_string(),
+                other => {
+                    return Err(ValueError::new(format!(
+                        "expected a version such as `1.2.3`, found {}",
+                        other.describe()
+                    )));
+                }
+            };
+            validate_npm_version(&text).map(|()| text)
+        })?;
+        l.version = Some(v);
+    }
+    for (list, k, dst) in [
+        (a.allow, "allow", &mut l.allow),
+        (a.telemetry_hosts, "telemetry_hosts", &mut l.telemetry_hosts),
+    ] {
+        for h in list.into_iter().flatten() {
+            let h = cx.check(&key(k), &h, |s| values::parse_host_pattern(s))?;
+            if !dst.contains(&h) {
+                dst.push(h);
+            }
+        }
+    }
+    l.telemetry = a.telemetry;
+    for g in a.login.into_iter().flatten() {
+        cx.check(&key("login"), &g, |g| values::validate_grant_name(g))?;
+        if !l.login.contains(&g.value) {
+            l.login.push(g.value);
+        }
+    }
+    for p in a.state.into_iter().flatten() {
+        let p = cx.check(&key("state"), &p, |p| values::sandbox_path(p))?;
+        if !l.state.contains(&p) {
+            l.state.push(p);
+        }
+    }
+    for (k, v) in a.env.into_iter().flat_map(|m| m.0) {
+        cx.check(&key("env"), &k, |k| values::validate_env_name(k))?;
+        cx.check(&key(&format!("env.{}", k.value)), &v, |v| {
+            no_nul(v, "value")
+        })?;
+        l.env.insert(k.value, v.value);
+    }
+    Ok(l)
 }
 
 fn resolve_command(cx: &Ctx<'_>, cmd: &S<RawCommand>) -> Result<Vec<String>, ConfigError> {

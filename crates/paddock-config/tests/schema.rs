@@ -657,3 +657,74 @@ fn header_names_follow_the_http_rules() {
         assert!(paddock_config::check_header_value(bad).is_err(), "{bad:?}");
     }
 }
+
+#[test]
+fn agents_override_and_resolve() {
+    let c = project(
+        "agents:\n  claude:\n    version: 2.0.1\n    allow: [registry.npmjs.org]\n    env: {FOO: bar}\n  aider:\n    command: aider --yes\n    allow: [api.openai.com]\n",
+    )
+    .unwrap();
+    let claude = paddock_config::resolve_agent("claude", &c).unwrap();
+    assert_eq!(claude.package.as_ref().unwrap().version, "2.0.1");
+    assert!(
+        claude
+            .allow
+            .iter()
+            .any(|h| h.to_string() == "api.anthropic.com")
+    );
+    assert!(
+        claude
+            .allow
+            .iter()
+            .any(|h| h.to_string() == "registry.npmjs.org")
+    );
+    assert_eq!(claude.env.get("FOO").map(String::as_str), Some("bar"));
+    let aider = paddock_config::resolve_agent("aider", &c).unwrap();
+    assert_eq!(aider.command, ["aider", "--yes"]);
+    assert!(aider.package.is_none());
+    let net = aider.network(&Default::default());
+    assert_eq!(net.policy, NetworkPolicy::Strict);
+    assert_eq!(net.rules.len(), 1);
+    let e = paddock_config::resolve_agent("nope", &c).unwrap_err();
+    assert!(e.hint.contains("claude"), "{}", e.hint);
+}
+
+#[test]
+fn bad_agent_values_point_at_them() {
+    for (yaml, line, column, needle) in [
+        (
+            "agents:\n  claude:\n    package: -evil\n",
+            3,
+            14,
+            "not a valid package name",
+        ),
+        (
+            "agents:\n  claude:\n    version: \"--registry=x\"\n",
+            3,
+            14,
+            "version",
+        ),
+        (
+            "agents:\n  claude:\n    allow: [\"a b\"]\n",
+            3,
+            13,
+            "agents.claude.allow",
+        ),
+        (
+            "agents:\n  claude:\n    state: [relative/dir]\n",
+            3,
+            13,
+            "agents.claude.state",
+        ),
+        ("agents:\n  claude:\n    colour: red\n", 3, 5, "colour"),
+        ("agents:\n  Bad_Name: {}\n", 2, 3, "agent"),
+    ] {
+        let e = err(yaml);
+        let shown = e.display_with_hint();
+        assert!(shown.contains(needle), "{yaml:?}: {shown}");
+        assert!(
+            shown.contains(&format!(":{line}:{column}:")),
+            "{yaml:?} should point at {line}:{column}: {shown}"
+        );
+    }
+}
