@@ -171,6 +171,23 @@ pub struct CreateRun {
     /// endpoint given twice in the JSON object is refused (never last-one-wins).
     #[serde(default, deserialize_with = "unique_ports")]
     pub ports: BTreeMap<String, u16>,
+    /// The agent preset this run is (`paddock claude`, `run --agent NAME`): its name and
+    /// the sandbox directories the daemon keeps per workspace between runs.
+    #[serde(default)]
+    pub agent: Option<AgentSetup>,
+}
+
+/// What the daemon does for an agent preset (the CLI resolves the rest of the preset into
+/// the command, environment, mounts, network and grants of the request).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentSetup {
+    /// The preset's name (a DNS label).
+    pub name: String,
+    /// Absolute sandbox paths of directories kept per workspace between runs (history,
+    /// settings, answered trust prompts): `$PADDOCK_HOME/agents/<name>/<workspace>/…`,
+    /// mounted read-write. Login grants' credential files under them are written there.
+    #[serde(default)]
+    pub state: Vec<PathBuf>,
 }
 
 fn default_true() -> bool {
@@ -256,6 +273,9 @@ pub struct Run {
     /// (filled by daemons with the `router` capability).
     #[serde(default)]
     pub urls: BTreeMap<String, String>,
+    /// The agent preset the run was made with (`paddock claude`, `run --agent NAME`).
+    #[serde(default)]
+    pub agent: Option<String>,
 }
 
 /// `GET /v1/runs`.

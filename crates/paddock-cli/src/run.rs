@@ -169,6 +169,7 @@ pub fn build_request(args: &RunArgs) -> Result<CreateRun> {
         grants,
         network: serde_json::to_value(&cfg.network).unwrap_or_default(),
         ports,
+        agent: None,
     })
 }
 

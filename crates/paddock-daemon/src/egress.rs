@@ -29,12 +29,15 @@ use paddock_egress::{
     RunEgress, RunPolicy,
 };
 use paddock_sandbox::{InjectedFile, Runtime, SandboxHandle};
-use paddock_secrets::{BodyPlan, HeaderEdit, RunSecrets, StreamRewrite, Target};
+use paddock_secrets::{
+    BodyPlan, HeaderEdit, LoginPlaceholders, LoginRow, RunSecrets, StreamRewrite, Target,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::DaemonError;
 use crate::bus::EventBus;
 use crate::grants::Grants;
+use crate::logins::{HeldLogin, Logins, now_ms};
 
 /// What a run's egress is built from, kept with the run in state.db (as JSON). Holds no
 /// secret.
@@ -44,6 +47,19 @@ pub struct NetPlan {
     /// (grant, placeholder), one per grant in the order asked for: what the sandbox's
     /// environment holds.
     pub placeholders: Vec<(String, String)>,
+    /// The login grants' other placeholders (refresh and id tokens), what the sandbox's
+    /// credential files hold.
+    #[serde(default)]
+    pub logins: Vec<LoginPlan>,
+}
+
+/// One login grant's placeholders beyond its access token.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LoginPlan {
+    pub grant: String,
+    pub refresh: String,
+    #[serde(default)]
+    pub id_token: Option<String>,
 }
 
 /// What [`Egress::prepare`] adds to a sandbox spec, and the run's plan.
@@ -53,6 +69,9 @@ pub struct SandboxAdditions {
     /// The [`NetPlan`] as JSON, for the daemon to keep with the run and hand back to
     /// [`Egress::start`].
     pub plan: String,
+    /// Login grants' credential files (sandbox path, contents with placeholders), in the
+    /// shape their CLI reads.
+    pub login_files: Vec<(PathBuf, Vec<u8>)>,
 }
 
 /// The daemon's egress: shared CA and upstream, the grants, live runs' listeners.
@@ -63,6 +82,9 @@ pub struct Egress {
     /// so a create never re-reads the system bundle.
     net: paddock_egress::SandboxNet,
     live: Mutex<HashMap<String, RunEgress>>,
+    /// Live runs' injectors, to hand them a refreshed login.
+    injectors: Mutex<HashMap<String, Arc<SecretsInjector>>>,
+    logins: Logins,
 }
 
 /// Where daemons before the plan moved to state.db kept it.
@@ -74,9 +96,11 @@ impl Egress {
     pub fn new(shared: EgressShared, grants: Arc<Grants>) -> Self {
         Egress {
             net: paddock_egress::sandbox_net(shared.ca.cert_pem()),
+            logins: Logins::new(grants.clone(), shared.upstream.clone()),
             shared,
             grants,
             live: Mutex::new(HashMap::new()),
+            injectors: Mutex::new(HashMap::new()),
         }
     }
 
@@ -95,25 +119,74 @@ impl Egress {
             )
         })?;
         let mut env = self.net.env.clone();
+        let mut logins = Vec::new();
+        let mut login_files = Vec::new();
         // Without grants there is nothing to draw (and no scrubber worth building).
         let placeholders = if grants.is_empty() {
             Vec::new()
         } else {
             // `for_run` keeps the order asked for and drops repeated names.
-            let loaded = self.grants.for_run(grants)?;
-            let secrets = RunSecrets::new(loaded, &mut rand::rng()).map_err(secrets_error)?;
+            let (loaded, held) = self.fresh_grants(grants)?;
+            let mut rng = rand::rng();
+            let secrets = RunSecrets::new(loaded, &mut rng).map_err(secrets_error)?;
             env.extend(secrets.placeholder_env());
+            for h in &held {
+                let access = secrets
+                    .placeholder(&h.grant)
+                    .unwrap_or_default()
+                    .to_string();
+                let ph = h.login.draw_placeholders(h.row, access, &mut rng);
+                let path = Path::new(paddock_config::SANDBOX_HOME).join(h.row.file);
+                login_files.push((path, h.login.sandbox_file(h.row, &ph, now_ms())));
+                logins.push(LoginPlan {
+                    grant: h.grant.clone(),
+                    refresh: ph.refresh,
+                    id_token: ph.id_token,
+                });
+            }
             secrets.placeholders()
         };
         let plan = NetPlan {
             network,
             placeholders,
+            logins,
         };
         Ok(SandboxAdditions {
             env,
             files: self.net.files.clone(),
             plan: serde_json::to_string(&plan).expect("a plan serialises"),
+            login_files,
         })
+    }
+
+    /// A new run's grants, logins refreshed first when they are about to expire. Blocking
+    /// (called off the async threads); a refresh that fails is an error only when the
+    /// access token has already expired.
+    fn fresh_grants(
+        &self,
+        names: &[String],
+    ) -> Result<(Vec<paddock_secrets::Grant>, Vec<HeldLogin>), DaemonError> {
+        let (loaded, held) = Logins::split(self.grants.for_run(names)?)?;
+        let due: Vec<&HeldLogin> = held
+            .iter()
+            .filter(|h| h.login.needs_refresh(h.row, now_ms()))
+            .collect();
+        if due.is_empty() {
+            return Ok((loaded, held));
+        }
+        let Ok(handle) = tokio::runtime::Handle::try_current() else {
+            return Ok((loaded, held));
+        };
+        for h in due {
+            if let Err(e) = handle.block_on(self.logins.refresh_if_due(&h.grant, false)) {
+                let expired = h.login.expires_at_ms.is_some_and(|at| at <= now_ms());
+                if expired {
+                    return Err(e);
+                }
+                tracing::warn!(grant = %h.grant, error = %e, "login refresh failed; the access token is still valid");
+            }
+        }
+        Logins::split(self.grants.for_run(names)?)
     }
 
     /// Place the run's listeners in its netns (the sandbox is running, its command held or
@@ -159,12 +232,27 @@ impl Egress {
             hint: "remove the run and start a new one with a valid `network.headers`".into(),
         })?;
         let names: Vec<String> = plan.placeholders.iter().map(|(g, _)| g.clone()).collect();
-        let grants = self.grants.for_run(&names)?;
+        let (grants, held) = Logins::split(self.grants.for_run(&names)?)?;
         let secrets = Arc::new(
             RunSecrets::with_placeholders(grants, &plan.placeholders, &mut rand::rng())
                 .map_err(secrets_error)?
-                .with_header_edits(edits),
+                .with_header_edits(edits.clone()),
         );
+        let logins: Vec<RunLogin> = held
+            .iter()
+            .filter_map(|h| {
+                let p = plan.logins.iter().find(|p| p.grant == h.grant)?;
+                Some(RunLogin {
+                    grant: h.grant.clone(),
+                    row: h.row,
+                    placeholders: LoginPlaceholders {
+                        access: secrets.placeholder(&h.grant)?.to_string(),
+                        refresh: p.refresh.clone(),
+                        id_token: p.id_token.clone(),
+                    },
+                })
+            })
+            .collect();
         let implied: Vec<ImpliedHost> = secrets
             .hosts()
             .into_iter()
@@ -179,11 +267,18 @@ impl Egress {
             })
             .collect();
         let extra_ports: Vec<u16> = plan.network.rules.iter().filter_map(|r| r.port).collect();
+        let injector = Arc::new(SecretsInjector {
+            secrets: std::sync::RwLock::new(secrets),
+            names,
+            placeholders: plan.placeholders.clone(),
+            edits,
+            logins,
+        });
         let policy = RunPolicy {
             network: plan.network.clone(),
             implied,
             extra_ports,
-            injector: Arc::new(SecretsInjector(secrets)),
+            injector: injector.clone(),
         };
         let sink_bus = bus.clone();
         let sink: paddock_egress::RecordSink = Arc::new(move |r: NetRecord| publish(&sink_bus, r));
@@ -197,6 +292,10 @@ impl Egress {
             .lock()
             .expect("egress lock poisoned")
             .insert(handle.run_id.clone(), run);
+        self.injectors
+            .lock()
+            .expect("egress lock poisoned")
+            .insert(handle.run_id.clone(), injector);
         Ok(())
     }
 
@@ -208,6 +307,73 @@ impl Egress {
             .expect("egress lock poisoned")
             .remove(run_id);
         drop(run);
+        self.injectors
+            .lock()
+            .expect("egress lock poisoned")
+            .remove(run_id);
+    }
+
+    /// Refresh every login a live run uses that is about to expire, and hand the new
+    /// access token to those runs. The daemon calls this periodically.
+    pub async fn refresh_logins(&self) {
+        let mut used: Vec<String> = Vec::new();
+        for inj in self
+            .injectors
+            .lock()
+            .expect("egress lock poisoned")
+            .values()
+        {
+            for l in &inj.logins {
+                if !used.contains(&l.grant) {
+                    used.push(l.grant.clone());
+                }
+            }
+        }
+        for grant in used {
+            match self.logins.refresh_if_due(&grant, false).await {
+                Ok(true) => self.reload_login(&grant).await,
+                Ok(false) => {}
+                Err(e) => tracing::warn!(grant = %grant, error = %e, "login refresh failed"),
+            }
+        }
+    }
+
+    /// Rebuild the secrets of every live run holding `grant` from the store (same
+    /// placeholders, so the sandbox notices nothing).
+    async fn reload_login(&self, grant: &str) {
+        let holders: Vec<Arc<SecretsInjector>> = self
+            .injectors
+            .lock()
+            .expect("egress lock poisoned")
+            .values()
+            .filter(|i| i.names.iter().any(|n| n == grant))
+            .cloned()
+            .collect();
+        for inj in holders {
+            let grants = self.grants.clone();
+            let names = inj.names.clone();
+            let loaded = tokio::task::spawn_blocking(move || grants.for_run(&names)).await;
+            let rebuilt = match loaded {
+                Ok(Ok(g)) => Logins::split(g).and_then(|(g, _)| {
+                    RunSecrets::with_placeholders(g, &inj.placeholders, &mut rand::rng())
+                        .map_err(secrets_error)
+                }),
+                Ok(Err(e)) => Err(e),
+                Err(e) => {
+                    tracing::warn!(error = %e, "login reload task failed");
+                    continue;
+                }
+            };
+            match rebuilt {
+                Ok(s) => {
+                    let s = Arc::new(s.with_header_edits(inj.edits.clone()));
+                    *inj.secrets.write().unwrap_or_else(|e| e.into_inner()) = s;
+                }
+                Err(e) => {
+                    tracing::warn!(grant, error = %e, "a refreshed login could not be handed to a run")
+                }
+            }
+        }
     }
 }
 
@@ -296,8 +462,42 @@ fn publish(bus: &EventBus, r: NetRecord) {
     bus.publish(Some(&run), kind, data);
 }
 
-/// [`RunSecrets`] behind the proxy's [`Injector`] seam.
-struct SecretsInjector(Arc<RunSecrets>);
+/// [`RunSecrets`] behind the proxy's [`Injector`] seam, replaced whole when a login is
+/// refreshed; and the run's logins, whose refreshes from inside the sandbox it answers.
+struct SecretsInjector {
+    secrets: std::sync::RwLock<Arc<RunSecrets>>,
+    /// What the secrets are rebuilt from.
+    names: Vec<String>,
+    placeholders: Vec<(String, String)>,
+    edits: Vec<HeaderEdit>,
+    logins: Vec<RunLogin>,
+}
+
+/// A login grant of one run: its provider and the placeholders the sandbox holds.
+struct RunLogin {
+    grant: String,
+    row: &'static LoginRow,
+    placeholders: LoginPlaceholders,
+}
+
+impl SecretsInjector {
+    fn current(&self) -> Arc<RunSecrets> {
+        self.secrets
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn login_for(&self, dest: &Dest<'_>, parts: &http::request::Parts) -> Option<&RunLogin> {
+        if parts.method != http::Method::POST {
+            return None;
+        }
+        let path = parts.uri.path();
+        self.logins
+            .iter()
+            .find(|l| l.row.is_token_endpoint(dest.host, path))
+    }
+}
 
 fn target<'a>(d: &Dest<'a>) -> Target<'a> {
     Target {
@@ -308,7 +508,7 @@ fn target<'a>(d: &Dest<'a>) -> Target<'a> {
 
 impl Injector for SecretsInjector {
     fn on_request(&self, dest: Dest<'_>, parts: &mut http::request::Parts) -> Vec<GrantUse> {
-        let inj = self.0.inject_request(target(&dest), parts);
+        let inj = self.current().inject_request(target(&dest), parts);
         inj.grants_used
             .into_iter()
             .map(|grant| GrantUse { grant })
@@ -321,7 +521,7 @@ impl Injector for SecretsInjector {
         headers: &http::HeaderMap,
         _uses: &[GrantUse],
     ) -> Option<Box<dyn BodyRewriter>> {
-        match self.0.request_body(target(&dest), headers) {
+        match self.current().request_body(target(&dest), headers) {
             BodyPlan::Substitute(s) => Some(Box::new(Rewrite(s))),
             BodyPlan::Skipped(why) => {
                 tracing::debug!(
@@ -336,13 +536,30 @@ impl Injector for SecretsInjector {
     }
 
     fn on_response(&self, _dest: Dest<'_>, _uses: &[GrantUse], parts: &mut http::response::Parts) {
-        self.0.scrub_response_headers(&mut parts.headers);
+        self.current().scrub_response_headers(&mut parts.headers);
     }
 
     fn response_body(&self, _dest: Dest<'_>, _uses: &[GrantUse]) -> Option<Box<dyn BodyRewriter>> {
-        let scrubber = self.0.scrubber();
+        let secrets = self.current();
+        let scrubber = secrets.scrubber();
         (!scrubber.is_empty())
             .then(|| Box::new(Rewrite(scrubber.stream())) as Box<dyn BodyRewriter>)
+    }
+
+    fn answers(&self, dest: Dest<'_>, parts: &http::request::Parts) -> bool {
+        self.login_for(&dest, parts).is_some()
+    }
+
+    fn answer(
+        &self,
+        dest: Dest<'_>,
+        parts: &http::request::Parts,
+        body: &[u8],
+    ) -> Option<(u16, &'static str, Vec<u8>)> {
+        let l = self.login_for(&dest, parts)?;
+        let answer = paddock_secrets::login::sandbox_refresh_answer(l.row, &l.placeholders, body)?;
+        tracing::info!(grant = %l.grant, host = dest.host, "answered a login refresh from the sandbox with placeholders");
+        Some((200, "application/json", answer))
     }
 }
 

@@ -26,7 +26,7 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use paddock_api::{GrantInfo, GrantList, GrantRule, PutGrant, PutGrantResponse, RevokedGrant};
 use paddock_secrets::{
-    Grant, GrantKind, GrantSpec, HttpSpec, KINDS, SecretStore, SecretValue, SecretsError,
+    Grant, GrantKind, GrantSpec, HttpSpec, KINDS, Login, SecretStore, SecretValue, SecretsError,
     Substitution,
 };
 
@@ -64,11 +64,18 @@ impl Grants {
 
     /// Creates or replaces the grant `name`. Blocking.
     pub fn put(&self, name: &str, mut req: PutGrant) -> Result<PutGrantResponse, DaemonError> {
-        // Wrap the value first, so it is zeroized whatever fails next.
-        let value = SecretValue::new(std::mem::take(&mut req.value));
+        let raw = zeroize::Zeroizing::new(std::mem::take(&mut req.value));
         paddock_secrets::validate_name(name).map_err(from_secrets)?;
         let spec = spec_of(&req)?;
-        let value = value.map_err(from_secrets)?;
+        // A login arrives as its CLI's file; it is kept in paddock's own form.
+        let value = match spec.kind().login() {
+            Some(row) => {
+                let login = Login::import(row, raw.as_bytes()).map_err(from_secrets)?;
+                SecretValue::new(login.to_value())
+            }
+            None => SecretValue::new(raw.as_str()),
+        }
+        .map_err(from_secrets)?;
         let replaced = match self.store.info(name) {
             Ok(_) => true,
             Err(SecretsError::NotFound { .. }) => false,
@@ -104,6 +111,18 @@ impl Grants {
             Ok(info) => Ok(to_api(&info)),
             Err(e) => Err(self.not_found_or(e)),
         }
+    }
+
+    /// Replaces the stored login of grant `name` after a refresh (same spec). Blocking.
+    pub fn store_login(&self, name: &str, login: &Login) -> Result<(), DaemonError> {
+        let info = self.store.info(name).map_err(|e| self.not_found_or(e))?;
+        let value = SecretValue::new(login.to_value()).map_err(from_secrets)?;
+        let kind = info.kind_name();
+        self.store
+            .put(name, info.spec, &value)
+            .map_err(from_secrets)?;
+        self.record("grant.refreshed", name, Some(kind));
+        Ok(())
     }
 
     /// Removes the grant `name`. Blocking.

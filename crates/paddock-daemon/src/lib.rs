@@ -16,6 +16,7 @@
 //! [`serve`] (an error while re-adopting, routing or binding, or a panic) records
 //! `daemon.stop` too, with the error. Sandboxes keep running.
 
+mod agentstate;
 mod audit;
 mod bus;
 mod egress;
@@ -23,6 +24,7 @@ mod error;
 mod exec;
 mod grants;
 mod home;
+mod logins;
 mod names;
 mod review;
 mod routing;
@@ -169,13 +171,28 @@ pub async fn serve(opts: DaemonOptions) -> Result<(), DaemonError> {
         })?,
         grants.clone(),
     );
+    let egress = Arc::new(egress);
+    // Logins of live runs are refreshed before they expire (the margin is minutes; a
+    // look every 30 s is plenty).
+    {
+        let egress = Arc::downgrade(&egress);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(30));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(e) = egress.upgrade() else { break };
+                e.refresh_logins().await;
+            }
+        });
+    }
     let runs = runs::RunManager::new(
         home.clone(),
         store,
         bus.clone(),
         opts.runtime,
         grants,
-        Arc::new(egress),
+        egress,
     );
     // First in the daemon log: what re-adoption records comes after it. From here on,
     // every way out of `serve` records `daemon.stop` and closes the logs (`StopRecord`).

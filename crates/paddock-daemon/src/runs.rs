@@ -239,6 +239,9 @@ impl RunManager {
         if let Some(routing) = self.routing() {
             routing.check_create(&req.ports, &network).await?;
         }
+        if let Some(agent) = &req.agent {
+            crate::agentstate::check(agent)?;
+        }
         if let Some(name) = &req.name {
             check_dns_label(name).map_err(|why| {
                 DaemonError::bad_request(
@@ -291,7 +294,7 @@ impl RunManager {
         // Grants are read from the secret store, which may block: off the async thread
         // (without grants there is nothing to read: no thread hop).
         let prepare = || self.egress.prepare(network, &req.grants);
-        let net = if req.grants.is_empty() {
+        let mut net = if req.grants.is_empty() {
             prepare()
         } else {
             blocking(prepare)
@@ -303,6 +306,30 @@ impl RunManager {
         self.run_dirs.claim(&run_dir);
         // Over the user's variables: the proxy and CA settings, grant placeholders and
         // service URLs; the run's identity over everything.
+        // The agent's state directories (and its login's credential file in them).
+        let login_files = std::mem::take(&mut net.login_files);
+        let agent_state = match &req.agent {
+            Some(agent) => blocking(|| {
+                crate::agentstate::prepare(
+                    self.home.root(),
+                    agent,
+                    &workspace,
+                    login_files,
+                    caller.uid,
+                    caller.gid,
+                )
+            })?,
+            None => crate::agentstate::AgentState {
+                mounts: Vec::new(),
+                files: login_files
+                    .into_iter()
+                    .map(|(path, contents)| paddock_sandbox::InjectedFile {
+                        path,
+                        contents: contents.into(),
+                    })
+                    .collect(),
+            },
+        };
         let mut overrides = net.env;
         if let Some(routing) = self.routing() {
             overrides.extend(routing.url_env(&name, &req.ports));
@@ -329,8 +356,9 @@ impl RunManager {
                     target: m.target.clone(),
                     read_only: m.read_only,
                 })
+                .chain(agent_state.mounts)
                 .collect(),
-            files: net.files,
+            files: net.files.into_iter().chain(agent_state.files).collect(),
             limits: paddock_sandbox::Limits {
                 memory_bytes: req.limits.memory_bytes,
                 pids: req.limits.pids,
@@ -389,6 +417,7 @@ impl RunManager {
             applied: false,
             ports: req.ports.clone(),
             urls: Default::default(),
+            agent: req.agent.as_ref().map(|a| a.name.clone()),
         };
         let record = RunRecord {
             run,

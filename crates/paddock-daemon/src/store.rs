@@ -56,6 +56,8 @@ const MIGRATIONS: &[&str] = &[
     // 3: a run's network plan (egress: its `network:` section and grant placeholders), kept
     // here instead of in a file of its directory, so a create writes no file.
     "ALTER TABLE runs ADD COLUMN net_plan TEXT;",
+    // 4: the agent preset of a run (`paddock claude`, `run --agent`)
+    "ALTER TABLE runs ADD COLUMN agent TEXT;",
 ];
 
 /// A run as stored, with the daemon-private parts the API does not show.
@@ -149,8 +151,8 @@ impl Store {
         let conn = self.conn.lock().expect("store lock poisoned");
         let mut stmt = conn.prepare_cached(
             "INSERT INTO runs (id, name, workspace, command, runtime, state, workspace_mode, created_ms,
-                tty, limits, mounts, config, config_sources, applied, spec, ports, net_plan)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
+                tty, limits, mounts, config, config_sources, applied, spec, ports, net_plan, agent)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
         )?;
         stmt.execute(params![
             r.id,
@@ -170,6 +172,7 @@ impl Store {
             rec.spec,
             json(&r.ports),
             net_plan,
+            r.agent,
         ])?;
         Ok(())
     }
@@ -377,7 +380,7 @@ impl Store {
 
 const COLUMNS: &str = "id, name, workspace, command, runtime, state, workspace_mode, created_ms, started_ms,
     finished_ms, exit_code, reason, tty, limits, mounts, config, config_sources, applied, spec, handle,
-    ports";
+    ports, agent";
 
 fn json<T: serde::Serialize>(v: &T) -> String {
     serde_json::to_string(v).unwrap_or_else(|_| "null".into())
@@ -418,6 +421,7 @@ fn row_to_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<RunRecord> {
         applied: row.get(17)?,
         ports: parse(&row.get::<_, String>(20)?),
         urls: Default::default(),
+        agent: row.get(21)?,
     };
     Ok(RunRecord {
         run,
@@ -455,6 +459,7 @@ mod tests {
                 applied: false,
                 ports: Default::default(),
                 urls: Default::default(),
+                agent: None,
             },
             created_ms: now_ms(),
             started_ms: None,

@@ -57,7 +57,29 @@ pub trait Injector: Send + Sync {
     fn response_body(&self, _dest: Dest<'_>, _uses: &[GrantUse]) -> Option<Box<dyn BodyRewriter>> {
         None
     }
+
+    /// Whether the proxy may answer this request itself, from its body, instead of sending
+    /// it upstream (an OAuth refresh made inside the sandbox with a placeholder token).
+    /// Asked only for intercepted TLS requests the policy allowed.
+    fn answers(&self, _dest: Dest<'_>, _parts: &http::request::Parts) -> bool {
+        false
+    }
+
+    /// The answer to a request [`answers`](Injector::answers) claimed, given its whole
+    /// body (at most [`ANSWER_BODY_LIMIT`]): `(status, content type, body)`. `None`: not
+    /// the injector's to answer after all; the request goes upstream as it was.
+    fn answer(
+        &self,
+        _dest: Dest<'_>,
+        _parts: &http::request::Parts,
+        _body: &[u8],
+    ) -> Option<(u16, &'static str, Vec<u8>)> {
+        None
+    }
 }
+
+/// The largest request body the proxy reads to let the injector answer it.
+pub const ANSWER_BODY_LIMIT: usize = 64 * 1024;
 
 /// The injector of a run without grants.
 #[derive(Debug, Clone, Copy, Default)]

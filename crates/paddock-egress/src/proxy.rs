@@ -623,6 +623,50 @@ impl Proxy {
             port,
             tls: https,
         };
+        let mut body: Body = body.map_err(box_hyper_error).boxed();
+        if https && client_upgrade.is_none() && self.injector.answers(dest, &parts) {
+            let collected = read_bounded(body, crate::inject::ANSWER_BODY_LIMIT).await;
+            let bytes = match collected {
+                Ok(b) => b,
+                Err(e) => {
+                    let mut rec = NetRecord::new(RecordKind::Http, host.clone(), d);
+                    rec.method = Some(method.clone());
+                    rec.port = Some(port);
+                    rec.path = Some(path.clone());
+                    rec.status = Some(413);
+                    rec.detail = Some(format!("reading the request body: {e}"));
+                    rec.finish(t0);
+                    self.recorder.emit(rec);
+                    return plain(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "paddock: the request body is too large\n",
+                    );
+                }
+            };
+            if let Some((status, content_type, answer)) = self.injector.answer(dest, &parts, &bytes)
+            {
+                let mut rec = NetRecord::new(RecordKind::Http, host.clone(), d);
+                rec.method = Some(method.clone());
+                rec.port = Some(port);
+                rec.path = Some(path.clone());
+                rec.status = Some(status);
+                rec.bytes_up = bytes.len() as u64;
+                rec.bytes_down = answer.len() as u64;
+                rec.detail = Some("answered by paddock (login refresh: placeholders)".into());
+                rec.finish(t0);
+                self.recorder.emit(rec);
+                let mut r = Response::new(
+                    Full::new(Bytes::from(answer))
+                        .map_err(|e: Infallible| match e {})
+                        .boxed(),
+                );
+                *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+                r.headers_mut()
+                    .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+                return r;
+            }
+            body = Full::new(bytes).map_err(|e: Infallible| match e {}).boxed();
+        }
         let uses = self.injector.on_request(dest, &mut parts);
         let grants: Vec<String> = uses.iter().map(|u| u.grant.clone()).collect();
         if !grants.is_empty() {
@@ -643,7 +687,7 @@ impl Proxy {
         rec.grants = grants;
         let up_count = Arc::new(AtomicU64::new(0));
         let req_body = Tracked::new(
-            body.map_err(|e| Box::new(e) as BoxError).boxed(),
+            body,
             self.injector.request_body(dest, &parts.headers, &uses),
             up_count.clone(),
             None,
@@ -972,6 +1016,25 @@ async fn drain(mut body: Incoming) {
 
 fn empty() -> Body {
     Empty::new().map_err(|e: Infallible| match e {}).boxed()
+}
+
+/// A whole body, refused (with why) past `limit` bytes.
+async fn read_bounded(mut body: Body, limit: usize) -> Result<Bytes, String> {
+    let mut out = bytes::BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| e.to_string())?;
+        if let Ok(data) = frame.into_data() {
+            if out.len() + data.len() > limit {
+                return Err(format!("more than {limit} bytes"));
+            }
+            out.extend_from_slice(&data);
+        }
+    }
+    Ok(out.freeze())
+}
+
+fn box_hyper_error(e: hyper::Error) -> BoxError {
+    Box::new(e)
 }
 
 fn plain(status: StatusCode, text: &str) -> Response<Body> {

@@ -174,6 +174,65 @@ impl Upstream {
     }
 }
 
+impl Upstream {
+    /// One verified HTTPS POST of the daemon's own (an OAuth refresh with the real refresh
+    /// token): to `https://host{path}` on port 443, resolved and verified exactly as the
+    /// proxy's requests are, over HTTP/1.1, within `timeout`. Returns the status and the
+    /// body (at most 1 MiB).
+    pub async fn post_https(
+        &self,
+        host: &str,
+        path: &str,
+        content_type: &str,
+        body: Vec<u8>,
+        timeout: std::time::Duration,
+    ) -> Result<(u16, bytes::Bytes), UpstreamError> {
+        use http_body_util::BodyExt;
+        let policy = Policy::new(&paddock_config::NetworkConfig::default(), &[]);
+        let http_err = |source| UpstreamError::Http {
+            host: host.into(),
+            source,
+        };
+        let exchange = async {
+            let tls = self.connect_tls(host, 443, &policy, true).await?;
+            let (mut sender, conn) =
+                hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
+                    .await
+                    .map_err(http_err)?;
+            tokio::spawn(conn);
+            let req = http::Request::post(path)
+                .header(http::header::HOST, host)
+                .header(http::header::CONTENT_TYPE, content_type)
+                .header(http::header::ACCEPT, "application/json")
+                .header(http::header::USER_AGENT, "paddock")
+                .body(http_body_util::Full::new(bytes::Bytes::from(body)))
+                .map_err(|e| UpstreamError::Tls {
+                    host: host.into(),
+                    source: std::io::Error::other(e.to_string()),
+                })?;
+            let resp = sender.send_request(req).await.map_err(http_err)?;
+            let status = resp.status().as_u16();
+            let limited = http_body_util::Limited::new(resp.into_body(), 1 << 20);
+            let bytes = limited
+                .collect()
+                .await
+                .map_err(|e| UpstreamError::Tls {
+                    host: host.into(),
+                    source: std::io::Error::other(e.to_string()),
+                })?
+                .to_bytes();
+            Ok((status, bytes))
+        };
+        match tokio::time::timeout(timeout, exchange).await {
+            Ok(r) => r,
+            Err(_) => Err(UpstreamError::Tls {
+                host: host.into(),
+                source: std::io::Error::new(std::io::ErrorKind::TimedOut, "no answer in time"),
+            }),
+        }
+    }
+}
+
 /// Private (RFC 1918, ULA), loopback, link-local, unspecified, CGNAT, and the synthetic
 /// range itself: never dialled unless a rule says so.
 pub fn is_private(ip: IpAddr) -> bool {

@@ -6,6 +6,9 @@ use std::path::PathBuf;
 /// Everything that can go wrong in this crate.
 #[derive(Debug, thiserror::Error)]
 pub enum SecretsError {
+    #[error("invalid login: {reason}")]
+    InvalidLogin { reason: String },
+
     #[error("invalid grant name {name:?}: {reason}")]
     InvalidName { name: String, reason: &'static str },
 
@@ -112,6 +115,9 @@ impl SecretsError {
             Self::InvalidEnvName { .. } => "use letters, digits and '_', not starting with a digit".into(),
             Self::InvalidValue { .. } => {
                 "pass the value through an environment variable, stdin, or a CLI such as `gh auth token`".into()
+            }
+            Self::InvalidLogin { .. } => {
+                "log in with the CLI on the host first (e.g. `claude`, `codex login`, `gemini`), then import again".into()
             }
             Self::NotFound { .. } => "`paddock grant list` shows the grants that exist".into(),
             Self::KeyMismatch { name, .. } => format!(

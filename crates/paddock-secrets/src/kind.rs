@@ -145,6 +145,15 @@ pub enum PlaceholderStyle {
     /// The real value's shape: its issuer prefix kept, every other character replaced by
     /// a random one of the same class (digit, lower, upper; `-_.` kept).
     Generic,
+    /// `AIza` + 35 characters of `[A-Za-z0-9_-]` (a Google API key).
+    Google,
+    /// `sk-ant-oat01-` + 93 characters of `[A-Za-z0-9_-]` + `AA` (a Claude login's access
+    /// token).
+    ClaudeOauth,
+    /// `ya29.` + 150 characters of `[A-Za-z0-9_-]` (a Google OAuth access token).
+    GoogleOauth,
+    /// The real JWT's header and claims with a random signature (Codex reads the claims).
+    Jwt,
 }
 
 /// The built-in kinds plus the generic one.
@@ -154,6 +163,14 @@ pub enum GrantKind {
     Github,
     Anthropic,
     Openai,
+    Gemini,
+    /// Claude Code's login (OAuth).
+    Claude,
+    /// Codex's ChatGPT login (OAuth).
+    Codex,
+    /// Gemini CLI's Google login (OAuth).
+    #[serde(rename = "gemini-login")]
+    GeminiLogin,
     Http,
 }
 
@@ -236,6 +253,58 @@ pub const KINDS: &[KindRow] = &[
         cli: None,
     },
     KindRow {
+        kind: GrantKind::Gemini,
+        name: "gemini",
+        description: "Gemini API key: x-goog-api-key on generativelanguage.googleapis.com",
+        rules: &[RuleRow {
+            host: "generativelanguage.googleapis.com",
+            header: "x-goog-api-key",
+            format: FormatRow::Template("{}"),
+        }],
+        env: &["GEMINI_API_KEY"],
+        placeholder: PlaceholderStyle::Google,
+        cli: None,
+    },
+    KindRow {
+        kind: GrantKind::Claude,
+        name: "claude",
+        description: "Claude Code login (OAuth, from ~/.claude/.credentials.json): Bearer on api.anthropic.com; paddock refreshes it",
+        rules: &[RuleRow {
+            host: "api.anthropic.com",
+            header: "authorization",
+            format: FormatRow::Template("Bearer {}"),
+        }],
+        env: &[],
+        placeholder: PlaceholderStyle::ClaudeOauth,
+        cli: None,
+    },
+    KindRow {
+        kind: GrantKind::Codex,
+        name: "codex",
+        description: "Codex ChatGPT login (OAuth, from ~/.codex/auth.json): Bearer on chatgpt.com; paddock refreshes it",
+        rules: &[RuleRow {
+            host: "chatgpt.com",
+            header: "authorization",
+            format: FormatRow::Template("Bearer {}"),
+        }],
+        env: &[],
+        placeholder: PlaceholderStyle::Jwt,
+        cli: None,
+    },
+    KindRow {
+        kind: GrantKind::GeminiLogin,
+        name: "gemini-login",
+        description: "Gemini CLI Google login (OAuth, from ~/.gemini/oauth_creds.json): Bearer on cloudcode-pa.googleapis.com; paddock refreshes it",
+        rules: &[RuleRow {
+            host: "cloudcode-pa.googleapis.com",
+            header: "authorization",
+            format: FormatRow::Template("Bearer {}"),
+        }],
+        env: &[],
+        placeholder: PlaceholderStyle::GoogleOauth,
+        cli: None,
+    },
+    KindRow {
         kind: GrantKind::Http,
         name: "http",
         description: "Generic HTTP credential: a header on the hosts you name",
@@ -263,6 +332,11 @@ impl GrantKind {
     pub fn name(self) -> &'static str {
         self.row().name
     }
+
+    /// This kind's login row, when it is a CLI's login (OAuth) rather than a key.
+    pub fn login(self) -> Option<&'static crate::login::LoginRow> {
+        crate::login::LoginRow::of(self)
+    }
 }
 
 impl std::fmt::Display for GrantKind {
@@ -278,6 +352,11 @@ pub enum GrantSpec {
     Github,
     Anthropic,
     Openai,
+    Gemini,
+    Claude,
+    Codex,
+    #[serde(rename = "gemini-login")]
+    GeminiLogin,
     Http(HttpSpec),
 }
 
@@ -376,6 +455,10 @@ impl GrantSpec {
             Self::Github => GrantKind::Github,
             Self::Anthropic => GrantKind::Anthropic,
             Self::Openai => GrantKind::Openai,
+            Self::Gemini => GrantKind::Gemini,
+            Self::Claude => GrantKind::Claude,
+            Self::Codex => GrantKind::Codex,
+            Self::GeminiLogin => GrantKind::GeminiLogin,
             Self::Http(_) => GrantKind::Http,
         }
     }
@@ -386,6 +469,10 @@ impl GrantSpec {
             GrantKind::Github => Some(Self::Github),
             GrantKind::Anthropic => Some(Self::Anthropic),
             GrantKind::Openai => Some(Self::Openai),
+            GrantKind::Gemini => Some(Self::Gemini),
+            GrantKind::Claude => Some(Self::Claude),
+            GrantKind::Codex => Some(Self::Codex),
+            GrantKind::GeminiLogin => Some(Self::GeminiLogin),
             GrantKind::Http => None,
         }
     }
@@ -503,7 +590,13 @@ mod tests {
             }
             if let Some(spec) = GrantSpec::builtin(row.kind) {
                 assert_eq!(spec.rules().len(), row.rules.len());
-                assert!(!spec.env().is_empty());
+                // A key is handed over in the environment; a login in its CLI's file.
+                assert_eq!(
+                    spec.env().is_empty(),
+                    row.kind.login().is_some(),
+                    "{}",
+                    row.name
+                );
             }
         }
     }

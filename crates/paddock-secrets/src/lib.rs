@@ -69,6 +69,7 @@ pub mod host;
 pub mod inject;
 pub mod key;
 pub mod kind;
+pub mod login;
 pub mod placeholder;
 pub mod scrub;
 pub mod source;
@@ -83,6 +84,7 @@ pub use inject::{
 };
 pub use key::{KeyBackend, KeyOrigin, KeyVault};
 pub use kind::{GrantKind, GrantSpec, HttpSpec, InjectRule, KINDS, Substitution, ValueFormat};
+pub use login::{LOGINS, Login, LoginPlaceholders, LoginRow};
 pub use scrub::{ScrubStream, Scrubber, StreamRewrite, response_is_scrubbable};
 pub use source::ValueSource;
 pub use store::{Grant, GrantInfo, MIN_GRANT_VALUE_LEN, SecretStore, validate_name};

@@ -65,6 +65,20 @@ pub fn generate<R: CryptoRng + ?Sized>(style: PlaceholderStyle, real: &str, rng:
             pick(rng, URLSAFE, 74, &mut out);
         }
         PlaceholderStyle::Generic => generic(real, rng, &mut out),
+        PlaceholderStyle::Google => {
+            out.push_str("AIza");
+            pick(rng, URLSAFE, 35, &mut out);
+        }
+        PlaceholderStyle::ClaudeOauth => {
+            out.push_str("sk-ant-oat01-");
+            pick(rng, URLSAFE, 93, &mut out);
+            out.push_str("AA");
+        }
+        PlaceholderStyle::GoogleOauth => {
+            out.push_str("ya29.");
+            pick(rng, URLSAFE, 150, &mut out);
+        }
+        PlaceholderStyle::Jwt => out.push_str(&crate::login::fake_jwt(real, rng)),
     }
     out
 }

@@ -55,6 +55,9 @@ impl GrantInfo {
     pub fn kind(&self) -> GrantKind {
         self.spec.kind()
     }
+    pub fn kind_name(&self) -> &'static str {
+        self.spec.kind().name()
+    }
     pub fn rules(&self) -> Vec<InjectRule> {
         self.spec.rules()
     }
