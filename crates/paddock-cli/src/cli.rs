@@ -56,6 +56,63 @@ Examples:
   paddock run -it -- bash")]
     Run(RunArgs),
 
+    /// Run Claude Code in a sandbox: `paddock run --agent claude -- claude ARGS`.
+    ///
+    /// ARGS go to claude untouched (`paddock claude -p "fix the bug"`, or no ARGS for its
+    /// terminal UI). paddock's own options come first and are long ones (`--wt BRANCH`,
+    /// `--name`, `--detach`, `--grant`, …: every long option of `paddock run`); the first
+    /// other argument, or `--`, starts claude's. The CLI comes from your PATH, else it is
+    /// installed from npm into a read-only tool layer on first use. Log in once with
+    /// `paddock grant claude --from-login` (your Claude login; the sandbox only ever holds
+    /// placeholders) or `paddock grant anthropic` (an API key). Only the hosts claude needs
+    /// are reachable; its history and settings persist per workspace.
+    #[command(
+        disable_help_flag = true,
+        disable_version_flag = true,
+        after_help = "\
+Examples:
+  paddock claude                                   the interactive UI, in a sandbox
+  paddock claude -p 'explain this repo'            one non-interactive turn
+  paddock claude --wt fix-login -- --dangerously-skip-permissions
+                                                   on its own worktree and branch"
+    )]
+    Claude(AgentCmdArgs),
+
+    /// Run Codex in a sandbox: `paddock run --agent codex -- codex ARGS` (see `paddock
+    /// help claude` for how options split; log in with `paddock grant codex --from-login`
+    /// or `paddock grant openai`).
+    #[command(
+        disable_help_flag = true,
+        disable_version_flag = true,
+        after_help = "\
+Examples:
+  paddock codex
+  paddock codex exec 'add a test for parse()'
+  paddock codex --wt refactor -- exec --full-auto 'split main.rs'"
+    )]
+    Codex(AgentCmdArgs),
+
+    /// Run the Gemini CLI in a sandbox: `paddock run --agent gemini -- gemini ARGS` (see
+    /// `paddock help claude`; log in with `paddock grant gemini --from-login` or an API
+    /// key with `paddock grant gemini`).
+    #[command(
+        disable_help_flag = true,
+        disable_version_flag = true,
+        after_help = "\
+Examples:
+  paddock gemini
+  paddock gemini -p 'summarise the open TODOs'"
+    )]
+    Gemini(AgentCmdArgs),
+
+    /// Agent presets and their tool layers: list, update to the latest release, remove.
+    #[command(after_help = "\
+Examples:
+  paddock agents ls                   presets, where each CLI comes from, installed layers
+  paddock agents update claude        install claude's @latest and use it from now on
+  paddock agents rm --all             free the tool cache")]
+    Agents(AgentsArgs),
+
     /// Run another command inside a running run's sandbox.
     ///
     /// The command is exactly as confined as the run's own: same namespaces (it sees the
@@ -262,9 +319,59 @@ pub struct RunArgs {
     #[arg(short, long)]
     pub quiet: bool,
 
+    /// Set the run up as agent NAME (see `paddock agents ls`): its network allow-list, its
+    /// login, its CLI on PATH, its per-workspace state. Without CMD, the agent's own command.
+    #[arg(long, value_name = "NAME")]
+    pub agent: Option<String>,
+
+    /// `paddock <agent> ARGS`: the arguments for the agent's command.
+    #[arg(skip)]
+    pub agent_args: Vec<String>,
+
     /// The command and its arguments (default: from paddock.yaml, else /bin/sh).
     #[arg(last = true, value_name = "CMD")]
     pub command: Vec<String>,
+}
+
+/// `paddock claude|codex|gemini ARGS`.
+#[derive(Debug, Args)]
+pub struct AgentCmdArgs {
+    /// paddock's long options, then the agent's arguments (passed untouched).
+    #[arg(num_args = 0.., allow_hyphen_values = true, trailing_var_arg = true, value_name = "ARGS")]
+    pub args: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct AgentsArgs {
+    #[command(subcommand)]
+    pub action: AgentsAction,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AgentsAction {
+    /// The agent presets, where each one's CLI comes from, and the installed tool layers.
+    #[command(visible_alias = "list")]
+    Ls(JsonFlag),
+    /// Install the latest release of agents' CLIs from npm and use it from now on (all
+    /// agents with a package when none is named).
+    Update(AgentNames),
+    /// Remove agents' tool layers (they are installed again on next use).
+    Rm(AgentRm),
+}
+
+#[derive(Debug, Args)]
+pub struct AgentNames {
+    #[arg(value_name = "AGENT")]
+    pub agents: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct AgentRm {
+    #[arg(value_name = "AGENT")]
+    pub agents: Vec<String>,
+    /// Every tool layer.
+    #[arg(long, conflicts_with = "agents")]
+    pub all: bool,
 }
 
 #[derive(Debug, Args)]
@@ -610,6 +717,33 @@ Examples:
   pass show openai | paddock grant openai --stdin")]
     Openai(BuiltinGrantArgs),
 
+    /// A Gemini API key: x-goog-api-key on generativelanguage.googleapis.com (default
+    /// source: $GEMINI_API_KEY when it is set); or, with --from-login, the Gemini CLI's
+    /// Google login (grant `gemini-login`).
+    #[command(after_help = "\
+Examples:
+  paddock grant gemini --from-env GEMINI_API_KEY
+  paddock grant gemini --from-login             import ~/.gemini/oauth_creds.json")]
+    Gemini(GeminiGrantArgs),
+
+    /// Claude Code's login (your Claude subscription), imported with --from-login from
+    /// ~/.claude/.credentials.json ($CLAUDE_CONFIG_DIR/.credentials.json). The sandbox
+    /// gets a credentials file with placeholders; the daemon keeps and refreshes the real
+    /// tokens. For an API key, use `paddock grant anthropic`.
+    #[command(after_help = "\
+Examples:
+  paddock grant claude --from-login
+  paddock grant claude --from-login ./other/.credentials.json --name claude-work")]
+    Claude(LoginGrantArgs),
+
+    /// Codex's ChatGPT login, imported with --from-login from ~/.codex/auth.json
+    /// ($CODEX_HOME/auth.json). The sandbox gets an auth.json with placeholders; the
+    /// daemon keeps and refreshes the real tokens. For an API key, use `paddock grant openai`.
+    #[command(after_help = "\
+Examples:
+  paddock grant codex --from-login")]
+    Codex(LoginGrantArgs),
+
     /// A generic credential: one header on the hosts you name.
     #[command(after_help = "\
 Examples:
@@ -663,6 +797,31 @@ pub struct BuiltinGrantArgs {
     /// and kept in shell history), and never echoed.
     #[arg(hide = true, num_args = 0.., allow_hyphen_values = true, trailing_var_arg = true)]
     pub refused: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct LoginGrantArgs {
+    /// Import the CLI's login from its file (default: where the CLI keeps it).
+    #[arg(long, value_name = "FILE", num_args = 0..=1, default_missing_value = "")]
+    pub from_login: Option<PathBuf>,
+    /// The grant's name (default: the CLI's, e.g. `claude`).
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+    #[command(flatten)]
+    pub json: JsonFlag,
+    /// Anything else: refused, never echoed.
+    #[arg(hide = true, num_args = 0.., allow_hyphen_values = true, trailing_var_arg = true)]
+    pub refused: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct GeminiGrantArgs {
+    /// Import the Gemini CLI's Google login instead of an API key (default file:
+    /// ~/.gemini/oauth_creds.json).
+    #[arg(long, value_name = "FILE", num_args = 0..=1, default_missing_value = "")]
+    pub from_login: Option<PathBuf>,
+    #[command(flatten)]
+    pub key: BuiltinGrantArgs,
 }
 
 #[derive(Debug, Args)]

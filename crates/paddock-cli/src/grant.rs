@@ -1,5 +1,6 @@
-//! `paddock grant …`: add a credential (github, anthropic, openai, http), list, show and
-//! revoke grants.
+//! `paddock grant …`: add a credential (github, anthropic, openai, gemini, http), import
+//! an agent CLI's login (claude, codex, gemini `--from-login`), list, show and revoke
+//! grants.
 //!
 //! Owns: choosing where the value comes from (`--from-env VAR`, `--stdin`, else the kind's
 //! default: `gh auth token` for GitHub, the kind's variable when set), reading it on the
@@ -11,16 +12,17 @@
 //! variable the value came from.
 
 use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Result, anyhow};
 use paddock_api::{Client, GrantInfo, PutGrant};
 use paddock_daemon::Home;
-use paddock_secrets::{GrantKind, HttpSpec, SecretValue, SecretsError, ValueSource};
+use paddock_secrets::{GrantKind, HttpSpec, LoginRow, SecretValue, SecretsError, ValueSource};
 use zeroize::Zeroize;
 
 use crate::cli::{
     BuiltinGrantArgs, GrantAction, GrantArgs, GrantNameArgs, HttpGrantArgs, JsonFlag,
-    SubstitutePlace, ValueSourceArgs,
+    LoginGrantArgs, SubstitutePlace, ValueSourceArgs,
 };
 use crate::ensure::ensure_running_without;
 use crate::ui::{Hinted, age, paint, print_json, stdout_color, table, usage};
@@ -30,6 +32,20 @@ pub async fn dispatch(home: &Home, args: GrantArgs) -> Result<i32> {
         GrantAction::Github(a) => add_builtin(home, GrantKind::Github, a).await,
         GrantAction::Anthropic(a) => add_builtin(home, GrantKind::Anthropic, a).await,
         GrantAction::Openai(a) => add_builtin(home, GrantKind::Openai, a).await,
+        GrantAction::Gemini(a) => match a.from_login {
+            Some(file) => {
+                let login = LoginGrantArgs {
+                    from_login: Some(file),
+                    name: a.key.name,
+                    json: a.key.json,
+                    refused: a.key.refused,
+                };
+                add_login(home, "gemini", login).await
+            }
+            None => add_builtin(home, GrantKind::Gemini, a.key).await,
+        },
+        GrantAction::Claude(a) => add_login(home, "claude", a).await,
+        GrantAction::Codex(a) => add_login(home, "codex", a).await,
         GrantAction::Http(a) => add_http(home, a).await,
         GrantAction::List(j) => list(home, j).await,
         GrantAction::Show(a) => show(home, a).await,
@@ -219,6 +235,141 @@ async fn add_builtin(home: &Home, kind: GrantKind, a: BuiltinGrantArgs) -> Resul
         ..PutGrant::default()
     };
     put(home, &name, req, kind, &a.source, a.json.json).await
+}
+
+/// Where `cli` keeps its login on this machine (its own config-dir variable first).
+fn login_file(row: &LoginRow) -> Option<PathBuf> {
+    let var = match row.cli {
+        "claude" => Some(("CLAUDE_CONFIG_DIR", ".credentials.json")),
+        "codex" => Some(("CODEX_HOME", "auth.json")),
+        _ => None,
+    };
+    if let Some((var, file)) = var
+        && let Some(dir) = std::env::var_os(var).filter(|d| !d.is_empty())
+    {
+        return Some(PathBuf::from(dir).join(file));
+    }
+    std::env::var_os("HOME").map(|h| PathBuf::from(h).join(row.file))
+}
+
+/// `paddock grant claude|codex|gemini --from-login [FILE]`: read the CLI's login file
+/// here, check its shape, and hand it to the daemon, which keeps it encrypted.
+async fn add_login(home: &Home, cli: &str, a: LoginGrantArgs) -> Result<i32> {
+    let row = LoginRow::for_cli(cli).ok_or_else(|| anyhow!("no login kind for {cli}"))?;
+    refuse_extra(&a.refused, &format!("`paddock grant {cli} --from-login`"))?;
+    let Some(file) = a.from_login else {
+        return Err(usage(
+            format!("`paddock grant {cli}` imports a login: add --from-login"),
+            match cli {
+                "claude" => {
+                    "`paddock grant claude --from-login` imports your Claude Code login; for an API key use `paddock grant anthropic`"
+                }
+                _ => {
+                    "`paddock grant codex --from-login` imports your Codex (ChatGPT) login; for an API key use `paddock grant openai`"
+                }
+            },
+        ));
+    };
+    let name = a.name.unwrap_or_else(|| row.kind.name().to_string());
+    check_name(&name)?;
+    let path = if file.as_os_str().is_empty() {
+        login_file(row).ok_or_else(|| {
+            usage(
+                "HOME is not set, so the login file cannot be found",
+                format!("name the file: paddock grant {cli} --from-login FILE"),
+            )
+        })?
+    } else {
+        file
+    };
+    let bytes = read_login_file(&path, cli)?;
+    let login = paddock_secrets::Login::import(row, &bytes).map_err(|e| {
+        anyhow!(Hinted::new(
+            format!("{}: {e}", path.display()),
+            e.hint().unwrap_or_default(),
+        ))
+    })?;
+    let expires = login.expires_at_ms;
+    drop(login);
+    let mut value =
+        String::from_utf8(bytes).map_err(|_| anyhow!("{}: not UTF-8", path.display()))?;
+    let client = client(home, &[]).await?;
+    let req = PutGrant {
+        kind: row.kind.name().to_string(),
+        value: std::mem::take(&mut value),
+        ..PutGrant::default()
+    };
+    let mut req = req;
+    let sent = client.put_grant(&name, &req).await;
+    req.value.zeroize();
+    let out = sent?;
+    if a.json.json {
+        print_json(&out)?;
+        return Ok(0);
+    }
+    let g = &out.grant;
+    let color = stdout_color();
+    println!(
+        "{} grant {} ({}): the {cli} login from {}, access token {}",
+        if out.replaced { "updated" } else { "imported" },
+        paint(color, "1", &g.name),
+        g.kind,
+        path.display(),
+        g.preview
+    );
+    if let Some(at) = expires {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        if at <= now {
+            println!("  the access token has expired: the daemon refreshes it before the next run");
+        } else {
+            println!(
+                "  access token valid for {}; the daemon refreshes it before it expires",
+                paddock_config::format_duration(std::time::Duration::from_millis(at - now))
+            );
+        }
+    }
+    print_rules(g, "  ");
+    println!(
+        "  the sandbox gets ~/{} with placeholders; the real tokens stay in the daemon",
+        row.file
+    );
+    println!(
+        "  note: a refresh by paddock may rotate the refresh token; if `{cli}` on the host is logged out later, log in again there and re-import"
+    );
+    println!("use it: paddock {cli} (it picks this login up by itself)");
+    Ok(0)
+}
+
+/// A login file: a regular file of at most 64 KiB.
+fn read_login_file(path: &Path, cli: &str) -> Result<Vec<u8>> {
+    use std::io::Read;
+    let f = std::fs::File::open(path).map_err(|e| {
+        anyhow!(Hinted::new(
+            format!("cannot read {}: {e}", path.display()),
+            format!(
+                "log in with `{cli}` on this machine first, or name the file: --from-login FILE"
+            ),
+        ))
+    })?;
+    let meta = f.metadata()?;
+    if !meta.is_file() {
+        return Err(usage(
+            format!("{} is not a file", path.display()),
+            "name the login file",
+        ));
+    }
+    let mut bytes = Vec::new();
+    f.take(64 * 1024 + 1).read_to_end(&mut bytes)?;
+    if bytes.len() > 64 * 1024 {
+        return Err(usage(
+            format!("{} is larger than 64 KiB: not a login file", path.display()),
+            "name the login file",
+        ));
+    }
+    Ok(bytes)
 }
 
 async fn add_http(home: &Home, a: HttpGrantArgs) -> Result<i32> {

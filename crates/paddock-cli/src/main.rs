@@ -4,6 +4,7 @@
 //! This crate only parses arguments, talks to the daemon through paddock-api and prints.
 //! It holds no state: it never opens state.db or a run's files.
 
+mod agents;
 mod audit;
 mod cli;
 mod commands;
@@ -79,6 +80,10 @@ async fn dispatch(cli: Cli) -> Result<i32> {
     let home = Home::from_env().map_err(ui::Hinted::from_daemon)?;
     match cli.command {
         Command::Run(args) => run::run(&home, args).await,
+        Command::Claude(a) => agents::preset(&home, "claude", a.args).await,
+        Command::Codex(a) => agents::preset(&home, "codex", a.args).await,
+        Command::Gemini(a) => agents::preset(&home, "gemini", a.args).await,
+        Command::Agents(a) => agents::dispatch(&home, a).await,
         Command::Exec(args) => run::exec(&home, args).await,
         Command::Ps(args) => commands::ps(&home, args).await,
         Command::Logs(args) => commands::logs(&home, args).await,

@@ -120,7 +120,7 @@ pub fn build_request(args: &RunArgs) -> Result<CreateRun> {
         })?;
     }
 
-    let command = if !args.command.is_empty() {
+    let command = if !args.command.is_empty() || args.agent.is_some() {
         args.command.clone()
     } else {
         cfg.command.clone().unwrap_or_default()
@@ -256,7 +256,8 @@ fn terminal_size() -> Option<TtySize> {
 
 /// `paddock run`. Returns the process exit code.
 pub async fn run(home: &Home, args: RunArgs) -> Result<i32> {
-    let req = build_request(&args)?;
+    let mut req = build_request(&args)?;
+    crate::agents::setup(home, &args, &mut req).await?;
     if args.tty && !std::io::stdin().is_terminal() {
         return Err(usage(
             "-t needs a terminal on stdin",

@@ -182,6 +182,7 @@ impl SecretStore {
     /// Values shorter than [`MIN_GRANT_VALUE_LEN`] are refused: they would be guessable and
     /// too short to scrub reliably.
     pub fn put(&self, name: &str, spec: GrantSpec, value: &SecretValue) -> Result<GrantInfo> {
+        let kind = spec.kind();
         validate_name(name)?;
         spec.validate()?;
         if value.len() < MIN_GRANT_VALUE_LEN {
@@ -200,7 +201,13 @@ impl SecretStore {
             spec,
             created_at,
             updated_at: now,
-            preview: value.masked(),
+            // A login's preview is its access token's, not its JSON's.
+            preview: match kind.login() {
+                Some(_) => crate::login::Login::from_value(value.expose())
+                    .map(|l| crate::value::mask(&l.access_token))
+                    .unwrap_or_else(|_| value.masked()),
+                None => value.masked(),
+            },
         };
         let mut nonce = [0u8; 24];
         getrandom::fill(&mut nonce).map_err(|e| SecretsError::Read {

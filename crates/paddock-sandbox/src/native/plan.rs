@@ -20,6 +20,11 @@ const PROTECTED: &[&str] = &[
     "/proc", "/dev", "/sys", "/usr", "/etc", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32",
 ];
 
+/// Directories of `$PADDOCK_HOME` whose subdirectories the daemon itself mounts into
+/// sandboxes: agents' per-workspace state, and git worktrees of worktree runs. Nothing else
+/// of `$PADDOCK_HOME` (its keys, logs, database, other runs) is ever a mount source.
+const SHAREABLE: &[&str] = &["agents", "worktrees"];
+
 /// Where things live inside `run_dir`.
 #[derive(Debug, Clone)]
 pub struct RunLayout {
@@ -321,8 +326,14 @@ pub fn validate(spec: &SandboxSpec, paddock_home: Option<&Path>) -> Result<(), S
                 "check that the path exists",
             ));
         }
-        if paddock_home.is_some_and(|h| under(&m.source, h) || under(h, &m.source))
-            || under(&m.source, &spec.run_dir)
+        let shared = paddock_home.is_some_and(|h| {
+            SHAREABLE
+                .iter()
+                .any(|d| m.source.starts_with(h.join(d)) && m.source != h.join(d))
+        });
+        if !shared
+            && (paddock_home.is_some_and(|h| under(&m.source, h) || under(h, &m.source))
+                || under(&m.source, &spec.run_dir))
         {
             return Err(invalid(
                 format!(
