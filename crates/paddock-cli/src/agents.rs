@@ -742,9 +742,9 @@ mod tests {
         let (a, b) = split_args(&s(&["-p", "hi"]));
         assert!(a.is_empty());
         assert_eq!(b, s(&["-p", "hi"]));
-        let (a, b) = split_args(&s(&["--wt", "fix", "--name=x", "-p", "--wt", "y"]));
-        assert_eq!(a, s(&["--wt", "fix", "--name=x"]));
-        assert_eq!(b, s(&["-p", "--wt", "y"]));
+        let (a, b) = split_args(&s(&["--name", "fix", "--memory=1G", "-p", "--name", "y"]));
+        assert_eq!(a, s(&["--name", "fix", "--memory=1G"]));
+        assert_eq!(b, s(&["-p", "--name", "y"]));
         let (a, b) = split_args(&s(&["--detach", "--", "--name", "z"]));
         assert_eq!(a, s(&["--detach"]));
         assert_eq!(b, s(&["--name", "z"]));
