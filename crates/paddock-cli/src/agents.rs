@@ -223,6 +223,12 @@ pub async fn setup(home: &Home, args: &RunArgs, req: &mut CreateRun) -> Result<(
             None => {}
         }
     }
+    // The login in use may select a mode of the CLI (its OAuth rather than a key).
+    if let Some(g) = agent.login.iter().find(|g| req.grants.contains(g)) {
+        for (k, v) in agent.login_env.get(g).into_iter().flatten() {
+            req.env.entry(k.clone()).or_insert_with(|| v.clone());
+        }
+    }
     req.agent = Some(AgentSetup {
         name: name.clone(),
         state: agent.state.clone(),

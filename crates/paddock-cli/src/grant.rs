@@ -325,9 +325,11 @@ async fn add_login(home: &Home, cli: &str, a: LoginGrantArgs) -> Result<i32> {
         if at <= now {
             println!("  the access token has expired: the daemon refreshes it before the next run");
         } else {
+            let mins = (at - now) / 60_000;
             println!(
-                "  access token valid for {}; the daemon refreshes it before it expires",
-                paddock_config::format_duration(std::time::Duration::from_millis(at - now))
+                "  access token valid for {}h {:02}m; the daemon refreshes it before it expires",
+                mins / 60,
+                mins % 60
             );
         }
     }

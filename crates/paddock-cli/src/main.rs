@@ -38,6 +38,17 @@ fn main() {
     let cli = Cli::parse();
     let daemon = matches!(cli.command, Command::Daemon(ref d) if d.action.is_none());
     init_tracing(cli.verbose, daemon);
+    if !daemon {
+        // A client whose output pipe closes (`paddock grant list | head -1`) ends quietly,
+        // as any Unix filter does, instead of panicking on the failed write.
+        // SAFETY: no other thread exists yet, and SIG_DFL installs no handler code.
+        unsafe {
+            let _ = nix::sys::signal::signal(
+                nix::sys::signal::Signal::SIGPIPE,
+                nix::sys::signal::SigHandler::SigDfl,
+            );
+        }
+    }
     // The daemon needs worker threads (the egress proxy blocks in place on them); a client
     // command is a few requests and a session, which one thread serves without the cost of
     // spawning workers (and reading cgroup quotas to size them) on every invocation.

@@ -48,6 +48,9 @@ pub struct AgentLayer {
     pub state: Vec<PathBuf>,
     /// Environment for the agent.
     pub env: BTreeMap<String, String>,
+    /// More environment when a given login grant is the one used (grant → variables),
+    /// e.g. what selects the CLI's OAuth mode.
+    pub login_env: BTreeMap<String, BTreeMap<String, String>>,
 }
 
 impl AgentLayer {
@@ -75,6 +78,12 @@ impl AgentLayer {
         extend(&mut self.state, &over.state);
         self.env
             .extend(over.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+        for (grant, vars) in &over.login_env {
+            self.login_env
+                .entry(grant.clone())
+                .or_default()
+                .extend(vars.iter().map(|(k, v)| (k.clone(), v.clone())));
+        }
     }
 }
 
@@ -91,6 +100,7 @@ pub struct Agent {
     pub login: Vec<String>,
     pub state: Vec<PathBuf>,
     pub env: BTreeMap<String, String>,
+    pub login_env: BTreeMap<String, BTreeMap<String, String>>,
 }
 
 /// An npm package at a version.
@@ -216,6 +226,7 @@ pub fn resolve_agent(name: &str, config: &Config) -> Result<Agent, AgentError> {
         login: l.login,
         state: l.state,
         env: l.env,
+        login_env: l.login_env,
     })
 }
 

@@ -53,6 +53,7 @@ struct RawAgent {
     login: Option<Vec<S<String>>>,
     state: Option<Vec<S<String>>>,
     env: Option<SpannedMap<S<String>>>,
+    login_env: Option<SpannedMap<SpannedMap<S<String>>>>,
 }
 
 #[derive(Deserialize)]
@@ -688,6 +689,15 @@ fn resolve_agent(cx: &Ctx<'_>, name: &str, a: RawAgent) -> Result<AgentLayer, Co
             no_nul(v, "value")
         })?;
         l.env.insert(k.value, v.value);
+    }
+    for (g, vars) in a.login_env.into_iter().flat_map(|m| m.0) {
+        cx.check(&key("login_env"), &g, |g| values::validate_grant_name(g))?;
+        let dst = l.login_env.entry(g.value.clone()).or_default();
+        for (k, v) in vars.0 {
+            cx.check(&key("login_env"), &k, |k| values::validate_env_name(k))?;
+            cx.check(&key("login_env"), &v, |v| no_nul(v, "value"))?;
+            dst.insert(k.value, v.value);
+        }
     }
     Ok(l)
 }

@@ -245,6 +245,12 @@ impl Egress {
                 Some(RunLogin {
                     grant: h.grant.clone(),
                     row: h.row,
+                    scope: h
+                        .login
+                        .extra
+                        .get("scope")
+                        .and_then(|s| s.as_str())
+                        .map(str::to_string),
                     placeholders: LoginPlaceholders {
                         access: secrets.placeholder(&h.grant)?.to_string(),
                         refresh: p.refresh.clone(),
@@ -478,6 +484,8 @@ struct RunLogin {
     grant: String,
     row: &'static LoginRow,
     placeholders: LoginPlaceholders,
+    /// The login's scope, for a token-information answer.
+    scope: Option<String>,
 }
 
 impl SecretsInjector {
@@ -488,14 +496,13 @@ impl SecretsInjector {
             .clone()
     }
 
+    /// The run's login whose token or token-information endpoint this request is.
     fn login_for(&self, dest: &Dest<'_>, parts: &http::request::Parts) -> Option<&RunLogin> {
-        if parts.method != http::Method::POST {
-            return None;
-        }
         let path = parts.uri.path();
-        self.logins
-            .iter()
-            .find(|l| l.row.is_token_endpoint(dest.host, path))
+        self.logins.iter().find(|l| {
+            (parts.method == http::Method::POST && l.row.is_token_endpoint(dest.host, path))
+                || l.row.is_info_endpoint(dest.host, path)
+        })
     }
 }
 
@@ -557,7 +564,22 @@ impl Injector for SecretsInjector {
         body: &[u8],
     ) -> Option<(u16, &'static str, Vec<u8>)> {
         let l = self.login_for(&dest, parts)?;
-        let answer = paddock_secrets::login::sandbox_refresh_answer(l.row, &l.placeholders, body)?;
+        let answer = if l.row.is_info_endpoint(dest.host, parts.uri.path()) {
+            let auth = parts
+                .headers
+                .get(http::header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok());
+            paddock_secrets::login::sandbox_info_answer(
+                l.row,
+                &l.placeholders,
+                l.scope.as_deref(),
+                auth,
+                parts.uri.query(),
+                body,
+            )?
+        } else {
+            paddock_secrets::login::sandbox_refresh_answer(l.row, &l.placeholders, body)?
+        };
         tracing::info!(grant = %l.grant, host = dest.host, "answered a login refresh from the sandbox with placeholders");
         Some((200, "application/json", answer))
     }

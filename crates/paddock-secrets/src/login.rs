@@ -67,6 +67,9 @@ pub struct LoginRow {
     pub scope: Option<&'static str>,
     /// Refresh this long before the access token expires.
     pub refresh_margin_ms: u64,
+    /// The provider's token-information endpoint on `token_host`, which the CLI asks
+    /// about its (placeholder) access token: answered by paddock too.
+    pub info_path: Option<&'static str>,
 }
 
 /// The login rows. Facts from the CLIs' code; see the module docs.
@@ -83,6 +86,7 @@ pub const LOGINS: &[LoginRow] = &[
         client_secret: None,
         scope: None,
         refresh_margin_ms: 5 * 60 * 1000,
+        info_path: None,
     },
     LoginRow {
         kind: GrantKind::Codex,
@@ -96,6 +100,7 @@ pub const LOGINS: &[LoginRow] = &[
         client_secret: None,
         scope: Some("openid profile email"),
         refresh_margin_ms: 5 * 60 * 1000,
+        info_path: None,
     },
     LoginRow {
         kind: GrantKind::GeminiLogin,
@@ -109,6 +114,7 @@ pub const LOGINS: &[LoginRow] = &[
         client_secret: Some("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"),
         scope: None,
         refresh_margin_ms: 5 * 60 * 1000,
+        info_path: Some("/tokeninfo"),
     },
 ];
 
@@ -121,6 +127,12 @@ impl LoginRow {
     /// The login row for `paddock grant <cli> --from-login`.
     pub fn for_cli(cli: &str) -> Option<&'static LoginRow> {
         LOGINS.iter().find(|r| r.cli == cli)
+    }
+
+    /// Whether a request to `host` `path` is this provider's token-information endpoint.
+    pub fn is_info_endpoint(&self, host: &str, path: &str) -> bool {
+        let path = path.split('?').next().unwrap_or(path);
+        host == self.token_host && self.info_path == Some(path)
     }
 
     /// Whether a request to `host` `path` is this provider's token endpoint.
@@ -458,6 +470,39 @@ pub fn sandbox_refresh_answer(
             o
         }
     };
+    Some(serde_json::to_vec(&v).expect("json serialises"))
+}
+
+/// The answer to a token-information request about the sandbox's placeholder access token
+/// (named in `authorization`, the query or the body): what Google's `tokeninfo` says of a
+/// valid token, with nothing of the real one. `None` for any other token.
+pub fn sandbox_info_answer(
+    row: &LoginRow,
+    ph: &LoginPlaceholders,
+    scope: Option<&str>,
+    authorization: Option<&str>,
+    query: Option<&str>,
+    body: &[u8],
+) -> Option<Vec<u8>> {
+    let presented = authorization
+        .and_then(|a| a.strip_prefix("Bearer "))
+        .map(str::to_string)
+        .or_else(|| query.and_then(|q| form_value(q, "access_token")))
+        .or_else(|| {
+            std::str::from_utf8(body)
+                .ok()
+                .and_then(|b| form_value(b, "access_token"))
+        })?;
+    if presented != ph.access {
+        return None;
+    }
+    let v = json!({
+        "azp": row.client_id,
+        "aud": row.client_id,
+        "scope": scope.unwrap_or(""),
+        "expires_in": 3599,
+        "access_type": "offline",
+    });
     Some(serde_json::to_vec(&v).expect("json serialises"))
 }
 
