@@ -20,6 +20,9 @@ have ps       || need+=(procps)
 have cc       || need+=(gcc libc6-dev)
 have bwrap    || need+=(bubblewrap)
 [ -x /usr/bin/node ]    || need+=(nodejs)
+# The agent tests install the real claude, codex and gemini CLIs from npm (paddock's own
+# tool layer, cached in target/tmp/agent-tools).
+have npm      || need+=(npm)
 
 if ((${#need[@]})); then
   SUDO=""

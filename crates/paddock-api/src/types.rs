@@ -188,6 +188,9 @@ pub struct AgentSetup {
     /// mounted read-write. Login grants' credential files under them are written there.
     #[serde(default)]
     pub state: Vec<PathBuf>,
+    /// Files written under the state directories when missing (sandbox path → contents).
+    #[serde(default)]
+    pub seed: BTreeMap<PathBuf, String>,
 }
 
 fn default_true() -> bool {

@@ -232,6 +232,7 @@ pub async fn setup(home: &Home, args: &RunArgs, req: &mut CreateRun) -> Result<(
     req.agent = Some(AgentSetup {
         name: name.clone(),
         state: agent.state.clone(),
+        seed: agent.seed.clone(),
     });
     Ok(())
 }

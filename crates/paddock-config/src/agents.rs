@@ -51,6 +51,9 @@ pub struct AgentLayer {
     /// More environment when a given login grant is the one used (grant → variables),
     /// e.g. what selects the CLI's OAuth mode.
     pub login_env: BTreeMap<String, BTreeMap<String, String>>,
+    /// Files written into the state directories when they do not exist yet (sandbox path
+    /// → contents), e.g. the CLI's "onboarding done" settings. Never overwritten.
+    pub seed: BTreeMap<PathBuf, String>,
 }
 
 impl AgentLayer {
@@ -78,6 +81,8 @@ impl AgentLayer {
         extend(&mut self.state, &over.state);
         self.env
             .extend(over.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+        self.seed
+            .extend(over.seed.iter().map(|(k, v)| (k.clone(), v.clone())));
         for (grant, vars) in &over.login_env {
             self.login_env
                 .entry(grant.clone())
@@ -101,6 +106,7 @@ pub struct Agent {
     pub state: Vec<PathBuf>,
     pub env: BTreeMap<String, String>,
     pub login_env: BTreeMap<String, BTreeMap<String, String>>,
+    pub seed: BTreeMap<PathBuf, String>,
 }
 
 /// An npm package at a version.
@@ -227,6 +233,7 @@ pub fn resolve_agent(name: &str, config: &Config) -> Result<Agent, AgentError> {
         state: l.state,
         env: l.env,
         login_env: l.login_env,
+        seed: l.seed,
     })
 }
 

@@ -54,6 +54,7 @@ struct RawAgent {
     state: Option<Vec<S<String>>>,
     env: Option<SpannedMap<S<String>>>,
     login_env: Option<SpannedMap<SpannedMap<S<String>>>>,
+    seed: Option<SpannedMap<S<String>>>,
 }
 
 #[derive(Deserialize)]
@@ -689,6 +690,11 @@ fn resolve_agent(cx: &Ctx<'_>, name: &str, a: RawAgent) -> Result<AgentLayer, Co
             no_nul(v, "value")
         })?;
         l.env.insert(k.value, v.value);
+    }
+    for (path, contents) in a.seed.into_iter().flat_map(|m| m.0) {
+        let path = cx.check(&key("seed"), &path, |p| values::sandbox_path(p))?;
+        cx.check(&key("seed"), &contents, |v| no_nul(v, "contents"))?;
+        l.seed.insert(path, contents.value);
     }
     for (g, vars) in a.login_env.into_iter().flat_map(|m| m.0) {
         cx.check(&key("login_env"), &g, |g| values::validate_grant_name(g))?;

@@ -111,6 +111,32 @@ pub fn prepare(
         });
         dirs.push((target.clone(), dir));
     }
+    for (path, contents) in &agent.seed {
+        let Some((target, dir)) = dirs.iter().find(|(t, _)| path.starts_with(t) && path != t)
+        else {
+            return Err(DaemonError::bad_request(
+                format!(
+                    "agent seed file {} is not in a state directory",
+                    path.display()
+                ),
+                "seed files go under one of the agent's `state:` directories",
+            ));
+        };
+        let rel = path.strip_prefix(target).unwrap_or(path);
+        if rel.components().any(|c| !matches!(c, Component::Normal(_))) {
+            return Err(DaemonError::bad_request(
+                format!("agent seed file {} is not a plain path", path.display()),
+                "write seed paths without `..`",
+            ));
+        }
+        let host = dir.join(rel);
+        if std::fs::symlink_metadata(&host).is_err() {
+            if let Some(parent) = host.parent() {
+                make_dir(parent, uid, gid)?;
+            }
+            write_private(&host, contents.as_bytes(), uid, gid)?;
+        }
+    }
     for (path, contents) in login_files {
         match dirs.iter().find(|(t, _)| path.starts_with(t)) {
             Some((target, dir)) => {
@@ -182,6 +208,7 @@ mod tests {
         let agent = AgentSetup {
             name: "claude".into(),
             state: vec!["/home/paddock/.claude".into()],
+            seed: [("/home/paddock/.claude/.claude.json".into(), "{}".into())].into(),
         };
         check(&agent).unwrap();
         let uid = nix::unistd::getuid().as_raw();
@@ -209,12 +236,14 @@ mod tests {
             let a = AgentSetup {
                 name: "x".into(),
                 state: vec![state.into()],
+                seed: Default::default(),
             };
             assert!(check(&a).is_err(), "{state}");
         }
         let a = AgentSetup {
             name: "Bad Name".into(),
             state: vec![],
+            seed: Default::default(),
         };
         assert!(check(&a).is_err());
     }

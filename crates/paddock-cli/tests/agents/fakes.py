@@ -189,6 +189,9 @@ class H(BaseHTTPRequestHandler):
             return 200
 
         # ---- Anthropic
+        if host in ("platform.claude.com", "console.anthropic.com") and p == "/v1/oauth/hello":
+            self.send(200, {"message": "hello"})
+            return 200
         if host == "api.anthropic.com":
             key = self.headers.get("x-api-key")
             if key in VALID["anthropic_key"]:
@@ -197,6 +200,9 @@ class H(BaseHTTPRequestHandler):
                 entry["auth_ok"] = True
             else:
                 return self.unauthorized(entry, "invalid x-api-key or bearer token")
+            if p == "/api/hello":
+                self.send(200, {"message": "hello"})
+                return 200
             if p.startswith("/v1/messages/count_tokens"):
                 self.send(200, {"input_tokens": 5})
                 return 200
