@@ -6,6 +6,7 @@
 #   bench/run.sh egress    egress proxy (intercept + inject) vs direct and mitmproxy
 #   bench/run.sh router    hostname router vs nginx reverse proxy (wrk): the router crate alone
 #   bench/run.sh router-daemon  the same through the daemon to a backend inside a sandbox (root)
+#   bench/run.sh agents    `paddock claude -p` vs bare claude: start → first API request; tool layer install
 #   bench/run.sh all       all of the above
 # Builds release binaries first. Sandbox benchmarks need root (or unprivileged userns).
 set -euo pipefail
@@ -35,6 +36,7 @@ run_audit()   { bench/audit.sh "$@"; }
 run_egress()  { bench/egress.sh "$@"; }
 run_router()  { bench/router.sh "$@"; }
 run_router_daemon() { bench/router_daemon.sh "$@"; }
+run_agents()  { bench/agents.sh "$@"; }
 
 case "$what" in
   api) run_api "$@" ;;
@@ -43,6 +45,7 @@ case "$what" in
   egress) run_egress "$@" ;;
   router) run_router "$@" ;;
   router-daemon) run_router_daemon "$@" ;;
-  all) rc=0; for b in api sandbox audit egress router router_daemon; do "run_$b" || rc=1; echo; done; exit $rc ;;
-  *) echo "usage: bench/run.sh [api|sandbox|audit|egress|router|router-daemon|all] [ITERATIONS]" >&2; exit 2 ;;
+  agents) run_agents "$@" ;;
+  all) rc=0; for b in api sandbox audit egress router router_daemon agents; do "run_$b" || rc=1; echo; done; exit $rc ;;
+  *) echo "usage: bench/run.sh [api|sandbox|audit|egress|router|router-daemon|agents|all] [ITERATIONS]" >&2; exit 2 ;;
 esac

@@ -111,6 +111,8 @@ class H(BaseHTTPRequestHandler):
 
     def handle_any(self, method):
         host = (self.headers.get("host") or "").split(":")[0]
+        if host in ("127.0.0.1", "localhost"):  # a CLI pointed here by its base-URL variable
+            host = "api.anthropic.com"
         path = self.path
         body = self.body() if method == "POST" else b""
         auth = self.headers.get("authorization", "")
