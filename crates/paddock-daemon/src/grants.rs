@@ -2,6 +2,8 @@
 //! `/v1/grants` API, and the per-run lookup [`Grants::for_run`] (through
 //! [`crate::runs::RunManager::grants_for_run`]).
 //!
+//! The HTTP routes are in `grants_api.rs`; this module knows nothing of HTTP.
+//!
 //! - `PUT /v1/grants/{name}` ([`PutGrant`]): create or replace; the value arrives in the
 //!   body only, is wrapped in a [`SecretValue`] at once (zeroized on drop) and stored
 //!   encrypted. Events `grant.added` / `grant.updated`.
@@ -17,13 +19,7 @@
 //! an error; reads a value from a URL.
 
 use std::path::Path;
-use std::sync::Arc;
 
-use axum::Router;
-use axum::body::Bytes;
-use axum::extract::{Path as UrlPath, State};
-use axum::http::StatusCode;
-use axum::routing::get;
 use paddock_api::{GrantInfo, GrantList, GrantRule, PutGrant, PutGrantResponse, RevokedGrant};
 use paddock_secrets::{
     Grant, GrantKind, GrantSpec, HttpSpec, KINDS, Login, SecretStore, SecretValue, SecretsError,
@@ -32,7 +28,6 @@ use paddock_secrets::{
 
 use crate::DaemonError;
 use crate::bus::EventBus;
-use crate::server::{ApiError, ApiResult, ServerState, json_response, ok};
 
 /// The daemon's grants: the secret store, and the bus that records changes to it.
 pub struct Grants {
@@ -315,6 +310,10 @@ pub(crate) fn secrets_code(e: &SecretsError) -> &'static str {
 /// The hint of [`DaemonError::GrantNotFound`].
 pub(crate) fn not_found_hint(name: &str, existing: &[String]) -> String {
     let add = match GrantKind::from_name(name) {
+        Some(kind) if kind.login().is_some() => format!(
+            "import it with `paddock grant {} --from-login`",
+            kind.login().map_or(name, |l| l.cli)
+        ),
         Some(kind) if kind != GrantKind::Http => format!("add it with `paddock grant {name}`"),
         _ => format!(
             "add it with `paddock grant <kind> --name {name}` (github, anthropic, openai) or `paddock grant http {name} --host H --header X`"
@@ -325,85 +324,6 @@ pub(crate) fn not_found_hint(name: &str, existing: &[String]) -> String {
     } else {
         format!("{add}; existing grants: {}", existing.join(", "))
     }
-}
-
-// ---- HTTP ----
-
-type St = State<Arc<ServerState>>;
-
-/// The `/v1/grants` routes (merged into [`crate::server::router`]).
-pub(crate) fn routes() -> Router<Arc<ServerState>> {
-    Router::new().route("/v1/grants", get(list_grants)).route(
-        "/v1/grants/{name}",
-        get(get_grant).put(put_grant).delete(revoke_grant),
-    )
-}
-
-/// Runs a store operation on a blocking thread.
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, DaemonError> + Send + 'static,
-) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| {
-            ApiError(DaemonError::Conflict {
-                message: format!("the grant operation was interrupted: {e}"),
-                hint: "retry; `paddock grant list` shows the current grants".into(),
-            })
-        })?
-        .map_err(ApiError)
-}
-
-async fn list_grants(State(st): St) -> ApiResult {
-    let grants = st.runs.grants().clone();
-    ok(&blocking(move || grants.list()).await?)
-}
-
-async fn get_grant(State(st): St, UrlPath(name): UrlPath<String>) -> ApiResult {
-    let grants = st.runs.grants().clone();
-    ok(&blocking(move || grants.info(&name)).await?)
-}
-
-async fn revoke_grant(State(st): St, UrlPath(name): UrlPath<String>) -> ApiResult {
-    let grants = st.runs.grants().clone();
-    ok(&blocking(move || grants.revoke(&name)).await?)
-}
-
-async fn put_grant(
-    State(st): St,
-    UrlPath(name): UrlPath<String>,
-    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
-) -> ApiResult {
-    let body = body.map_err(|e| {
-        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            DaemonError::PayloadTooLarge {
-                limit: paddock_api::MAX_REQUEST_BODY,
-            }
-        } else {
-            DaemonError::bad_request("could not read the request body", "retry the request")
-        }
-    })?;
-    // serde's messages may quote the input (the value, even); say only where it went wrong.
-    let req: PutGrant = serde_json::from_slice(&body).map_err(|e| {
-        DaemonError::bad_request(
-            format!(
-                "the grant request does not fit the API ({:?} error at line {}, column {})",
-                e.classify(),
-                e.line(),
-                e.column()
-            ),
-            "send {\"kind\": \"github\", \"value\": \"…\"} (see the paddock-api crate docs)",
-        )
-    })?;
-    drop(body);
-    let grants = st.runs.grants().clone();
-    let out = blocking(move || grants.put(&name, req)).await?;
-    let status = if out.replaced {
-        StatusCode::OK
-    } else {
-        StatusCode::CREATED
-    };
-    Ok(json_response(status, &out))
 }
 
 #[cfg(test)]

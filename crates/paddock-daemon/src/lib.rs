@@ -23,6 +23,7 @@ mod egress;
 mod error;
 mod exec;
 mod grants;
+mod grants_api;
 mod home;
 mod logins;
 mod names;

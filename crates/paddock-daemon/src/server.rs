@@ -231,7 +231,7 @@ pub fn router(state: Arc<ServerState>) -> Router {
         .route("/v1/audit/key", get(audit_key))
         .route("/v1/events", get(events))
         .route("/v1/shutdown", post(shutdown))
-        .merge(crate::grants::routes())
+        .merge(crate::grants_api::routes())
         .route("/v1/router", get(router_status))
         .route("/v1/ca", get(ca_certificate))
         .fallback(not_found)
