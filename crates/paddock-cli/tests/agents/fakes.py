@@ -270,7 +270,7 @@ class H(BaseHTTPRequestHandler):
             acc = S.get("codex_account", "acc-123")
             info = {"account_id": acc, "id": acc, "account_user_id": "user-1__" + acc, "structure": "personal",
                     "plan_type": "plus", "is_deactivated": False, "name": None,
-                    "workspace_backend_origin": "https://chatgpt.com", "account_routing_override": {"origin": "https://chatgpt.com"}, "can_access_with_session": True}
+                    "workspace_backend_origin": "https://chatgpt.com", "can_access_with_session": True}
             self.send(200, {"accounts": [dict(info, account=info)], "account_ordering": [acc],
                             "workspace_backend_origin": "https://chatgpt.com"})
             return 200
