@@ -621,12 +621,12 @@ pub async fn dispatch(home: &Home, a: AgentsArgs) -> Result<i32> {
                     ]
                 })
                 .collect();
-            print!(
+            out!(
                 "{}",
                 table(&["AGENT", "PACKAGE", "VERSION", "USES", "PATH"], &rows)
             );
             if !layers.is_empty() {
-                println!();
+                outln!();
                 let rows: Vec<Vec<String>> = layers
                     .iter()
                     .map(|l| {
@@ -638,7 +638,7 @@ pub async fn dispatch(home: &Home, a: AgentsArgs) -> Result<i32> {
                         ]
                     })
                     .collect();
-                print!("{}", table(&["INSTALLED", "SIZE", "WHEN", "LAYER"], &rows));
+                out!("{}", table(&["INSTALLED", "SIZE", "WHEN", "LAYER"], &rows));
             }
             Ok(0)
         }
@@ -668,7 +668,7 @@ pub async fn dispatch(home: &Home, a: AgentsArgs) -> Result<i32> {
                 tools.ensure(&target, false).await?;
                 std::fs::create_dir_all(&tools.root)?;
                 tools.select(&name, &latest)?;
-                println!(
+                outln!(
                     "{name}: {} (pinned in the preset: {})",
                     target.spec(),
                     pkg.version
@@ -699,10 +699,10 @@ pub async fn dispatch(home: &Home, a: AgentsArgs) -> Result<i32> {
             for l in &doomed {
                 std::fs::remove_dir_all(&l.dir)
                     .with_context(|| format!("removing {}", l.dir.display()))?;
-                println!("removed {}@{} ({})", l.package, l.version, l.dir.display());
+                outln!("removed {}@{} ({})", l.package, l.version, l.dir.display());
             }
             if doomed.is_empty() {
-                println!("nothing to remove");
+                outln!("nothing to remove");
             }
             Ok(0)
         }

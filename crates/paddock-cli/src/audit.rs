@@ -231,7 +231,7 @@ async fn show(home: &Home, a: AuditShowArgs) -> Result<i32> {
         return Ok(0);
     }
     let color = stdout_color();
-    println!(
+    outln!(
         "{}",
         paint(
             color,
@@ -251,7 +251,7 @@ async fn show(home: &Home, a: AuditShowArgs) -> Result<i32> {
         .iter()
         .map(|e| vec![e.seq.to_string(), time_of(e.ts), e.kind.clone(), summary(e)])
         .collect();
-    print!(
+    out!(
         "{}",
         table(&["SEQ", "TIME (UTC)", "TYPE", "SUMMARY"], &rows)
     );
@@ -304,11 +304,11 @@ async fn export(home: &Home, a: AuditExportArgs) -> Result<i32> {
     match a.output.as_deref() {
         None => {
             std::io::stdout().write_all(&bytes)?;
-            println!();
+            outln!();
         }
         Some(p) if p == Path::new("-") => {
             std::io::stdout().write_all(&bytes)?;
-            println!();
+            outln!();
         }
         Some(p) => {
             write_atomic(p, &bytes)?;
@@ -399,7 +399,7 @@ fn verify(a: AuditVerifyArgs) -> Result<i32> {
                 return Ok(0);
             }
             let color = stdout_color();
-            println!(
+            outln!(
                 "{} audit log {}: {} entries, {} checkpoints, signed up to {}",
                 paint(color, "1;32", "verified:"),
                 r.log_id,
@@ -408,9 +408,9 @@ fn verify(a: AuditVerifyArgs) -> Result<i32> {
                 r.signed_size
             );
             if let Some(root) = r.signed_root {
-                println!("  root     {}", root.to_hex());
+                outln!("  root     {}", root.to_hex());
             }
-            println!(
+            outln!(
                 "  key      sha256:{} ({})",
                 r.key_id.to_hex(),
                 if r.pinned {
@@ -420,14 +420,14 @@ fn verify(a: AuditVerifyArgs) -> Result<i32> {
                 }
             );
             if let Some(k) = &opts.known_checkpoint {
-                println!(
+                outln!(
                     "  extends  the known checkpoint at tree size {} (root {})",
                     k.tree_size,
                     k.root_hash.to_hex()
                 );
             }
             if let Some(u) = &r.uncovered {
-                println!(
+                outln!(
                     "  {} entries {}..{} are not covered by a signed checkpoint",
                     paint(color, "33", "warning:"),
                     u.start,
@@ -435,7 +435,7 @@ fn verify(a: AuditVerifyArgs) -> Result<i32> {
                 );
             }
             for n in &r.notes {
-                println!("  note: {n}");
+                outln!("  note: {n}");
             }
             Ok(0)
         }
@@ -499,7 +499,7 @@ async fn prove(home: &Home, a: AuditProveArgs) -> Result<i32> {
         return Ok(0);
     }
     let color = stdout_color();
-    println!(
+    outln!(
         "{} entry {} ({}) is in log {} at tree size {}",
         paint(color, "1;32", "verified:"),
         entry.seq,
@@ -507,14 +507,14 @@ async fn prove(home: &Home, a: AuditProveArgs) -> Result<i32> {
         cp.log_id,
         cp.tree_size
     );
-    println!("  leaf     {}", proof.leaf_hash.to_hex());
-    println!(
+    outln!("  leaf     {}", proof.leaf_hash.to_hex());
+    outln!(
         "  root     {} (signed checkpoint, time {})",
         cp.root_hash.to_hex(),
         time_of(cp.time)
     );
-    println!("  path     {} hashes", proof.path.len());
-    println!("  key      sha256:{}", key.key_id.to_hex());
+    outln!("  path     {} hashes", proof.path.len());
+    outln!("  key      sha256:{}", key.key_id.to_hex());
     Ok(0)
 }
 
@@ -536,16 +536,16 @@ async fn consistency(home: &Home, a: AuditConsistencyArgs) -> Result<i32> {
         return Ok(0);
     }
     let color = stdout_color();
-    println!(
+    outln!(
         "{} log {} at tree size {} extends tree size {} (nothing signed earlier was changed)",
         paint(color, "1;32", "verified:"),
         new.log_id,
         new.tree_size,
         old.tree_size
     );
-    println!("  old root {}", old.root_hash.to_hex());
-    println!("  new root {}", new.root_hash.to_hex());
-    println!("  path     {} hashes", proof.path.len());
+    outln!("  old root {}", old.root_hash.to_hex());
+    outln!("  new root {}", new.root_hash.to_hex());
+    outln!("  path     {} hashes", proof.path.len());
     Ok(0)
 }
 
@@ -556,7 +556,7 @@ async fn key(home: &Home, j: JsonFlag) -> Result<i32> {
         print_json(&k)?;
         return Ok(0);
     }
-    println!("{}", k.pin);
+    outln!("{}", k.pin);
     eprintln!(
         "key id sha256:{} (pin it: `paddock audit verify BUNDLE --key {}`)",
         k.key_id, k.pin

@@ -37,7 +37,7 @@ pub async fn ps(home: &Home, args: PsArgs) -> Result<i32> {
     }
     if args.quiet {
         for r in &list.runs {
-            println!("{}", r.id);
+            outln!("{}", r.id);
         }
         return Ok(0);
     }
@@ -78,7 +78,7 @@ pub async fn ps(home: &Home, args: PsArgs) -> Result<i32> {
     if urls {
         header.push("URLS");
     }
-    print!("{}", table(&header, &rows));
+    out!("{}", table(&header, &rows));
     Ok(0)
 }
 
@@ -140,7 +140,7 @@ pub async fn stop(home: &Home, args: StopArgs) -> Result<i32> {
         {
             Ok(run) => {
                 if !args.json.json {
-                    println!("{}", run.name);
+                    outln!("{}", run.name);
                 }
                 done.push(run);
             }
@@ -163,7 +163,7 @@ pub async fn rm(home: &Home, args: RmArgs) -> Result<i32> {
         match client.delete_run(r, args.force).await {
             Ok(run) => {
                 if !args.json.json {
-                    println!("{}", run.name);
+                    outln!("{}", run.name);
                 }
                 done.push(run);
             }
@@ -184,7 +184,7 @@ pub async fn inspect(home: &Home, args: InspectArgs) -> Result<i32> {
         return Ok(0);
     }
     let color = stdout_color();
-    let kv = |k: &str, v: String| println!("{:<14}{v}", paint(color, "1", &format!("{k}:")));
+    let kv = |k: &str, v: String| outln!("{:<14}{v}", paint(color, "1", &format!("{k}:")));
     kv("id", run.id.clone());
     kv("name", run.name.clone());
     kv("state", state_cell(&run, color));
@@ -273,9 +273,9 @@ pub async fn diff(home: &Home, args: DiffArgs) -> Result<i32> {
         print_json(&d)?;
         return Ok(0);
     }
-    print!("{}", d.summary);
+    out!("{}", d.summary);
     if !d.patch.is_empty() {
-        println!();
+        outln!();
         let color = stdout_color();
         for line in d.patch.lines() {
             let code = if line.starts_with("+++") || line.starts_with("---") {
@@ -290,9 +290,9 @@ pub async fn diff(home: &Home, args: DiffArgs) -> Result<i32> {
                 ""
             };
             if code.is_empty() {
-                println!("{line}")
+                outln!("{line}")
             } else {
-                println!("{}", paint(color, code, line))
+                outln!("{}", paint(color, code, line))
             }
         }
     }
@@ -308,7 +308,7 @@ pub async fn apply(home: &Home, args: ApplyArgs) -> Result<i32> {
         print_json(&r)?;
         return Ok(0);
     }
-    print!("{}", r.summary);
+    out!("{}", r.summary);
     Ok(0)
 }
 
@@ -321,23 +321,30 @@ pub async fn daemon(home: &Home, action: DaemonAction) -> Result<i32> {
                         &serde_json::json!({ "running": true, "socket": home.socket(), "health": h }),
                     )?;
                 } else {
-                    println!(
+                    outln!(
                         "running: pid {}, version {} ({}), since {}",
-                        h.pid, h.version, h.commit, h.started_at
+                        h.pid,
+                        h.version,
+                        h.commit,
+                        h.started_at
                     );
-                    println!("runs: {} active, {} total", h.runs.active, h.runs.total);
+                    outln!("runs: {} active, {} total", h.runs.active, h.runs.total);
                     if let Some(p) = h.router_port {
-                        println!("router: 127.0.0.1:{p} (routes: `paddock router status`)");
+                        outln!("router: 127.0.0.1:{p} (routes: `paddock router status`)");
                     }
-                    println!("socket: {}", home.socket().display());
+                    outln!("socket: {}", home.socket().display());
                     if let Some(a) = &h.audit {
-                        println!(
+                        outln!(
                             "audit: {} entries acknowledged, {} pending, {} failed, {} logs open; key sha256:{}",
-                            a.acked_entries, a.pending, a.failed, a.logs_open, a.key_id
+                            a.acked_entries,
+                            a.pending,
+                            a.failed,
+                            a.logs_open,
+                            a.key_id
                         );
                     }
                     if h.event_bus.dropped > 0 {
-                        println!(
+                        outln!(
                             "event bus: {} events dropped for slow subscribers",
                             h.event_bus.dropped
                         );
@@ -349,7 +356,7 @@ pub async fn daemon(home: &Home, action: DaemonAction) -> Result<i32> {
                 if json {
                     print_json(&serde_json::json!({ "running": false, "socket": home.socket() }))?;
                 } else {
-                    println!(
+                    outln!(
                         "not running (it starts on demand; socket {})",
                         home.socket().display()
                     );
@@ -364,9 +371,10 @@ pub async fn daemon(home: &Home, action: DaemonAction) -> Result<i32> {
                     if json {
                         print_json(&serde_json::json!({ "stopped": true, "pid": h.pid }))?;
                     } else {
-                        println!(
+                        outln!(
                             "stopped the paddock daemon (pid {}); {} run(s) keep running",
-                            h.pid, h.runs.active
+                            h.pid,
+                            h.runs.active
                         );
                     }
                 }
@@ -374,7 +382,7 @@ pub async fn daemon(home: &Home, action: DaemonAction) -> Result<i32> {
                     if json {
                         print_json(&serde_json::json!({ "stopped": false }))?;
                     } else {
-                        println!("the paddock daemon is not running");
+                        outln!("the paddock daemon is not running");
                     }
                 }
             }
@@ -391,9 +399,11 @@ pub async fn daemon(home: &Home, action: DaemonAction) -> Result<i32> {
             if json {
                 print_json(&h)?;
             } else {
-                println!(
+                outln!(
                     "restarted the paddock daemon: pid {}, version {} ({})",
-                    h.pid, h.version, h.commit
+                    h.pid,
+                    h.version,
+                    h.commit
                 );
             }
             Ok(0)
@@ -410,14 +420,14 @@ pub async fn version(home: &Home, json: bool) -> Result<i32> {
         }))?;
         return Ok(0);
     }
-    println!(
+    outln!(
         "paddock {} ({})",
         paddock_daemon::VERSION,
         paddock_daemon::commit()
     );
     match daemon {
-        Some(h) => println!("daemon  {} ({}), pid {}", h.version, h.commit, h.pid),
-        None => println!("daemon  not running"),
+        Some(h) => outln!("daemon  {} ({}), pid {}", h.version, h.commit, h.pid),
+        None => outln!("daemon  not running"),
     }
     Ok(0)
 }
@@ -438,15 +448,15 @@ pub fn doctor(args: DoctorArgs) -> Result<i32> {
             paddock_confine::CheckStatus::Warn => paint(color, "33", "warn"),
             paddock_confine::CheckStatus::Fail => paint(color, "31", "FAIL"),
         };
-        println!("{mark}  {}: {}", c.title, c.detail);
+        outln!("{mark}  {}: {}", c.title, c.detail);
         if let Some(fix) = &c.fix
             && c.status != paddock_confine::CheckStatus::Ok
         {
-            println!("      fix: {fix}");
+            outln!("      fix: {fix}");
         }
     }
     if failed {
-        println!("\nsome checks failed: the native sandbox may not work here until they are fixed");
+        outln!("\nsome checks failed: the native sandbox may not work here until they are fixed");
     }
     Ok(i32::from(failed))
 }

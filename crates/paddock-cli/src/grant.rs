@@ -309,7 +309,7 @@ async fn add_login(home: &Home, cli: &str, a: LoginGrantArgs) -> Result<i32> {
     }
     let g = &out.grant;
     let color = stdout_color();
-    println!(
+    outln!(
         "{} grant {} ({}): the {cli} login from {}, access token {}",
         if out.replaced { "updated" } else { "imported" },
         paint(color, "1", &g.name),
@@ -323,10 +323,10 @@ async fn add_login(home: &Home, cli: &str, a: LoginGrantArgs) -> Result<i32> {
             .map(|d| d.as_millis() as u64)
             .unwrap_or(0);
         if at <= now {
-            println!("  the access token has expired: the daemon refreshes it before the next run");
+            outln!("  the access token has expired: the daemon refreshes it before the next run");
         } else {
             let mins = (at - now) / 60_000;
-            println!(
+            outln!(
                 "  access token valid for {}h {:02}m; the daemon refreshes it before it expires",
                 mins / 60,
                 mins % 60
@@ -334,14 +334,14 @@ async fn add_login(home: &Home, cli: &str, a: LoginGrantArgs) -> Result<i32> {
         }
     }
     print_rules(g, "  ");
-    println!(
+    outln!(
         "  the sandbox gets ~/{} with placeholders; the real tokens stay in the daemon",
         row.file
     );
-    println!(
+    outln!(
         "  note: a refresh by paddock may rotate the refresh token; if `{cli}` on the host is logged out later, log in again there and re-import"
     );
-    println!("use it: paddock {cli} (it picks this login up by itself)");
+    outln!("use it: paddock {cli} (it picks this login up by itself)");
     Ok(0)
 }
 
@@ -446,7 +446,7 @@ async fn put(
     }
     let g = &out.grant;
     let color = stdout_color();
-    println!(
+    outln!(
         "{} grant {} ({}), value {}",
         if out.replaced { "updated" } else { "added" },
         paint(color, "1", &g.name),
@@ -455,15 +455,15 @@ async fn put(
     );
     print_rules(g, "  ");
     if !g.substitute.is_empty() {
-        println!(
+        outln!(
             "  placeholder also replaced in: {}",
             g.substitute.join(", ")
         );
     }
     if !g.env.is_empty() {
-        println!("  placeholder in the sandbox: {}", g.env.join(", "));
+        outln!("  placeholder in the sandbox: {}", g.env.join(", "));
     }
-    println!("use it in a run: paddock run -g {} -- …", g.name);
+    outln!("use it in a run: paddock run -g {} -- …", g.name);
     Ok(0)
 }
 
@@ -481,7 +481,7 @@ fn print_rules(g: &GrantInfo, indent: &str) {
     let text = table(&["", ""], &rows);
     // Skip the (empty) header line.
     for line in text.lines().skip(1) {
-        println!("{line}");
+        outln!("{line}");
     }
 }
 
@@ -513,7 +513,7 @@ async fn list(home: &Home, j: JsonFlag) -> Result<i32> {
             ]
         })
         .collect();
-    print!(
+    out!(
         "{}",
         table(&["NAME", "KIND", "VALUE", "UPDATED", "HOSTS"], &rows)
     );
@@ -530,7 +530,7 @@ async fn show(home: &Home, a: GrantNameArgs) -> Result<i32> {
         return Ok(0);
     }
     let color = stdout_color();
-    let kv = |k: &str, v: String| println!("{:<10}{v}", paint(color, "1", &format!("{k}:")));
+    let kv = |k: &str, v: String| outln!("{:<10}{v}", paint(color, "1", &format!("{k}:")));
     kv("name", g.name.clone());
     kv("kind", g.kind.clone());
     kv("value", format!("{} (masked)", g.preview));
@@ -542,7 +542,7 @@ async fn show(home: &Home, a: GrantNameArgs) -> Result<i32> {
             format!("{} hold a placeholder, never the value", g.env.join(", ")),
         );
     }
-    println!("{}", paint(color, "1", "injected:"));
+    outln!("{}", paint(color, "1", "injected:"));
     print_rules(&g, "  ");
     if !g.substitute.is_empty() {
         kv(
@@ -565,7 +565,7 @@ async fn revoke(home: &Home, a: GrantNameArgs) -> Result<i32> {
         print_json(&r)?;
         return Ok(0);
     }
-    println!("revoked grant {}", r.name);
+    outln!("revoked grant {}", r.name);
     Ok(0)
 }
 

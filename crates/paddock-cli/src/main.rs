@@ -4,6 +4,19 @@
 //! This crate only parses arguments, talks to the daemon through paddock-api and prints.
 //! It holds no state: it never opens state.db or a run's files.
 
+/// `print!` for command output. A closed output pipe (`paddock grant list | head -1`)
+/// ends the command quietly with status 141, as a Unix filter killed by SIGPIPE would;
+/// SIGPIPE itself stays ignored so that a daemon closing the socket is an error, not death.
+macro_rules! out {
+    ($($arg:tt)*) => { $crate::ui::write_out(format_args!($($arg)*), false) };
+}
+
+/// `println!` for command output; see [`out!`].
+macro_rules! outln {
+    () => { $crate::ui::write_out(format_args!(""), true) };
+    ($($arg:tt)*) => { $crate::ui::write_out(format_args!($($arg)*), true) };
+}
+
 mod agents;
 mod audit;
 mod cli;
@@ -38,17 +51,6 @@ fn main() {
     let cli = Cli::parse();
     let daemon = matches!(cli.command, Command::Daemon(ref d) if d.action.is_none());
     init_tracing(cli.verbose, daemon);
-    if !daemon {
-        // A client whose output pipe closes (`paddock grant list | head -1`) ends quietly,
-        // as any Unix filter does, instead of panicking on the failed write.
-        // SAFETY: no other thread exists yet, and SIG_DFL installs no handler code.
-        unsafe {
-            let _ = nix::sys::signal::signal(
-                nix::sys::signal::Signal::SIGPIPE,
-                nix::sys::signal::SigHandler::SigDfl,
-            );
-        }
-    }
     // The daemon needs worker threads (the egress proxy blocks in place on them); a client
     // command is a few requests and a session, which one thread serves without the cost of
     // spawning workers (and reading cgroup quotas to size them) on every invocation.

@@ -25,7 +25,7 @@ async fn status(home: &Home, json: bool) -> Result<i32> {
     }
     let color = stdout_color();
     if st.listening {
-        println!(
+        outln!(
             "router: listening on {} (http, h2c and https{})",
             st.listen,
             if st.tls {
@@ -35,18 +35,18 @@ async fn status(home: &Home, json: bool) -> Result<i32> {
             }
         );
     } else {
-        println!(
+        outln!(
             "router: {} on {}: {}",
             paint(color, "1;31", "NOT listening"),
             st.listen,
             st.error.as_deref().unwrap_or("not started")
         );
         if let Some(h) = &st.hint {
-            println!("hint: {h}");
+            outln!("hint: {h}");
         }
     }
     if st.routes.is_empty() {
-        println!("no routes (start a run with `-p ENDPOINT=PORT` or `ports:` in paddock.yaml)");
+        outln!("no routes (start a run with `-p ENDPOINT=PORT` or `ports:` in paddock.yaml)");
         return Ok(0);
     }
     let mut rows = Vec::new();
@@ -61,8 +61,8 @@ async fn status(home: &Home, json: bool) -> Result<i32> {
             ]);
         }
     }
-    println!();
-    print!(
+    outln!();
+    out!(
         "{}",
         table(&["URL", "RUN", "STATE", "IN SANDBOX", "RUN ID"], &rows)
     );

@@ -289,9 +289,9 @@ pub async fn run(home: &Home, args: RunArgs) -> Result<i32> {
         print_urls(&run);
     }
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&run)?);
+        outln!("{}", serde_json::to_string_pretty(&run)?);
     } else {
-        println!("{}", run.id);
+        outln!("{}", run.id);
         if !args.quiet && std::io::stderr().is_terminal() {
             eprintln!(
                 "started {} ({}); follow it with `paddock logs -f {}`",

@@ -153,10 +153,49 @@ fn peers_of_another_uid_are_refused() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         text.contains("\"running\": false"),
-        "uid 65534 must not be served: {text}"
+        "uid 65534 must not be served: {text}\nstatus: {:?} stderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
     );
     // The owner still is.
     assert!(env.health().is_some());
+}
+
+#[test]
+fn a_daemon_closing_the_socket_is_an_error_and_a_closed_stdout_ends_quietly() {
+    let env = Env::new();
+    env.ok(&["ps"]);
+    // The daemon drops a foreign peer right after accept; the client must report that (or
+    // see no daemon), never die of SIGPIPE on the socket.
+    env.open_to_all();
+    std::fs::set_permissions(&env.home, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(env.socket(), std::fs::Permissions::from_mode(0o666)).unwrap();
+    for _ in 0..20 {
+        let out = std::process::Command::new(common::exe())
+            .args(["grant", "list"])
+            .env("PADDOCK_HOME", &env.home)
+            .env("XDG_CONFIG_HOME", &env.config)
+            .uid(65534)
+            .gid(65534)
+            .output()
+            .unwrap();
+        assert!(out.status.code().is_some(), "killed: {:?}", out.status);
+        assert_ne!(out.status.code(), Some(0));
+    }
+    // Output into a pipe nobody reads: exit 141 without a panic message.
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = std::process::Command::new(common::exe())
+        .args(["daemon", "status", "--json"])
+        .env("PADDOCK_HOME", &env.home)
+        .env("XDG_CONFIG_HOME", &env.config)
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(141), "{:?}", out.status);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
 }
 
 fn code(body: &serde_json::Value) -> &str {
