@@ -175,6 +175,11 @@ pub struct CreateRun {
     /// the sandbox directories the daemon keeps per workspace between runs.
     #[serde(default)]
     pub agent: Option<AgentSetup>,
+    /// Run in a git worktree of `repo` on a branch instead of `workspace` (`paddock run
+    /// --wt BRANCH`): the worktree is the workspace, mounted read-write. Older daemons
+    /// ignore the field; `/v1/health` lists the `worktrees` capability.
+    #[serde(default)]
+    pub worktree: Option<WorktreeRequest>,
 }
 
 /// What the daemon does for an agent preset (the CLI resolves the rest of the preset into
@@ -191,6 +196,15 @@ pub struct AgentSetup {
     /// Files written under the state directories when missing (sandbox path → contents).
     #[serde(default)]
     pub seed: BTreeMap<PathBuf, String>,
+}
+
+/// A run's workspace as a git worktree (see [`CreateRun::worktree`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorktreeRequest {
+    /// A directory inside the repository (its main checkout or any linked worktree).
+    pub repo: PathBuf,
+    /// The branch, created from the repository's current `HEAD` when it does not exist.
+    pub branch: String,
 }
 
 fn default_true() -> bool {
@@ -279,6 +293,12 @@ pub struct Run {
     /// The agent preset the run was made with (`paddock claude`, `run --agent NAME`).
     #[serde(default)]
     pub agent: Option<String>,
+    /// The git branch of a worktree run (`paddock run --wt BRANCH`).
+    #[serde(default)]
+    pub branch: Option<String>,
+    /// The worktree's checkout on the host (a worktree run's `workspace`).
+    #[serde(default)]
+    pub worktree: Option<PathBuf>,
 }
 
 /// `GET /v1/runs`.

@@ -262,6 +262,14 @@ pub struct RunArgs {
     #[arg(long)]
     pub bind: bool,
 
+    /// Work in a git worktree of the repository around the workspace, on BRANCH (made
+    /// from the current HEAD when it does not exist), under $PADDOCK_HOME/worktrees/.
+    /// Commits in the run land on BRANCH in the repository; the repository's config,
+    /// hooks, other branches and checkout stay out of reach. `paddock rm` removes the
+    /// worktree (not the branch); a later --wt BRANCH resumes it.
+    #[arg(long = "wt", value_name = "BRANCH", allow_hyphen_values = true)]
+    pub worktree: Option<String>,
+
     /// Extra mount: SRC:DST[:ro]. Repeatable.
     #[arg(short = 'm', long = "mount", value_name = "SRC:DST[:ro]")]
     pub mounts: Vec<String>,

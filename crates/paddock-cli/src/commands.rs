@@ -12,7 +12,7 @@ use crate::cli::{
     StopArgs, WaitArgs,
 };
 use crate::ensure::{ensure_running, running, stop_daemon};
-use crate::ui::{Hinted, age, paint, print_json, stdout_color, table, truncate};
+use crate::ui::{Hinted, age, paint, print_json, printable, stdout_color, table, truncate};
 
 fn state_cell(run: &Run, color: bool) -> String {
     let text = match (run.state, run.exit_code) {
@@ -44,6 +44,9 @@ pub async fn ps(home: &Home, args: PsArgs) -> Result<i32> {
     let color = stdout_color();
     // A URLS column (the routed services) only when some run has endpoints.
     let urls = list.runs.iter().any(|r| !r.urls.is_empty());
+    // AGENT and BRANCH columns only when some run has an agent or works in a git worktree.
+    let agents = list.runs.iter().any(|r| r.agent.is_some());
+    let branches = list.runs.iter().any(|r| r.branch.is_some());
     let rows: Vec<Vec<String>> = list
         .runs
         .iter()
@@ -54,8 +57,14 @@ pub async fn ps(home: &Home, args: PsArgs) -> Result<i32> {
                 state_cell(r, color),
                 age(&r.created_at),
                 truncate(&r.command.join(" "), 40),
-                r.workspace.display().to_string(),
+                printable(&r.workspace.display().to_string()),
             ];
+            if agents {
+                row.push(r.agent.clone().unwrap_or_default());
+            }
+            if branches {
+                row.push(r.branch.clone().unwrap_or_default());
+            }
             if urls {
                 row.push(r.urls.values().cloned().collect::<Vec<_>>().join(" "));
             }
@@ -75,6 +84,12 @@ pub async fn ps(home: &Home, args: PsArgs) -> Result<i32> {
         return Ok(0);
     }
     let mut header = vec!["ID", "NAME", "STATE", "CREATED", "COMMAND", "WORKSPACE"];
+    if agents {
+        header.push("AGENT");
+    }
+    if branches {
+        header.push("BRANCH");
+    }
     if urls {
         header.push("URLS");
     }
@@ -200,6 +215,12 @@ pub async fn inspect(home: &Home, args: InspectArgs) -> Result<i32> {
             run.workspace_mode.as_str()
         ),
     );
+    if let Some(b) = &run.branch {
+        kv("branch", b.clone());
+    }
+    if let Some(w) = &run.worktree {
+        kv("worktree", w.display().to_string());
+    }
     kv("runtime", run.runtime.clone());
     kv("created", run.created_at.clone());
     if let Some(t) = &run.started_at {

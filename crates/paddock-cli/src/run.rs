@@ -10,7 +10,8 @@ use std::io::{IsTerminal, Write};
 use anyhow::{Context, Result, anyhow};
 use paddock_api::attach::{Frame, read_frame, write_frame};
 use paddock_api::{
-    CreateRun, ExecRequest, ExecResult, InitStep, Limits, Mount, TtySize, WaitResult, WorkspaceMode,
+    CreateRun, ExecRequest, ExecResult, InitStep, Limits, Mount, TtySize, WaitResult,
+    WorkspaceMode, WorktreeRequest,
 };
 use paddock_daemon::Home;
 
@@ -146,6 +147,17 @@ pub fn build_request(args: &RunArgs) -> Result<CreateRun> {
         let r = serde_json::to_value(cfg.runtime).ok()?;
         r.as_str().map(str::to_string)
     });
+    let worktree = match &args.worktree {
+        Some(branch) => {
+            paddock_daemon::check_branch_name(branch)
+                .map_err(|e| usage(e.to_string(), e.hint()))?;
+            Some(WorktreeRequest {
+                repo: workspace.clone(),
+                branch: branch.clone(),
+            })
+        }
+        None => None,
+    };
     let workspace_mode = if args.bind || cfg.workspace.mode == paddock_config::WorkspaceMode::Bind {
         WorkspaceMode::Bind
     } else {
@@ -170,6 +182,7 @@ pub fn build_request(args: &RunArgs) -> Result<CreateRun> {
         network: serde_json::to_value(&cfg.network).unwrap_or_default(),
         ports,
         agent: None,
+        worktree,
     })
 }
 

@@ -146,12 +146,21 @@ pub fn age(rfc3339: &str) -> String {
 
 /// Shorten to `max` characters with an ellipsis.
 pub fn truncate(s: &str, max: usize) -> String {
+    let s = &printable(s);
     if s.chars().count() <= max {
         return s.to_string();
     }
     let mut t: String = s.chars().take(max.saturating_sub(1)).collect();
     t.push('…');
     t
+}
+
+/// `s` for one table cell: control characters (newlines, escape sequences a command line
+/// may carry) shown as spaces, so a cell neither breaks the table nor drives the terminal.
+pub fn printable(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
 }
 
 /// Write command output to stdout (behind [`out!`] and [`outln!`]). A broken pipe exits

@@ -660,3 +660,59 @@ fn agents_ls_shows_where_each_cli_comes_from() {
         "{err}"
     );
 }
+
+#[test]
+fn two_claudes_work_at_once_on_their_own_worktrees() {
+    let env = agent_env();
+    let fake = fake(&env, &[]);
+    let ws = workspace(&env);
+    let git = |args: &[&str]| {
+        sh(Command::new("git")
+            .current_dir(&ws)
+            .args(["-c", "user.email=dev@example.com", "-c", "user.name=dev"])
+            .args(args))
+    };
+    git(&["commit", "-q", "--allow-empty", "-m", "init"]);
+    grant_from_env(&env, &ws, "anthropic", "ANTHROPIC_API_KEY", ANTHROPIC_KEY);
+    let turns: Vec<Child> = ["fix-a", "fix-b"]
+        .iter()
+        .map(|b| {
+            env.cmd()
+                .current_dir(&ws)
+                .args(["claude", "--wt", b, "-p", "say hi"])
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for t in turns {
+        let out = t.wait_with_output().unwrap();
+        let (stdout, stderr) = (
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+        );
+        assert!(
+            out.status.success() && stdout.contains(REPLY),
+            "stdout: {stdout}\nstderr: {stderr}"
+        );
+    }
+    assert!(seen(&fake, "api.anthropic.com", "/v1/messages").len() >= 2);
+    // ps: agent, branch and state of each.
+    let (ok, out, err) = paddock(&env, &ws, &["ps", "-a"]);
+    assert!(ok, "{err}");
+    let header = out.lines().next().unwrap_or_default();
+    assert!(
+        header.contains("AGENT") && header.contains("BRANCH") && header.contains("STATE"),
+        "{out}"
+    );
+    for b in ["fix-a", "fix-b"] {
+        let line = out.lines().find(|l| l.contains(b)).unwrap_or_default();
+        assert!(line.contains("claude") && line.contains("stopped"), "{out}");
+    }
+    // The worktrees' branches exist in the repository; its own checkout is untouched.
+    for b in ["fix-a", "fix-b"] {
+        git(&["rev-parse", "--verify", "-q", &format!("refs/heads/{b}")]);
+    }
+}

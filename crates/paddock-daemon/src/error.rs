@@ -78,6 +78,10 @@ pub enum DaemonError {
     /// The secret store refused (never carries a value: see paddock-secrets' errors).
     #[error(transparent)]
     Secrets(paddock_secrets::SecretsError),
+
+    /// A worktree run's git worktree (`paddock run --wt`).
+    #[error(transparent)]
+    Worktree(#[from] crate::worktree::WorktreeError),
 }
 
 impl DaemonError {
@@ -115,6 +119,7 @@ impl DaemonError {
             DaemonError::Store(_) | DaemonError::Io { .. } | DaemonError::Sandbox(_) => 500,
             DaemonError::GrantNotFound { .. } => 404,
             DaemonError::Secrets(e) => crate::grants::secrets_status(e),
+            DaemonError::Worktree(e) => e.status(),
         }
     }
 
@@ -142,6 +147,7 @@ impl DaemonError {
             DaemonError::Store(_) | DaemonError::Io { .. } => "internal",
             DaemonError::GrantNotFound { .. } => "grant_not_found",
             DaemonError::Secrets(e) => crate::grants::secrets_code(e),
+            DaemonError::Worktree(e) => e.code(),
         }
     }
 
@@ -184,6 +190,7 @@ impl DaemonError {
             DaemonError::Secrets(e) => e
                 .hint()
                 .unwrap_or_else(|| "see $PADDOCK_HOME/daemon.log".into()),
+            DaemonError::Worktree(e) => e.hint(),
         })
     }
 

@@ -34,6 +34,7 @@ mod runs;
 mod server;
 mod store;
 mod version;
+mod worktree;
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -55,6 +56,7 @@ pub use names::{check_dns_label, random_name};
 pub use routing::{DEFAULT_ROUTER_PORT, endpoint_port_conflict};
 pub use runs::SANDBOX_HOME;
 pub use version::{VERSION, commit};
+pub use worktree::{WORKTREES_DIR, WorktreeError, check_branch_name};
 
 /// Default idle time before the daemon exits when it has no runs.
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);

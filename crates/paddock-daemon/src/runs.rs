@@ -56,6 +56,8 @@ pub struct RunManager {
     routing: std::sync::OnceLock<Arc<crate::routing::Routing>>,
     /// Run directories laid out ahead of time (see `crate::rundirs`).
     run_dirs: Arc<crate::rundirs::RunDirs>,
+    /// Git worktree runs (`paddock run --wt`; see `crate::worktree`).
+    worktrees: Arc<crate::worktree::Worktrees>,
 }
 
 impl RunManager {
@@ -75,6 +77,7 @@ impl RunManager {
         run_dirs.refill();
         Arc::new(RunManager {
             run_dirs,
+            worktrees: crate::worktree::Worktrees::new(&home, bus.clone()),
             home,
             store,
             bus,
@@ -180,8 +183,90 @@ impl RunManager {
         }
     }
 
-    /// Create a run record and its sandbox (not started).
-    pub async fn create(&self, req: CreateRun, caller: Caller) -> Result<Run, DaemonError> {
+    /// Create a run record and its sandbox (not started): the request is checked, the
+    /// network and the worktree prepared, a name chosen, the sandbox made, the record
+    /// stored, then announced. A failure at any step leaves nothing behind but a worktree
+    /// (which a later `--wt` on the branch resumes).
+    pub async fn create(&self, mut req: CreateRun, caller: Caller) -> Result<Run, DaemonError> {
+        let checked = self.check_request(&req)?;
+        if let Some(routing) = self.routing() {
+            routing.check_create(&req.ports, &checked.network).await?;
+        }
+        // The network before the sandbox: grants are checked and placeholders drawn here.
+        let net = self.prepare_network(checked.network.clone(), &req.grants)?;
+        let worktree = self.prepare_worktree(&mut req)?;
+        let made = self
+            .create_checked(&req, checked, net, worktree.clone(), caller)
+            .await;
+        if made.is_err()
+            && let Some(w) = &worktree
+        {
+            self.worktrees.release(&w.path);
+        }
+        made
+    }
+
+    async fn create_checked(
+        &self,
+        req: &CreateRun,
+        checked: CheckedRequest,
+        mut net: crate::egress::SandboxAdditions,
+        worktree: Option<crate::worktree::Worktree>,
+        caller: Caller,
+    ) -> Result<Run, DaemonError> {
+        let id = new_run_id();
+        let run_dir = self.home.run_dir(&id);
+        let workspace = worktree
+            .as_ref()
+            .map_or(checked.workspace, |w| w.path.clone());
+        let name = self.choose_name(&id, req.name.as_deref())?;
+        // A directory laid out ahead of time when there is one; else the run's directories
+        // are made as they are needed (its audit log by the writer, the rest by its start):
+        // no new inode on this path either way.
+        self.run_dirs.claim(&run_dir);
+        let agent_state = self.agent_state(
+            req,
+            &workspace,
+            std::mem::take(&mut net.login_files),
+            caller,
+        )?;
+        let spec = self.sandbox_spec(SpecParts {
+            req,
+            id: &id,
+            name: &name,
+            run_dir: &run_dir,
+            workspace: &workspace,
+            mount_sources: checked.mount_sources,
+            net_env: std::mem::take(&mut net.env),
+            net_files: std::mem::take(&mut net.files),
+            agent_state,
+            worktree: worktree.as_ref(),
+            caller,
+        });
+        let handle = self.create_sandbox(&spec, &id, &run_dir).await?;
+        let record = RunRecord {
+            run: new_run(req, &spec, checked.runtime, worktree.as_ref()),
+            created_ms: now_ms(),
+            started_ms: None,
+            spec: Some(serde_json::to_string(&stored_spec(&spec)).expect("spec serialises")),
+            handle: Some(serde_json::to_string(&handle).expect("handle serialises")),
+            worktree,
+        };
+        self.insert_record(&record, &net.plan, &handle, &run_dir)
+            .await?;
+        self.handles
+            .lock()
+            .expect("handles lock poisoned")
+            .insert(id.clone(), handle);
+        self.bus
+            .publish(Some(&id), "run.created", created_event(&record.run, req));
+        self.publish_state(&id, None, RunState::Created, None, None);
+        // The record as written, not read back: `into_read` derives what a read would.
+        Ok(record.into_read())
+    }
+
+    /// Everything about a create request that can be refused before anything is made.
+    fn check_request(&self, req: &CreateRun) -> Result<CheckedRequest, DaemonError> {
         let workspace = check_workspace(&req.workspace)?;
         let runtime = req.runtime.clone().unwrap_or_else(|| "native".into());
         if runtime != self.runtime.kind().as_str() {
@@ -236,9 +321,6 @@ impl RunManager {
                 hint: "use the native runtime".into(),
             });
         }
-        if let Some(routing) = self.routing() {
-            routing.check_create(&req.ports, &network).await?;
-        }
         if let Some(agent) = &req.agent {
             crate::agentstate::check(agent)?;
         }
@@ -250,76 +332,93 @@ impl RunManager {
                 )
             })?;
         }
+        Ok(CheckedRequest {
+            workspace,
+            runtime,
+            mount_sources,
+            network,
+        })
+    }
 
-        let id = new_run_id();
-        let run_dir = self.home.run_dir(&id);
-
-        // Name choice and the insert happen under one lock so two creates can't both win.
-        let guard_name = {
-            let _g = self.transitions.lock().expect("transition lock poisoned");
-            let taken = |n: &str| self.store.live_run_named(n);
-            match &req.name {
-                Some(n) => {
-                    if let Some(other) = taken(n)? {
-                        return Err(DaemonError::NameTaken {
-                            name: n.clone(),
-                            id: other,
-                        });
-                    }
-                    n.clone()
-                }
-                None => {
-                    let mut n = random_name();
-                    let mut tries = 0;
-                    while taken(&n)?.is_some() {
-                        tries += 1;
-                        n = if tries < 20 {
-                            random_name()
-                        } else {
-                            format!("{}-{}", random_name(), &id[4..8])
-                        };
-                    }
-                    n
-                }
-            }
-        };
-        let name = guard_name;
-
-        let command = if req.command.is_empty() {
-            vec!["/bin/sh".to_string()]
-        } else {
-            req.command.clone()
-        };
-        // The network before the sandbox: grants are checked and placeholders drawn here.
-        // Grants are read from the secret store, which may block: off the async thread
-        // (without grants there is nothing to read: no thread hop).
-        let prepare = || self.egress.prepare(network, &req.grants);
-        let mut net = if req.grants.is_empty() {
+    /// The run's network additions. Grants are read from the secret store, which may
+    /// block: off the async thread (without grants there is nothing to read: no hop).
+    fn prepare_network(
+        &self,
+        network: paddock_config::NetworkConfig,
+        grants: &[String],
+    ) -> Result<crate::egress::SandboxAdditions, DaemonError> {
+        let prepare = || self.egress.prepare(network, grants);
+        if grants.is_empty() {
             prepare()
         } else {
             blocking(prepare)
-        }?;
+        }
+    }
 
-        // A directory laid out ahead of time when there is one; else the run's directories
-        // are made as they are needed (its audit log by the writer, the rest by its start):
-        // no new inode on this path either way.
-        self.run_dirs.claim(&run_dir);
-        // Over the user's variables: the proxy and CA settings, grant placeholders and
-        // service URLs; the run's identity over everything.
-        // The agent's state directories (and its login's credential file in them).
-        let login_files = std::mem::take(&mut net.login_files);
-        let agent_state = match &req.agent {
+    /// A worktree run's worktree (made or found again, and claimed); the workspace is
+    /// then bound read-write.
+    fn prepare_worktree(
+        &self,
+        req: &mut CreateRun,
+    ) -> Result<Option<crate::worktree::Worktree>, DaemonError> {
+        let Some(w) = &req.worktree else {
+            return Ok(None);
+        };
+        let wt = blocking(|| -> Result<_, DaemonError> {
+            Ok(self.worktrees.prepare(w, &self.store.list()?)?)
+        })?;
+        req.workspace_mode = WorkspaceMode::Bind;
+        Ok(Some(wt))
+    }
+
+    /// The requested name if no live run has it, else a random free one. Checked again
+    /// under the same lock at the insert ([`Self::insert_record`]).
+    fn choose_name(&self, id: &str, requested: Option<&str>) -> Result<String, DaemonError> {
+        let _g = self.transitions.lock().expect("transition lock poisoned");
+        let taken = |n: &str| self.store.live_run_named(n);
+        if let Some(n) = requested {
+            if let Some(other) = taken(n)? {
+                return Err(DaemonError::NameTaken {
+                    name: n.to_string(),
+                    id: other,
+                });
+            }
+            return Ok(n.to_string());
+        }
+        let mut n = random_name();
+        let mut tries = 0;
+        while taken(&n)?.is_some() {
+            tries += 1;
+            n = if tries < 20 {
+                random_name()
+            } else {
+                format!("{}-{}", random_name(), &id[4..8])
+            };
+        }
+        Ok(n)
+    }
+
+    /// The agent's state directories and its login's credential file in them; without an
+    /// agent, the login files alone.
+    fn agent_state(
+        &self,
+        req: &CreateRun,
+        workspace: &Path,
+        login_files: Vec<(PathBuf, Vec<u8>)>,
+        caller: Caller,
+    ) -> Result<crate::agentstate::AgentState, DaemonError> {
+        match &req.agent {
             Some(agent) => blocking(|| {
                 crate::agentstate::prepare(
                     self.home.root(),
                     agent,
-                    &workspace,
+                    workspace,
                     login_files,
                     caller.uid,
                     caller.gid,
                 )
-            })?,
-            None => crate::agentstate::AgentState {
+            }),
+            None => Ok(crate::agentstate::AgentState {
                 mounts: Vec::new(),
                 files: login_files
                     .into_iter()
@@ -328,37 +427,54 @@ impl RunManager {
                         contents: contents.into(),
                     })
                     .collect(),
-            },
-        };
-        let mut overrides = net.env;
-        if let Some(routing) = self.routing() {
-            overrides.extend(routing.url_env(&name, &req.ports));
+            }),
         }
-        let env = sandbox_env(&id, &name, &req.env, overrides);
-        let spec = SandboxSpec {
-            run_id: id.clone(),
-            name: name.clone(),
-            run_dir: run_dir.clone(),
-            command: command.clone(),
-            env,
-            cwd: workspace.clone(),
-            workspace: workspace.clone(),
+    }
+
+    /// What the runtime is asked to make.
+    fn sandbox_spec(&self, p: SpecParts<'_>) -> SandboxSpec {
+        let req = p.req;
+        // Over the user's variables: the proxy and CA settings, grant placeholders and
+        // service URLs; the run's identity over everything.
+        let mut overrides = p.net_env;
+        if let Some(routing) = self.routing() {
+            overrides.extend(routing.url_env(p.name, &req.ports));
+        }
+        let command = if req.command.is_empty() {
+            vec!["/bin/sh".to_string()]
+        } else {
+            req.command.clone()
+        };
+        let user_mounts = req
+            .mounts
+            .iter()
+            .zip(p.mount_sources)
+            .map(|(m, source)| MountSpec {
+                source,
+                target: m.target.clone(),
+                read_only: m.read_only,
+            });
+        let worktree_mounts = p
+            .worktree
+            .into_iter()
+            .flat_map(crate::worktree::Worktree::mounts);
+        SandboxSpec {
+            run_id: p.id.to_string(),
+            name: p.name.to_string(),
+            run_dir: p.run_dir.to_path_buf(),
+            command,
+            env: sandbox_env(p.id, p.name, &req.env, overrides),
+            cwd: p.workspace.to_path_buf(),
+            workspace: p.workspace.to_path_buf(),
             workspace_mode: match req.workspace_mode {
                 WorkspaceMode::Overlay => paddock_sandbox::WorkspaceMode::Overlay,
                 WorkspaceMode::Bind => paddock_sandbox::WorkspaceMode::Bind,
             },
-            mounts: req
-                .mounts
-                .iter()
-                .zip(mount_sources)
-                .map(|(m, source)| MountSpec {
-                    source,
-                    target: m.target.clone(),
-                    read_only: m.read_only,
-                })
-                .chain(agent_state.mounts)
+            mounts: user_mounts
+                .chain(p.agent_state.mounts)
+                .chain(worktree_mounts)
                 .collect(),
-            files: net.files.into_iter().chain(agent_state.files).collect(),
+            files: p.net_files.into_iter().chain(p.agent_state.files).collect(),
             limits: paddock_sandbox::Limits {
                 memory_bytes: req.limits.memory_bytes,
                 pids: req.limits.pids,
@@ -367,8 +483,8 @@ impl RunManager {
             tty: req.tty,
             stdin: req.stdin,
             user: SandboxUser {
-                uid: caller.uid,
-                gid: caller.gid,
+                uid: p.caller.uid,
+                gid: p.caller.gid,
             },
             tty_size: req.tty_size.map(|s| TtySize {
                 rows: s.rows,
@@ -376,82 +492,67 @@ impl RunManager {
             }),
             // The command waits until its network is in place (see `start_now`).
             hold_until_released: true,
-        };
+        }
+    }
 
-        let handle = match self.runtime.create(&spec).await {
+    /// The sandbox, and the run's audit log before its first event; on failure neither
+    /// (nor the run directory) is left.
+    async fn create_sandbox(
+        &self,
+        spec: &SandboxSpec,
+        id: &str,
+        run_dir: &Path,
+    ) -> Result<SandboxHandle, DaemonError> {
+        let handle = match self.runtime.create(spec).await {
             Ok(h) => h,
             Err(e) => {
-                let _ = std::fs::remove_dir_all(&run_dir);
+                let _ = std::fs::remove_dir_all(run_dir);
                 return Err(e.into());
             }
         };
-        // The run's audit log exists before its first event, or the run does not exist.
         if let Some(audit) = self.bus.audit()
-            && let Err(e) = audit.open_live(&LogRef::Run(id.clone()))
+            && let Err(e) = audit.open_live(&LogRef::Run(id.to_string()))
         {
-            let _ = audit.close_removed_run(&id);
+            let _ = audit.close_removed_run(id);
             let _ = self.runtime.destroy(&handle).await;
-            let _ = std::fs::remove_dir_all(&run_dir);
+            let _ = std::fs::remove_dir_all(run_dir);
             return Err(e);
         }
+        Ok(handle)
+    }
 
-        let created_ms = now_ms();
-        let run = Run {
-            id: id.clone(),
-            name,
-            workspace,
-            command,
-            runtime,
-            state: RunState::Created,
-            workspace_mode: req.workspace_mode,
-            created_at: String::new(),
-            started_at: None,
-            finished_at: None,
-            exit_code: None,
-            reason: None,
-            tty: req.tty,
-            limits: req.limits,
-            mounts: req.mounts.clone(),
-            config: req.config.clone(),
-            config_sources: req.config_sources.clone(),
-            applied: false,
-            ports: req.ports.clone(),
-            urls: Default::default(),
-            agent: req.agent.as_ref().map(|a| a.name.clone()),
-        };
-        let record = RunRecord {
-            run,
-            created_ms,
-            started_ms: None,
-            spec: Some(serde_json::to_string(&stored_spec(&spec)).expect("spec serialises")),
-            handle: Some(serde_json::to_string(&handle).expect("handle serialises")),
-        };
-        {
+    /// Store the record, re-checking its name under the lock (a concurrent create may
+    /// have taken it: then the sandbox, audit log and run directory go again).
+    async fn insert_record(
+        &self,
+        record: &RunRecord,
+        plan: &str,
+        handle: &SandboxHandle,
+        run_dir: &Path,
+    ) -> Result<(), DaemonError> {
+        let taken = {
             let _g = self.transitions.lock().expect("transition lock poisoned");
-            // Re-check the name under the lock: a concurrent create may have taken it.
-            if let Some(other_id) = self.store.live_run_named(&record.run.name)? {
-                drop(_g);
-                if let Some(audit) = self.bus.audit() {
-                    let _ = audit.close_removed_run(&id);
+            match self.store.live_run_named(&record.run.name)? {
+                Some(other) => Some(other),
+                None => {
+                    self.store.insert(record, plan)?;
+                    None
                 }
-                let _ = self.runtime.destroy(&handle).await;
-                let _ = std::fs::remove_dir_all(&run_dir);
-                return Err(DaemonError::NameTaken {
-                    name: record.run.name.clone(),
-                    id: other_id,
-                });
             }
-            self.store.insert(&record, &net.plan)?;
+        };
+        let Some(other_id) = taken else {
+            return Ok(());
+        };
+        let id = &record.run.id;
+        if let Some(audit) = self.bus.audit() {
+            let _ = audit.close_removed_run(id);
         }
-        self.handles
-            .lock()
-            .expect("handles lock poisoned")
-            .insert(id.clone(), handle);
-        self.bus
-            .publish(Some(&id), "run.created", created_event(&record.run, &req));
-        self.publish_state(&id, None, RunState::Created, None, None);
-        // The record as written, not read back: `into_read` derives what a read would.
-        Ok(record.into_read())
+        let _ = self.runtime.destroy(handle).await;
+        let _ = std::fs::remove_dir_all(run_dir);
+        Err(DaemonError::NameTaken {
+            name: record.run.name.clone(),
+            id: other_id,
+        })
     }
 
     /// The real paths of the mount sources (symlinks resolved), refusing any that is, or
@@ -694,6 +795,11 @@ impl RunManager {
 
     /// Wait for the sandbox to end in the background, then record how it ended.
     fn watch(self: &Arc<Self>, id: String, handle: SandboxHandle) {
+        if let Ok(Some(rec)) = self.store.get(&id)
+            && let Some(wt) = rec.worktree
+        {
+            self.worktrees.watch(&id, wt);
+        }
         let me = self.clone();
         tokio::spawn(async move {
             let exit = me.runtime.wait(&handle).await;
@@ -703,6 +809,11 @@ impl RunManager {
 
     fn record_exit(&self, id: &str, exit: Result<ExitInfo, paddock_sandbox::SandboxError>) {
         self.egress.stop(id);
+        if let Ok(Some(rec)) = self.store.get(id)
+            && let Some(wt) = &rec.worktree
+        {
+            blocking(|| self.worktrees.ended(id, wt));
+        }
         let (state, code, reason) = match exit {
             Ok(info) => {
                 let failed = info.oom_killed;
@@ -860,6 +971,15 @@ impl RunManager {
                 }
             }
         }
+        // A worktree with uncommitted changes stays unless forced; its branch is carried back.
+        let worktree = match &rec.worktree {
+            Some(wt) => blocking(|| {
+                self.worktrees
+                    .check_remove(id, wt, force, &self.store.list()?)
+                    .map_err(DaemonError::from)
+            })?,
+            None => None,
+        };
         // A run that never started ends here: recorded like every other transition (the
         // terminal state also closes its audit log with the run-end checkpoint).
         if run.state == RunState::Created {
@@ -895,6 +1015,9 @@ impl RunManager {
         let dir = self.home.run_dir(&run.id);
         if dir.exists() {
             std::fs::remove_dir_all(&dir).map_err(|e| DaemonError::io("remove", &dir, e))?;
+        }
+        if let Some(wt) = &worktree {
+            blocking(|| self.worktrees.remove(wt))?;
         }
         {
             let _g = self.transitions.lock().expect("transition lock poisoned");
@@ -1133,4 +1256,61 @@ pub(crate) fn sandbox_env(
     env.insert("PADDOCK_RUN_ID".into(), id.into());
     env.insert("PADDOCK_RUN_NAME".into(), name.into());
     env.into_iter().collect()
+}
+
+/// What [`RunManager::check_request`] found a create request to mean.
+struct CheckedRequest {
+    workspace: PathBuf,
+    runtime: String,
+    mount_sources: Vec<PathBuf>,
+    network: paddock_config::NetworkConfig,
+}
+
+/// The pieces of a run's [`SandboxSpec`], made by the steps before it.
+struct SpecParts<'a> {
+    req: &'a CreateRun,
+    id: &'a str,
+    name: &'a str,
+    run_dir: &'a Path,
+    workspace: &'a Path,
+    mount_sources: Vec<PathBuf>,
+    net_env: Vec<(String, String)>,
+    net_files: Vec<paddock_sandbox::InjectedFile>,
+    agent_state: crate::agentstate::AgentState,
+    worktree: Option<&'a crate::worktree::Worktree>,
+    caller: Caller,
+}
+
+/// A new run as the API shows it, in state `created`.
+fn new_run(
+    req: &CreateRun,
+    spec: &SandboxSpec,
+    runtime: String,
+    worktree: Option<&crate::worktree::Worktree>,
+) -> Run {
+    Run {
+        id: spec.run_id.clone(),
+        name: spec.name.clone(),
+        workspace: spec.workspace.clone(),
+        command: spec.command.clone(),
+        runtime,
+        state: RunState::Created,
+        workspace_mode: req.workspace_mode,
+        created_at: String::new(),
+        started_at: None,
+        finished_at: None,
+        exit_code: None,
+        reason: None,
+        tty: req.tty,
+        limits: req.limits,
+        mounts: req.mounts.clone(),
+        config: req.config.clone(),
+        config_sources: req.config_sources.clone(),
+        applied: false,
+        ports: req.ports.clone(),
+        urls: Default::default(),
+        agent: req.agent.as_ref().map(|a| a.name.clone()),
+        branch: worktree.map(|w| w.branch.clone()),
+        worktree: worktree.map(|w| w.path.clone()),
+    }
 }

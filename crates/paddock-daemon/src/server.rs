@@ -277,6 +277,7 @@ pub const CAPABILITIES: &[&str] = &[
     "grants",
     "router",
     "ca",
+    "worktrees",
 ];
 
 async fn health(State(st): St) -> ApiResult {

@@ -58,6 +58,8 @@ const MIGRATIONS: &[&str] = &[
     "ALTER TABLE runs ADD COLUMN net_plan TEXT;",
     // 4: the agent preset of a run (`paddock claude`, `run --agent`)
     "ALTER TABLE runs ADD COLUMN agent TEXT;",
+    // 5: a worktree run's git worktree (`paddock run --wt`; JSON, see `worktree::Worktree`).
+    "ALTER TABLE runs ADD COLUMN worktree TEXT;",
 ];
 
 /// A run as stored, with the daemon-private parts the API does not show.
@@ -70,6 +72,8 @@ pub struct RunRecord {
     pub spec: Option<String>,
     /// The runtime's handle (JSON), kept to find the sandbox again after a restart.
     pub handle: Option<String>,
+    /// A worktree run's git worktree.
+    pub worktree: Option<crate::worktree::Worktree>,
 }
 
 impl RunRecord {
@@ -151,8 +155,9 @@ impl Store {
         let conn = self.conn.lock().expect("store lock poisoned");
         let mut stmt = conn.prepare_cached(
             "INSERT INTO runs (id, name, workspace, command, runtime, state, workspace_mode, created_ms,
-                tty, limits, mounts, config, config_sources, applied, spec, ports, net_plan, agent)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
+                tty, limits, mounts, config, config_sources, applied, spec, ports, net_plan, agent,
+                worktree)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)",
         )?;
         stmt.execute(params![
             r.id,
@@ -173,6 +178,7 @@ impl Store {
             json(&r.ports),
             net_plan,
             r.agent,
+            rec.worktree.as_ref().map(json),
         ])?;
         Ok(())
     }
@@ -380,7 +386,7 @@ impl Store {
 
 const COLUMNS: &str = "id, name, workspace, command, runtime, state, workspace_mode, created_ms, started_ms,
     finished_ms, exit_code, reason, tty, limits, mounts, config, config_sources, applied, spec, handle,
-    ports, agent";
+    ports, agent, worktree";
 
 fn json<T: serde::Serialize>(v: &T) -> String {
     serde_json::to_string(v).unwrap_or_else(|_| "null".into())
@@ -422,13 +428,24 @@ fn row_to_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<RunRecord> {
         ports: parse(&row.get::<_, String>(20)?),
         urls: Default::default(),
         agent: row.get(21)?,
+        branch: None,
+        worktree: None,
     };
+    let worktree: Option<crate::worktree::Worktree> = row
+        .get::<_, Option<String>>(22)?
+        .and_then(|s| serde_json::from_str(&s).ok());
+    let mut run = run;
+    if let Some(w) = &worktree {
+        run.branch = Some(w.branch.clone());
+        run.worktree = Some(w.path.clone());
+    }
     Ok(RunRecord {
         run,
         created_ms,
         started_ms,
         spec: row.get(18)?,
         handle: row.get(19)?,
+        worktree,
     })
 }
 
@@ -460,11 +477,14 @@ mod tests {
                 ports: Default::default(),
                 urls: Default::default(),
                 agent: None,
+                branch: None,
+                worktree: None,
             },
             created_ms: now_ms(),
             started_ms: None,
             spec: None,
             handle: None,
+            worktree: None,
         }
     }
 

@@ -147,6 +147,18 @@ fn under(p: &Path, base: &Path) -> bool {
     p.starts_with(base)
 }
 
+/// Is `p` paddock's state, under `$PADDOCK_HOME`? Everything there is, except what lies
+/// strictly beneath a [`SHAREABLE`] directory: agents' per-workspace state and git
+/// worktrees of the user's repositories (`paddock run --wt`), user data the daemon itself
+/// mounts into the runs that work in them.
+fn in_state(p: &Path, home: &Path) -> bool {
+    under(p, home)
+        && !SHAREABLE.iter().any(|d| {
+            p.strip_prefix(home.join(d))
+                .is_ok_and(|rest| rest.components().next().is_some())
+        })
+}
+
 /// The value of `HOME` in the spec's environment, if it is usable as a mount target.
 pub fn home_target(spec: &SandboxSpec) -> Option<PathBuf> {
     spec.env
@@ -199,7 +211,7 @@ fn check_target(
             "the workspace is mounted by paddock; mount somewhere else",
         ));
     }
-    if under(target, &spec.run_dir) || paddock_home.is_some_and(|h| under(target, h)) {
+    if under(target, &spec.run_dir) || paddock_home.is_some_and(|h| in_state(target, h)) {
         return Err(invalid(
             format!(
                 "{what} target {} is inside paddock's own state directory",
@@ -291,7 +303,7 @@ pub fn validate(spec: &SandboxSpec, paddock_home: Option<&Path>) -> Result<(), S
     }
     if under(&spec.workspace, &spec.run_dir)
         || under(&spec.run_dir, &spec.workspace)
-        || paddock_home.is_some_and(|h| under(&spec.workspace, h) || under(h, &spec.workspace))
+        || paddock_home.is_some_and(|h| in_state(&spec.workspace, h) || under(h, &spec.workspace))
     {
         return Err(invalid(
             format!(
@@ -326,14 +338,8 @@ pub fn validate(spec: &SandboxSpec, paddock_home: Option<&Path>) -> Result<(), S
                 "check that the path exists",
             ));
         }
-        let shared = paddock_home.is_some_and(|h| {
-            SHAREABLE
-                .iter()
-                .any(|d| m.source.starts_with(h.join(d)) && m.source != h.join(d))
-        });
-        if !shared
-            && (paddock_home.is_some_and(|h| under(&m.source, h) || under(h, &m.source))
-                || under(&m.source, &spec.run_dir))
+        if paddock_home.is_some_and(|h| in_state(&m.source, h) || under(h, &m.source))
+            || under(&m.source, &spec.run_dir)
         {
             return Err(invalid(
                 format!(
