@@ -138,9 +138,13 @@ pub struct CreateRun {
     pub mounts: Vec<Mount>,
     #[serde(default)]
     pub limits: Limits,
-    /// `native` (default), `docker`, `gvisor`.
+    /// `native` (default), `docker`, `gvisor`. Absent with an `image`: gvisor where the
+    /// engine has it, else docker.
     #[serde(default)]
     pub runtime: Option<String>,
+    /// The image the sandbox runs on (container runtimes): a name the engine knows.
+    #[serde(default)]
+    pub image: Option<String>,
     #[serde(default)]
     pub tty: bool,
     /// Keep stdin open for an attached client.

@@ -218,6 +218,17 @@ Examples:
     /// Check what the sandbox needs on this machine, and how to fix what is missing.
     Doctor(DoctorArgs),
 
+    /// Images of the container runtimes: paddock's base (built from Debian packages, no
+    /// registry) and `dependencies:` images on top of it, tagged by a hash of what they hold.
+    #[command(after_help = "\
+Examples:
+  paddock image build                       the base image (once; needs debootstrap)
+  paddock image build apt:jq pip:requests   an image with these dependencies
+  paddock image ls
+  paddock image prune                       remove dependency images (keeps the base)
+  paddock image deps                        the dependency catalog")]
+    Image(ImageArgs),
+
     /// Show the versions of this CLI and of the running daemon.
     Version(JsonFlag),
 
@@ -315,9 +326,16 @@ pub struct RunArgs {
     #[arg(short = 'd', long)]
     pub detach: bool,
 
-    /// Sandbox runtime (native is the only one in this build).
-    #[arg(long, value_name = "RUNTIME")]
+    /// Sandbox runtime: native (default; no container engine), docker, or gvisor (Docker
+    /// with runsc). `paddock doctor` shows which are usable here.
+    #[arg(long, value_name = "RUNTIME", value_parser = ["native", "docker", "gvisor"])]
     pub runtime: Option<String>,
+
+    /// Run on this image (container runtimes; default: paddock's base image, built with
+    /// `paddock image build`). Without --runtime, an image run uses gvisor where the
+    /// engine has it, else docker.
+    #[arg(long, value_name = "IMAGE")]
+    pub image: Option<String>,
 
     /// With -d: print the run as JSON.
     #[arg(long)]
@@ -561,6 +579,54 @@ pub struct CaExportArgs {
     /// Write it to FILE instead of standard output.
     #[arg(short = 'o', long = "output", value_name = "FILE")]
     pub output: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ImageArgs {
+    #[command(subcommand)]
+    pub action: ImageAction,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImageAction {
+    /// Build the base image, or an image with DEPENDENCIES on it (built once, then reused).
+    Build(ImageBuildArgs),
+    /// List paddock's images.
+    Ls(JsonFlag),
+    /// Remove paddock images by tag.
+    Rm(ImageRmArgs),
+    /// Remove every paddock image but the current base (`--all`: that too).
+    Prune(ImagePruneArgs),
+    /// Show the dependency catalog.
+    Deps,
+}
+
+#[derive(Debug, Args)]
+pub struct ImageBuildArgs {
+    /// Dependencies, as in `dependencies:` (`node`, `apt:jq`, `npm:PKG@V`, `pip:PKG==V`).
+    #[arg(value_name = "DEPENDENCY")]
+    pub dependencies: Vec<String>,
+    /// Build on this image instead of paddock's base.
+    #[arg(long, value_name = "IMAGE")]
+    pub from: Option<String>,
+    /// No progress output.
+    #[arg(short, long)]
+    pub quiet: bool,
+    #[command(flatten)]
+    pub json: JsonFlag,
+}
+
+#[derive(Debug, Args)]
+pub struct ImageRmArgs {
+    #[arg(value_name = "IMAGE", required = true)]
+    pub images: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ImagePruneArgs {
+    /// Remove the base image too.
+    #[arg(long)]
+    pub all: bool,
 }
 
 #[derive(Debug, Args)]

@@ -47,6 +47,8 @@ pub async fn ps(home: &Home, args: PsArgs) -> Result<i32> {
     // AGENT and BRANCH columns only when some run has an agent or works in a git worktree.
     let agents = list.runs.iter().any(|r| r.agent.is_some());
     let branches = list.runs.iter().any(|r| r.branch.is_some());
+    // RUNTIME only when some run is not native.
+    let runtimes = list.runs.iter().any(|r| r.runtime != "native");
     let rows: Vec<Vec<String>> = list
         .runs
         .iter()
@@ -59,6 +61,9 @@ pub async fn ps(home: &Home, args: PsArgs) -> Result<i32> {
                 truncate(&r.command.join(" "), 40),
                 printable(&r.workspace.display().to_string()),
             ];
+            if runtimes {
+                row.push(r.runtime.clone());
+            }
             if agents {
                 row.push(r.agent.clone().unwrap_or_default());
             }
@@ -84,6 +89,9 @@ pub async fn ps(home: &Home, args: PsArgs) -> Result<i32> {
         return Ok(0);
     }
     let mut header = vec!["ID", "NAME", "STATE", "CREATED", "COMMAND", "WORKSPACE"];
+    if runtimes {
+        header.push("RUNTIME");
+    }
     if agents {
         header.push("AGENT");
     }
@@ -453,13 +461,14 @@ pub async fn version(home: &Home, json: bool) -> Result<i32> {
     Ok(0)
 }
 
-pub fn doctor(args: DoctorArgs) -> Result<i32> {
+pub async fn doctor(args: DoctorArgs) -> Result<i32> {
     let checks = paddock_confine::probe_all();
     let failed = checks
         .iter()
         .any(|c| c.status == paddock_confine::CheckStatus::Fail);
+    let runtimes = runtime_checks(!failed).await;
     if args.json.json {
-        print_json(&serde_json::json!({ "ok": !failed, "checks": checks }))?;
+        print_json(&serde_json::json!({ "ok": !failed, "checks": checks, "runtimes": runtimes }))?;
         return Ok(i32::from(failed));
     }
     let color = stdout_color();
@@ -476,10 +485,77 @@ pub fn doctor(args: DoctorArgs) -> Result<i32> {
             outln!("      fix: {fix}");
         }
     }
+    outln!("\nruntimes (--runtime, `runtime:`):");
+    for r in &runtimes {
+        let mark = if r.usable {
+            paint(color, "32", "ok  ")
+        } else {
+            paint(color, "33", "no  ")
+        };
+        outln!("{mark}  {}: {}", r.name, r.detail);
+        if let Some(fix) = &r.fix {
+            outln!("      to enable: {fix}");
+        }
+    }
     if failed {
         outln!("\nsome checks failed: the native sandbox may not work here until they are fixed");
     }
     Ok(i32::from(failed))
+}
+
+/// One runtime as `doctor` reports it.
+#[derive(serde::Serialize)]
+struct RuntimeCheck {
+    name: &'static str,
+    usable: bool,
+    detail: String,
+    fix: Option<String>,
+}
+
+/// Whether each runtime can make a sandbox here, asked the way the daemon would.
+async fn runtime_checks(native_ok: bool) -> Vec<RuntimeCheck> {
+    use paddock_sandbox::{Runtime, RuntimeKind};
+    let mut out = vec![RuntimeCheck {
+        name: "native",
+        usable: native_ok,
+        detail: if native_ok {
+            "namespaces, seccomp, Landlock and cgroups (the default; no container engine)".into()
+        } else {
+            "see the failed checks above".into()
+        },
+        fix: None,
+    }];
+    for kind in [RuntimeKind::Docker, RuntimeKind::Gvisor] {
+        let rt = paddock_sandbox::docker::DockerRuntime::new(
+            paddock_sandbox::docker::DockerConfig::new(kind),
+        );
+        let probe = tokio::time::timeout(Duration::from_secs(10), rt.probe(kind)).await;
+        out.push(match probe {
+            Ok(Ok(detail)) => RuntimeCheck {
+                name: kind.as_str(),
+                usable: true,
+                detail: if kind == RuntimeKind::Gvisor {
+                    format!("{detail} with the runsc runtime (image runs use it by default)")
+                } else {
+                    detail
+                },
+                fix: None,
+            },
+            Ok(Err(e)) => RuntimeCheck {
+                name: kind.as_str(),
+                usable: false,
+                detail: e.to_string(),
+                fix: e.hint().map(str::to_string),
+            },
+            Err(_) => RuntimeCheck {
+                name: kind.as_str(),
+                usable: false,
+                detail: "the Docker engine did not answer within 10 s".into(),
+                fix: Some("check `docker info` and DOCKER_HOST".into()),
+            },
+        });
+    }
+    out
 }
 
 /// Parse the daemon's idle timeout flag/env/config.

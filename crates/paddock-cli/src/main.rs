@@ -23,6 +23,7 @@ mod cli;
 mod commands;
 mod ensure;
 mod grant;
+mod images;
 mod routing;
 mod run;
 mod trace;
@@ -107,7 +108,8 @@ async fn dispatch(cli: Cli) -> Result<i32> {
         Command::Wait(args) => commands::wait(&home, args).await,
         Command::Diff(args) => commands::diff(&home, args).await,
         Command::Apply(args) => commands::apply(&home, args).await,
-        Command::Doctor(args) => commands::doctor(args),
+        Command::Doctor(args) => commands::doctor(args).await,
+        Command::Image(a) => images::dispatch(&home, a).await,
         Command::Audit(a) => audit::dispatch(&home, a).await,
         Command::Grant(g) => grant::dispatch(&home, g).await,
         Command::Version(j) => commands::version(&home, j.json).await,
@@ -128,7 +130,18 @@ async fn run_daemon(home: Home, idle_flag: Option<&str>) -> Result<i32> {
     let exe = std::env::current_exe().context("finding the paddock executable")?;
     let mut config = paddock_sandbox::native::NativeConfig::new(exe);
     config.paddock_home = Some(home.root().to_path_buf());
-    let runtime = paddock_sandbox::native::NativeRuntime::new(config);
+    let native = paddock_sandbox::native::NativeRuntime::new(config);
+    let docker = |kind| {
+        let mut c = paddock_sandbox::docker::DockerConfig::new(kind);
+        c.paddock_home = Some(home.root().to_path_buf());
+        Arc::new(paddock_sandbox::docker::DockerRuntime::new(c))
+            as Arc<dyn paddock_sandbox::Runtime>
+    };
+    let runtime = paddock_sandbox::Runtimes::new(vec![
+        Arc::new(native),
+        docker(paddock_sandbox::RuntimeKind::Docker),
+        docker(paddock_sandbox::RuntimeKind::Gvisor),
+    ]);
     paddock_daemon::serve(paddock_daemon::DaemonOptions {
         home,
         idle_timeout,

@@ -25,8 +25,9 @@ fn value_error(flag: &str, raw: &str, e: paddock_config::ValueError) -> anyhow::
     )
 }
 
-/// The request for a run: config layered under flags. Fails before anything is created.
-pub fn build_request(args: &RunArgs) -> Result<CreateRun> {
+/// The request for a run: config layered under flags, and the run's `dependencies:`
+/// (built into its image before the request is sent). Fails before anything is created.
+pub fn build_request(args: &RunArgs) -> Result<(CreateRun, Vec<paddock_config::Dependency>)> {
     let cwd = std::env::current_dir().context("reading the current directory")?;
     let workspace = match &args.workspace {
         Some(w) => cwd.join(w),
@@ -143,10 +144,15 @@ pub fn build_request(args: &RunArgs) -> Result<CreateRun> {
             grants.push(g.clone());
         }
     }
+    // `runtime: native` is the default and says nothing: an image then picks its runtime.
     let runtime = args.runtime.clone().or_else(|| {
         let r = serde_json::to_value(cfg.runtime).ok()?;
-        r.as_str().map(str::to_string)
+        r.as_str().filter(|r| *r != "native").map(str::to_string)
     });
+    let image = match &args.image {
+        Some(i) => Some(paddock_config::parse_image(i).map_err(|e| value_error("--image", i, e))?),
+        None => cfg.image.clone(),
+    };
     let worktree = match &args.worktree {
         Some(branch) => {
             paddock_daemon::check_branch_name(branch)
@@ -163,7 +169,8 @@ pub fn build_request(args: &RunArgs) -> Result<CreateRun> {
     } else {
         WorkspaceMode::Overlay
     };
-    Ok(CreateRun {
+    let dependencies = cfg.dependencies.clone();
+    let req = CreateRun {
         name: args.name.clone().or(cfg.name.clone()),
         workspace,
         command,
@@ -172,6 +179,7 @@ pub fn build_request(args: &RunArgs) -> Result<CreateRun> {
         mounts,
         limits,
         runtime,
+        image,
         tty,
         stdin: args.interactive,
         tty_size: if tty { terminal_size() } else { None },
@@ -183,7 +191,8 @@ pub fn build_request(args: &RunArgs) -> Result<CreateRun> {
         ports,
         agent: None,
         worktree,
-    })
+    };
+    Ok((req, dependencies))
 }
 
 /// One `-e KEY=VALUE` flag.
@@ -269,8 +278,9 @@ fn terminal_size() -> Option<TtySize> {
 
 /// `paddock run`. Returns the process exit code.
 pub async fn run(home: &Home, args: RunArgs) -> Result<i32> {
-    let mut req = build_request(&args)?;
+    let (mut req, dependencies) = build_request(&args)?;
     crate::agents::setup(home, &args, &mut req).await?;
+    crate::images::prepare(home, &mut req, &dependencies, args.quiet).await?;
     if args.tty && !std::io::stdin().is_terminal() {
         return Err(usage(
             "-t needs a terminal on stdin",

@@ -82,6 +82,8 @@
 //! workspace: {mode: overlay}     # overlay (default) | bind
 //! limits: {memory: 1.5G, pids: 512, cpus: 2}
 //! runtime: native                # native (default) | docker | gvisor
+//! image: debian:bookworm         # container runtimes: the image to run on (default: paddock's base)
+//! dependencies: [node, "apt:jq", "pip:requests==2.32.3", "npm:typescript@5"]  # built into an image
 //! network:
 //!   policy: strict               # permissive (default) | strict
 //!   rules:
@@ -121,10 +123,10 @@ pub use model::{
     RouterConfig, Rule, RuleAction, RuntimeKind, UpstreamConfig, WorkspaceConfig, WorkspaceMode,
 };
 pub use values::{
-    HostPattern, HttpMethod, MANAGED_HEADERS, MountSpec, PortMapping, ValueError,
-    check_header_value, format_duration, parse_cpus, parse_duration, parse_header_name,
-    parse_host_pattern, parse_memory, parse_mount_spec, parse_port_mapping, validate_dns_label,
-    validate_grant_name,
+    CATALOG_NAMES, Dependency, HostPattern, HttpMethod, MANAGED_HEADERS, MountSpec, PortMapping,
+    ValueError, check_header_value, format_duration, parse_cpus, parse_dependency, parse_duration,
+    parse_header_name, parse_host_pattern, parse_image, parse_memory, parse_mount_spec,
+    parse_port_mapping, validate_dns_label, validate_grant_name,
 };
 
 use error::Pos;
@@ -473,6 +475,14 @@ fn merge(layers: Vec<Layer>) -> Result<Config, ConfigError> {
         set(&mut c.limits.cpus, l.cpus);
         if let Some(r) = l.runtime {
             c.runtime = r;
+        }
+        if l.image.is_some() {
+            c.image = l.image;
+        }
+        for d in l.dependencies {
+            if !c.dependencies.contains(&d) {
+                c.dependencies.push(d);
+            }
         }
         if let Some(p) = l.policy {
             c.network.policy = p;

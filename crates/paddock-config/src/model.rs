@@ -30,6 +30,11 @@ pub struct Config {
     pub limits: Limits,
     /// Sandbox runtime.
     pub runtime: RuntimeKind,
+    /// The image a container runtime runs on (`image:`); `None` is paddock's base image.
+    pub image: Option<String>,
+    /// `dependencies:`, user config's first, each once: built into an image on top of
+    /// `image` (or paddock's base) for the container runtimes.
+    pub dependencies: Vec<crate::values::Dependency>,
     /// Egress policy.
     pub network: NetworkConfig,
     /// Credential grants by name, user config's first, without duplicates.

@@ -31,6 +31,8 @@ pub(crate) struct RawConfig {
     workspace: Option<RawWorkspace>,
     limits: Option<RawLimits>,
     runtime: Option<RuntimeKind>,
+    image: Option<S<String>>,
+    dependencies: Option<Vec<S<String>>>,
     network: Option<RawNetwork>,
     grants: Option<Vec<S<String>>>,
     ports: Option<SpannedMap<S<Scalar>>>,
@@ -325,6 +327,8 @@ pub(crate) struct Layer {
     pub pids: Option<u64>,
     pub cpus: Option<f64>,
     pub runtime: Option<RuntimeKind>,
+    pub image: Option<String>,
+    pub dependencies: Vec<values::Dependency>,
     pub policy: Option<NetworkPolicy>,
     pub rules: Vec<Rule>,
     pub passthrough: Vec<HostPattern>,
@@ -539,6 +543,15 @@ impl RawConfig {
         }
 
         l.runtime = self.runtime;
+        if let Some(i) = &self.image {
+            l.image = Some(cx.check("image", i, |s: &String| values::parse_image(s))?);
+        }
+        for d in self.dependencies.into_iter().flatten() {
+            let d = cx.check("dependencies", &d, |s: &String| values::parse_dependency(s))?;
+            if !l.dependencies.contains(&d) {
+                l.dependencies.push(d);
+            }
+        }
 
         if let Some(net) = self.network {
             l.policy = net.policy;

@@ -244,6 +244,25 @@ pub fn parse_memory(s: &str) -> Result<u64, ValueError> {
     Ok(bytes)
 }
 
+/// Check an image reference (`debian:bookworm`, `registry.example/team/img@sha256:…`): what
+/// the engine would take, without asking it.
+pub fn parse_image(s: &str) -> Result<String, ValueError> {
+    let ok = !s.is_empty()
+        && s.len() <= 255
+        && !s.starts_with(['-', ':', '@', '/'])
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-/:@".contains(c));
+    if ok {
+        Ok(s.to_string())
+    } else {
+        Err(
+            ValueError::new(format!("{} is not an image name", show(s))).with_hint(
+                "name an image as docker does, e.g. `debian:bookworm` or `paddock-base:latest`",
+            ),
+        )
+    }
+}
+
 /// Parse a CPU count such as `2` or `1.5`: a finite number greater than zero.
 pub fn parse_cpus(s: &str) -> Result<f64, ValueError> {
     let t = s.trim();
@@ -898,4 +917,160 @@ pub(crate) fn validate_path_glob(s: &str) -> Result<(), ValueError> {
         )));
     }
     Ok(())
+}
+
+/// One entry of `dependencies:`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(into = "String", try_from = "String")]
+pub enum Dependency {
+    /// A name from the catalog ([`CATALOG_NAMES`]), with an optional version.
+    Catalog {
+        name: String,
+        version: Option<String>,
+    },
+    Apt(String),
+    Npm {
+        name: String,
+        version: Option<String>,
+    },
+    Pip {
+        name: String,
+        version: Option<String>,
+    },
+}
+
+/// The dependency catalog: name, and whether it takes `@version`. The recipes (how each
+/// gets into an image) are paddock-sandbox's; a test there keeps the two lists equal.
+pub const CATALOG_NAMES: &[(&str, bool)] = &[
+    ("node", false),
+    ("python", false),
+    ("go", false),
+    ("rust", false),
+    ("uv", true),
+    ("build-essential", false),
+];
+
+impl Dependency {
+    /// How it reads in config and messages.
+    pub fn label(&self) -> String {
+        let with = |prefix: &str, name: &str, sep: &str, v: &Option<String>| match v {
+            Some(v) => format!("{prefix}{name}{sep}{v}"),
+            None => format!("{prefix}{name}"),
+        };
+        match self {
+            Dependency::Catalog { name, version } => with("", name, "@", version),
+            Dependency::Apt(p) => format!("apt:{p}"),
+            Dependency::Npm { name, version } => with("npm:", name, "@", version),
+            Dependency::Pip { name, version } => with("pip:", name, "==", version),
+        }
+    }
+}
+
+impl From<Dependency> for String {
+    fn from(d: Dependency) -> String {
+        d.label()
+    }
+}
+
+impl TryFrom<String> for Dependency {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        parse_dependency(&s).map_err(|e| e.message().to_string())
+    }
+}
+
+fn valid_pkg(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 214
+        && !s.starts_with(['-', '.'])
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._+-/@".contains(c))
+}
+
+fn valid_version(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && !s.starts_with('-')
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || ".+-~^*".contains(c))
+}
+
+/// `name@version` (an npm scope's leading `@` is part of the name) or `name==version`.
+fn split_version<'a>(s: &'a str, sep: &str) -> (&'a str, Option<&'a str>) {
+    let idx = if sep == "@" {
+        s.get(1..).and_then(|r| r.rfind('@')).map(|i| i + 1)
+    } else {
+        s.find(sep)
+    };
+    match idx {
+        Some(i) => (&s[..i], Some(&s[i + sep.len()..])),
+        None => (s, None),
+    }
+}
+
+/// Parse one `dependencies:` entry: `name[@version]` from the catalog, `apt:PKG`,
+/// `npm:PKG[@v]` or `pip:PKG[==v]`. Names and versions are checked to a safe alphabet
+/// (they become words of a build command).
+pub fn parse_dependency(s: &str) -> Result<Dependency, ValueError> {
+    const FORMS: &str = "write `name[@version]` from the catalog (`paddock image deps`), or `apt:PKG`, `npm:PKG[@v]`, `pip:PKG[==v]`";
+    let bad = |what: String| Err(ValueError::new(what).with_hint(FORMS));
+    let s = s.trim();
+    let owned = |v: Option<&str>| v.map(str::to_string);
+    if let Some(p) = s.strip_prefix("apt:") {
+        if !valid_pkg(p) || p.contains(['/', '@']) {
+            return bad(format!("{} is not a Debian package name", show(p)));
+        }
+        return Ok(Dependency::Apt(p.to_string()));
+    }
+    if let Some(p) = s.strip_prefix("npm:") {
+        let (name, version) = split_version(p, "@");
+        if !valid_pkg(name) || version.is_some_and(|v| !valid_version(v)) {
+            return bad(format!("{} is not an npm package", show(p)));
+        }
+        return Ok(Dependency::Npm {
+            name: name.into(),
+            version: owned(version),
+        });
+    }
+    if let Some(p) = s.strip_prefix("pip:") {
+        let (name, version) = split_version(p, "==");
+        if !valid_pkg(name)
+            || name.contains(['/', '@'])
+            || version.is_some_and(|v| !valid_version(v))
+        {
+            return bad(format!("{} is not a PyPI package", show(p)));
+        }
+        return Ok(Dependency::Pip {
+            name: name.into(),
+            version: owned(version),
+        });
+    }
+    let (name, version) = split_version(s, "@");
+    let Some((_, versioned)) = CATALOG_NAMES.iter().find(|(n, _)| *n == name) else {
+        let names: Vec<&str> = CATALOG_NAMES.iter().map(|(n, _)| *n).collect();
+        return Err(
+            ValueError::new(format!("{} is not in the dependency catalog", show(s))).with_hint(
+                format!(
+                    "catalog names: {}; or use `apt:PKG`, `npm:PKG[@v]`, `pip:PKG[==v]`",
+                    names.join(", ")
+                ),
+            ),
+        );
+    };
+    if let Some(v) = version {
+        if !versioned {
+            return Err(ValueError::new(format!(
+                "`{name}` comes from Debian and has no selectable version (got @{})",
+                v.escape_default()
+            ))
+            .with_hint(format!("write `{name}` without a version")));
+        }
+        if !valid_version(v) {
+            return bad(format!("{} is not a version", show(v)));
+        }
+    }
+    Ok(Dependency::Catalog {
+        name: name.into(),
+        version: owned(version),
+    })
 }

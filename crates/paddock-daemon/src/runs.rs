@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use paddock_api::{CreateRun, Run, RunState, RunStateChange, WaitResult, WorkspaceMode};
 use paddock_sandbox::{
-    EventSink, ExitInfo, MountSpec, Runtime, SandboxEvent, SandboxHandle, SandboxSpec, SandboxUser,
-    TtySize,
+    EventSink, ExitInfo, MountSpec, Runtime, RuntimeKind, SandboxEvent, SandboxHandle, SandboxSpec,
+    SandboxUser, TtySize,
 };
 
 use crate::DaemonError;
@@ -188,7 +188,8 @@ impl RunManager {
     /// stored, then announced. A failure at any step leaves nothing behind but a worktree
     /// (which a later `--wt` on the branch resumes).
     pub async fn create(&self, mut req: CreateRun, caller: Caller) -> Result<Run, DaemonError> {
-        let checked = self.check_request(&req)?;
+        let mut checked = self.check_request(&req)?;
+        checked.runtime = Some(self.choose_runtime(checked.runtime, &req).await?);
         if let Some(routing) = self.routing() {
             routing.check_create(&req.ports, &checked.network).await?;
         }
@@ -242,10 +243,11 @@ impl RunManager {
             agent_state,
             worktree: worktree.as_ref(),
             caller,
+            runtime: checked.runtime.unwrap_or(RuntimeKind::Native),
         });
         let handle = self.create_sandbox(&spec, &id, &run_dir).await?;
         let record = RunRecord {
-            run: new_run(req, &spec, checked.runtime, worktree.as_ref()),
+            run: new_run(req, &spec, spec.runtime.as_str().into(), worktree.as_ref()),
             created_ms: now_ms(),
             started_ms: None,
             spec: Some(serde_json::to_string(&stored_spec(&spec)).expect("spec serialises")),
@@ -265,15 +267,64 @@ impl RunManager {
         Ok(record.into_read())
     }
 
+    /// The run's runtime: the one asked for, if it can run now; else gVisor for a run with
+    /// an image when the engine has it registered, Docker when not (the notice is in the
+    /// daemon log), native otherwise.
+    async fn choose_runtime(
+        &self,
+        asked: Option<RuntimeKind>,
+        req: &CreateRun,
+    ) -> Result<RuntimeKind, DaemonError> {
+        let kind = match asked {
+            Some(k) => k,
+            None if req.image.is_some() => match self.runtime.probe(RuntimeKind::Gvisor).await {
+                Ok(_) => RuntimeKind::Gvisor,
+                Err(e) => {
+                    tracing::warn!(
+                        "image runs default to gvisor, which is not available ({e}); using docker"
+                    );
+                    RuntimeKind::Docker
+                }
+            },
+            None => RuntimeKind::Native,
+        };
+        if kind != RuntimeKind::Native || asked.is_some() {
+            self.runtime
+                .probe(kind)
+                .await
+                .map_err(|e| DaemonError::Unsupported {
+                    message: e.to_string(),
+                    hint: e.hint().unwrap_or("see `paddock doctor`").into(),
+                })?;
+        }
+        if kind == RuntimeKind::Native && req.image.is_some() {
+            return Err(DaemonError::Unsupported {
+                message: "the native runtime cannot run an image yet".into(),
+                hint: "use --runtime docker or --runtime gvisor with an image".into(),
+            });
+        }
+        Ok(kind)
+    }
+
     /// Everything about a create request that can be refused before anything is made.
     fn check_request(&self, req: &CreateRun) -> Result<CheckedRequest, DaemonError> {
         let workspace = check_workspace(&req.workspace)?;
-        let runtime = req.runtime.clone().unwrap_or_else(|| "native".into());
-        if runtime != self.runtime.kind().as_str() {
-            return Err(DaemonError::Unsupported {
-                message: format!("the `{runtime}` runtime is not available in this daemon"),
-                hint: "use the default native runtime (omit --runtime / `runtime:`)".into(),
-            });
+        let runtime = match req.runtime.as_deref() {
+            None => None,
+            Some(name) => Some(RuntimeKind::parse(name).ok_or_else(|| {
+                DaemonError::bad_request(
+                    format!("unknown runtime `{}`", name.escape_default()),
+                    "use one of: native, docker, gvisor",
+                )
+            })?),
+        };
+        if let Some(image) = &req.image
+            && (image.is_empty() || image.chars().any(|c| c.is_whitespace() || c.is_control()))
+        {
+            return Err(DaemonError::bad_request(
+                format!("invalid image name `{}`", image.escape_default()),
+                "name an image as docker does, e.g. `debian:bookworm` or `paddock-base:latest`",
+            ));
         }
         for k in req.env.keys() {
             if k.is_empty() || k.contains('=') || k.contains('\0') {
@@ -312,15 +363,6 @@ impl RunManager {
                 )
             })?
         };
-        if self.runtime.as_netns().is_none() {
-            return Err(DaemonError::Unsupported {
-                message: format!(
-                    "the {} runtime cannot give a run its network",
-                    self.runtime.kind().as_str()
-                ),
-                hint: "use the native runtime".into(),
-            });
-        }
         if let Some(agent) = &req.agent {
             crate::agentstate::check(agent)?;
         }
@@ -492,6 +534,8 @@ impl RunManager {
             }),
             // The command waits until its network is in place (see `start_now`).
             hold_until_released: true,
+            runtime: p.runtime,
+            image: req.image.clone(),
         }
     }
 
@@ -1261,7 +1305,8 @@ pub(crate) fn sandbox_env(
 /// What [`RunManager::check_request`] found a create request to mean.
 struct CheckedRequest {
     workspace: PathBuf,
-    runtime: String,
+    /// As asked for; [`RunManager::choose_runtime`] fills in the default.
+    runtime: Option<RuntimeKind>,
     mount_sources: Vec<PathBuf>,
     network: paddock_config::NetworkConfig,
 }
@@ -1279,6 +1324,7 @@ struct SpecParts<'a> {
     agent_state: crate::agentstate::AgentState,
     worktree: Option<&'a crate::worktree::Worktree>,
     caller: Caller,
+    runtime: RuntimeKind,
 }
 
 /// A new run as the API shows it, in state `created`.

@@ -29,6 +29,18 @@ pub enum RuntimeKind {
 }
 
 impl RuntimeKind {
+    /// Every kind, in the order `doctor` lists them.
+    pub const ALL: [RuntimeKind; 3] = [
+        RuntimeKind::Native,
+        RuntimeKind::Docker,
+        RuntimeKind::Gvisor,
+    ];
+
+    /// Parse a `--runtime` / `runtime:` value.
+    pub fn parse(s: &str) -> Option<RuntimeKind> {
+        RuntimeKind::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             RuntimeKind::Native => "native",
@@ -122,6 +134,17 @@ pub struct SandboxSpec {
     /// command waiting, so the daemon can put the run's network in place first.
     #[serde(default)]
     pub hold_until_released: bool,
+    /// Which backend makes the sandbox (a [`crate::Runtimes`] dispatches on it).
+    #[serde(default = "native_kind")]
+    pub runtime: RuntimeKind,
+    /// The image whose root the sandbox runs on (container runtimes; `None`: the runtime's
+    /// default, which for native is the host's system directories).
+    #[serde(default)]
+    pub image: Option<String>,
+}
+
+fn native_kind() -> RuntimeKind {
+    RuntimeKind::Native
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -242,6 +265,22 @@ pub struct SandboxStats {
 #[async_trait]
 pub trait Runtime: Send + Sync + 'static {
     fn kind(&self) -> RuntimeKind;
+
+    /// Whether sandboxes of `kind` can be made now: `Ok` with a short description (a
+    /// version), or why not and what to do. A backend answers for its own kind only.
+    async fn probe(&self, kind: RuntimeKind) -> Result<String, SandboxError> {
+        if kind == self.kind() {
+            Ok(String::new())
+        } else {
+            Err(SandboxError::Unsupported {
+                message: format!(
+                    "the {} runtime is not available in this daemon",
+                    kind.as_str()
+                ),
+                hint: format!("use the {} runtime", self.kind().as_str()),
+            })
+        }
+    }
 
     /// Lay out an empty directory that will later become some run's `run_dir`, ahead of
     /// time and for no run in particular (empty directories only). `create` and `start`

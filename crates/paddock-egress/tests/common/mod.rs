@@ -362,6 +362,8 @@ pub async fn fixture_with(
         user: SandboxUser { uid, gid },
         tty_size: None,
         hold_until_released: false,
+        runtime: paddock_sandbox::RuntimeKind::Native,
+        image: None,
     };
     let rt = Arc::new(NativeRuntime::new(NativeConfig::new(env!(
         "CARGO_BIN_EXE_paddock-egress-test-init"

@@ -170,6 +170,8 @@ impl World {
             user: SandboxUser { uid, gid },
             tty_size: None,
             hold_until_released: false,
+            runtime: paddock_sandbox::RuntimeKind::Native,
+            image: None,
         };
         let h = self.rt.create(&spec).await.expect("create");
         let handle = self

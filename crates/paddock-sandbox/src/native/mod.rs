@@ -47,10 +47,10 @@ mod filecache;
 mod init;
 mod launch;
 pub mod logfmt;
-mod nsworker;
+pub(crate) mod nsworker;
 pub mod plan;
 mod proto;
-mod run;
+pub(crate) mod run;
 mod sys;
 
 use std::collections::HashMap;

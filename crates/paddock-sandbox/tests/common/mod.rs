@@ -78,6 +78,8 @@ impl Env {
             user: SandboxUser { uid, gid },
             tty_size: None,
             hold_until_released: false,
+            runtime: paddock_sandbox::RuntimeKind::Native,
+            image: None,
         }
     }
 }

@@ -1,0 +1,670 @@
+//! Images for the container runtimes: paddock's base image, built locally from Debian
+//! packages (no registry), and images for a `dependencies:` list, built on top of it.
+//!
+//! Tags are content hashes: the base is `paddock-base:<hash of its recipe>`; a dependency
+//! image is `paddock-deps:<hash of the base tag, the resolved list and the recipes>`. An image
+//! is built once and reused until one of those changes. Every paddock image carries the
+//! label `paddock.image=base|deps`, which `paddock image ls|prune` select on.
+//!
+//! The base: `debootstrap --variant=minbase` of the host's Debian suite from the host's
+//! mirror into a scratch directory, apt caches removed, then streamed as a tar into the
+//! engine (`docker import`). Dependency images: a Dockerfile with one `RUN` per dependency
+//! (so a failure names it), built by the engine with host networking (the engine need not
+//! have a bridge), legacy builder or BuildKit alike.
+//!
+//! Owns: the recipes, the tags, the build steps and their progress. Never: pulls from a
+//! registry implicitly, or removes an image it did not label.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use bollard::Docker;
+use bollard::query_parameters::{
+    BuildImageOptionsBuilder, CreateImageOptionsBuilder, ListImagesOptionsBuilder,
+    RemoveImageOptionsBuilder,
+};
+use futures_util::StreamExt;
+use sha2::{Digest, Sha256};
+
+pub use paddock_config::{CATALOG_NAMES, Dependency, parse_dependency};
+
+use crate::SandboxError;
+
+/// The label every paddock image carries (`base` or `deps`).
+pub const IMAGE_LABEL: &str = "paddock.image";
+
+/// Debian packages in the base image beyond minbase: what agents and tests reach for.
+pub const BASE_PACKAGES: &[&str] = &[
+    "ca-certificates",
+    "curl",
+    "git",
+    "python3",
+    "nodejs",
+    "procps",
+    "less",
+];
+
+/// The Debian suite of the base (the host's when it is Debian, else stable's codename).
+pub fn base_suite() -> String {
+    std::fs::read_to_string("/etc/os-release")
+        .ok()
+        .and_then(|s| {
+            let id_debian = s.lines().any(|l| l == "ID=debian");
+            let code = s
+                .lines()
+                .find_map(|l| l.strip_prefix("VERSION_CODENAME="))
+                .map(|c| c.trim_matches('"').to_string());
+            id_debian.then_some(code).flatten()
+        })
+        .filter(|c| !c.is_empty())
+        .unwrap_or_else(|| "bookworm".into())
+}
+
+/// The mirror debootstrap fetches from: the host's first Debian source, else deb.debian.org.
+pub fn base_mirror() -> String {
+    let mut texts = Vec::new();
+    for p in ["/etc/apt/sources.list"] {
+        if let Ok(t) = std::fs::read_to_string(p) {
+            texts.push(t);
+        }
+    }
+    if let Ok(dir) = std::fs::read_dir("/etc/apt/sources.list.d") {
+        let mut paths: Vec<PathBuf> = dir.flatten().map(|e| e.path()).collect();
+        paths.sort();
+        for p in paths {
+            if let Ok(t) = std::fs::read_to_string(p) {
+                texts.push(t);
+            }
+        }
+    }
+    for t in texts {
+        for l in t.lines() {
+            let l = l.trim();
+            let url = l
+                .strip_prefix("URIs:")
+                .map(str::trim)
+                .or_else(|| {
+                    l.strip_prefix("deb ")
+                        .and_then(|r| r.split_whitespace().find(|w| w.starts_with("http")))
+                })
+                .and_then(|u| u.split_whitespace().next());
+            if let Some(u) = url
+                && u.starts_with("http")
+                && u.trim_end_matches('/').ends_with("/debian")
+            {
+                return u.to_string();
+            }
+        }
+    }
+    "http://deb.debian.org/debian".into()
+}
+
+fn hash12(parts: &[&str]) -> String {
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update(p.as_bytes());
+        h.update([0]);
+    }
+    hex::encode(&h.finalize()[..6])
+}
+
+/// `paddock-base:<hash>` of this host's recipe.
+pub fn base_tag() -> String {
+    let suite = base_suite();
+    let pkgs = BASE_PACKAGES.join(",");
+    format!("paddock-base:{}", hash12(&["base-v1", &suite, &pkgs]))
+}
+
+/// Progress of a build: step `index` of `total`, or a line of its log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Progress {
+    Step {
+        index: u32,
+        total: u32,
+        description: String,
+    },
+    Log(String),
+}
+
+/// Where progress goes.
+pub type ProgressSink<'a> = &'a (dyn Fn(Progress) + Send + Sync);
+
+fn build_err(message: impl Into<String>, hint: impl Into<String>) -> SandboxError {
+    SandboxError::Setup {
+        step: "image build".into(),
+        message: format!("{}\nhint: {}", message.into(), hint.into()),
+    }
+}
+
+fn engine(what: &str, e: bollard::errors::Error) -> SandboxError {
+    SandboxError::Unsupported {
+        message: format!("docker: {what}: {e}"),
+        hint: "check `docker info` and DOCKER_HOST; `paddock doctor` shows what each runtime needs"
+            .into(),
+    }
+}
+
+/// Whether the engine has `tag`.
+pub async fn exists(d: &Docker, tag: &str) -> Result<bool, SandboxError> {
+    match d.inspect_image(tag).await {
+        Ok(_) => Ok(true),
+        Err(bollard::errors::Error::DockerResponseServerError {
+            status_code: 404, ..
+        }) => Ok(false),
+        Err(e) => Err(engine("inspect image", e)),
+    }
+}
+
+/// The last lines of a log, for an error message.
+fn tail(lines: &[String], n: usize) -> String {
+    let start = lines.len().saturating_sub(n);
+    lines[start..].join("\n")
+}
+
+/// Build the base image unless the engine has it; returns its tag. `scratch` is a
+/// directory paddock owns (the rootfs is made there and removed after).
+pub async fn ensure_base(
+    d: &Docker,
+    scratch: &Path,
+    progress: ProgressSink<'_>,
+) -> Result<String, SandboxError> {
+    let tag = base_tag();
+    if exists(d, &tag).await? {
+        return Ok(tag);
+    }
+    build_base(d, scratch, &tag, progress).await?;
+    Ok(tag)
+}
+
+async fn build_base(
+    d: &Docker,
+    scratch: &Path,
+    tag: &str,
+    progress: ProgressSink<'_>,
+) -> Result<(), SandboxError> {
+    let debootstrap = ["/usr/sbin/debootstrap", "/usr/bin/debootstrap"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .ok_or_else(|| {
+            build_err(
+                "building paddock's base image needs debootstrap, which is not installed",
+                "install it (`apt install debootstrap`), or run with `--image NAME` of an image the engine has",
+            )
+        })?;
+    if !nix::unistd::geteuid().is_root() {
+        return Err(build_err(
+            "building paddock's base image needs root (debootstrap)",
+            "run `sudo paddock image build` once, or use `--image NAME`",
+        ));
+    }
+    let suite = base_suite();
+    let mirror = base_mirror();
+    let rootfs = scratch.join(format!("rootfs-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&rootfs);
+    std::fs::create_dir_all(&rootfs).map_err(|e| SandboxError::io("create", rootfs.clone(), e))?;
+    let cleanup = scopeguard(rootfs.clone());
+    progress(Progress::Step {
+        index: 1,
+        total: 3,
+        description: format!("debootstrap {suite} from {mirror}"),
+    });
+    let mut child = tokio::process::Command::new(debootstrap)
+        .arg("--variant=minbase")
+        .arg(format!("--include={}", BASE_PACKAGES.join(",")))
+        .arg(&suite)
+        .arg(&rootfs)
+        .arg(&mirror)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| SandboxError::io("run debootstrap", PathBuf::from(debootstrap), e))?;
+    let mut lines = Vec::new();
+    {
+        use tokio::io::AsyncBufReadExt;
+        let out = child.stdout.take().expect("piped");
+        let err = child.stderr.take().expect("piped");
+        let mut a = tokio::io::BufReader::new(out).lines();
+        let mut b = tokio::io::BufReader::new(err).lines();
+        let (mut a_done, mut b_done) = (false, false);
+        while !(a_done && b_done) {
+            let line = tokio::select! {
+                l = a.next_line(), if !a_done => match l { Ok(Some(l)) => l, _ => { a_done = true; continue } },
+                l = b.next_line(), if !b_done => match l { Ok(Some(l)) => l, _ => { b_done = true; continue } },
+            };
+            progress(Progress::Log(line.clone()));
+            lines.push(line);
+        }
+    }
+    let status = child
+        .wait()
+        .await
+        .map_err(|e| SandboxError::io("wait for debootstrap", None, e))?;
+    if !status.success() {
+        return Err(build_err(
+            format!(
+                "debootstrap of {suite} from {mirror} failed ({status}):\n{}",
+                tail(&lines, 15)
+            ),
+            "check that the mirror is reachable (`apt-get update` works) and the disk has room",
+        ));
+    }
+    progress(Progress::Step {
+        index: 2,
+        total: 3,
+        description: "trim apt caches".into(),
+    });
+    for sub in ["var/cache/apt/archives", "var/lib/apt/lists"] {
+        let dir = rootfs.join(sub);
+        if let Ok(rd) = std::fs::read_dir(&dir) {
+            for e in rd.flatten() {
+                if e.file_type().map(|t| t.is_file()).unwrap_or(false) {
+                    let _ = std::fs::remove_file(e.path());
+                }
+            }
+        }
+    }
+    progress(Progress::Step {
+        index: 3,
+        total: 3,
+        description: format!("import as {tag}"),
+    });
+    import_dir(d, &rootfs, tag).await?;
+    drop(cleanup);
+    Ok(())
+}
+
+/// `tar -C dir -c . | docker import - tag`, with the paddock label.
+async fn import_dir(d: &Docker, dir: &Path, tag: &str) -> Result<(), SandboxError> {
+    let mut tar = tokio::process::Command::new("tar")
+        .arg("-C")
+        .arg(dir)
+        .args(["--numeric-owner", "-c", "."])
+        .stdout(std::process::Stdio::piped())
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| SandboxError::io("run tar", None, e))?;
+    let out = tar.stdout.take().expect("piped");
+    let body = tokio_util::io::ReaderStream::new(out);
+    let (repo, version) = tag.split_once(':').unwrap_or((tag, "latest"));
+    let opts = CreateImageOptionsBuilder::default()
+        .from_src("-")
+        .repo(repo)
+        .tag(version)
+        .changes(vec![
+            format!("LABEL {IMAGE_LABEL}=base"),
+            "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into(),
+            "CMD [\"/bin/sh\"]".into(),
+        ])
+        .build();
+    let mut s = d.create_image(Some(opts), Some(bollard::body_try_stream(body)), None);
+    while let Some(r) = s.next().await {
+        r.map_err(|e| engine("import the base image", e))?;
+    }
+    let st = tar
+        .wait()
+        .await
+        .map_err(|e| SandboxError::io("wait for tar", None, e))?;
+    if !st.success() {
+        return Err(build_err(
+            format!("tar of the base rootfs failed ({st})"),
+            "check the disk has room",
+        ));
+    }
+    Ok(())
+}
+
+/// Removes a directory tree when dropped.
+struct DirGuard(PathBuf);
+
+fn scopeguard(p: PathBuf) -> DirGuard {
+    DirGuard(p)
+}
+
+impl Drop for DirGuard {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A catalog recipe: how one named tool gets into an image.
+#[derive(Debug, Clone, Copy)]
+pub struct Recipe {
+    pub name: &'static str,
+    /// What it is, for `paddock image deps`.
+    pub about: &'static str,
+    /// The Dockerfile `RUN` line; `{version}` is replaced (empty when none is given).
+    pub run: &'static str,
+}
+
+/// The catalog. Sources are Debian's signed archive and PyPI (with pip's hash checking of
+/// the pinned release): both are reachable where the base image is built, and both check
+/// what they fetch.
+pub const CATALOG: &[Recipe] = &[
+    Recipe {
+        name: "node",
+        about: "Node.js and npm (Debian's)",
+        run: "apt-get update && apt-get install -y --no-install-recommends nodejs npm && rm -rf /var/lib/apt/lists/*",
+    },
+    Recipe {
+        name: "python",
+        about: "Python 3 with pip and venv (Debian's)",
+        run: "apt-get update && apt-get install -y --no-install-recommends python3 python3-pip python3-venv && rm -rf /var/lib/apt/lists/*",
+    },
+    Recipe {
+        name: "go",
+        about: "the Go toolchain (Debian's golang-go)",
+        run: "apt-get update && apt-get install -y --no-install-recommends golang-go && rm -rf /var/lib/apt/lists/*",
+    },
+    Recipe {
+        name: "rust",
+        about: "rustc and cargo (Debian's)",
+        run: "apt-get update && apt-get install -y --no-install-recommends rustc cargo && rm -rf /var/lib/apt/lists/*",
+    },
+    Recipe {
+        name: "uv",
+        about: "uv, the Python package manager (from PyPI)",
+        run: "apt-get update && apt-get install -y --no-install-recommends python3-pip && rm -rf /var/lib/apt/lists/* && pip install --break-system-packages --no-cache-dir uv==${version:-0.9.5}",
+    },
+    Recipe {
+        name: "build-essential",
+        about: "gcc, make and libc headers (Debian's)",
+        run: "apt-get update && apt-get install -y --no-install-recommends build-essential && rm -rf /var/lib/apt/lists/*",
+    },
+];
+
+/// The Dockerfile `RUN` line that installs one dependency.
+fn run_line(dep: &Dependency) -> String {
+    const APT: &str = "apt-get update && apt-get install -y --no-install-recommends";
+    const CLEAN: &str = "rm -rf /var/lib/apt/lists/*";
+    match dep {
+        Dependency::Catalog { name, version } => {
+            // paddock-config checked the name against CATALOG_NAMES; a test keeps both lists equal.
+            let run = CATALOG
+                .iter()
+                .find(|r| r.name == name)
+                .map_or("false", |r| r.run);
+            match version {
+                Some(v) => format!("version={v} && {run}"),
+                None => format!("version= && {run}"),
+            }
+        }
+        Dependency::Apt(p) => format!("{APT} {p} && {CLEAN}"),
+        Dependency::Npm { name, version } => {
+            let spec = match version {
+                Some(v) => format!("{name}@{v}"),
+                None => name.clone(),
+            };
+            format!(
+                "(command -v npm >/dev/null || ({APT} npm && {CLEAN})) && npm install -g --no-fund --no-audit {spec} && rm -rf /root/.npm"
+            )
+        }
+        Dependency::Pip { name, version } => {
+            let spec = match version {
+                Some(v) => format!("{name}=={v}"),
+                None => name.clone(),
+            };
+            format!(
+                "(command -v pip3 >/dev/null || ({APT} python3-pip && {CLEAN})) && pip3 install --break-system-packages --no-cache-dir {spec}"
+            )
+        }
+    }
+}
+
+/// The Dockerfile for `deps` on `base`.
+pub fn dockerfile(base: &str, deps: &[Dependency]) -> String {
+    let mut f = format!("FROM {base}\nUSER root\nENV DEBIAN_FRONTEND=noninteractive\n");
+    for d in deps {
+        f.push_str(&format!("RUN {}\n", run_line(d)));
+    }
+    let labels: Vec<String> = deps.iter().map(Dependency::label).collect();
+    f.push_str(&format!(
+        "LABEL {IMAGE_LABEL}=deps paddock.dependencies=\"{}\"\n",
+        labels.join(" ")
+    ));
+    f
+}
+
+/// `paddock-deps:<hash>` for `deps` on `base`.
+pub fn deps_tag(base: &str, deps: &[Dependency]) -> String {
+    let file = dockerfile(base, deps);
+    format!("paddock-deps:{}", hash12(&["deps-v1", base, &file]))
+}
+
+/// Build the image for `deps` unless the engine has it; returns its tag.
+pub async fn ensure_deps(
+    d: &Docker,
+    base: &str,
+    deps: &[Dependency],
+    progress: ProgressSink<'_>,
+) -> Result<String, SandboxError> {
+    let tag = deps_tag(base, deps);
+    if exists(d, &tag).await? {
+        return Ok(tag);
+    }
+    let file = dockerfile(base, deps);
+    let mut ctx = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    h.set_size(file.len() as u64);
+    h.set_mode(0o644);
+    h.set_mtime(0);
+    h.set_cksum();
+    ctx.append_data(&mut h, "Dockerfile", file.as_bytes())
+        .map_err(|e| SandboxError::io("write the build context", None, e))?;
+    let ctx = ctx
+        .into_inner()
+        .map_err(|e| SandboxError::io("write the build context", None, e))?;
+    let opts = BuildImageOptionsBuilder::default()
+        .dockerfile("Dockerfile")
+        .t(&tag)
+        .rm(true)
+        .forcerm(true)
+        .networkmode("host")
+        .build();
+    let total = deps.len() as u32 + 3; // FROM, USER, ENV … LABEL: steps as the engine counts
+    let mut s = d.build_image(opts, None, Some(bollard::body_full(ctx.into())));
+    let mut lines: Vec<String> = Vec::new();
+    let mut current: Option<usize> = None;
+    while let Some(r) = s.next().await {
+        let info = match r {
+            Ok(i) => i,
+            Err(e) => {
+                let which = current
+                    .and_then(|i| deps.get(i))
+                    .map(|d| format!("dependency `{}` failed", d.label()))
+                    .unwrap_or_else(|| "the image build failed".into());
+                return Err(build_err(
+                    format!("{which}: {e}\n{}", tail(&lines, 15)),
+                    "check the name and version; the lines above are the end of its build log",
+                ));
+            }
+        };
+        if let Some(text) = info.stream {
+            for l in text.lines().filter(|l| !l.trim().is_empty()) {
+                if let Some(rest) = l.strip_prefix("Step ")
+                    && let Some((n, _)) = rest.split_once('/')
+                    && let Ok(n) = n.parse::<usize>()
+                {
+                    // Steps 1-3 are FROM/USER/ENV; dependency i is step i+4.
+                    current = n.checked_sub(4).filter(|i| *i < deps.len());
+                    let description = match current {
+                        Some(i) => format!("install {}", deps[i].label()),
+                        None => l.split_once(" : ").map(|x| x.1).unwrap_or(l).to_string(),
+                    };
+                    progress(Progress::Step {
+                        index: n as u32,
+                        total: total + 1,
+                        description,
+                    });
+                } else {
+                    progress(Progress::Log(l.to_string()));
+                }
+                lines.push(l.to_string());
+            }
+        }
+        if let Some(e) = info.error_detail.and_then(|e| e.message) {
+            let which = current
+                .and_then(|i| deps.get(i))
+                .map(|d| format!("dependency `{}` failed", d.label()))
+                .unwrap_or_else(|| "the image build failed".into());
+            return Err(build_err(
+                format!("{which}: {e}\n{}", tail(&lines, 15)),
+                "check the name and version; the lines above are the end of its build log",
+            ));
+        }
+    }
+    if !exists(d, &tag).await? {
+        return Err(build_err(
+            format!(
+                "the engine finished the build but has no {tag}:\n{}",
+                tail(&lines, 15)
+            ),
+            "see the build log above",
+        ));
+    }
+    Ok(tag)
+}
+
+/// One paddock image, as `paddock image ls` shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ImageRow {
+    pub tag: String,
+    pub kind: String,
+    pub id: String,
+    pub size_bytes: i64,
+    pub created: i64,
+    /// For dependency images: the list they were built from.
+    pub dependencies: Option<String>,
+}
+
+/// Every image labelled as paddock's.
+pub async fn list(d: &Docker) -> Result<Vec<ImageRow>, SandboxError> {
+    let filters: HashMap<String, Vec<String>> =
+        [("label".to_string(), vec![IMAGE_LABEL.to_string()])].into();
+    let opts = ListImagesOptionsBuilder::default()
+        .filters(&filters)
+        .build();
+    let imgs = d
+        .list_images(Some(opts))
+        .await
+        .map_err(|e| engine("list images", e))?;
+    let mut rows = Vec::new();
+    for i in imgs {
+        let labels = i.labels;
+        let kind = labels.get(IMAGE_LABEL).cloned().unwrap_or_default();
+        let deps = labels.get("paddock.dependencies").cloned();
+        for tag in i.repo_tags.iter().filter(|t| *t != "<none>:<none>") {
+            rows.push(ImageRow {
+                tag: tag.clone(),
+                kind: kind.clone(),
+                id: i.id.clone(),
+                size_bytes: i.size,
+                created: i.created,
+                dependencies: deps.clone(),
+            });
+        }
+    }
+    rows.sort_by(|a, b| a.tag.cmp(&b.tag));
+    Ok(rows)
+}
+
+/// Remove one paddock image by tag (refuses images without paddock's label).
+pub async fn remove(d: &Docker, tag: &str) -> Result<(), SandboxError> {
+    let info = d.inspect_image(tag).await.map_err(|e| match e {
+        bollard::errors::Error::DockerResponseServerError {
+            status_code: 404, ..
+        } => SandboxError::InvalidSpec {
+            message: format!("no image {tag}"),
+            hint: "`paddock image ls` lists paddock's images".into(),
+        },
+        e => engine("inspect image", e),
+    })?;
+    let ours = info
+        .config
+        .and_then(|c| c.labels)
+        .is_some_and(|l| l.contains_key(IMAGE_LABEL));
+    if !ours {
+        return Err(SandboxError::InvalidSpec {
+            message: format!("{tag} is not one of paddock's images"),
+            hint: "remove it with `docker rmi` if you mean to".into(),
+        });
+    }
+    let opts = RemoveImageOptionsBuilder::default().build();
+    d.remove_image(tag, Some(opts), None)
+        .await
+        .map_err(|e| engine("remove image", e))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_catalog_name_has_a_recipe_and_every_recipe_a_name() {
+        let recipes: Vec<&str> = CATALOG.iter().map(|r| r.name).collect();
+        assert_eq!(
+            recipes,
+            CATALOG_NAMES.iter().map(|(n, _)| *n).collect::<Vec<_>>()
+        );
+    }
+
+    #[test]
+    fn dependencies_parse_and_bad_ones_say_what_to_write() {
+        assert_eq!(
+            parse_dependency("apt:jq").unwrap(),
+            Dependency::Apt("jq".into())
+        );
+        assert_eq!(
+            parse_dependency("npm:@scope/pkg@1.2.3").unwrap(),
+            Dependency::Npm {
+                name: "@scope/pkg".into(),
+                version: Some("1.2.3".into())
+            }
+        );
+        assert_eq!(
+            parse_dependency("pip:requests==2.31.0").unwrap(),
+            Dependency::Pip {
+                name: "requests".into(),
+                version: Some("2.31.0".into())
+            }
+        );
+        assert!(matches!(
+            parse_dependency("node").unwrap(),
+            Dependency::Catalog { .. }
+        ));
+        for bad in [
+            "apt:jq;rm -rf /",
+            "apt:",
+            "nosuch",
+            "node@18",
+            "npm:a b",
+            "pip:x==$(id)",
+            "apt:-o",
+        ] {
+            let e = parse_dependency(bad).unwrap_err();
+            assert!(!e.message().is_empty() && e.hint().is_some(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn tags_change_with_the_list_and_the_base() {
+        let a = [parse_dependency("apt:jq").unwrap()];
+        let b = [parse_dependency("apt:curl").unwrap()];
+        assert_ne!(
+            deps_tag("paddock-base:x", &a),
+            deps_tag("paddock-base:x", &b)
+        );
+        assert_ne!(
+            deps_tag("paddock-base:x", &a),
+            deps_tag("paddock-base:y", &a)
+        );
+        assert_eq!(
+            deps_tag("paddock-base:x", &a),
+            deps_tag("paddock-base:x", &a)
+        );
+        assert!(base_tag().starts_with("paddock-base:"));
+    }
+}
