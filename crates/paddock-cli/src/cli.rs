@@ -328,7 +328,7 @@ pub struct RunArgs {
 
     /// Sandbox runtime: native (default; no container engine), docker, or gvisor (Docker
     /// with runsc). `paddock doctor` shows which are usable here.
-    #[arg(long, value_name = "RUNTIME", value_parser = ["native", "docker", "gvisor"])]
+    #[arg(long, value_name = "RUNTIME", env = "PADDOCK_RUNTIME", value_parser = ["native", "docker", "gvisor"])]
     pub runtime: Option<String>,
 
     /// Run on this image (container runtimes; default: paddock's base image, built with

@@ -26,6 +26,10 @@ pub enum SandboxError {
         source: std::io::Error,
     },
 
+    /// An image could not be built (a dependency failed, debootstrap failed, …).
+    #[error("{message}")]
+    Build { message: String, hint: String },
+
     /// The sandbox's init reported a failure while setting up.
     #[error("sandbox setup failed at step {step}: {message}")]
     Setup { step: String, message: String },
@@ -35,9 +39,9 @@ impl SandboxError {
     /// A one-line suggestion of what the user can do.
     pub fn hint(&self) -> Option<&str> {
         match self {
-            SandboxError::InvalidSpec { hint, .. } | SandboxError::Unsupported { hint, .. } => {
-                Some(hint)
-            }
+            SandboxError::InvalidSpec { hint, .. }
+            | SandboxError::Unsupported { hint, .. }
+            | SandboxError::Build { hint, .. } => Some(hint),
             SandboxError::NotRunning { .. } => Some("check the run's state with `paddock ps -a`"),
             SandboxError::Io { .. } | SandboxError::Setup { .. } => {
                 Some("run `paddock doctor` to check what the sandbox needs")

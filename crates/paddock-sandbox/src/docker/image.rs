@@ -39,6 +39,7 @@ pub const BASE_PACKAGES: &[&str] = &[
     "curl",
     "git",
     "python3",
+    "python3-requests",
     "nodejs",
     "procps",
     "less",
@@ -130,10 +131,34 @@ pub enum Progress {
 pub type ProgressSink<'a> = &'a (dyn Fn(Progress) + Send + Sync);
 
 fn build_err(message: impl Into<String>, hint: impl Into<String>) -> SandboxError {
-    SandboxError::Setup {
-        step: "image build".into(),
-        message: format!("{}\nhint: {}", message.into(), hint.into()),
+    SandboxError::Build {
+        message: message.into(),
+        hint: hint.into(),
     }
+}
+
+/// A build log line as a terminal may show it: colour codes and other controls removed.
+fn printable(l: &str) -> String {
+    let mut out = String::with_capacity(l.len());
+    let mut chars = l.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            // ESC [ … final byte
+            if chars.peek() == Some(&'[') {
+                chars.next();
+                for n in chars.by_ref() {
+                    if ('@'..='~').contains(&n) {
+                        break;
+                    }
+                }
+            }
+            continue;
+        }
+        if !c.is_control() || c == '\t' {
+            out.push(c);
+        }
+    }
+    out
 }
 
 fn engine(what: &str, e: bollard::errors::Error) -> SandboxError {
@@ -233,6 +258,7 @@ async fn build_base(
                 l = a.next_line(), if !a_done => match l { Ok(Some(l)) => l, _ => { a_done = true; continue } },
                 l = b.next_line(), if !b_done => match l { Ok(Some(l)) => l, _ => { b_done = true; continue } },
             };
+            let line = printable(&line);
             progress(Progress::Log(line.clone()));
             lines.push(line);
         }
@@ -255,7 +281,11 @@ async fn build_base(
         total: 3,
         description: "trim apt caches".into(),
     });
-    for sub in ["var/cache/apt/archives", "var/lib/apt/lists"] {
+    for sub in [
+        "var/cache/apt/archives",
+        "var/lib/apt/lists",
+        "var/cache/apt",
+    ] {
         let dir = rootfs.join(sub);
         if let Ok(rd) = std::fs::read_dir(&dir) {
             for e in rd.flatten() {
@@ -346,39 +376,39 @@ pub const CATALOG: &[Recipe] = &[
     Recipe {
         name: "node",
         about: "Node.js and npm (Debian's)",
-        run: "apt-get update && apt-get install -y --no-install-recommends nodejs npm && rm -rf /var/lib/apt/lists/*",
+        run: "apt-get update && apt-get install -y --no-install-recommends nodejs npm && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin",
     },
     Recipe {
         name: "python",
         about: "Python 3 with pip and venv (Debian's)",
-        run: "apt-get update && apt-get install -y --no-install-recommends python3 python3-pip python3-venv && rm -rf /var/lib/apt/lists/*",
+        run: "apt-get update && apt-get install -y --no-install-recommends python3 python3-pip python3-venv && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin",
     },
     Recipe {
         name: "go",
         about: "the Go toolchain (Debian's golang-go)",
-        run: "apt-get update && apt-get install -y --no-install-recommends golang-go && rm -rf /var/lib/apt/lists/*",
+        run: "apt-get update && apt-get install -y --no-install-recommends golang-go && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin",
     },
     Recipe {
         name: "rust",
         about: "rustc and cargo (Debian's)",
-        run: "apt-get update && apt-get install -y --no-install-recommends rustc cargo && rm -rf /var/lib/apt/lists/*",
+        run: "apt-get update && apt-get install -y --no-install-recommends rustc cargo && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin",
     },
     Recipe {
         name: "uv",
         about: "uv, the Python package manager (from PyPI)",
-        run: "apt-get update && apt-get install -y --no-install-recommends python3-pip && rm -rf /var/lib/apt/lists/* && pip install --break-system-packages --no-cache-dir uv==${version:-0.9.5}",
+        run: "apt-get update && apt-get install -y --no-install-recommends python3-pip && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin && pip install --break-system-packages --no-cache-dir uv==${version:-0.9.5}",
     },
     Recipe {
         name: "build-essential",
         about: "gcc, make and libc headers (Debian's)",
-        run: "apt-get update && apt-get install -y --no-install-recommends build-essential && rm -rf /var/lib/apt/lists/*",
+        run: "apt-get update && apt-get install -y --no-install-recommends build-essential && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin",
     },
 ];
 
 /// The Dockerfile `RUN` line that installs one dependency.
 fn run_line(dep: &Dependency) -> String {
     const APT: &str = "apt-get update && apt-get install -y --no-install-recommends";
-    const CLEAN: &str = "rm -rf /var/lib/apt/lists/*";
+    const CLEAN: &str = "rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin";
     match dep {
         Dependency::Catalog { name, version } => {
             // paddock-config checked the name against CATALOG_NAMES; a test keeps both lists equal.
@@ -482,7 +512,8 @@ pub async fn ensure_deps(
             }
         };
         if let Some(text) = info.stream {
-            for l in text.lines().filter(|l| !l.trim().is_empty()) {
+            for l in text.lines().map(printable).filter(|l| !l.trim().is_empty()) {
+                let l = l.as_str();
                 if let Some(rest) = l.strip_prefix("Step ")
                     && let Some((n, _)) = rest.split_once('/')
                     && let Ok(n) = n.parse::<usize>()

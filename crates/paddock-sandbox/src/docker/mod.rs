@@ -29,6 +29,7 @@
 
 pub mod image;
 pub mod seccomp;
+mod views;
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -113,6 +114,19 @@ pub struct DockerState {
     pub tty: bool,
     #[serde(default)]
     pub stdin: bool,
+    /// Host-side idmapped views under `run_dir/mnt` (root callers), in unmount order.
+    #[serde(default)]
+    pub host_mounts: Vec<PathBuf>,
+}
+
+/// The uid:gid the agent runs as: the caller's, or [`views::AGENT_ID`] for root (whose
+/// files it then sees through idmapped views).
+fn agent_ids(spec: &SandboxSpec) -> (u32, u32) {
+    if spec.user.uid == 0 {
+        (views::AGENT_ID, views::AGENT_ID)
+    } else {
+        (spec.user.uid, spec.user.gid)
+    }
 }
 
 fn state_of(handle: &SandboxHandle) -> Result<DockerState, SandboxError> {
@@ -319,7 +333,12 @@ impl DockerRuntime {
         })
     }
 
-    fn mounts(&self, spec: &SandboxSpec, volume: Option<&str>) -> Result<Vec<Mount>, SandboxError> {
+    fn mounts(
+        &self,
+        spec: &SandboxSpec,
+        volume: Option<&str>,
+        views: Option<&views::Views>,
+    ) -> Result<Vec<Mount>, SandboxError> {
         let layout = RunLayout::new(&spec.run_dir);
         let bind = |src: &Path, dst: &Path, ro: bool| Mount {
             target: Some(dst.display().to_string()),
@@ -329,8 +348,9 @@ impl DockerRuntime {
             ..Default::default()
         };
         let mut m = Vec::new();
-        match volume {
-            Some(v) => m.push(Mount {
+        match (volume, views) {
+            (_, Some(v)) => m.push(bind(&v.workspace, &spec.workspace, false)),
+            (Some(v), None) => m.push(Mount {
                 target: Some(spec.workspace.display().to_string()),
                 source: Some(v.into()),
                 typ: Some(MountType::VOLUME),
@@ -340,7 +360,7 @@ impl DockerRuntime {
                 }),
                 ..Default::default()
             }),
-            None => m.push(bind(&spec.workspace, &spec.workspace, false)),
+            (None, None) => m.push(bind(&spec.workspace, &spec.workspace, false)),
         }
         if let Some(home) = plan::home_target(spec) {
             m.push(bind(&layout.home(), &home, false));
@@ -348,8 +368,9 @@ impl DockerRuntime {
         for (i, f) in spec.files.iter().enumerate() {
             m.push(bind(&layout.files().join(i.to_string()), &f.path, true));
         }
-        for x in &spec.mounts {
-            m.push(bind(&x.source, &x.target, x.read_only));
+        for (i, x) in spec.mounts.iter().enumerate() {
+            let source = views.map_or(&x.source, |v| &v.mounts[i]);
+            m.push(bind(source, &x.target, x.read_only));
         }
         Ok(m)
     }
@@ -399,7 +420,10 @@ impl DockerRuntime {
             entrypoint: Some(vec![]),
             env: Some(spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
             working_dir: Some(spec.cwd.display().to_string()),
-            user: Some(format!("{}:{}", spec.user.uid, spec.user.gid)),
+            user: Some({
+                let (uid, gid) = agent_ids(spec);
+                format!("{uid}:{gid}")
+            }),
             hostname: Some(spec.name.clone()),
             tty: Some(spec.tty),
             open_stdin: Some(true),
@@ -420,8 +444,9 @@ impl DockerRuntime {
             std::fs::create_dir_all(&d).map_err(|e| SandboxError::io("create", d.clone(), e))?;
         }
         // The container's user owns its home (and, through the overlay, the files it writes).
+        let (uid, gid) = agent_ids(spec);
         let own = |p: &Path| {
-            std::os::unix::fs::chown(p, Some(spec.user.uid), Some(spec.user.gid))
+            std::os::unix::fs::chown(p, Some(uid), Some(gid))
                 .map_err(|e| SandboxError::io("chown", p.to_path_buf(), e))
         };
         own(&layout.home())?;
@@ -726,9 +751,26 @@ impl Runtime for DockerRuntime {
         }
         Self::prepare_dirs(spec)?;
         let layout = RunLayout::new(&spec.run_dir);
-        let volume = match spec.workspace_mode {
-            WorkspaceMode::Bind => None,
-            WorkspaceMode::Overlay => {
+        let views = if spec.user.uid == 0 {
+            let s = spec.clone();
+            Some(
+                tokio::task::spawn_blocking(move || views::make(&s))
+                    .await
+                    .map_err(|e| {
+                        SandboxError::io(
+                            "make the container's views",
+                            None,
+                            std::io::Error::other(e),
+                        )
+                    })??,
+            )
+        } else {
+            None
+        };
+        let host_mounts = views.as_ref().map(|v| v.made.clone()).unwrap_or_default();
+        let volume = match (spec.workspace_mode, &views) {
+            (_, Some(_)) | (WorkspaceMode::Bind, None) => None,
+            (WorkspaceMode::Overlay, None) => {
                 let name = format!("paddock-{}", spec.run_id);
                 let o = format!(
                     "lowerdir={},upperdir={},workdir={}",
@@ -759,7 +801,7 @@ impl Runtime for DockerRuntime {
                 Some(name)
             }
         };
-        let mounts = self.mounts(spec, volume.as_deref())?;
+        let mounts = self.mounts(spec, volume.as_deref(), views.as_ref())?;
         let body = self.container_body(spec, &image, mounts);
         let opts = CreateContainerOptionsBuilder::default()
             .name(&format!("paddock-{}", spec.run_id))
@@ -773,6 +815,7 @@ impl Runtime for DockerRuntime {
                     ..Default::default()
                 };
                 let _ = self.remove_container(d, &st).await;
+                let _ = views::remove(&spec.run_dir, &host_mounts);
                 return Err(engine_err("create container", e));
             }
         };
@@ -781,6 +824,7 @@ impl Runtime for DockerRuntime {
             volume,
             tty: spec.tty,
             stdin: spec.stdin,
+            host_mounts,
             ..Default::default()
         };
         Ok(make_handle(self.cfg.kind, &spec.run_id, &spec.run_dir, &st))
@@ -998,6 +1042,7 @@ impl Runtime for DockerRuntime {
             .unwrap_or_else(|e| e.into_inner())
             .remove(&handle.run_id);
         self.remove_container(d, &st).await?;
+        views::remove(&handle.run_dir, &st.host_mounts)?;
         let layout = RunLayout::new(&handle.run_dir);
         for p in [layout.layer(), layout.files(), layout.home()] {
             match std::fs::remove_dir_all(&p) {

@@ -51,7 +51,7 @@ pub(crate) mod nsworker;
 pub mod plan;
 mod proto;
 pub(crate) mod run;
-mod sys;
+pub(crate) mod sys;
 
 use std::collections::HashMap;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};

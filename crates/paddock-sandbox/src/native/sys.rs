@@ -14,6 +14,7 @@ use std::io;
 use std::mem::{size_of, zeroed};
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 fn cvt(ret: libc::c_long) -> io::Result<libc::c_long> {
@@ -465,4 +466,110 @@ pub fn dup_onto(fd: BorrowedFd<'_>, target: RawFd) -> io::Result<()> {
 pub fn fd_is_open(fd: RawFd) -> bool {
     // SAFETY: F_GETFD only reads the fd's flags; a closed fd yields EBADF.
     unsafe { libc::fcntl(fd, libc::F_GETFD) >= 0 }
+}
+
+const OPEN_TREE_CLONE: libc::c_uint = 1;
+const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
+const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
+
+/// A user namespace whose only mapping is `inside 0 → outside `outside``, for uid and gid:
+/// used as the idmapping of an idmapped mount (files owned by 0 on disk appear as owned
+/// by `outside`, and a process of `outside` writes files owned by 0).
+///
+/// A child is forked into a new user namespace, its maps written from here (root), its
+/// namespace opened, and the child ended. Needs root.
+pub fn userns_mapping_root_to(outside: u32) -> io::Result<OwnedFd> {
+    let (r, w) = nix::unistd::pipe().map_err(io::Error::from)?;
+    // SAFETY: the child only calls async-signal-safe functions (unshare, read, write,
+    // _exit) before it ends; it touches no lock or allocator of this multi-threaded process.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if pid == 0 {
+        drop(w);
+        // SAFETY: plain syscalls on integers and a stack buffer; see above.
+        unsafe {
+            if libc::unshare(libc::CLONE_NEWUSER) != 0 {
+                libc::_exit(1);
+            }
+            let mut b = [0u8; 1];
+            // Wait until the parent has opened our namespace (or gone).
+            libc::read(r.as_raw_fd(), b.as_mut_ptr().cast(), 1);
+            libc::_exit(0);
+        }
+    }
+    drop(r);
+    let result = (|| {
+        // The child unshares right away; its namespace differs from ours once it did.
+        let ours = std::fs::metadata("/proc/self/ns/user")?.ino();
+        let path = format!("/proc/{pid}/ns/user");
+        let start = std::time::Instant::now();
+        while std::fs::metadata(&path)?.ino() == ours {
+            if start.elapsed() > std::time::Duration::from_secs(5) {
+                return Err(io::Error::other(
+                    "the helper did not enter a user namespace",
+                ));
+            }
+            std::thread::yield_now();
+        }
+        std::fs::write(format!("/proc/{pid}/uid_map"), format!("0 {outside} 1\n"))?;
+        std::fs::write(format!("/proc/{pid}/gid_map"), format!("0 {outside} 1\n"))?;
+        let f = std::fs::File::open(&path)?;
+        Ok(OwnedFd::from(f))
+    })();
+    drop(w); // ends the child's read
+    let mut status = 0;
+    // SAFETY: waiting for our own child by pid.
+    unsafe { libc::waitpid(pid, &mut status, 0) };
+    result
+}
+
+/// Attach at `target` an idmapped clone of the mount tree at `source` (recursive), with
+/// the idmapping of the user namespace `userns`.
+pub fn idmapped_bind(source: &Path, target: &Path, userns: &OwnedFd) -> io::Result<()> {
+    let src = cstring(source)?;
+    let dst = cstring(target)?;
+    // SAFETY: `src` is a valid NUL-terminated path; open_tree returns a new fd or -1.
+    let fd = cvt_int(unsafe {
+        libc::syscall(
+            libc::SYS_open_tree,
+            libc::AT_FDCWD,
+            src.as_ptr(),
+            OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint | libc::AT_RECURSIVE as libc::c_uint,
+        ) as libc::c_int
+    })?;
+    // SAFETY: `fd` was just returned to us and is owned by nobody else.
+    let tree = unsafe { OwnedFd::from_raw_fd(fd) };
+    let attr = MountAttr {
+        attr_set: MOUNT_ATTR_IDMAP,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: userns.as_raw_fd() as u64,
+    };
+    let empty = c"";
+    // SAFETY: `tree` is a detached mount fd, `empty` a valid empty path (AT_EMPTY_PATH),
+    // `attr` a valid mount_attr of the size passed; all outlive the call.
+    cvt(unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            tree.as_raw_fd(),
+            empty.as_ptr(),
+            (libc::AT_EMPTY_PATH | libc::AT_RECURSIVE) as libc::c_uint,
+            &attr as *const MountAttr,
+            size_of::<MountAttr>(),
+        )
+    })?;
+    // SAFETY: `tree` is a detached mount fd and `dst` a valid NUL-terminated path.
+    cvt(unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            tree.as_raw_fd(),
+            empty.as_ptr(),
+            libc::AT_FDCWD,
+            dst.as_ptr(),
+            MOVE_MOUNT_F_EMPTY_PATH,
+        )
+    })?;
+    Ok(())
 }
