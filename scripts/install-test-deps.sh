@@ -23,13 +23,37 @@ have bwrap    || need+=(bubblewrap)
 # The agent tests install the real claude, codex and gemini CLIs from npm (paddock's own
 # tool layer, cached in target/tmp/agent-tools).
 have npm      || need+=(npm)
+# The docker runtime's tests (scripts/dockerd.sh): Debian's engine, checked by path since
+# another docker client may be on PATH (docker.io: /usr/sbin/dockerd, its client
+# /usr/bin/docker, and /usr/bin/docker-init from tini for --init), gVisor as the runsc
+# runtime, and debootstrap to make the base image without a registry (it verifies the
+# archive with gpgv against Debian's keyring).
+[ -x /usr/sbin/dockerd ]     || need+=(docker.io)
+[ -x /usr/bin/docker-init ]  || need+=(tini)
+[ -x /usr/bin/runsc ]        || need+=(runsc)
+[ -x /usr/sbin/debootstrap ] || need+=(debootstrap)
+have gpgv        || need+=(gpgv)
+[ -f /usr/share/keyrings/debian-archive-keyring.gpg ] || need+=(debian-archive-keyring)
 
 if ((${#need[@]})); then
   SUDO=""
   if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
   echo "installing: ${need[*]}"
   $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+  # Installing docker.io must not start the system's own dockerd (docker.service on
+  # /var/run/docker.sock): the tests run a private one. policy-rc.d stops package scripts
+  # from starting services; one is put in place only for this install if there is none.
+  policy=/usr/sbin/policy-rc.d
+  own_policy=""
+  if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' | $SUDO tee "$policy" >/dev/null
+    $SUDO chmod 755 "$policy"
+    own_policy=1
+  fi
+  rc=0
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null || rc=$?
+  if [ -n "$own_policy" ]; then $SUDO rm -f "$policy"; fi
+  [ "$rc" -eq 0 ] || exit "$rc"
 fi
 
 if ! have cargo; then

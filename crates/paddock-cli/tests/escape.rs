@@ -261,7 +261,8 @@ attempt('become root via setuid', lambda: (os.setuid(0), os.getuid())[1] == 0 or
 status = read('/proc/self/status') if False else open('/proc/self/status').read()
 caps = [l for l in status.splitlines() if l.startswith(('CapEff', 'CapPrm', 'CapBnd', 'CapAmb'))]
 attempt('hold any capability', lambda: [c for c in caps if not c.endswith('0000000000000000')] or False)
-attempt('run without no_new_privs', lambda: 'NoNewPrivs:\\t1' not in status or False)
+# gVisor's /proc/self/status has no NoNewPrivs line: ask prctl(PR_GET_NO_NEW_PRIVS) there.
+attempt('run without no_new_privs', lambda: ('NoNewPrivs:\\t1' not in status if 'NoNewPrivs:' in status else libc.prctl(39, 0, 0, 0, 0) != 1) or False)
 attempt('run without seccomp', lambda: 'Seccomp:\\t2' not in status or False)
 "
     );

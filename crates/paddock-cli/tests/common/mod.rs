@@ -115,6 +115,35 @@ impl Drop for Env {
             }
         }
         self.stop_daemon();
+        remove_containers_of(&self.home);
+    }
+}
+
+/// Containers (and their volumes) a container-runtime test left behind, e.g. when it
+/// stopped its daemon before the end: found by the `paddock.home` label.
+pub fn remove_containers_of(home: &Path) {
+    if !matches!(
+        std::env::var("PADDOCK_RUNTIME").as_deref(),
+        Ok("docker" | "gvisor")
+    ) {
+        return;
+    }
+    let Ok(out) = Command::new("docker")
+        .args(["ps", "-aq", "--filter"])
+        .arg(format!("label=paddock.home={}", home.display()))
+        .output()
+    else {
+        return;
+    };
+    let ids: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .map(str::to_string)
+        .collect();
+    if !ids.is_empty() {
+        let _ = Command::new("docker")
+            .args(["rm", "-fv"])
+            .args(&ids)
+            .output();
     }
 }
 

@@ -68,11 +68,18 @@ use crate::{
 /// Label every paddock container carries: its run id.
 pub const RUN_LABEL: &str = "paddock.run";
 
+/// Label with the `$PADDOCK_HOME` whose daemon made the container.
+pub const HOME_LABEL: &str = "paddock.home";
+
 /// Chunks an attached client may lag behind before it is disconnected (the log has all).
 const SUB_BUFFER: usize = 4096;
 
-/// The shell line that holds the command until the daemon writes a newline on stdin.
-const HOLD: &str = "read -r _ || exit 125; exec \"$@\"";
+/// The shell line that holds the command until the daemon writes a newline on stdin, then
+/// runs it (a missing command is reported as the native runtime does, with status 127).
+const HOLD: &str = "read -r _ || exit 125; command -v \"$1\" >/dev/null 2>&1 || { echo \"paddock: command not found: $1\" >&2; exit 127; }; exec \"$@\"";
+
+/// The same without the hold, for `exec`.
+const EXEC: &str = "command -v \"$1\" >/dev/null 2>&1 || { echo \"paddock: command not found: $1\" >&2; exit 127; }; exec \"$@\"";
 
 /// Configuration of a Docker-engine runtime.
 #[derive(Debug, Clone)]
@@ -385,10 +392,12 @@ impl DockerRuntime {
             "/bin/sh".to_string(),
             "-c".into(),
             HOLD.into(),
-            "paddock-hold".into(),
+            "paddock".into(),
         ];
         cmd.extend(spec.command.iter().cloned());
-        let tmpfs: HashMap<String, String> = ["/tmp", "/var/tmp", "/run"]
+        // /tmp and /run only: a tmpfs on /var/tmp would make the mount points Docker creates
+        // for a workspace under it writable, next to the workspace.
+        let tmpfs: HashMap<String, String> = ["/tmp", "/run"]
             .iter()
             .map(|p| (p.to_string(), "rw,nosuid,nodev,mode=1777".to_string()))
             .collect();
@@ -397,7 +406,10 @@ impl DockerRuntime {
             cap_drop: Some(vec!["ALL".into()]),
             security_opt: Some(vec![
                 "no-new-privileges".into(),
-                format!("seccomp={}", seccomp::profile_json()),
+                format!(
+                    "seccomp={}",
+                    seccomp::profile_json(self.cfg.kind == RuntimeKind::Gvisor)
+                ),
             ]),
             readonly_rootfs: Some(true),
             tmpfs: Some(tmpfs),
@@ -411,9 +423,11 @@ impl DockerRuntime {
             ipc_mode: Some("private".into()),
             ..Default::default()
         };
-        let labels: HashMap<String, String> = [(RUN_LABEL.to_string(), spec.run_id.clone())]
-            .into_iter()
-            .collect();
+        let mut labels: HashMap<String, String> =
+            [(RUN_LABEL.to_string(), spec.run_id.clone())].into();
+        if let Some(home) = self.paddock_home(&spec.run_dir) {
+            labels.insert(HOME_LABEL.into(), home.display().to_string());
+        }
         ContainerCreateBody {
             image: Some(image.into()),
             cmd: Some(cmd),
@@ -676,9 +690,10 @@ fn strip_timestamp(b: &[u8]) -> Option<(i64, &[u8])> {
 /// What `doctor` prints when the engine has no gVisor runtime.
 pub fn gvisor_hint() -> String {
     "install gVisor (Debian: `apt install runsc`) and register it with the engine: add \
-     {\"runtimes\":{\"runsc\":{\"path\":\"/usr/bin/runsc\",\"runtimeArgs\":[\"--network=host\"]}}} \
+     {\"runtimes\":{\"runsc\":{\"path\":\"/usr/bin/runsc\",\"runtimeArgs\":[\"--network=host\",\"--oci-seccomp\"]}}} \
      to /etc/docker/daemon.json and restart dockerd (`--network=host` makes gVisor use the \
-     container's own network namespace, where paddock places its egress listeners)"
+     container's own network namespace, where paddock places its egress listeners; \
+     `--oci-seccomp` applies paddock's seccomp profile inside gVisor too)"
         .into()
 }
 
@@ -858,6 +873,16 @@ impl Runtime for DockerRuntime {
                 .remove(&handle.run_id);
             pump.abort();
             return Err(engine_err("start container", e));
+        }
+        // The terminal's size before the command runs (it is held until released).
+        if spec.tty
+            && let Some(sz) = spec.tty_size
+        {
+            let o = ResizeContainerTTYOptionsBuilder::default()
+                .h(sz.rows as i32)
+                .w(sz.cols as i32)
+                .build();
+            let _ = d.resize_container_tty(&st.container, o).await;
         }
         let info = d
             .inspect_container(&st.container, None)
@@ -1159,7 +1184,13 @@ impl ExecCapability for DockerRuntime {
             .create_exec(
                 &st.container,
                 CreateExecOptions {
-                    cmd: Some(command),
+                    cmd: Some(
+                        ["/bin/sh", "-c", EXEC, "paddock"]
+                            .into_iter()
+                            .map(String::from)
+                            .chain(command)
+                            .collect(),
+                    ),
                     env: Some(env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
                     tty: Some(tty),
                     attach_stdin: Some(true),
@@ -1220,7 +1251,18 @@ impl ExecCapability for DockerRuntime {
                             )
                             .await;
                     }
-                    AttachInput::Signal(_) => {}
+                    AttachInput::Signal(sig) => {
+                        // The engine has no signal call for an exec: its process, by host pid.
+                        if let Ok(i) = d2.inspect_exec(&exec_id).await
+                            && let Some(pid) = i.pid.filter(|p| *p > 0)
+                            && i.running == Some(true)
+                        {
+                            let _ = nix::sys::signal::kill(
+                                nix::unistd::Pid::from_raw(pid as i32),
+                                nix::sys::signal::Signal::try_from(sig).ok(),
+                            );
+                        }
+                    }
                 }
             }
         });
