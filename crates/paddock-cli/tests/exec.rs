@@ -139,7 +139,7 @@ fn exec_runs_in_the_runs_sandbox_confined_like_its_command_and_is_on_the_record(
             "--",
             "sh",
             "-c",
-            "while [ ! -f created.txt ]; do sleep 0.05; done; cat host.txt created.txt; ls /tmp",
+            "while [ ! -f created.txt ]; do sleep 0.05; done; cat host.txt created.txt; echo /tmp/*",
         ],
     );
     assert_eq!(out.status.code(), Some(0), "{out:?}");

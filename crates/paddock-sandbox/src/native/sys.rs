@@ -472,9 +472,11 @@ const OPEN_TREE_CLONE: libc::c_uint = 1;
 const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
 const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
 
-/// A user namespace whose only mapping is `inside 0 → outside `outside``, for uid and gid:
-/// used as the idmapping of an idmapped mount (files owned by 0 on disk appear as owned
-/// by `outside`, and a process of `outside` writes files owned by 0).
+/// A user namespace that swaps 0 and `outside` (`inside 0 → outside `outside``, `inside
+/// `outside` → outside 0`), for uid and gid: used as the idmapping of an idmapped mount.
+/// Files owned by 0 on disk appear as owned by `outside`, and a process of `outside` writes
+/// files owned by 0. The swap also keeps root representable on the mount, which a file
+/// server working as root (gVisor's gofer) needs to create files before it chowns them.
 ///
 /// A child is forked into a new user namespace, its maps written from here (root), its
 /// namespace opened, and the child ended. Needs root.
@@ -513,8 +515,9 @@ pub fn userns_mapping_root_to(outside: u32) -> io::Result<OwnedFd> {
             }
             std::thread::yield_now();
         }
-        std::fs::write(format!("/proc/{pid}/uid_map"), format!("0 {outside} 1\n"))?;
-        std::fs::write(format!("/proc/{pid}/gid_map"), format!("0 {outside} 1\n"))?;
+        let map = format!("0 {outside} 1\n{outside} 0 1\n");
+        std::fs::write(format!("/proc/{pid}/uid_map"), &map)?;
+        std::fs::write(format!("/proc/{pid}/gid_map"), &map)?;
         let f = std::fs::File::open(&path)?;
         Ok(OwnedFd::from(f))
     })();
