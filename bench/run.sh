@@ -7,6 +7,7 @@
 #   bench/run.sh router    hostname router vs nginx reverse proxy (wrk): the router crate alone
 #   bench/run.sh router-daemon  the same through the daemon to a backend inside a sandbox (root)
 #   bench/run.sh agents    `paddock claude -p` vs bare claude: start → first API request; tool layer install
+#   bench/run.sh runtimes  `run -- true` on native/docker/gvisor vs bwrap, docker run, runsc; image builds
 #   bench/run.sh all       all of the above
 # Builds release binaries first. Sandbox benchmarks need root (or unprivileged userns).
 set -euo pipefail
@@ -37,6 +38,7 @@ run_egress()  { bench/egress.sh "$@"; }
 run_router()  { bench/router.sh "$@"; }
 run_router_daemon() { bench/router_daemon.sh "$@"; }
 run_agents()  { bench/agents.sh "$@"; }
+run_runtimes() { PADDOCK_BIN="$paddock" bench/runtimes.sh "$@"; }
 
 case "$what" in
   api) run_api "$@" ;;
@@ -46,6 +48,7 @@ case "$what" in
   router) run_router "$@" ;;
   router-daemon) run_router_daemon "$@" ;;
   agents) run_agents "$@" ;;
-  all) rc=0; for b in api sandbox audit egress router router_daemon agents; do "run_$b" || rc=1; echo; done; exit $rc ;;
-  *) echo "usage: bench/run.sh [api|sandbox|audit|egress|router|router-daemon|agents|all] [ITERATIONS]" >&2; exit 2 ;;
+  runtimes) run_runtimes "$@" ;;
+  all) rc=0; for b in api sandbox audit egress router router_daemon agents runtimes; do "run_$b" || rc=1; echo; done; exit $rc ;;
+  *) echo "usage: bench/run.sh [api|sandbox|audit|egress|router|router-daemon|agents|runtimes|all] [ITERATIONS]" >&2; exit 2 ;;
 esac

@@ -155,10 +155,24 @@ pub async fn prepare(
     if !container && req.image.is_none() && deps.is_empty() {
         return Ok(());
     }
-    if req.image.is_some() && deps.is_empty() {
+    if req.image.is_some() && deps.is_empty() && req.runtime.is_some() {
         return Ok(());
     }
     let d = engine().await?;
+    if req.runtime.is_none() && !quiet {
+        // The daemon picks gvisor for image runs when the engine has it: say when it cannot.
+        let gvisor = d
+            .info()
+            .await
+            .ok()
+            .and_then(|i| i.runtimes)
+            .is_some_and(|r| r.contains_key("runsc"));
+        if !gvisor {
+            eprintln!(
+                "paddock: gVisor (runsc) is not registered with the Docker engine; this run uses the docker runtime (`paddock doctor` says how to add gVisor)"
+            );
+        }
+    }
     let tag = ensure(home, &d, req.image.as_deref(), deps, quiet).await?;
     req.image = Some(tag);
     Ok(())

@@ -207,21 +207,24 @@ async fn build_base(
     tag: &str,
     progress: ProgressSink<'_>,
 ) -> Result<(), SandboxError> {
-    let debootstrap = ["/usr/sbin/debootstrap", "/usr/bin/debootstrap"]
-        .into_iter()
-        .find(|p| Path::new(p).exists())
-        .ok_or_else(|| {
-            build_err(
-                "building paddock's base image needs debootstrap, which is not installed",
-                "install it (`apt install debootstrap`), or run with `--image NAME` of an image the engine has",
-            )
-        })?;
     if !nix::unistd::geteuid().is_root() {
         return Err(build_err(
             "building paddock's base image needs root (debootstrap)",
             "run `sudo paddock image build` once, or use `--image NAME`",
         ));
     }
+    let debootstrap = match find_debootstrap() {
+        Some(p) => p,
+        None => {
+            install_debootstrap(progress).await?;
+            find_debootstrap().ok_or_else(|| {
+                build_err(
+                    "debootstrap is still missing after installing it",
+                    "install it by hand (`apt install debootstrap`), or use `--image NAME`",
+                )
+            })?
+        }
+    };
     let suite = base_suite();
     let mirror = base_mirror();
     let rootfs = scratch.join(format!("rootfs-{}", std::process::id()));
@@ -302,6 +305,52 @@ async fn build_base(
     });
     import_dir(d, &rootfs, tag).await?;
     drop(cleanup);
+    Ok(())
+}
+
+fn find_debootstrap() -> Option<&'static str> {
+    ["/usr/sbin/debootstrap", "/usr/bin/debootstrap"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+}
+
+/// On a Debian/Ubuntu host without debootstrap: install it with apt (root only), so a
+/// machine with only the engine can build the base.
+async fn install_debootstrap(progress: ProgressSink<'_>) -> Result<(), SandboxError> {
+    if !Path::new("/usr/bin/apt-get").exists() {
+        return Err(build_err(
+            "building paddock's base image needs debootstrap, and this host has no apt to install it",
+            "install debootstrap, or run with `--image NAME` of an image the engine has",
+        ));
+    }
+    progress(Progress::Log("installing debootstrap with apt-get".into()));
+    let out = tokio::process::Command::new("/usr/bin/apt-get")
+        .args([
+            "install",
+            "-y",
+            "-qq",
+            "--no-install-recommends",
+            "debootstrap",
+            "gpgv",
+            "debian-archive-keyring",
+        ])
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .map_err(|e| SandboxError::io("run apt-get", PathBuf::from("/usr/bin/apt-get"), e))?;
+    if !out.status.success() {
+        let text = String::from_utf8_lossy(&out.stderr).into_owned();
+        let lines: Vec<String> = text.lines().map(printable).collect();
+        return Err(build_err(
+            format!(
+                "installing debootstrap failed ({}):\n{}",
+                out.status,
+                tail(&lines, 10)
+            ),
+            "run `apt-get update && apt-get install debootstrap`, then try again",
+        ));
+    }
     Ok(())
 }
 
