@@ -471,20 +471,16 @@ fn run_line(dep: &Dependency) -> String {
             }
         }
         Dependency::Apt(p) => format!("{APT} {p} && {CLEAN}"),
-        Dependency::Npm { name, version } => {
-            let spec = match version {
-                Some(v) => format!("{name}@{v}"),
-                None => name.clone(),
-            };
+        Dependency::Npm { .. } => {
+            // The label without its `npm:` is npm's own `name[@version]`.
+            let spec = &dep.label()["npm:".len()..];
             format!(
                 "(command -v npm >/dev/null || ({APT} npm && {CLEAN})) && npm install -g --no-fund --no-audit {spec} && rm -rf /root/.npm"
             )
         }
-        Dependency::Pip { name, version } => {
-            let spec = match version {
-                Some(v) => format!("{name}=={v}"),
-                None => name.clone(),
-            };
+        Dependency::Pip { .. } => {
+            // … and without its `pip:`, pip's `name[==version]`.
+            let spec = &dep.label()["pip:".len()..];
             format!(
                 "(command -v pip3 >/dev/null || ({APT} python3-pip && {CLEAN})) && pip3 install --break-system-packages --no-cache-dir {spec}"
             )
