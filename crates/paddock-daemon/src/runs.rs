@@ -311,11 +311,10 @@ impl RunManager {
         let workspace = check_workspace(&req.workspace)?;
         let runtime = match req.runtime.as_deref() {
             None => None,
-            Some(name) => Some(RuntimeKind::parse(name).ok_or_else(|| {
-                DaemonError::bad_request(
-                    format!("unknown runtime `{}`", name.escape_default()),
-                    "use one of: native, docker, gvisor",
-                )
+            // Unknown to this daemon (maybe known to a newer one): unsupported, not malformed.
+            Some(name) => Some(RuntimeKind::parse(name).ok_or_else(|| DaemonError::Unsupported {
+                message: format!("the `{}` runtime is not available in this daemon", name.escape_default()),
+                hint: "use one of: native, docker, gvisor (`paddock doctor` shows which work here)".into(),
             })?),
         };
         if let Some(image) = &req.image
