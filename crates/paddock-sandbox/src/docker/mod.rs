@@ -190,6 +190,9 @@ type Stdin = Pin<Box<dyn AsyncWrite + Send>>;
 
 struct OutState {
     subs: Vec<mpsc::Sender<OutputChunk>>,
+    /// Bytes of `log.jsonl` written so far: a subscriber reads the file up to here and
+    /// gets every later chunk live, so nothing is delivered twice or missed.
+    log_len: u64,
     finished: bool,
 }
 
@@ -209,18 +212,24 @@ struct Run {
 }
 
 impl Run {
-    fn subscribe(&self) -> Option<mpsc::Receiver<OutputChunk>> {
+    /// Live output from now on, and how much of the log precedes it.
+    fn subscribe(&self) -> (Option<mpsc::Receiver<OutputChunk>>, u64) {
         let mut out = self.out.lock().unwrap_or_else(|e| e.into_inner());
         if out.finished {
-            return None;
+            return (None, out.log_len);
         }
         let (tx, rx) = mpsc::channel(SUB_BUFFER);
         out.subs.push(tx);
-        Some(rx)
+        (Some(rx), out.log_len)
     }
 
-    fn publish(&self, chunk: OutputChunk) {
+    /// Append a chunk to the log and hand it to the subscribers, as one step.
+    fn record(&self, log: &mut File, seq: u64, chunk: OutputChunk) {
+        let line = logfmt::encode_line(seq, &chunk);
         let mut out = self.out.lock().unwrap_or_else(|e| e.into_inner());
+        if log.write_all(&line).is_ok() {
+            out.log_len += line.len() as u64;
+        }
         out.subs.retain(|s| s.try_send(chunk.clone()).is_ok());
     }
 
@@ -528,24 +537,6 @@ impl DockerRuntime {
             .attach_container(&st.container, Some(opts))
             .await
             .map_err(|e| engine_err("attach", e))?;
-        let (exit_tx, exit_rx) = watch::channel(None);
-        let run = Arc::new(Run {
-            container: st.container.clone(),
-            layout: layout.clone(),
-            stdin_open: st.stdin,
-            stdin: tokio::sync::Mutex::new(fresh.then_some(attached.input)),
-            released: watch::Sender::new(!fresh),
-            out: Mutex::new(OutState {
-                subs: Vec::new(),
-                finished: false,
-            }),
-            exit: exit_rx,
-            pid: Mutex::new((st.pid, st.pid_start)),
-        });
-        self.runs
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(handle.run_id.clone(), run.clone());
         let (mut log, _) = open_log(&layout, false)?;
         let mut seq = logfmt::last_seq(&layout.log());
         if let Some(since) = since_ms {
@@ -573,6 +564,25 @@ impl DockerRuntime {
                 let _ = log.write_all(&logfmt::encode_line(seq, &chunk));
             }
         }
+        let (exit_tx, exit_rx) = watch::channel(None);
+        let run = Arc::new(Run {
+            container: st.container.clone(),
+            layout: layout.clone(),
+            stdin_open: st.stdin,
+            stdin: tokio::sync::Mutex::new(fresh.then_some(attached.input)),
+            released: watch::Sender::new(!fresh),
+            out: Mutex::new(OutState {
+                subs: Vec::new(),
+                log_len: log.metadata().map(|m| m.len()).unwrap_or(0),
+                finished: false,
+            }),
+            exit: exit_rx,
+            pid: Mutex::new((st.pid, st.pid_start)),
+        });
+        self.runs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(handle.run_id.clone(), run.clone());
         let pump_run = run.clone();
         let tty = st.tty;
         let mut output = attached.output;
@@ -597,8 +607,7 @@ impl DockerRuntime {
                     stream,
                     data: data.to_vec(),
                 };
-                let _ = log.write_all(&logfmt::encode_line(seq, &chunk));
-                pump_run.publish(chunk);
+                pump_run.record(&mut log, seq, chunk);
             }
         });
         Ok((run, pump, exit_tx))
@@ -915,7 +924,7 @@ impl Runtime for DockerRuntime {
             .ok_or_else(|| SandboxError::NotRunning {
                 run_id: handle.run_id.clone(),
             })?;
-        let output = run.subscribe().ok_or_else(|| SandboxError::NotRunning {
+        let output = run.subscribe().0.ok_or_else(|| SandboxError::NotRunning {
             run_id: handle.run_id.clone(),
         })?;
         let (tx, mut rx) = mpsc::channel::<AttachInput>(64);
@@ -1022,20 +1031,20 @@ impl Runtime for DockerRuntime {
         query: LogQuery,
     ) -> Result<mpsc::Receiver<OutputChunk>, SandboxError> {
         let layout = RunLayout::new(&handle.run_dir);
-        let live = match (query.follow, self.get(&handle.run_id)) {
+        let (live, upto) = match (query.follow, self.get(&handle.run_id)) {
             (true, Some(run)) => run.subscribe(),
-            _ => None,
+            _ => (None, u64::MAX),
         };
         let (tx, rx) = mpsc::channel(1024);
         let path = layout.log();
         tokio::spawn(async move {
             let data = tokio::fs::read(&path).await.unwrap_or_default();
-            let mut chunks: Vec<OutputChunk> = data
+            let end = upto.min(data.len() as u64) as usize;
+            let mut chunks: Vec<OutputChunk> = data[..end]
                 .split(|b| *b == b'\n')
                 .filter_map(logfmt::decode_line)
                 .map(|(_, c)| c)
                 .collect();
-            let last = chunks.last().map(|c| c.ts_ms).unwrap_or(0);
             if let Some(n) = query.tail {
                 chunks = logfmt::tail_lines(chunks, n);
             }
@@ -1046,10 +1055,6 @@ impl Runtime for DockerRuntime {
             }
             if let Some(mut live) = live {
                 while let Some(c) = live.recv().await {
-                    // The subscription began before the file was read.
-                    if c.ts_ms < last {
-                        continue;
-                    }
                     if tx.send(c).await.is_err() {
                         return;
                     }
