@@ -78,6 +78,10 @@ const SUB_BUFFER: usize = 4096;
 /// runs it (a missing command is reported as the native runtime does, with status 127).
 const HOLD: &str = "read -r _ || exit 125; command -v \"$1\" >/dev/null 2>&1 || { echo \"paddock: command not found: $1\" >&2; exit 127; }; exec \"$@\"";
 
+/// For `exec` with a terminal: held until the first newline, so the client's terminal size
+/// is in place before the command starts.
+const EXEC_TTY: &str = "read -r _ || exit 125; command -v \"$1\" >/dev/null 2>&1 || { echo \"paddock: command not found: $1\" >&2; exit 127; }; exec \"$@\"";
+
 /// The same without the hold, for `exec`.
 const EXEC: &str = "command -v \"$1\" >/dev/null 2>&1 || { echo \"paddock: command not found: $1\" >&2; exit 127; }; exec \"$@\"";
 
@@ -1190,11 +1194,16 @@ impl ExecCapability for DockerRuntime {
                 &st.container,
                 CreateExecOptions {
                     cmd: Some(
-                        ["/bin/sh", "-c", EXEC, "paddock"]
-                            .into_iter()
-                            .map(String::from)
-                            .chain(command)
-                            .collect(),
+                        [
+                            "/bin/sh",
+                            "-c",
+                            if tty { EXEC_TTY } else { EXEC },
+                            "paddock",
+                        ]
+                        .into_iter()
+                        .map(String::from)
+                        .chain(command)
+                        .collect(),
                     ),
                     env: Some(env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
                     tty: Some(tty),
@@ -1234,7 +1243,33 @@ impl ExecCapability for DockerRuntime {
         let exec_id = ex.id.clone();
         let d2 = d.clone();
         tokio::spawn(async move {
-            while let Some(i) = in_rx.recv().await {
+            // A terminal exec waits for its size (the client sends it first) or 500 ms, then
+            // is released with one newline.
+            let mut first = None;
+            if tty {
+                first = tokio::time::timeout(Duration::from_millis(500), in_rx.recv())
+                    .await
+                    .ok()
+                    .flatten();
+                if let Some(AttachInput::Resize(sz)) = &first {
+                    let _ = d2
+                        .resize_exec(
+                            &exec_id,
+                            bollard::exec::ResizeExecOptions {
+                                height: sz.rows,
+                                width: sz.cols,
+                            },
+                        )
+                        .await;
+                    first = None;
+                }
+                let _ = input.write_all(b"\n").await;
+                let _ = input.flush().await;
+            }
+            while let Some(i) = match first.take() {
+                Some(i) => Some(i),
+                None => in_rx.recv().await,
+            } {
                 match i {
                     AttachInput::Stdin(b) => {
                         if input.write_all(&b).await.is_err() {
@@ -1273,8 +1308,19 @@ impl ExecCapability for DockerRuntime {
         });
         let exec_id = ex.id;
         tokio::spawn(async move {
+            // The pty echoes the release's newline: drop that echo.
+            let mut echo = tty;
             while let Some(Ok(item)) = output.next().await {
-                let (stream, data) = split_output(item, tty);
+                let (stream, mut data) = split_output(item, tty);
+                if echo {
+                    echo = false;
+                    if data.starts_with(b"\r\n") {
+                        data = data.slice(2..);
+                    }
+                    if data.is_empty() {
+                        continue;
+                    }
+                }
                 let chunk = OutputChunk {
                     ts_ms: now_ms(),
                     stream,
