@@ -88,6 +88,43 @@ pub fn last_seq(path: &std::path::Path) -> u64 {
         .unwrap_or(0)
 }
 
+/// A run's output for `logs`: the log's first `upto` bytes (its last `tail` lines when
+/// given), then every chunk of `live` (a subscription that began at byte `upto`), so
+/// nothing is repeated or missed. Both runtimes' `logs` are this.
+pub fn replay(
+    path: std::path::PathBuf,
+    upto: u64,
+    tail: Option<usize>,
+    live: Option<tokio::sync::mpsc::Receiver<OutputChunk>>,
+) -> tokio::sync::mpsc::Receiver<OutputChunk> {
+    let (tx, rx) = tokio::sync::mpsc::channel(1024);
+    tokio::spawn(async move {
+        let data = tokio::fs::read(&path).await.unwrap_or_default();
+        let end = upto.min(data.len() as u64) as usize;
+        let mut chunks: Vec<OutputChunk> = data[..end]
+            .split(|b| *b == b'\n')
+            .filter_map(decode_line)
+            .map(|(_, c)| c)
+            .collect();
+        if let Some(n) = tail {
+            chunks = tail_lines(chunks, n);
+        }
+        for c in chunks {
+            if tx.send(c).await.is_err() {
+                return;
+            }
+        }
+        if let Some(mut live) = live {
+            while let Some(c) = live.recv().await {
+                if tx.send(c).await.is_err() {
+                    return;
+                }
+            }
+        }
+    });
+    rx
+}
+
 /// `exit.json`: how the command ended.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ExitRecord {

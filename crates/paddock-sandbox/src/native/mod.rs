@@ -829,33 +829,7 @@ impl Runtime for NativeRuntime {
             (true, Some(run)) => run.subscribe(),
             _ => (None, u64::MAX),
         };
-        let (tx, rx) = mpsc::channel(1024);
-        let path = layout.log();
-        tokio::spawn(async move {
-            let data = tokio::fs::read(&path).await.unwrap_or_default();
-            let end = (upto.min(data.len() as u64)) as usize;
-            let mut chunks: Vec<OutputChunk> = data[..end]
-                .split(|b| *b == b'\n')
-                .filter_map(logfmt::decode_line)
-                .map(|(_, c)| c)
-                .collect();
-            if let Some(n) = query.tail {
-                chunks = logfmt::tail_lines(chunks, n);
-            }
-            for c in chunks {
-                if tx.send(c).await.is_err() {
-                    return;
-                }
-            }
-            if let Some(mut live) = live {
-                while let Some(c) = live.recv().await {
-                    if tx.send(c).await.is_err() {
-                        return;
-                    }
-                }
-            }
-        });
-        Ok(rx)
+        Ok(logfmt::replay(layout.log(), upto, query.tail, live))
     }
 
     async fn destroy(&self, handle: &SandboxHandle) -> Result<(), SandboxError> {
