@@ -4,6 +4,7 @@
 # root-only sandbox tests; rootless cases run as uid 65534 from inside the tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+repo=$PWD
 
 scripts/install-test-deps.sh
 
@@ -28,6 +29,20 @@ cargo clippy --workspace --all-targets --quiet -- -D warnings
 echo "== paddock's base image (debootstrap once; cached in the engine)"
 cargo build --quiet --bin paddock
 target/debug/paddock image build
+
+echo "== the agent CLIs from npm (the presets' pinned versions; cached in target/tmp/agent-tools)"
+# The real @anthropic-ai/claude-code, @openai/codex and @google/gemini-cli, installed by
+# paddock's own tool layer (the path a user's first `paddock claude` takes) into the cache
+# the agent tests use: a one-line `true` run of each preset, in a throwaway home.
+agent_home=$(mktemp -d /tmp/paddock-agent-install.XXXXXX)
+mkdir -p target/tmp/agent-tools "$agent_home/ws"
+for agent in claude codex gemini; do
+  (cd "$agent_home/ws" && env PADDOCK_HOME="$agent_home/home" XDG_CONFIG_HOME="$agent_home/config" \
+     XDG_CACHE_HOME="$repo/target/tmp/agent-tools" PATH=/usr/local/bin:/usr/bin:/bin \
+     "$repo/target/debug/paddock" run -q --agent "$agent" -- true)
+done
+PADDOCK_HOME="$agent_home/home" target/debug/paddock daemon stop >/dev/null 2>&1 || true
+rm -rf "$agent_home"
 
 echo "== cargo test"
 # Tests inside one binary run two at a time: sandboxes and daemons are real processes.
