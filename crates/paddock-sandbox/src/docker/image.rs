@@ -539,22 +539,24 @@ pub async fn ensure_deps(
         .networkmode("host")
         .build();
     let total = deps.len() as u32 + 3; // FROM, USER, ENV … LABEL: steps as the engine counts
+    // The error of a failed step: which dependency, and the end of its log.
+    let failed = |current: Option<usize>, e: &dyn std::fmt::Display, lines: &[String]| {
+        let which = current
+            .and_then(|i| deps.get(i))
+            .map(|d| format!("dependency `{}` failed", d.label()))
+            .unwrap_or_else(|| "the image build failed".into());
+        build_err(
+            format!("{which}: {e}\n{}", tail(lines, 15)),
+            "check the name and version; the lines above are the end of its build log",
+        )
+    };
     let mut s = d.build_image(opts, None, Some(bollard::body_full(ctx.into())));
     let mut lines: Vec<String> = Vec::new();
     let mut current: Option<usize> = None;
     while let Some(r) = s.next().await {
         let info = match r {
             Ok(i) => i,
-            Err(e) => {
-                let which = current
-                    .and_then(|i| deps.get(i))
-                    .map(|d| format!("dependency `{}` failed", d.label()))
-                    .unwrap_or_else(|| "the image build failed".into());
-                return Err(build_err(
-                    format!("{which}: {e}\n{}", tail(&lines, 15)),
-                    "check the name and version; the lines above are the end of its build log",
-                ));
-            }
+            Err(e) => return Err(failed(current, &e, &lines)),
         };
         if let Some(text) = info.stream {
             for l in text.lines().map(printable).filter(|l| !l.trim().is_empty()) {
@@ -581,14 +583,7 @@ pub async fn ensure_deps(
             }
         }
         if let Some(e) = info.error_detail.and_then(|e| e.message) {
-            let which = current
-                .and_then(|i| deps.get(i))
-                .map(|d| format!("dependency `{}` failed", d.label()))
-                .unwrap_or_else(|| "the image build failed".into());
-            return Err(build_err(
-                format!("{which}: {e}\n{}", tail(&lines, 15)),
-                "check the name and version; the lines above are the end of its build log",
-            ));
+            return Err(failed(current, &e, &lines));
         }
     }
     if !exists(d, &tag).await? {

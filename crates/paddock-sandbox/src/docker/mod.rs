@@ -595,13 +595,8 @@ impl DockerRuntime {
             let mut echo = tty && fresh;
             while let Some(item) = output.next().await {
                 let Ok(item) = item else { break };
-                let (stream, mut data) = split_output(item, tty);
-                if echo {
-                    echo = false;
-                    if data.starts_with(b"\r\n") {
-                        data = data.slice(2..);
-                    }
-                }
+                let (stream, data) = split_output(item, tty);
+                let data = drop_echo(&mut echo, data);
                 if data.is_empty() {
                     continue;
                 }
@@ -692,6 +687,16 @@ fn split_output(item: bollard::container::LogOutput, tty: bool) -> (OutputStream
     }
 }
 
+/// A pty echoes the newline that releases a held command: drop it from the first chunk
+/// (`pending` says whether that chunk is still to come).
+fn drop_echo(pending: &mut bool, data: bytes::Bytes) -> bytes::Bytes {
+    if std::mem::take(pending) && data.starts_with(b"\r\n") {
+        data.slice(2..)
+    } else {
+        data
+    }
+}
+
 /// `2024-01-01T00:00:00.123456789Z data…` → (ms, data).
 fn strip_timestamp(b: &[u8]) -> Option<(i64, &[u8])> {
     let sp = b.iter().position(|c| *c == b' ')?;
@@ -758,9 +763,8 @@ impl Runtime for DockerRuntime {
         let home = self.paddock_home(&spec.run_dir);
         plan::validate(spec, home.as_deref())?;
         let d = self.engine().await?;
-        if self.cfg.kind == RuntimeKind::Gvisor {
-            self.check().await?;
-        }
+        // No probe here: the daemon probes before it creates (`RunManager::choose_runtime`),
+        // and an engine without runsc refuses the container create with its own message.
         let base = image::base_tag();
         let image = spec.image.clone().unwrap_or_else(|| base.clone());
         match d.inspect_image(&image).await {
@@ -1285,15 +1289,10 @@ impl ExecCapability for DockerRuntime {
             // The pty echoes the release's newline: drop that echo.
             let mut echo = tty;
             while let Some(Ok(item)) = output.next().await {
-                let (stream, mut data) = split_output(item, tty);
-                if echo {
-                    echo = false;
-                    if data.starts_with(b"\r\n") {
-                        data = data.slice(2..);
-                    }
-                    if data.is_empty() {
-                        continue;
-                    }
+                let (stream, data) = split_output(item, tty);
+                let data = drop_echo(&mut echo, data);
+                if data.is_empty() {
+                    continue;
                 }
                 let chunk = OutputChunk {
                     ts_ms: now_ms(),
