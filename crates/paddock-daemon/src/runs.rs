@@ -275,28 +275,31 @@ impl RunManager {
         asked: Option<RuntimeKind>,
         req: &CreateRun,
     ) -> Result<RuntimeKind, DaemonError> {
+        let unsupported = |e: paddock_sandbox::SandboxError| DaemonError::Unsupported {
+            message: e.to_string(),
+            hint: e.hint().unwrap_or("see `paddock doctor`").into(),
+        };
+        // Each kind is probed once: the gvisor default's probe is the run's probe.
         let kind = match asked {
-            Some(k) => k,
+            Some(k) => {
+                self.runtime.probe(k).await.map_err(unsupported)?;
+                k
+            }
             None if req.image.is_some() => match self.runtime.probe(RuntimeKind::Gvisor).await {
                 Ok(_) => RuntimeKind::Gvisor,
                 Err(e) => {
                     tracing::warn!(
                         "image runs default to gvisor, which is not available ({e}); using docker"
                     );
+                    self.runtime
+                        .probe(RuntimeKind::Docker)
+                        .await
+                        .map_err(unsupported)?;
                     RuntimeKind::Docker
                 }
             },
             None => RuntimeKind::Native,
         };
-        if kind != RuntimeKind::Native || asked.is_some() {
-            self.runtime
-                .probe(kind)
-                .await
-                .map_err(|e| DaemonError::Unsupported {
-                    message: e.to_string(),
-                    hint: e.hint().unwrap_or("see `paddock doctor`").into(),
-                })?;
-        }
         if kind == RuntimeKind::Native && req.image.is_some() {
             return Err(DaemonError::Unsupported {
                 message: "the native runtime cannot run an image yet".into(),
