@@ -331,9 +331,10 @@ pub struct RunArgs {
     #[arg(long, value_name = "RUNTIME", env = "PADDOCK_RUNTIME", value_parser = ["native", "docker", "gvisor"])]
     pub runtime: Option<String>,
 
-    /// Run on this image (container runtimes; default: paddock's base image, built with
-    /// `paddock image build`). Without --runtime, an image run uses gvisor where the
-    /// engine has it, else docker.
+    /// Run on this image from the Docker engine (container runtimes' default: paddock's
+    /// base image, built with `paddock image build`). Without --runtime, an image run uses
+    /// gvisor where the engine has it, else docker; with `--runtime native` the image's
+    /// /usr, /etc, … replace the host's (unpacked once, then as fast as any native run).
     #[arg(long, value_name = "IMAGE")]
     pub image: Option<String>,
 

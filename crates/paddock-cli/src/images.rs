@@ -138,7 +138,8 @@ async fn ensure(
 }
 
 /// Before a run is created: give a container run its image (the base, or one with its
-/// `dependencies:`), and refuse dependencies on the native runtime.
+/// `dependencies:`); a native run with `dependencies:` gets the same image as its system
+/// root.
 pub async fn prepare(
     home: &Home,
     req: &mut CreateRun,
@@ -146,12 +147,6 @@ pub async fn prepare(
     quiet: bool,
 ) -> Result<()> {
     let container = matches!(req.runtime.as_deref(), Some("docker" | "gvisor"));
-    if !deps.is_empty() && req.runtime.as_deref() == Some("native") {
-        return Err(ui::usage(
-            "`dependencies:` need a container runtime",
-            "use --runtime docker or --runtime gvisor (or drop `dependencies:`)",
-        ));
-    }
     if !container && req.image.is_none() && deps.is_empty() {
         return Ok(());
     }

@@ -130,16 +130,17 @@ async fn run_daemon(home: Home, idle_flag: Option<&str>) -> Result<i32> {
     let exe = std::env::current_exe().context("finding the paddock executable")?;
     let mut config = paddock_sandbox::native::NativeConfig::new(exe);
     config.paddock_home = Some(home.root().to_path_buf());
-    let native = paddock_sandbox::native::NativeRuntime::new(config);
     let docker = |kind| {
         let mut c = paddock_sandbox::docker::DockerConfig::new(kind);
         c.paddock_home = Some(home.root().to_path_buf());
         Arc::new(paddock_sandbox::docker::DockerRuntime::new(c))
-            as Arc<dyn paddock_sandbox::Runtime>
     };
+    let runc = docker(paddock_sandbox::RuntimeKind::Docker);
+    // Native runs on an image get its filesystem from the Docker engine.
+    let native = paddock_sandbox::native::NativeRuntime::new(config).with_images(runc.clone());
     let runtime = paddock_sandbox::Runtimes::new(vec![
         Arc::new(native),
-        docker(paddock_sandbox::RuntimeKind::Docker),
+        runc,
         docker(paddock_sandbox::RuntimeKind::Gvisor),
     ]);
     paddock_daemon::serve(paddock_daemon::DaemonOptions {

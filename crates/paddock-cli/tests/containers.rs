@@ -408,6 +408,77 @@ fn dependencies_become_an_image_built_once() {
 }
 
 #[test]
+fn native_runs_on_an_image_with_its_tools_under_the_same_rules() {
+    if !available("docker") {
+        return;
+    }
+    let env = Env::new();
+    base_image(&env);
+    let ws = workspace(&env);
+    std::fs::write(
+        ws.join("paddock.yaml"),
+        "dependencies: [\"apt:jq\"]\nnetwork:\n  policy: strict\n",
+    )
+    .unwrap();
+    let script = r#"
+echo '{"a": 41}' | jq '.a + 1'
+command -v docker >/dev/null && echo "host-usr=visible" || echo "host-usr=hidden"
+[ -e /var/lib/paddock-test-docker ] && echo "host-var=visible" || echo "host-var=hidden"
+echo "uid=$(id -u)"
+curl -s -o /dev/null -m 10 https://denied.example/ && echo "egress=open" || echo "egress=closed"
+curl -s -o /dev/null -m 10 --noproxy '*' https://denied.example/ && echo "direct=open" || echo "direct=closed"
+echo changed > readme.txt
+exit 3
+"#;
+    let (code, out, err) = run(
+        &env,
+        &ws,
+        &["-q", "--runtime", "native", "--", "sh", "-c", script],
+    );
+    assert_eq!(code, 3, "{out}\n{err}");
+    assert!(out.starts_with("42\n"), "the image's jq: {out}");
+    // The host has the docker CLI (these tests drive it): the image does not.
+    assert!(out.contains("host-usr=hidden"), "{out}");
+    assert!(out.contains("host-var=hidden"), "{out}");
+    assert!(!out.contains("uid=0"), "{out}");
+    assert!(
+        out.contains("egress=closed"),
+        "strict: no rule, no egress: {out}"
+    );
+    assert!(out.contains("direct=closed"), "{out}");
+    let ps: serde_json::Value = serde_json::from_str(&env.ok(&["ps", "-a", "--json"])).unwrap();
+    assert_eq!(ps["runs"][0]["runtime"], "native", "{ps}");
+    // Copy-on-write as on any native run.
+    assert_eq!(
+        std::fs::read_to_string(ws.join("readme.txt")).unwrap(),
+        "original\n"
+    );
+    let id = env
+        .ok(&["ps", "-a", "-q"])
+        .lines()
+        .next()
+        .unwrap()
+        .to_string();
+    let diff = env.ok(&["diff", &id]);
+    assert!(
+        diff.contains("readme.txt") && diff.contains("+changed"),
+        "{diff}"
+    );
+    // The image is unpacked once: a second run finds it.
+    let (code, _, err) = run(
+        &env,
+        &ws,
+        &["-q", "--runtime", "native", "--", "jq", "-n", "1"],
+    );
+    assert_eq!(code, 0, "{err}");
+    let unpacked: Vec<_> = std::fs::read_dir(env.home.join("cache/images"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(unpacked.len(), 1, "one image, one tree: {unpacked:?}");
+}
+
+#[test]
 fn bad_runtime_image_and_dependency_input_is_refused_clearly() {
     let env = Env::new();
     let ws = workspace(&env);
@@ -425,12 +496,25 @@ fn bad_runtime_image_and_dependency_input_is_refused_clearly() {
     let (code, _, err) = run(&env, &ws, &["--", "true"]);
     assert_ne!(code, 0);
     assert!(err.contains("paddock.yaml:3:5"), "line and column: {err}");
-    std::fs::write(ws.join("paddock.yaml"), "dependencies: [\"apt:jq\"]\n").unwrap();
-    let (code, _, err) = run(&env, &ws, &["--runtime", "native", "--", "true"]);
-    assert_eq!(code, 2, "{err}");
-    assert!(err.contains("container runtime"), "{err}");
     std::fs::remove_file(ws.join("paddock.yaml")).unwrap();
     if available("docker") {
+        let (code, _, err) = run(
+            &env,
+            &ws,
+            &[
+                "--runtime",
+                "native",
+                "--image",
+                "paddock-test-no-such:image",
+                "--",
+                "true",
+            ],
+        );
+        assert_ne!(code, 0);
+        assert!(
+            err.contains("no image paddock-test-no-such:image"),
+            "native on a missing image: {err}"
+        );
         let (code, _, err) = run(
             &env,
             &ws,

@@ -267,9 +267,9 @@ impl RunManager {
         Ok(record.into_read())
     }
 
-    /// The run's runtime: the one asked for, if it can run now; else gVisor for a run with
-    /// an image when the engine has it registered, Docker when not (the notice is in the
-    /// daemon log), native otherwise.
+    /// The run's runtime: the one asked for, if it can run now (native runs an image as its
+    /// system root); else gVisor for a run with an image when the engine has it registered,
+    /// Docker when not (the notice is in the daemon log), native otherwise.
     async fn choose_runtime(
         &self,
         asked: Option<RuntimeKind>,
@@ -300,12 +300,6 @@ impl RunManager {
             },
             None => RuntimeKind::Native,
         };
-        if kind == RuntimeKind::Native && req.image.is_some() {
-            return Err(DaemonError::Unsupported {
-                message: "the native runtime cannot run an image yet".into(),
-                hint: "use --runtime docker or --runtime gvisor with an image".into(),
-            });
-        }
         Ok(kind)
     }
 

@@ -9,7 +9,7 @@
 //! handle) are optional capabilities reached through `Runtime::as_*` accessors that return
 //! `None` when a backend does not have them: callers check, they never get a stub.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -141,6 +141,15 @@ pub struct SandboxSpec {
     /// default, which for native is the host's system directories).
     #[serde(default)]
     pub image: Option<String>,
+}
+
+/// Where the native runtime gets an image's filesystem as a directory (the Docker
+/// backend exports it from the engine: [`crate::docker::rootfs`]).
+#[async_trait]
+pub trait RootfsSource: Send + Sync {
+    /// A directory holding `image`'s filesystem, kept under `cache` (one per image id) and
+    /// never written after it is returned.
+    async fn rootfs(&self, image: &str, cache: &Path) -> Result<PathBuf, SandboxError>;
 }
 
 fn native_kind() -> RuntimeKind {

@@ -28,6 +28,7 @@
 //! (the engine does the overlay mount).
 
 pub mod image;
+pub mod rootfs;
 pub mod seccomp;
 mod views;
 

@@ -131,6 +131,10 @@ pub struct NativeState {
     /// [`filecache`]); empty for runs created before this field existed.
     #[serde(default)]
     pub files: Vec<PathBuf>,
+    /// An image run's system root (its unpacked image, see [`crate::RootfsSource`]);
+    /// `None`: the host's system directories.
+    #[serde(default)]
+    pub system_root: Option<PathBuf>,
 }
 
 /// The native Linux sandbox runtime.
@@ -146,6 +150,8 @@ pub struct NativeRuntime {
     files: std::sync::OnceLock<(PathBuf, filecache::FileCache)>,
     /// `$PADDOCK_HOME/cache/root` (made once), for the home named first: see `prelude`.
     shared_root: std::sync::OnceLock<(PathBuf, Option<PathBuf>)>,
+    /// Where image runs get their system root (none: image runs are refused).
+    images: Option<Arc<dyn crate::RootfsSource>>,
     runs: Mutex<HashMap<String, Arc<Run>>>,
 }
 
@@ -191,6 +197,49 @@ fn make_handle(spec_run_id: &str, run_dir: &Path, st: &NativeState) -> SandboxHa
     }
 }
 
+/// Make an empty file at each of `paths` (absolute, inside the sandbox) under `root` where
+/// there is none, so that init can bind an injected file there on the read-only system
+/// directories. Paths through a symlink or a non-directory are left alone (the bind then
+/// fails with a clear step error); so are paths outside the system directories.
+fn add_mount_points<'a>(root: &Path, paths: impl Iterator<Item = &'a Path>) {
+    for p in paths {
+        let rel: Vec<_> = p
+            .components()
+            .filter_map(|c| match c {
+                std::path::Component::Normal(n) => Some(n),
+                _ => None,
+            })
+            .collect();
+        let Some(first) = rel.first() else { continue };
+        if !plan::SYSTEM_DIRS
+            .iter()
+            .any(|d| std::ffi::OsStr::new(d) == *first)
+        {
+            continue;
+        }
+        let mut cur = root.to_path_buf();
+        for (i, c) in rel.iter().enumerate() {
+            cur.push(c);
+            let last = i + 1 == rel.len();
+            match std::fs::symlink_metadata(&cur) {
+                Ok(m) if m.file_type().is_symlink() || (!last && !m.is_dir()) => break,
+                Ok(_) => {}
+                Err(_) if last => {
+                    let _ = std::fs::OpenOptions::new()
+                        .write(true)
+                        .create_new(true)
+                        .open(&cur);
+                }
+                Err(_) => {
+                    if std::fs::create_dir(&cur).is_err() && !cur.is_dir() {
+                        break;
+                    }
+                }
+            }
+        }
+    }
+}
+
 fn mkdir_all(p: &Path) -> Result<(), SandboxError> {
     use std::os::unix::fs::DirBuilderExt;
     std::fs::DirBuilder::new()
@@ -202,7 +251,7 @@ fn mkdir_all(p: &Path) -> Result<(), SandboxError> {
 
 /// Remove a tree the sandbox wrote into, fixing permissions that would block removal
 /// (overlayfs leaves `work/work` at mode 000; the agent may create read-only directories).
-fn remove_tree(p: &Path) -> std::io::Result<()> {
+pub(crate) fn remove_tree(p: &Path) -> std::io::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     match std::fs::symlink_metadata(p) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
@@ -235,8 +284,41 @@ impl NativeRuntime {
             etc: EtcMaskCache::new("/etc"),
             files: std::sync::OnceLock::new(),
             shared_root: std::sync::OnceLock::new(),
+            images: None,
             runs: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Let runs with an image use it as their system root, taken from `source`.
+    pub fn with_images(mut self, source: Arc<dyn crate::RootfsSource>) -> Self {
+        self.images = Some(source);
+        self
+    }
+
+    /// An image run's system root: the image's filesystem, with a mount point for each
+    /// injected file that it lacks (see [`add_mount_points`]).
+    async fn system_root(&self, spec: &SandboxSpec) -> Result<Option<PathBuf>, SandboxError> {
+        let Some(image) = &spec.image else {
+            return Ok(None);
+        };
+        let source = self
+            .images
+            .as_ref()
+            .ok_or_else(|| SandboxError::Unsupported {
+                message: "this native runtime cannot run images".into(),
+                hint: "use --runtime docker or --runtime gvisor".into(),
+            })?;
+        let home = self
+            .paddock_home(&spec.run_dir)
+            .ok_or_else(|| SandboxError::InvalidSpec {
+                message: "an image run needs a paddock home for its image cache".into(),
+                hint: "run it through the paddock daemon".into(),
+            })?;
+        let root = source
+            .rootfs(image, &home.join("cache").join("images"))
+            .await?;
+        add_mount_points(&root, spec.files.iter().map(|f| f.path.as_path()));
+        Ok(Some(root))
     }
 
     /// Whether this runtime runs without root (unprivileged user namespaces).
@@ -269,6 +351,13 @@ impl NativeRuntime {
     /// A stage 1 that has been sent `plan_msg`: the spare when there is a live one (see
     /// [`launch`]), else a fresh one. A spare that died just before the send is replaced.
     fn launch(&self, plan_msg: &[u8], prelude: &Prelude) -> Result<launch::Stage1, SandboxError> {
+        let spare = if prelude.system_root.is_none() {
+            self.launcher.take(prelude)
+        } else {
+            // Spares are made on the host's system directories; an image run's would fit
+            // no other run.
+            None
+        };
         let spawn = || {
             self.launcher
                 .spawn(prelude)
@@ -282,7 +371,7 @@ impl NativeRuntime {
             );
             sys::send_msg(s.ctl.as_fd(), plan_msg, None, false)
         };
-        if let Some(spare) = self.launcher.take(prelude) {
+        if let Some(spare) = spare {
             if send(&spare).is_ok() {
                 return Ok(spare);
             }
@@ -298,7 +387,7 @@ impl NativeRuntime {
     /// inside). The root's mount point is `$PADDOCK_HOME/cache/root`, shared by every run
     /// (no mount source can live under it: the paddock home is never mounted), or, outside
     /// a paddock home, the run's own `rootfs` (then no spare: it would fit no other run).
-    fn prelude(&self, spec: &SandboxSpec) -> (Prelude, bool) {
+    fn prelude(&self, spec: &SandboxSpec, system_root: Option<&Path>) -> (Prelude, bool) {
         let shared = self.paddock_home(&spec.run_dir).and_then(|h| {
             let (home, root) = self.shared_root.get_or_init(|| {
                 let p = h.join("cache").join("root");
@@ -319,6 +408,7 @@ impl NativeRuntime {
                 spec.user.gid
             },
             root: shared.unwrap_or_else(|| RunLayout::new(&spec.run_dir).rootfs()),
+            system_root: system_root.map(Path::to_path_buf),
         };
         (prelude, is_shared)
     }
@@ -380,7 +470,13 @@ impl NativeRuntime {
         Ok(out)
     }
 
-    fn plan(&self, spec: &SandboxSpec, cg: &RunCgroups, sources: Vec<PathBuf>) -> InitPlan {
+    fn plan(
+        &self,
+        spec: &SandboxSpec,
+        cg: &RunCgroups,
+        sources: Vec<PathBuf>,
+        on_image: bool,
+    ) -> InitPlan {
         let layout = RunLayout::new(&spec.run_dir);
         let mut binds = Vec::new();
         let mut writable: Vec<PathBuf> = vec![spec.workspace.clone(), "/tmp".into()];
@@ -437,7 +533,12 @@ impl NativeRuntime {
             workspace: spec.workspace.clone(),
             workspace_mode: spec.workspace_mode,
             binds,
-            masks: self.etc.masks(root_mode),
+            // An image's /etc holds none of the host's secrets.
+            masks: if on_image {
+                Vec::new()
+            } else {
+                self.etc.masks(root_mode)
+            },
             cgroup_procs: cg.procs_files(),
             rootless: self.rootless,
             tty: spec.tty,
@@ -609,18 +710,20 @@ impl Runtime for NativeRuntime {
             });
         }
         self.cgroups.check_limits(&spec.limits, self.rootless)?;
-        let (prelude, shared_root) = self.prelude(spec);
+        let system_root = self.system_root(spec).await?;
+        let (prelude, shared_root) = self.prelude(spec, system_root.as_deref());
         // The run's directories are made by the start that needs them (`ensure_run_dirs`),
         // if the daemon did not lay them out ahead of time: a run that is only created
         // allocates no inode here (on a busy ext4 each one costs up to a millisecond).
         // The start that follows finds a sandbox already built.
-        if shared_root {
+        if shared_root && system_root.is_none() {
             self.launcher.expect(prelude);
             self.launcher.refill();
         }
         let st = NativeState {
             rootless: self.rootless,
             files: self.injected_sources(spec)?,
+            system_root,
             ..NativeState::default()
         };
         Ok(make_handle(&spec.run_id, &spec.run_dir, &st))
@@ -642,7 +745,7 @@ impl Runtime for NativeRuntime {
             });
         }
         let layout = RunLayout::new(&spec.run_dir);
-        let (prelude, shared_root) = self.prelude(spec);
+        let (prelude, shared_root) = self.prelude(spec, created.system_root.as_deref());
         Self::ensure_run_dirs(&layout, shared_root)?;
         let cg = self.cgroups.create(
             &self.cfg.cgroup_parent,
@@ -662,7 +765,7 @@ impl Runtime for NativeRuntime {
                 .map(|i| layout.files().join(i.to_string()))
                 .collect()
         };
-        let plan = self.plan(spec, &cg, sources.clone());
+        let plan = self.plan(spec, &cg, sources.clone(), created.system_root.is_some());
         let _ = std::fs::remove_file(layout.exit_json());
         let (log, _) = match run::open_log(&layout, true) {
             Ok(v) => v,
@@ -735,6 +838,7 @@ impl Runtime for NativeRuntime {
             cgroups: cg,
             rootless: self.rootless,
             files: sources,
+            system_root: created.system_root,
         };
         Ok(make_handle(&spec.run_id, &spec.run_dir, &st))
     }

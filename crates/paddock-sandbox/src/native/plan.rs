@@ -95,6 +95,10 @@ pub struct Prelude {
     /// Mount point of the root tmpfs inside PID 1's mount namespace: a directory that no
     /// mount source lives under (`$PADDOCK_HOME/cache/root`, or the run's own `rootfs`).
     pub root: PathBuf,
+    /// Where the system directories come from: an image's unpacked filesystem (see
+    /// [`crate::RootfsSource`]), or the host's `/` when `None`.
+    #[serde(default)]
+    pub system_root: Option<PathBuf>,
 }
 
 /// Everything else `paddock init` needs for a run: the second message on the control

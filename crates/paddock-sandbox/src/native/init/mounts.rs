@@ -181,8 +181,9 @@ fn make_mount_point(step: &str, root: &Path, path: &Path, dir: bool) -> R<PathBu
 }
 
 /// Step 1, before the run is known: the root tmpfs on `root` (the
-/// [`super::super::plan::Prelude`]'s mount point), system directories, /proc, /dev, /tmp.
-pub fn prepare_root(root: &Path) -> R<PathBuf> {
+/// [`super::super::plan::Prelude`]'s mount point), system directories (from `system_root`,
+/// an image's filesystem, or the host's `/`), /proc, /dev, /tmp.
+pub fn prepare_root(root: &Path, system_root: Option<&Path>) -> R<PathBuf> {
     let step = "preparing the sandbox root";
     do_mount(
         step,
@@ -200,8 +201,9 @@ pub fn prepare_root(root: &Path) -> R<PathBuf> {
         "mode=0755",
     )?;
 
+    let system_root = system_root.unwrap_or(Path::new("/"));
     for name in SYSTEM_DIRS {
-        let host = Path::new("/").join(name);
+        let host = system_root.join(name);
         let Ok(md) = fs::symlink_metadata(&host) else {
             continue;
         };

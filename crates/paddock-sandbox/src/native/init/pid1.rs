@@ -93,7 +93,7 @@ pub fn run(prelude: Prelude, ctl: &OwnedFd) -> i32 {
     // Before any run is known (a spare may wait here a long time): the part of the
     // sandbox that is the same for every run.
     let generic = (|| -> Result<PathBuf, SetupError> {
-        let root = mounts::prepare_root(&prelude.root)?;
+        let root = mounts::prepare_root(&prelude.root, prelude.system_root.as_deref())?;
         sys::loopback_up().map_err(|e| SetupError {
             step: "preparing the sandbox root".into(),
             message: format!("bringing up loopback: {e}"),
