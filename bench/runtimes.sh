@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # `paddock run -- true` on each runtime, side by side with its peer on the same engine:
 #   native                         vs bwrap
+#   native on the deps image       vs native, and vs bwrap on the same unpacked tree
 #   --runtime docker               vs docker run --rm --network none (same image)
 #   --runtime gvisor               vs docker run --rm --network none --runtime runsc, runsc do
 #   dependencies: [apt:jq] cached  vs --runtime docker on the base (what cached deps add)
@@ -31,6 +32,8 @@ trap cleanup EXIT
 base=$("$paddock" image build -q)
 deps_tag=$(cd "$work/deps" && "$paddock" image build -q apt:jq)
 "$paddock" run -q -- true   # the daemon is up before timing
+"$paddock" run -q --runtime native --image "$deps_tag" -- true   # unpacked once, before timing
+tree=$(ls -d "$PADDOCK_HOME"/cache/images/*/ | head -1)
 cd "$work/ws"
 
 json="$work/times.json"
@@ -39,6 +42,8 @@ runsc --network=none do true >/dev/null 2>&1 || { echo "runsc do does not run he
 hyperfine -N --warmup 3 --runs "$runs" --export-json "$json" \
   -n native "$paddock run -q -- true" \
   -n bwrap "bwrap --ro-bind / / --dev /dev --proc /proc --unshare-all --die-with-parent true" \
+  -n "native+image" "$paddock run -q --runtime native --image $deps_tag -- true" \
+  -n "bwrap image" "bwrap --ro-bind $tree / --dev /dev --proc /proc --unshare-all --die-with-parent /usr/bin/true" \
   -n docker "$paddock run -q --runtime docker -- true" \
   -n "docker run" "$DOCKER run --rm --network none $base true" \
   -n gvisor "$paddock run -q --runtime gvisor -- true" \
@@ -67,7 +72,7 @@ r = {x["command"]: x for x in json.load(open(sys.argv[1]))["results"]}
 ms = lambda n: r[n]["mean"] * 1000
 sd = lambda n: r[n]["stddev"] * 1000
 print("runtime start, `run -- true` (mean ± sd over %d runs, ms)" % len(r["native"]["times"]))
-rows = [("native", "bwrap"), ("docker", "docker run"), ("gvisor", "docker run runsc")]
+rows = [("native", "bwrap"), ("native+image", "bwrap image"), ("native+image", "native"), ("docker", "docker run"), ("gvisor", "docker run runsc")]
 if "runsc do" in r:
     rows.append(("gvisor", "runsc do"))
 print("%-22s %10s   %-22s %10s   %s" % ("paddock", "ms", "peer", "ms", "ratio"))

@@ -142,9 +142,14 @@ pub struct CreateRun {
     /// engine has it, else docker.
     #[serde(default)]
     pub runtime: Option<String>,
-    /// The image the sandbox runs on (container runtimes): a name the engine knows.
+    /// The image the sandbox runs on: a name the engine knows (the container runtimes'
+    /// default is paddock's base image; native runs on the host's directories without one).
     #[serde(default)]
     pub image: Option<String>,
+    /// Tools the image must have, as `dependencies:` spells them (`node`, `apt:jq`, …): the
+    /// run's start builds the image for them on `image` (or paddock's base) when missing.
+    #[serde(default)]
+    pub dependencies: Vec<String>,
     #[serde(default)]
     pub tty: bool,
     /// Keep stdin open for an attached client.

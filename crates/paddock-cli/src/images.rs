@@ -1,9 +1,11 @@
-//! `paddock image …` and the image a container run needs: paddock's base image (built from
-//! Debian packages on first use) and `dependencies:` images on top of it, with progress.
+//! `paddock image …` (paddock's base image, built from Debian packages, and `dependencies:`
+//! images on top of it, with progress), and what `paddock run` sends about a run's image.
 //!
-//! Images live in the user's Docker engine, not in paddock's home: the CLI builds them
-//! itself (as the user, through the same engine socket), so the daemon only ever runs
-//! images that exist. Never: removes an image without paddock's label.
+//! Images live in the Docker engine, not in paddock's home. A run's image is built by the
+//! run's start in the daemon (its steps are the run's init steps); `paddock image build`
+//! builds the same images ahead of time, with the same code
+//! (`paddock_sandbox::docker::image::ensure`). Never: removes an image without paddock's
+//! label.
 
 use std::io::IsTerminal;
 use std::time::Duration;
@@ -104,72 +106,49 @@ async fn ensure(
     deps: &[Dependency],
     quiet: bool,
 ) -> Result<String> {
+    if !quiet {
+        let tag = image::tag_for(base, deps);
+        if !image::exists(d, &tag).await.map_err(sandbox_err)? {
+            let list: Vec<String> = deps.iter().map(Dependency::label).collect();
+            eprintln!(
+                "paddock: building {tag}{}{} (once)",
+                if list.is_empty() { "" } else { " with " },
+                list.join(", ")
+            );
+        }
+    }
     let shown = Shown::new(quiet);
     let sink = |p: Progress| shown.show(p);
-    let base = match base {
-        Some(b) => b.to_string(),
-        None => {
-            let tag = image::base_tag();
-            if !image::exists(d, &tag).await.map_err(sandbox_err)? && !quiet {
-                eprintln!(
-                    "paddock: building the base image {tag} from Debian packages (once; a few minutes)"
-                );
-            }
-            let dir = scratch(home);
-            std::fs::create_dir_all(&dir)?;
-            image::ensure_base(d, &dir, &sink).await.map_err(|e| {
-                shown.done();
-                sandbox_err(e)
-            })?
-        }
-    };
-    if deps.is_empty() {
-        shown.done();
-        return Ok(base);
-    }
-    let tag = image::deps_tag(&base, deps);
-    if !image::exists(d, &tag).await.map_err(sandbox_err)? && !quiet {
-        let list: Vec<String> = deps.iter().map(Dependency::label).collect();
-        eprintln!("paddock: building {tag} with {}", list.join(", "));
-    }
-    let r = image::ensure_deps(d, &base, deps, &sink).await;
+    let r = image::ensure(d, &scratch(home), base, deps, &sink).await;
     shown.done();
     r.map_err(sandbox_err)
 }
 
-/// Before a run is created: give a container run its image (the base, or one with its
-/// `dependencies:`); a native run with `dependencies:` gets the same image as its system
-/// root.
-pub async fn prepare(
-    home: &Home,
-    req: &mut CreateRun,
-    deps: &[Dependency],
-    quiet: bool,
-) -> Result<()> {
-    let container = matches!(req.runtime.as_deref(), Some("docker" | "gvisor"));
-    if !container && req.image.is_none() && deps.is_empty() {
+/// Before a run is created: the `dependencies:` go with the request, and the run's start
+/// builds what is missing (its steps are the run's init steps). Says so when an image run
+/// without `--runtime` cannot have gVisor.
+pub async fn prepare(req: &mut CreateRun, deps: &[Dependency], quiet: bool) -> Result<()> {
+    req.dependencies = deps.iter().map(Dependency::label).collect();
+    let on_image = req.image.is_some() || !deps.is_empty();
+    if req.runtime.is_some() || !on_image || quiet {
         return Ok(());
     }
-    if req.image.is_some() && deps.is_empty() && req.runtime.is_some() {
+    // The daemon picks gvisor for image runs when the engine has it: say when it cannot.
+    // No engine at all is the daemon's error to give (with its hint).
+    let Ok(d) = engine().await else {
         return Ok(());
+    };
+    let gvisor = d
+        .info()
+        .await
+        .ok()
+        .and_then(|i| i.runtimes)
+        .is_some_and(|r| r.contains_key("runsc"));
+    if !gvisor {
+        eprintln!(
+            "paddock: gVisor (runsc) is not registered with the Docker engine; this run uses the docker runtime (`paddock doctor` says how to add gVisor)"
+        );
     }
-    let d = engine().await?;
-    if req.runtime.is_none() && !quiet {
-        // The daemon picks gvisor for image runs when the engine has it: say when it cannot.
-        let gvisor = d
-            .info()
-            .await
-            .ok()
-            .and_then(|i| i.runtimes)
-            .is_some_and(|r| r.contains_key("runsc"));
-        if !gvisor {
-            eprintln!(
-                "paddock: gVisor (runsc) is not registered with the Docker engine; this run uses the docker runtime (`paddock doctor` says how to add gVisor)"
-            );
-        }
-    }
-    let tag = ensure(home, &d, req.image.as_deref(), deps, quiet).await?;
-    req.image = Some(tag);
     Ok(())
 }
 

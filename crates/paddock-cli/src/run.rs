@@ -180,6 +180,7 @@ pub fn build_request(args: &RunArgs) -> Result<(CreateRun, Vec<paddock_config::D
         limits,
         runtime,
         image,
+        dependencies: Vec::new(),
         tty,
         stdin: args.interactive,
         tty_size: if tty { terminal_size() } else { None },
@@ -280,7 +281,7 @@ fn terminal_size() -> Option<TtySize> {
 pub async fn run(home: &Home, args: RunArgs) -> Result<i32> {
     let (mut req, dependencies) = build_request(&args)?;
     crate::agents::setup(home, &args, &mut req).await?;
-    crate::images::prepare(home, &mut req, &dependencies, args.quiet).await?;
+    crate::images::prepare(&mut req, &dependencies, args.quiet).await?;
     if args.tty && !std::io::stdin().is_terminal() {
         return Err(usage(
             "-t needs a terminal on stdin",
@@ -518,6 +519,12 @@ where
         .await
         .context("reading from the paddock daemon")?
     {
+        // A step stays on screen until the next step replaces it or real output comes.
+        if progress_shown && !matches!(frame, Frame::InitStep(_)) {
+            // Cleared before real output or the end.
+            eprint!("\r\x1b[2K");
+            progress_shown = false;
+        }
         match frame {
             Frame::Stdout(b) => {
                 stdout.write_all(&b)?;
@@ -551,11 +558,6 @@ where
                 break;
             }
             _ => {}
-        }
-        if progress_shown && show_progress {
-            // Clear the progress line once real output or the end arrives.
-            eprint!("\r\x1b[2K");
-            progress_shown = false;
         }
     }
     for t in tasks {

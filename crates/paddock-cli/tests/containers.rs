@@ -401,9 +401,20 @@ fn dependencies_become_an_image_built_once() {
         err.contains("apt:paddock-no-such-package") && err.contains("Unable to locate package"),
         "{err}"
     );
+    // The build is the run's start: the run failed, and says why.
+    let ps: serde_json::Value = serde_json::from_str(&env.ok(&["ps", "-a", "--json"])).unwrap();
+    let failed: Vec<&serde_json::Value> = ps["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["state"] == "failed")
+        .collect();
+    assert_eq!(failed.len(), 1, "{ps}");
     assert!(
-        env.ok(&["ps", "-a", "-q"]).lines().count() == 2,
-        "no run was made for the failed build"
+        failed[0]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("apt:paddock-no-such-package")),
+        "{ps}"
     );
 }
 

@@ -244,6 +244,7 @@ impl RunManager {
             worktree: worktree.as_ref(),
             caller,
             runtime: checked.runtime.unwrap_or(RuntimeKind::Native),
+            dependencies: checked.dependencies,
         });
         let handle = self.create_sandbox(&spec, &id, &run_dir).await?;
         let record = RunRecord {
@@ -285,19 +286,21 @@ impl RunManager {
                 self.runtime.probe(k).await.map_err(unsupported)?;
                 k
             }
-            None if req.image.is_some() => match self.runtime.probe(RuntimeKind::Gvisor).await {
-                Ok(_) => RuntimeKind::Gvisor,
-                Err(e) => {
-                    tracing::warn!(
-                        "image runs default to gvisor, which is not available ({e}); using docker"
-                    );
-                    self.runtime
-                        .probe(RuntimeKind::Docker)
-                        .await
-                        .map_err(unsupported)?;
-                    RuntimeKind::Docker
+            None if req.image.is_some() || !req.dependencies.is_empty() => {
+                match self.runtime.probe(RuntimeKind::Gvisor).await {
+                    Ok(_) => RuntimeKind::Gvisor,
+                    Err(e) => {
+                        tracing::warn!(
+                            "image runs default to gvisor, which is not available ({e}); using docker"
+                        );
+                        self.runtime
+                            .probe(RuntimeKind::Docker)
+                            .await
+                            .map_err(unsupported)?;
+                        RuntimeKind::Docker
+                    }
                 }
-            },
+            }
             None => RuntimeKind::Native,
         };
         Ok(kind)
@@ -348,6 +351,22 @@ impl RunManager {
                 ));
             }
         }
+        let dependencies = req
+            .dependencies
+            .iter()
+            .map(|d| {
+                paddock_config::parse_dependency(d).map_err(|e| {
+                    DaemonError::bad_request(
+                        format!(
+                            "invalid dependency `{}`: {}",
+                            d.escape_default(),
+                            e.message()
+                        ),
+                        e.hint().unwrap_or("see `paddock image deps`").to_string(),
+                    )
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         let mount_sources = self.resolve_mount_sources(&req.mounts)?;
         let network: paddock_config::NetworkConfig = if req.network.is_null() {
             Default::default()
@@ -375,6 +394,7 @@ impl RunManager {
             runtime,
             mount_sources,
             network,
+            dependencies,
         })
     }
 
@@ -532,6 +552,7 @@ impl RunManager {
             hold_until_released: true,
             runtime: p.runtime,
             image: req.image.clone(),
+            dependencies: p.dependencies,
         }
     }
 
@@ -1305,6 +1326,7 @@ struct CheckedRequest {
     runtime: Option<RuntimeKind>,
     mount_sources: Vec<PathBuf>,
     network: paddock_config::NetworkConfig,
+    dependencies: Vec<paddock_config::Dependency>,
 }
 
 /// The pieces of a run's [`SandboxSpec`], made by the steps before it.
@@ -1321,6 +1343,7 @@ struct SpecParts<'a> {
     worktree: Option<&'a crate::worktree::Worktree>,
     caller: Caller,
     runtime: RuntimeKind,
+    dependencies: Vec<paddock_config::Dependency>,
 }
 
 /// A new run as the API shows it, in state `created`.

@@ -141,15 +141,35 @@ pub struct SandboxSpec {
     /// default, which for native is the host's system directories).
     #[serde(default)]
     pub image: Option<String>,
+    /// Tools the run's image must have: built at `start` (when missing) on `image`, or on
+    /// paddock's base image when `image` is `None`, with the build's steps as init steps.
+    /// A native run with dependencies runs on that image too.
+    #[serde(default)]
+    pub dependencies: Vec<paddock_config::Dependency>,
 }
 
-/// Where the native runtime gets an image's filesystem as a directory (the Docker
-/// backend exports it from the engine: [`crate::docker::rootfs`]).
+impl SandboxSpec {
+    /// Whether the native runtime runs this spec on an image rather than the host's system
+    /// directories.
+    pub fn on_image(&self) -> bool {
+        self.image.is_some() || !self.dependencies.is_empty()
+    }
+}
+
+/// Where the native runtime gets a run's image as a directory (the Docker backend builds
+/// it when the spec's dependencies need it, then exports it from the engine:
+/// [`crate::docker::rootfs`]).
 #[async_trait]
 pub trait RootfsSource: Send + Sync {
-    /// A directory holding `image`'s filesystem, kept under `cache` (one per image id) and
-    /// never written after it is returned.
-    async fn rootfs(&self, image: &str, cache: &Path) -> Result<PathBuf, SandboxError>;
+    /// A directory holding the filesystem of `spec`'s image (see
+    /// [`SandboxSpec::dependencies`]), kept under `cache` (one per image id), with the
+    /// build's steps sent to `events` as init steps.
+    async fn rootfs(
+        &self,
+        spec: &SandboxSpec,
+        cache: &Path,
+        events: &EventSink,
+    ) -> Result<PathBuf, SandboxError>;
 }
 
 fn native_kind() -> RuntimeKind {

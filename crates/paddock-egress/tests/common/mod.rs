@@ -364,6 +364,7 @@ pub async fn fixture_with(
         hold_until_released: false,
         runtime: paddock_sandbox::RuntimeKind::Native,
         image: None,
+        dependencies: Vec::new(),
     };
     let rt = Arc::new(NativeRuntime::new(NativeConfig::new(env!(
         "CARGO_BIN_EXE_paddock-egress-test-init"

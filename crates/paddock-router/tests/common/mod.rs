@@ -172,6 +172,7 @@ impl World {
             hold_until_released: false,
             runtime: paddock_sandbox::RuntimeKind::Native,
             image: None,
+            dependencies: Vec::new(),
         };
         let h = self.rt.create(&spec).await.expect("create");
         let handle = self

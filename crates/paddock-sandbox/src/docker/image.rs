@@ -598,6 +598,49 @@ pub async fn ensure_deps(
     Ok(tag)
 }
 
+/// The image a run on `base` (paddock's base when `None`) with `deps` runs on, without
+/// building anything: what [`ensure`] returns once it is there.
+pub fn tag_for(base: Option<&str>, deps: &[Dependency]) -> String {
+    let base = base.map_or_else(base_tag, str::to_string);
+    if deps.is_empty() {
+        base
+    } else {
+        deps_tag(&base, deps)
+    }
+}
+
+/// The image a run on `base` (paddock's base when `None`) with `deps` needs, built where
+/// missing (the base in `scratch`, a directory paddock owns), with progress; an image named
+/// as `base` is never pulled or built, only checked.
+pub async fn ensure(
+    d: &Docker,
+    scratch: &Path,
+    base: Option<&str>,
+    deps: &[Dependency],
+    progress: ProgressSink<'_>,
+) -> Result<String, SandboxError> {
+    let base = match base {
+        Some(b) => {
+            if !exists(d, b).await? {
+                return Err(SandboxError::InvalidSpec {
+                    message: format!("the Docker engine has no image {b}"),
+                    hint: format!("`docker pull {b}` or build it first"),
+                });
+            }
+            b.to_string()
+        }
+        None => {
+            std::fs::create_dir_all(scratch)
+                .map_err(|e| SandboxError::io("create directory", scratch.to_path_buf(), e))?;
+            ensure_base(d, scratch, progress).await?
+        }
+    };
+    if deps.is_empty() {
+        return Ok(base);
+    }
+    ensure_deps(d, &base, deps, progress).await
+}
+
 /// One paddock image, as `paddock image ls` shows it.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct ImageRow {

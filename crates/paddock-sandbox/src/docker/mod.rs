@@ -492,17 +492,157 @@ impl DockerRuntime {
         Ok(())
     }
 
-    async fn remove_container(&self, d: &Docker, st: &DockerState) -> Result<(), SandboxError> {
+    /// The image `spec` runs on: built where its dependencies (or paddock's base) need it,
+    /// with the build's steps sent to `events` as init steps.
+    pub async fn ensure_image(
+        &self,
+        spec: &SandboxSpec,
+        events: &EventSink,
+    ) -> Result<String, SandboxError> {
+        let d = self.engine().await?;
+        let scratch = self.paddock_home(&spec.run_dir).map_or_else(
+            || spec.run_dir.join("image-build"),
+            |h| h.join("cache").join("image-build"),
+        );
+        let run_id = spec.run_id.clone();
+        let events = events.clone();
+        let sink = move |p: image::Progress| {
+            if let image::Progress::Step {
+                index,
+                total,
+                description,
+            } = p
+            {
+                events(SandboxEvent::InitStep {
+                    run_id: run_id.clone(),
+                    index,
+                    total,
+                    description: format!("image: {description}"),
+                });
+            }
+        };
+        image::ensure(
+            d,
+            &scratch,
+            spec.image.as_deref(),
+            &spec.dependencies,
+            &sink,
+        )
+        .await
+    }
+
+    /// Make the run's container on `image` (with a root caller's idmapped views, or the
+    /// overlay volume): what `start` does first.
+    async fn make_container(
+        &self,
+        d: &Docker,
+        spec: &SandboxSpec,
+        image: &str,
+    ) -> Result<DockerState, SandboxError> {
+        let layout = RunLayout::new(&spec.run_dir);
+        let views = if spec.user.uid == 0 {
+            let s = spec.clone();
+            Some(
+                tokio::task::spawn_blocking(move || views::make(&s))
+                    .await
+                    .map_err(|e| {
+                        SandboxError::io(
+                            "make the container's views",
+                            None,
+                            std::io::Error::other(e),
+                        )
+                    })??,
+            )
+        } else {
+            None
+        };
+        let host_mounts = views.as_ref().map(|v| v.made.clone()).unwrap_or_default();
+        let volume = match (spec.workspace_mode, &views) {
+            (_, Some(_)) | (WorkspaceMode::Bind, None) => None,
+            (WorkspaceMode::Overlay, None) => {
+                let name = format!("paddock-{}", spec.run_id);
+                let o = format!(
+                    "lowerdir={},upperdir={},workdir={}",
+                    check_overlay_path(&spec.workspace)?,
+                    check_overlay_path(&layout.upper())?,
+                    check_overlay_path(&layout.work())?
+                );
+                let opts: HashMap<String, String> = [
+                    ("type".to_string(), "overlay".to_string()),
+                    ("device".into(), "overlay".into()),
+                    ("o".into(), o),
+                ]
+                .into_iter()
+                .collect();
+                let labels: HashMap<String, String> =
+                    [(RUN_LABEL.to_string(), spec.run_id.clone())]
+                        .into_iter()
+                        .collect();
+                d.create_volume(VolumeCreateRequest {
+                    name: Some(name.clone()),
+                    driver: Some("local".into()),
+                    driver_opts: Some(opts),
+                    labels: Some(labels),
+                    ..Default::default()
+                })
+                .await
+                .map_err(|e| engine_err("create volume", e))?;
+                Some(name)
+            }
+        };
+        let mounts = self.mounts(spec, volume.as_deref(), views.as_ref())?;
+        let body = self.container_body(spec, image, mounts);
+        let opts = CreateContainerOptionsBuilder::default()
+            .name(&format!("paddock-{}", spec.run_id))
+            .build();
+        let created = match d.create_container(Some(opts), body).await {
+            Ok(c) => c,
+            Err(e) => {
+                let st = DockerState {
+                    container: format!("paddock-{}", spec.run_id),
+                    volume,
+                    ..Default::default()
+                };
+                let _ = self.remove_container(d, &st, &spec.run_id).await;
+                let _ = views::remove(&spec.run_dir, &host_mounts);
+                return Err(engine_err("create container", e));
+            }
+        };
+        let st = DockerState {
+            container: created.id,
+            volume,
+            tty: spec.tty,
+            stdin: spec.stdin,
+            host_mounts,
+            ..Default::default()
+        };
+        Ok(st)
+    }
+
+    /// Remove the run's container and volume. A handle from before the start (no container
+    /// recorded) goes by the names a start gives them, in case one was made and not recorded.
+    async fn remove_container(
+        &self,
+        d: &Docker,
+        st: &DockerState,
+        run_id: &str,
+    ) -> Result<(), SandboxError> {
         let opts = RemoveContainerOptionsBuilder::default()
             .force(true)
             .v(true)
             .build();
-        match d.remove_container(&st.container, Some(opts)).await {
+        let named = format!("paddock-{run_id}");
+        let (container, volume) = if st.container.is_empty() {
+            (named.clone(), Some(named))
+        } else {
+            (st.container.clone(), st.volume.clone())
+        };
+        match d.remove_container(&container, Some(opts)).await {
             Ok(()) => {}
             Err(e) if is_not_found(&e) => {}
             Err(e) => return Err(engine_err("remove container", e)),
         }
-        if let Some(v) = &st.volume {
+        if let Some(v) = &volume {
             let opts = RemoveVolumeOptionsBuilder::default().force(true).build();
             match d.remove_volume(v, Some(opts)).await {
                 Ok(()) => {}
@@ -763,101 +903,13 @@ impl Runtime for DockerRuntime {
     async fn create(&self, spec: &SandboxSpec) -> Result<SandboxHandle, SandboxError> {
         let home = self.paddock_home(&spec.run_dir);
         plan::validate(spec, home.as_deref())?;
-        let d = self.engine().await?;
-        // No probe here: the daemon probes before it creates (`RunManager::choose_runtime`),
-        // and an engine without runsc refuses the container create with its own message.
-        let base = image::base_tag();
-        let image = spec.image.clone().unwrap_or_else(|| base.clone());
-        match d.inspect_image(&image).await {
-            Ok(_) => {}
-            Err(e) if is_not_found(&e) => {
-                return Err(SandboxError::InvalidSpec {
-                    message: format!("the Docker engine has no image {image}"),
-                    hint: if image == base {
-                        "build paddock's base image with `paddock image build`".into()
-                    } else {
-                        format!("`docker pull {image}` or build it first")
-                    },
-                });
-            }
-            Err(e) => return Err(engine_err("inspect image", e)),
-        }
+        // No probe here: the daemon probes before it creates (`RunManager::choose_runtime`).
+        // The image is built (or checked) and the container made by the start, so that a
+        // build's steps are the run's init steps.
         Self::prepare_dirs(spec)?;
-        let layout = RunLayout::new(&spec.run_dir);
-        let views = if spec.user.uid == 0 {
-            let s = spec.clone();
-            Some(
-                tokio::task::spawn_blocking(move || views::make(&s))
-                    .await
-                    .map_err(|e| {
-                        SandboxError::io(
-                            "make the container's views",
-                            None,
-                            std::io::Error::other(e),
-                        )
-                    })??,
-            )
-        } else {
-            None
-        };
-        let host_mounts = views.as_ref().map(|v| v.made.clone()).unwrap_or_default();
-        let volume = match (spec.workspace_mode, &views) {
-            (_, Some(_)) | (WorkspaceMode::Bind, None) => None,
-            (WorkspaceMode::Overlay, None) => {
-                let name = format!("paddock-{}", spec.run_id);
-                let o = format!(
-                    "lowerdir={},upperdir={},workdir={}",
-                    check_overlay_path(&spec.workspace)?,
-                    check_overlay_path(&layout.upper())?,
-                    check_overlay_path(&layout.work())?
-                );
-                let opts: HashMap<String, String> = [
-                    ("type".to_string(), "overlay".to_string()),
-                    ("device".into(), "overlay".into()),
-                    ("o".into(), o),
-                ]
-                .into_iter()
-                .collect();
-                let labels: HashMap<String, String> =
-                    [(RUN_LABEL.to_string(), spec.run_id.clone())]
-                        .into_iter()
-                        .collect();
-                d.create_volume(VolumeCreateRequest {
-                    name: Some(name.clone()),
-                    driver: Some("local".into()),
-                    driver_opts: Some(opts),
-                    labels: Some(labels),
-                    ..Default::default()
-                })
-                .await
-                .map_err(|e| engine_err("create volume", e))?;
-                Some(name)
-            }
-        };
-        let mounts = self.mounts(spec, volume.as_deref(), views.as_ref())?;
-        let body = self.container_body(spec, &image, mounts);
-        let opts = CreateContainerOptionsBuilder::default()
-            .name(&format!("paddock-{}", spec.run_id))
-            .build();
-        let created = match d.create_container(Some(opts), body).await {
-            Ok(c) => c,
-            Err(e) => {
-                let st = DockerState {
-                    container: format!("paddock-{}", spec.run_id),
-                    volume,
-                    ..Default::default()
-                };
-                let _ = self.remove_container(d, &st).await;
-                let _ = views::remove(&spec.run_dir, &host_mounts);
-                return Err(engine_err("create container", e));
-            }
-        };
         let st = DockerState {
-            container: created.id,
-            volume,
             tty: spec.tty,
             stdin: spec.stdin,
-            host_mounts,
             ..Default::default()
         };
         Ok(make_handle(self.cfg.kind, &spec.run_id, &spec.run_dir, &st))
@@ -871,6 +923,10 @@ impl Runtime for DockerRuntime {
     ) -> Result<SandboxHandle, SandboxError> {
         let mut st = state_of(handle)?;
         let d = self.engine().await?.clone();
+        if st.container.is_empty() {
+            let image = self.ensure_image(spec, &events).await?;
+            st = self.make_container(&d, spec, &image).await?;
+        }
         let layout = RunLayout::new(&handle.run_dir);
         let _ = open_log(&layout, true)?;
         let step = |index, description: String| {
@@ -1054,7 +1110,7 @@ impl Runtime for DockerRuntime {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(&handle.run_id);
-        self.remove_container(d, &st).await?;
+        self.remove_container(d, &st, &handle.run_id).await?;
         views::remove(&handle.run_dir, &st.host_mounts)?;
         let layout = RunLayout::new(&handle.run_dir);
         for p in [layout.layer(), layout.files(), layout.home()] {
@@ -1074,6 +1130,14 @@ impl Runtime for DockerRuntime {
         events: EventSink,
     ) -> Result<Adopted, SandboxError> {
         let st = state_of(handle)?;
+        if st.container.is_empty() {
+            return Ok(Adopted::Exited(ExitInfo {
+                exit_code: None,
+                signal: None,
+                oom_killed: false,
+                reason: Some("the run was never started".into()),
+            }));
+        }
         let d = self.engine().await?;
         let layout = RunLayout::new(&handle.run_dir);
         let info = match d.inspect_container(&st.container, None).await {

@@ -22,7 +22,7 @@ use futures_util::StreamExt;
 use tokio::io::AsyncWriteExt;
 
 use super::DockerRuntime;
-use crate::{RootfsSource, SandboxError};
+use crate::{EventSink, RootfsSource, SandboxError, SandboxSpec};
 
 fn io_err(what: &'static str, path: &Path, e: io::Error) -> SandboxError {
     SandboxError::io(what, path.to_path_buf(), e)
@@ -177,9 +177,14 @@ pub fn unpack(tarball: &Path, dst: &Path, keep_owners: bool) -> io::Result<()> {
 
 #[async_trait]
 impl RootfsSource for DockerRuntime {
-    async fn rootfs(&self, image: &str, cache: &Path) -> Result<PathBuf, SandboxError> {
-        let d = self.engine().await?;
-        ensure(d, image, cache).await
+    async fn rootfs(
+        &self,
+        spec: &SandboxSpec,
+        cache: &Path,
+        events: &EventSink,
+    ) -> Result<PathBuf, SandboxError> {
+        let image = self.ensure_image(spec, events).await?;
+        ensure(self.engine().await?, &image, cache).await
     }
 }
 

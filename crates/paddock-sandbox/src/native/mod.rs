@@ -295,19 +295,34 @@ impl NativeRuntime {
         self
     }
 
-    /// An image run's system root: the image's filesystem, with a mount point for each
-    /// injected file that it lacks (see [`add_mount_points`]).
-    async fn system_root(&self, spec: &SandboxSpec) -> Result<Option<PathBuf>, SandboxError> {
-        let Some(image) = &spec.image else {
+    /// The source of an image run's system root (`None` for a run on the host's).
+    fn image_source(
+        &self,
+        spec: &SandboxSpec,
+    ) -> Result<Option<&Arc<dyn crate::RootfsSource>>, SandboxError> {
+        if !spec.on_image() {
             return Ok(None);
-        };
-        let source = self
-            .images
+        }
+        self.images
             .as_ref()
+            .map(Some)
             .ok_or_else(|| SandboxError::Unsupported {
                 message: "this native runtime cannot run images".into(),
                 hint: "use --runtime docker or --runtime gvisor".into(),
-            })?;
+            })
+    }
+
+    /// An image run's system root: the image's filesystem (built first when its
+    /// dependencies need it, the steps going to `events`), with a mount point for each
+    /// injected file that it lacks (see [`add_mount_points`]).
+    async fn system_root(
+        &self,
+        spec: &SandboxSpec,
+        events: &EventSink,
+    ) -> Result<Option<PathBuf>, SandboxError> {
+        let Some(source) = self.image_source(spec)? else {
+            return Ok(None);
+        };
         let home = self
             .paddock_home(&spec.run_dir)
             .ok_or_else(|| SandboxError::InvalidSpec {
@@ -315,7 +330,7 @@ impl NativeRuntime {
                 hint: "run it through the paddock daemon".into(),
             })?;
         let root = source
-            .rootfs(image, &home.join("cache").join("images"))
+            .rootfs(spec, &home.join("cache").join("images"), events)
             .await?;
         add_mount_points(&root, spec.files.iter().map(|f| f.path.as_path()));
         Ok(Some(root))
@@ -710,20 +725,20 @@ impl Runtime for NativeRuntime {
             });
         }
         self.cgroups.check_limits(&spec.limits, self.rootless)?;
-        let system_root = self.system_root(spec).await?;
-        let (prelude, shared_root) = self.prelude(spec, system_root.as_deref());
+        // An image run's root is found (and built) by its start, whose init steps show it.
+        let on_image = self.image_source(spec)?.is_some();
+        let (prelude, shared_root) = self.prelude(spec, None);
         // The run's directories are made by the start that needs them (`ensure_run_dirs`),
         // if the daemon did not lay them out ahead of time: a run that is only created
         // allocates no inode here (on a busy ext4 each one costs up to a millisecond).
         // The start that follows finds a sandbox already built.
-        if shared_root && system_root.is_none() {
+        if shared_root && !on_image {
             self.launcher.expect(prelude);
             self.launcher.refill();
         }
         let st = NativeState {
             rootless: self.rootless,
             files: self.injected_sources(spec)?,
-            system_root,
             ..NativeState::default()
         };
         Ok(make_handle(&spec.run_id, &spec.run_dir, &st))
@@ -745,7 +760,11 @@ impl Runtime for NativeRuntime {
             });
         }
         let layout = RunLayout::new(&spec.run_dir);
-        let (prelude, shared_root) = self.prelude(spec, created.system_root.as_deref());
+        let system_root = match created.system_root {
+            Some(r) => Some(r),
+            None => self.system_root(spec, &events).await?,
+        };
+        let (prelude, shared_root) = self.prelude(spec, system_root.as_deref());
         Self::ensure_run_dirs(&layout, shared_root)?;
         let cg = self.cgroups.create(
             &self.cfg.cgroup_parent,
@@ -765,7 +784,7 @@ impl Runtime for NativeRuntime {
                 .map(|i| layout.files().join(i.to_string()))
                 .collect()
         };
-        let plan = self.plan(spec, &cg, sources.clone(), created.system_root.is_some());
+        let plan = self.plan(spec, &cg, sources.clone(), system_root.is_some());
         let _ = std::fs::remove_file(layout.exit_json());
         let (log, _) = match run::open_log(&layout, true) {
             Ok(v) => v,
@@ -838,7 +857,7 @@ impl Runtime for NativeRuntime {
             cgroups: cg,
             rootless: self.rootless,
             files: sources,
-            system_root: created.system_root,
+            system_root,
         };
         Ok(make_handle(&spec.run_id, &spec.run_dir, &st))
     }

@@ -80,6 +80,7 @@ impl Env {
             hold_until_released: false,
             runtime: paddock_sandbox::RuntimeKind::Native,
             image: None,
+            dependencies: Vec::new(),
         }
     }
 }
