@@ -489,6 +489,12 @@ pub struct DiffResponse {
 pub struct ApplyRequest {
     #[serde(default)]
     pub force: bool,
+    /// Apply changes under `.git` too (hooks and config run code on the host).
+    #[serde(default)]
+    pub include_git: bool,
+    /// Apply auto-run files too (`.envrc`, `.vscode/tasks.json`, `paddock.yaml`, …).
+    #[serde(default)]
+    pub include_autorun: bool,
 }
 
 /// Answer of `POST /v1/runs/{ref}/apply`.

@@ -525,6 +525,14 @@ pub struct ApplyArgs {
     /// Apply even where the host file changed since the run started (the run's version wins).
     #[arg(short, long)]
     pub force: bool,
+    /// Also apply changes under `.git/` (hooks, config, attributes: code git runs on the
+    /// host). Held back otherwise; `paddock diff` lists them apart.
+    #[arg(long)]
+    pub include_git: bool,
+    /// Also apply auto-run files (`paddock.yaml`, `.envrc`, `.vscode/tasks.json`, `.husky/`,
+    /// … and `review.autorun` in config): files tools run or obey by themselves.
+    #[arg(long)]
+    pub include_autorun: bool,
     #[command(flatten)]
     pub json: JsonFlag,
 }

@@ -1,5 +1,6 @@
 //! The commands other than `run`: each parses nothing (clap did), asks the daemon, prints.
 
+use std::io::IsTerminal;
 use std::io::Write;
 use std::time::Duration;
 
@@ -306,7 +307,17 @@ pub async fn diff(home: &Home, args: DiffArgs) -> Result<i32> {
     if !d.patch.is_empty() {
         outln!();
         let color = stdout_color();
+        // File content is the agent's: on a terminal, its control characters are shown,
+        // not obeyed (names and headers are escaped by the daemon already).
+        let tty = std::io::stdout().is_terminal();
         for line in d.patch.lines() {
+            let shown;
+            let line = if tty {
+                shown = paddock_layer::escape_controls(line);
+                shown.as_ref()
+            } else {
+                line
+            };
             let code = if line.starts_with("+++") || line.starts_with("---") {
                 "1"
             } else if line.starts_with('+') {
@@ -331,7 +342,14 @@ pub async fn diff(home: &Home, args: DiffArgs) -> Result<i32> {
 pub async fn apply(home: &Home, args: ApplyArgs) -> Result<i32> {
     let client = ensure_running(home).await?;
     let r = client
-        .apply(&args.run, &ApplyRequest { force: args.force })
+        .apply(
+            &args.run,
+            &ApplyRequest {
+                force: args.force,
+                include_git: args.include_git,
+                include_autorun: args.include_autorun,
+            },
+        )
         .await?;
     if args.json.json {
         print_json(&r)?;

@@ -101,6 +101,8 @@
 //! router: {port: 8080}
 //! daemon: {idle_timeout: 5m}
 //! audit: {checkpoint_every: 1000, checkpoint_interval: 1h}
+//! review:
+//!   autorun: [Makefile.local, scripts/hooks/]   # held back by apply, besides the defaults
 //! ```
 
 mod agents;
@@ -120,13 +122,14 @@ pub use agents::{
 pub use error::{ConfigError, ErrorKind};
 pub use model::{
     AuditConfig, Config, DaemonConfig, HeaderRule, Limits, NetworkConfig, NetworkPolicy,
-    RouterConfig, Rule, RuleAction, RuntimeKind, UpstreamConfig, WorkspaceConfig, WorkspaceMode,
+    ReviewConfig, RouterConfig, Rule, RuleAction, RuntimeKind, UpstreamConfig, WorkspaceConfig,
+    WorkspaceMode,
 };
 pub use values::{
     CATALOG_NAMES, Dependency, HostPattern, HttpMethod, MANAGED_HEADERS, MountSpec, PortMapping,
-    ValueError, check_header_value, format_duration, parse_cpus, parse_dependency, parse_duration,
-    parse_header_name, parse_host_pattern, parse_image, parse_memory, parse_mount_spec,
-    parse_port_mapping, validate_dns_label, validate_grant_name,
+    ValueError, check_header_value, format_duration, parse_autorun_pattern, parse_cpus,
+    parse_dependency, parse_duration, parse_header_name, parse_host_pattern, parse_image,
+    parse_memory, parse_mount_spec, parse_port_mapping, validate_dns_label, validate_grant_name,
 };
 
 use error::Pos;
@@ -506,6 +509,11 @@ fn merge(layers: Vec<Layer>) -> Result<Config, ConfigError> {
         set(&mut c.daemon.idle_timeout, l.idle_timeout);
         set(&mut c.audit.checkpoint_every, l.checkpoint_every);
         set(&mut c.audit.checkpoint_interval, l.checkpoint_interval);
+        for p in l.autorun {
+            if !c.review.autorun.contains(&p) {
+                c.review.autorun.push(p);
+            }
+        }
         for (name, a) in l.agents {
             c.agents.entry(name).or_default().merge(&a);
         }

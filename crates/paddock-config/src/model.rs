@@ -49,6 +49,8 @@ pub struct Config {
     pub daemon: DaemonConfig,
     /// Audit log settings (user config only).
     pub audit: AuditConfig,
+    /// What `paddock apply` holds back, besides `.git` and the default auto-run files.
+    pub review: ReviewConfig,
     /// Agent preset overrides and extra agents, by name (the built-in presets are laid
     /// under these by [`crate::resolve_agent`]).
     pub agents: BTreeMap<String, crate::agents::AgentLayer>,
@@ -212,6 +214,15 @@ pub struct DaemonConfig {
     /// Stop the daemon after this long with no runs and no clients.
     #[serde(with = "opt_duration")]
     pub idle_timeout: Option<Duration>,
+}
+
+/// `review:` (user and project config; each list adds to the other)
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ReviewConfig {
+    /// Auto-run files held back by `paddock apply` unless `--include-autorun`: a name
+    /// (any depth), a path from the workspace root, or a directory ending in `/`.
+    pub autorun: Vec<String>,
 }
 
 /// `audit:` (user config only)

@@ -40,7 +40,14 @@ pub(crate) struct RawConfig {
     router: Option<RawRouter>,
     daemon: Option<RawDaemon>,
     audit: Option<RawAudit>,
+    review: Option<RawReview>,
     agents: Option<SpannedMap<RawAgent>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawReview {
+    autorun: Option<Vec<S<String>>>,
 }
 
 #[derive(Deserialize)]
@@ -341,6 +348,7 @@ pub(crate) struct Layer {
     pub idle_timeout: Option<Duration>,
     pub checkpoint_every: Option<u64>,
     pub checkpoint_interval: Option<Duration>,
+    pub autorun: Vec<String>,
     pub agents: Vec<(String, AgentLayer)>,
 }
 
@@ -633,6 +641,12 @@ impl RawConfig {
                 cx.user_only("audit.checkpoint_interval", t)?;
                 l.checkpoint_interval =
                     Some(cx.check("audit.checkpoint_interval", t, want_duration)?);
+            }
+        }
+        for p in self.review.and_then(|r| r.autorun).into_iter().flatten() {
+            let p = cx.check("review.autorun", &p, |p| values::parse_autorun_pattern(p))?;
+            if !l.autorun.contains(&p) {
+                l.autorun.push(p);
             }
         }
         for (name, a) in self.agents.into_iter().flat_map(|m| m.0) {

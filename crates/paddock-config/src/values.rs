@@ -979,6 +979,34 @@ impl TryFrom<String> for Dependency {
     }
 }
 
+/// A `review.autorun` pattern: a relative path (a name, `dir/file`, or `dir/`), without
+/// `.`/`..` components or wildcards.
+pub fn parse_autorun_pattern(s: &str) -> Result<String, ValueError> {
+    let p = s.trim();
+    if p.is_empty() {
+        return Err(ValueError::new("empty pattern")
+            .with_hint("write a file name such as `.envrc` or a directory such as `.husky/`"));
+    }
+    if p.starts_with('/') {
+        return Err(ValueError::new(format!("{} is absolute", show(p)))
+            .with_hint("patterns are relative to the workspace root, e.g. `tools/hooks/`"));
+    }
+    if p.contains(['*', '?', '[']) {
+        return Err(ValueError::new(format!("{} has a wildcard", show(p)))
+            .with_hint("patterns are names, paths or directories ending in `/`; list each one"));
+    }
+    if p.chars().any(char::is_control)
+        || p.split('/').any(|c| c == "." || c == "..")
+        || p.contains("//")
+    {
+        return Err(
+            ValueError::new(format!("{} is not a plain relative path", show(p)))
+                .with_hint("write e.g. `.vscode/tasks.json` or `.husky/`"),
+        );
+    }
+    Ok(p.to_string())
+}
+
 fn valid_pkg(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 214

@@ -343,6 +343,13 @@ fn exact_positions() {
             4,
             21,
         ),
+        (
+            "review:\n  autorun: [.envrc, /etc/profile]\n",
+            ErrorKind::Value,
+            2,
+            21,
+        ),
+        ("review:\n  autorn: []\n", ErrorKind::UnknownKey, 2, 3),
         ("name: x\nrule: [\n", ErrorKind::UnknownKey, 2, 1),
         ("name: 'x\n", ErrorKind::Syntax, 1, 7),
         ("name: x\n  bad: : :\n", ErrorKind::Syntax, 2, 6),

@@ -45,7 +45,36 @@ fn empty_upper(upper: &Path) -> bool {
     !upper.exists()
 }
 
-pub fn diff(upper: &Path, workspace: &Path, with_patch: bool) -> Result<DiffOutput, DaemonError> {
+/// The run's extra auto-run patterns, from the config it was created with
+/// (`review.autorun`).
+pub fn autorun_of(run: &paddock_api::Run) -> Vec<String> {
+    run.config["review"]["autorun"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The layer's changes, with those `apply` holds back marked (see [`paddock_layer::Protection`]).
+fn scan(
+    upper: &Path,
+    workspace: &Path,
+    autorun: &[String],
+) -> Result<paddock_layer::Changes, DaemonError> {
+    let mut changes = paddock_layer::scan(upper, workspace).map_err(layer_error)?;
+    paddock_layer::Protection::new(autorun).mark(&mut changes);
+    Ok(changes)
+}
+
+pub fn diff(
+    upper: &Path,
+    workspace: &Path,
+    with_patch: bool,
+    autorun: &[String],
+) -> Result<DiffOutput, DaemonError> {
     if empty_upper(upper) {
         return Ok(DiffOutput {
             changes: serde_json::json!([]),
@@ -53,7 +82,7 @@ pub fn diff(upper: &Path, workspace: &Path, with_patch: bool) -> Result<DiffOutp
             patch: String::new(),
         });
     }
-    let changes = paddock_layer::scan(upper, workspace).map_err(layer_error)?;
+    let changes = scan(upper, workspace, autorun)?;
     let summary = paddock_layer::summary(&changes);
     let patch = if with_patch {
         let diffs = paddock_layer::diff(&changes, &paddock_layer::DiffOptions::default())
@@ -69,11 +98,20 @@ pub fn diff(upper: &Path, workspace: &Path, with_patch: bool) -> Result<DiffOutp
     })
 }
 
+/// What an apply may do beyond the default.
+#[derive(Debug, Clone, Default)]
+pub struct ApplyFlags {
+    pub force: bool,
+    pub include_git: bool,
+    pub include_autorun: bool,
+}
+
 pub fn apply(
     upper: &Path,
     workspace: &Path,
     run_started_ms: i64,
-    force: bool,
+    flags: &ApplyFlags,
+    autorun: &[String],
 ) -> Result<ApplyOutput, DaemonError> {
     if empty_upper(upper) {
         return Ok(ApplyOutput {
@@ -81,11 +119,19 @@ pub fn apply(
             summary: "no changes\n".into(),
         });
     }
-    let changes = paddock_layer::scan(upper, workspace).map_err(layer_error)?;
+    let changes = scan(upper, workspace, autorun)?;
     let started = UNIX_EPOCH + Duration::from_millis(run_started_ms.max(0) as u64);
-    let report = paddock_layer::apply(&changes, started, force).map_err(layer_error)?;
+    let mut opts = paddock_layer::ApplyOptions::new(started);
+    opts.force = flags.force;
+    opts.include_git = flags.include_git;
+    opts.include_autorun = flags.include_autorun;
+    let report = paddock_layer::apply_with(&changes, &opts).map_err(layer_error)?;
+    let mut summary = report.applied.render();
+    if report.held.total() > 0 {
+        summary.push_str(&report.held.render());
+    }
     Ok(ApplyOutput {
-        summary: report.applied.render(),
+        summary,
         report: serde_json::to_value(&report).unwrap_or_default(),
     })
 }

@@ -833,10 +833,12 @@ async fn diff(State(st): St, Path(r): Path<String>, Query(q): Query<DiffQuery>) 
     let upper = crate::runs::layer_upper(&st.runs.home().run_dir(&run.id));
     let workspace = run.workspace.clone();
     let want_patch = truthy(&q.patch);
-    let out =
-        tokio::task::spawn_blocking(move || crate::review::diff(&upper, &workspace, want_patch))
-            .await
-            .map_err(|e| DaemonError::bad_request(format!("diff failed: {e}"), "retry"))??;
+    let autorun = crate::review::autorun_of(&run);
+    let out = tokio::task::spawn_blocking(move || {
+        crate::review::diff(&upper, &workspace, want_patch, &autorun)
+    })
+    .await
+    .map_err(|e| DaemonError::bad_request(format!("diff failed: {e}"), "retry"))??;
     st.runs.bus().publish(
         Some(&run.id),
         "layer.diffed",
@@ -871,8 +873,14 @@ async fn apply(
     let upper = crate::runs::layer_upper(&st.runs.home().run_dir(&run.id));
     let workspace = run.workspace.clone();
     let started_ms = rec.started_ms.unwrap_or(rec.created_ms);
+    let autorun = crate::review::autorun_of(&run);
+    let flags = crate::review::ApplyFlags {
+        force: req.force,
+        include_git: req.include_git,
+        include_autorun: req.include_autorun,
+    };
     let out = tokio::task::spawn_blocking(move || {
-        crate::review::apply(&upper, &workspace, started_ms, req.force)
+        crate::review::apply(&upper, &workspace, started_ms, &flags, &autorun)
     })
     .await
     .map_err(|e| DaemonError::bad_request(format!("apply failed: {e}"), "retry"))??;

@@ -38,6 +38,7 @@ use serde::{Deserialize, Serialize};
 use crate::diff::{Summary, summary};
 use crate::error::LayerError;
 use crate::fsutil::{WalkError, dir_flags, is_plain_relative, lstat_at, open_dir_beneath};
+use crate::protect::Held;
 use crate::scan::{Change, ChangeKind, Changes, Entry, FileKind};
 
 /// Name prefix of the staging directory at the workspace root.
@@ -53,6 +54,10 @@ pub struct ApplyOptions {
     pub run_started: SystemTime,
     /// Apply even if there are conflicts (the run's version wins).
     pub force: bool,
+    /// Apply held changes under `.git` too (see [`crate::Protection`]).
+    pub include_git: bool,
+    /// Apply held auto-run files too.
+    pub include_autorun: bool,
     /// Test hook: fail (and roll back) before commit operation number N.
     #[doc(hidden)]
     pub fail_before_op: Option<usize>,
@@ -67,6 +72,8 @@ impl ApplyOptions {
         ApplyOptions {
             run_started,
             force: false,
+            include_git: false,
+            include_autorun: false,
             fail_before_op: None,
             crash_before_op: None,
         }
@@ -86,6 +93,8 @@ pub struct ApplyReport {
     pub setid_stripped: Vec<PathBuf>,
     /// Interrupted earlier applies that were cleaned up first.
     pub recovered: RecoverReport,
+    /// Changes held back (not applied): `.git` and auto-run files without their flag.
+    pub held: Summary,
 }
 
 /// What [`recover`] found and did.
@@ -280,6 +289,28 @@ pub fn apply(
 /// `changes` is normally the scan the user reviewed; the staged content is read from the
 /// layer again and must still match it ([`LayerError::LayerChanged`] otherwise).
 pub fn apply_with(changes: &Changes, opts: &ApplyOptions) -> Result<ApplyReport, LayerError> {
+    // Held changes (marked by `Protection::mark`) stay in the layer unless asked for.
+    let (kept, held): (Vec<Change>, Vec<Change>) =
+        changes
+            .changes
+            .iter()
+            .cloned()
+            .partition(|c| match &c.held {
+                None => true,
+                Some(Held::Git) => opts.include_git,
+                Some(Held::Autorun { .. }) => opts.include_autorun,
+            });
+    let held = summary(&Changes {
+        changes: held,
+        upper: changes.upper.clone(),
+        workspace: changes.workspace.clone(),
+    });
+    let owned = Changes {
+        changes: kept,
+        upper: changes.upper.clone(),
+        workspace: changes.workspace.clone(),
+    };
+    let changes = &owned;
     let (ws, root, _lock) = open_root(&changes.workspace)?;
     let recovered = recover_locked(&ws, &root, Some(&changes.upper))?;
 
@@ -330,6 +361,7 @@ pub fn apply_with(changes: &Changes, opts: &ApplyOptions) -> Result<ApplyReport,
             .map(|c| c.path.clone())
             .collect(),
         recovered,
+        held,
     };
     if plan.ops.is_empty() {
         return Ok(report);

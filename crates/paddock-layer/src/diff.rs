@@ -8,7 +8,60 @@ use serde::Serialize;
 use similar::TextDiff;
 
 use crate::error::LayerError;
+use crate::protect::Held;
 use crate::scan::{Change, ChangeKind, Changes, Entry, FileKind, ser_path};
+
+/// A path as listings show it: printable UTF-8 as is; control characters (C0, DEL, C1),
+/// bidirectional overrides and `\` escaped as `\u{…}` / `\\`; bytes that are not UTF-8
+/// as `\xNN`. A hostile name cannot move the cursor, recolour, or hide text.
+pub fn escape_path(p: &Path) -> String {
+    use std::os::unix::ffi::OsStrExt;
+    let mut out = String::new();
+    for chunk in p.as_os_str().as_bytes().utf8_chunks() {
+        out.push_str(&escape_str(chunk.valid()));
+        for b in chunk.invalid() {
+            out.push_str(&format!("\\x{b:02x}"));
+        }
+    }
+    out
+}
+
+/// [`escape_path`] for text already known to be UTF-8 (symlink targets, header names).
+pub fn escape_str(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        let bidi = matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{200e}' | '\u{200f}');
+        if c == '\\' {
+            out.push_str("\\\\");
+        } else if c.is_control() || bidi {
+            out.push_str(&format!("\\u{{{:x}}}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// `s` with its control characters (but tabs) and bidirectional overrides made visible as
+/// `\u{…}`, and nothing else changed: for showing file content on a terminal.
+pub fn escape_controls(s: &str) -> std::borrow::Cow<'_, str> {
+    let bad = |c: char| {
+        (c.is_control() && c != '\t')
+            || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{200e}' | '\u{200f}')
+    };
+    if !s.chars().any(bad) {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        if bad(c) {
+            out.push_str(&format!("\\u{{{:x}}}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
 
 /// One line of a summary.
 #[derive(Debug, Clone, Serialize)]
@@ -23,6 +76,9 @@ pub struct SummaryEntry {
     /// Remarks: "mode 100644 -> 100755", "type changed", "setuid will be stripped", ...
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+    /// Held back from an apply without its flag (see [`crate::Protection`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub held: Option<Held>,
 }
 
 /// Counts and the list of changed paths.
@@ -34,6 +90,9 @@ pub struct Summary {
     pub modified: usize,
     /// Deleted paths.
     pub deleted: usize,
+    /// Of those, paths held back (listed apart).
+    #[serde(default)]
+    pub held: usize,
     /// One entry per changed path, parents first.
     pub entries: Vec<SummaryEntry>,
 }
@@ -45,23 +104,42 @@ impl Summary {
     }
 
     /// Render like `git status --short`, followed by a count line.
+    /// Names are escaped ([`escape_path`]); held paths are listed apart, after the rest.
     pub fn render(&self) -> String {
-        let mut out = String::new();
-        for e in &self.entries {
+        let line = |e: &SummaryEntry| {
             let slash = if e.kind == FileKind::Dir { "/" } else { "" };
-            out.push_str(&format!("{}  {}{}", e.status, e.path.display(), slash));
-            if !e.notes.is_empty() {
-                out.push_str(&format!("  ({})", e.notes.join(", ")));
+            let mut l = format!("{}  {}{}", e.status, escape_path(&e.path), slash);
+            let mut notes = e.notes.clone();
+            if let Some(h) = &e.held {
+                notes.push(format!("{}; apply with {}", h.describe(), h.flag()));
             }
-            out.push('\n');
+            if !notes.is_empty() {
+                l.push_str(&format!("  ({})", notes.join(", ")));
+            }
+            l.push('\n');
+            l
+        };
+        let mut out = String::new();
+        for e in self.entries.iter().filter(|e| e.held.is_none()) {
+            out.push_str(&line(e));
+        }
+        if self.held > 0 {
+            out.push_str("held back (code that runs on the host; not applied without the flag):\n");
+            for e in self.entries.iter().filter(|e| e.held.is_some()) {
+                out.push_str(&line(e));
+            }
         }
         if self.entries.is_empty() {
             out.push_str("no changes\n");
         } else {
             out.push_str(&format!(
-                "{} added, {} modified, {} deleted\n",
+                "{} added, {} modified, {} deleted",
                 self.added, self.modified, self.deleted
             ));
+            if self.held > 0 {
+                out.push_str(&format!("; {} held back", self.held));
+            }
+            out.push('\n');
         }
         out
     }
@@ -81,10 +159,14 @@ pub fn summary(changes: &Changes) -> Summary {
             .as_ref()
             .or(c.old.as_ref())
             .map_or(FileKind::File, |e| e.kind);
+        if c.held.is_some() {
+            s.held += 1;
+        }
         s.entries.push(SummaryEntry {
             status: c.kind.letter(),
             path: c.path.clone(),
             kind,
+            held: c.held.clone(),
             notes: notes(c),
         });
     }
@@ -118,7 +200,7 @@ fn notes(c: &Change) -> Vec<String> {
         if new.kind == FileKind::Symlink && symlink_escapes(&c.path, new) {
             n.push(format!(
                 "symlink points outside the workspace: {}",
-                new.target.as_deref().unwrap_or("")
+                escape_str(new.target.as_deref().unwrap_or(""))
             ));
         }
     }
@@ -209,6 +291,9 @@ pub struct FileDiff {
     pub new_mode: Option<u32>,
     /// The content diff.
     pub body: DiffBody,
+    /// Held back from an apply without its flag.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub held: Option<Held>,
 }
 
 /// Compute per-file diffs for a scan.
@@ -259,6 +344,7 @@ fn file_diff(
         old_mode: old.map(|(e, _)| e.git_mode()),
         new_mode: new.map(|(e, _)| e.git_mode()),
         body: DiffBody::None,
+        held: c.held.clone(),
     };
     if kind.is_special() {
         fd.body = DiffBody::Special { kind };
@@ -293,12 +379,12 @@ fn file_diff(
         return Ok(fd);
     };
     let a = if old.is_some() {
-        format!("a/{}", c.path.display())
+        format!("a/{}", escape_path(&c.path))
     } else {
         "/dev/null".to_string()
     };
     let b = if new.is_some() {
-        format!("b/{}", c.path.display())
+        format!("b/{}", escape_path(&c.path))
     } else {
         "/dev/null".to_string()
     };
@@ -343,8 +429,15 @@ fn as_text(b: &[u8]) -> Option<&str> {
 pub fn render_diff(diffs: &[FileDiff]) -> String {
     let mut out = String::new();
     for d in diffs {
-        let p = d.path.display();
+        let p = escape_path(&d.path);
         out.push_str(&format!("diff --git a/{p} b/{p}\n"));
+        if let Some(h) = &d.held {
+            out.push_str(&format!(
+                "# held back: {}; apply with {}\n",
+                h.describe(),
+                h.flag()
+            ));
+        }
         let is_dir = d.kind == FileKind::Dir;
         match (d.change, d.old_mode, d.new_mode) {
             (ChangeKind::Added, _, Some(m)) => {

@@ -9,7 +9,7 @@ use crate::scan::FileKind;
 #[derive(Debug, thiserror::Error)]
 pub enum LayerError {
     /// A filesystem operation failed.
-    #[error("{op} {}: {source}", path.display())]
+    #[error("{op} {}: {source}", crate::diff::escape_path(path))]
     Io {
         /// What was being done ("read", "rename", ...).
         op: &'static str,
@@ -21,7 +21,7 @@ pub enum LayerError {
     },
 
     /// The upper dir or the workspace is missing or not a directory.
-    #[error("{what} {} is not a directory", path.display())]
+    #[error("{what} {} is not a directory", crate::diff::escape_path(path))]
     NotADirectory {
         /// "workspace" or "layer".
         what: &'static str,
@@ -37,7 +37,7 @@ pub enum LayerError {
     },
 
     /// Applying a path would write through a symlink or outside the workspace.
-    #[error("refusing to write {}: {reason}", path.display())]
+    #[error("refusing to write {}: {reason}", crate::diff::escape_path(path))]
     UnsafePath {
         /// Workspace-relative path of the change.
         path: PathBuf,
@@ -53,7 +53,10 @@ pub enum LayerError {
     },
 
     /// The layer uses an overlayfs feature this crate does not understand.
-    #[error("unsupported overlay layer at {}: {reason}", path.display())]
+    #[error(
+        "unsupported overlay layer at {}: {reason}",
+        crate::diff::escape_path(path)
+    )]
     UnsupportedLayer {
         /// Path inside the upper dir.
         path: PathBuf,
@@ -62,21 +65,27 @@ pub enum LayerError {
     },
 
     /// The layer contains a path reserved for paddock's own bookkeeping.
-    #[error("the layer contains {}, a name reserved for paddock's apply staging", path.display())]
+    #[error(
+        "the layer contains {}, a name reserved for paddock's apply staging",
+        crate::diff::escape_path(path)
+    )]
     ReservedName {
         /// Workspace-relative path.
         path: PathBuf,
     },
 
     /// The layer changed between the scan that was reviewed and the apply.
-    #[error("the layer changed since it was reviewed: {}", path.display())]
+    #[error(
+        "the layer changed since it was reviewed: {}",
+        crate::diff::escape_path(path)
+    )]
     LayerChanged {
         /// Workspace-relative path.
         path: PathBuf,
     },
 
     /// A leftover apply journal is unreadable or inconsistent.
-    #[error("apply journal {}: {reason}", path.display())]
+    #[error("apply journal {}: {reason}", crate::diff::escape_path(path))]
     Journal {
         /// Path of the journal or staging dir.
         path: PathBuf,
@@ -93,7 +102,10 @@ pub enum LayerError {
     },
 
     /// Applying failed and rolling back failed too; the staging dir keeps the journal.
-    #[error("apply failed ({source}) and rolling back failed too ({rollback}); the journal is kept in {}", staging.display())]
+    #[error(
+        "apply failed ({source}) and rolling back failed too ({rollback}); the journal is kept in {}",
+        crate::diff::escape_path(staging)
+    )]
     RollbackFailed {
         /// The staging directory that still holds the journal and backups.
         staging: PathBuf,
@@ -107,7 +119,7 @@ pub enum LayerError {
 fn list(paths: &[PathBuf]) -> String {
     paths
         .iter()
-        .map(|p| format!("  {}", p.display()))
+        .map(|p| format!("  {}", crate::diff::escape_path(p)))
         .collect::<Vec<_>>()
         .join("\n")
 }
@@ -115,7 +127,7 @@ fn list(paths: &[PathBuf]) -> String {
 fn list_kinds(paths: &[(PathBuf, FileKind)]) -> String {
     paths
         .iter()
-        .map(|(p, k)| format!("  {} ({})", p.display(), k.describe()))
+        .map(|(p, k)| format!("  {} ({})", crate::diff::escape_path(p), k.describe()))
         .collect::<Vec<_>>()
         .join("\n")
 }

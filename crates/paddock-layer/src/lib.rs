@@ -30,13 +30,16 @@ mod apply;
 mod diff;
 mod error;
 mod fsutil;
+mod protect;
 mod scan;
 
 pub use apply::{
     ApplyOptions, ApplyReport, RecoverReport, STAGING_PREFIX, apply, apply_with, recover,
 };
 pub use diff::{
-    DiffBody, DiffOptions, FileDiff, Summary, SummaryEntry, diff, render_diff, summary,
+    DiffBody, DiffOptions, FileDiff, Summary, SummaryEntry, diff, escape_controls, escape_path,
+    escape_str, render_diff, summary,
 };
 pub use error::LayerError;
+pub use protect::{DEFAULT_AUTORUN, Held, Protection};
 pub use scan::{Change, ChangeKind, Changes, Entry, FileKind, has_changes, scan};

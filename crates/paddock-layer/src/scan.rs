@@ -190,6 +190,9 @@ pub struct Change {
     /// The layer's entry was copied up from the workspace (overlay `origin` xattr).
     #[serde(skip)]
     pub(crate) copied_up: bool,
+    /// Held back from an apply unless asked for ([`crate::Protection::mark`] sets it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub held: Option<crate::protect::Held>,
 }
 
 /// Every change a run's layer makes to its workspace, sorted by path (parents first).
@@ -439,6 +442,7 @@ impl Walker<'_, '_> {
                                     mode_changed: true,
                                     type_changed: false,
                                     copied_up: true,
+                                    held: None,
                                 }
                             );
                         }
@@ -495,6 +499,7 @@ impl Walker<'_, '_> {
                                 mode_changed,
                                 type_changed: false,
                                 copied_up: true,
+                                held: None,
                             }
                         );
                     }
@@ -514,6 +519,7 @@ impl Walker<'_, '_> {
             mode_changed: false,
             type_changed: false,
             copied_up: false,
+            held: None,
         })
     }
 
@@ -543,6 +549,7 @@ fn added(rel: &Path, new: Entry, copied_up: bool) -> Change {
         mode_changed: false,
         type_changed: false,
         copied_up,
+        held: None,
     }
 }
 
@@ -556,5 +563,6 @@ fn type_change(rel: &Path, old: Entry, new: Entry) -> Change {
         mode_changed: false,
         type_changed: true,
         copied_up: true,
+        held: None,
     }
 }
