@@ -145,3 +145,49 @@ async fn output_is_not_lost_while_no_runtime_watches() {
     );
     rt.destroy(&h).await.unwrap();
 }
+
+#[tokio::test]
+async fn the_end_of_the_output_survives_a_full_relay_buffer_at_exit() {
+    let env = Env::new();
+    // A bit more than init keeps unacknowledged (4 MiB), and no runtime reading it: init
+    // stops reading at the cap, the command's last few KiB wait in the pipe, and the
+    // command exits. Those last KiB (and "end") must still reach the log.
+    let n = (4 << 20) + 48 * 1024;
+    let spec = sh(
+        &env,
+        &format!("head -c {n} /dev/zero | tr '\\0' A; echo; echo end"),
+    );
+    let h = {
+        let rt = runtime();
+        let h = rt.create(&spec).await.unwrap();
+        rt.start(&h, &spec, Events::default().sink()).await.unwrap()
+    };
+    // With no daemon, init records the exit itself once the command is done.
+    let exit_json = h.run_dir.join("exit.json");
+    for _ in 0..200 {
+        if exit_json.exists() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(exit_json.exists(), "the command ended");
+    let rt = runtime();
+    rt.adopt(&h, Events::default().sink()).await.unwrap();
+    let exit = tokio::time::timeout(Duration::from_secs(60), rt.wait(&h))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(exit.exit_code, Some(0), "{exit:?}");
+    let out = collect_logs(&rt, &h).await;
+    assert!(
+        out.ends_with("\nend\n"),
+        "the end is kept: …{:?}",
+        &out[out.len().saturating_sub(40)..]
+    );
+    assert_eq!(
+        out.bytes().filter(|b| *b == b'A').count(),
+        n,
+        "every byte is kept"
+    );
+    rt.destroy(&h).await.unwrap();
+}

@@ -592,7 +592,7 @@ impl Pid1 {
                     1 => self.on_accept(),
                     2 => self.on_primary(),
                     3 => aux_ready.push(idx),
-                    4 => self.read_output(idx),
+                    4 => self.read_output(idx, false),
                     5 => self.flush_stdin(),
                     6 => self.on_exec_report(),
                     7 => self.on_exec_conn(idx),
@@ -1038,11 +1038,13 @@ impl Pid1 {
         }
     }
 
-    fn read_output(&mut self, idx: usize) {
+    /// Read what stream `idx` has (a few chunks). `past_cap`: even beyond [`MAX_UNACKED`],
+    /// for the last drain, when every writer is dead and the pipes hold all there is left.
+    fn read_output(&mut self, idx: usize, past_cap: bool) {
         let mut chunk = vec![0u8; proto::MAX_OUTPUT_CHUNK];
         // A few reads per wakeup keep fairness between the streams and the control socket.
         for _ in 0..8 {
-            if self.unacked_bytes >= MAX_UNACKED && self.ended_at.is_none() {
+            if self.unacked_bytes >= MAX_UNACKED && self.ended_at.is_none() && !past_cap {
                 return;
             }
             let o = &mut self.outs[idx];
@@ -1146,7 +1148,8 @@ impl Pid1 {
             self.on_exec_report();
             self.on_exec_report();
         }
-        self.drain_outputs();
+        // Bounded by the cap: something the command left behind may still be writing.
+        self.drain_outputs(false);
         // Kill whatever the command left behind, then collect the last output they wrote.
         let _ = nix::sys::signal::kill(Pid::from_raw(-1), Signal::SIGKILL);
         loop {
@@ -1156,7 +1159,9 @@ impl Pid1 {
                 Err(_) => break,
             }
         }
-        self.drain_outputs();
+        // Every writer is dead: what the pipes hold is all there is, and it is kept even
+        // past the cap (a slow daemon must not cost the output's end).
+        self.drain_outputs(true);
         let (code, signal) = self.child_status.unwrap_or((125, None));
         let msg = Up::Exited {
             code,
@@ -1169,12 +1174,12 @@ impl Pid1 {
         self.pty = None;
     }
 
-    fn drain_outputs(&mut self) {
+    fn drain_outputs(&mut self, past_cap: bool) {
         for i in 0..self.outs.len() {
             let mut guard = 0;
             while !self.outs[i].eof && guard < 10_000 {
                 let before = self.next_seq;
-                self.read_output(i);
+                self.read_output(i, past_cap);
                 if self.next_seq == before {
                     break;
                 }
