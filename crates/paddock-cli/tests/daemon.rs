@@ -514,3 +514,35 @@ fn a_client_hanging_up_mid_start_does_not_strand_the_run() {
         "the run must finish its start and end normally"
     );
 }
+
+#[test]
+fn the_daemon_raises_its_open_files_limit() {
+    let env = Env::new();
+    // Started by a CLI whose soft limit is low: the daemon inherits it, then raises it.
+    let c = env.cmd();
+    let prog = c.get_program().to_owned();
+    let out = std::process::Command::new("prlimit")
+        .arg("--nofile=256:")
+        .arg("--")
+        .arg(prog)
+        .arg("ps")
+        .envs(
+            c.get_envs()
+                .filter_map(|(k, v)| v.map(|v| (k.to_owned(), v.to_owned()))),
+        )
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let pid = env.daemon_pid().expect("a daemon");
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap();
+    let nums: Vec<u64> = line
+        .split_whitespace()
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    let (soft, hard) = (nums[0], nums[1]);
+    assert!(soft >= hard.min(65536), "soft {soft}, hard {hard}: {line}");
+}

@@ -144,7 +144,26 @@ fn take_lock(home: &Home, started_at: &str, router_port: u16) -> Result<Flock<Fi
 }
 
 /// Run the daemon until it is told to stop or goes idle.
+/// The daemon holds a few descriptors per live run (sockets, pidfds, logs, listeners in
+/// each netns): raise the soft limit on open files toward the hard one, to 65536 at most
+/// (sandboxes inherit it; tools that loop over every possible fd stay quick).
+fn raise_nofile() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    const WANT: u64 = 1 << 16;
+    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
+        return;
+    };
+    let target = WANT.min(hard);
+    if soft < target {
+        match setrlimit(Resource::RLIMIT_NOFILE, target, hard) {
+            Ok(()) => tracing::debug!(from = soft, to = target, "raised the open-files limit"),
+            Err(e) => tracing::warn!(error = %e, soft, "could not raise the open-files limit"),
+        }
+    }
+}
+
 pub async fn serve(opts: DaemonOptions) -> Result<(), DaemonError> {
+    raise_nofile();
     let home = opts.home;
     home.ensure()?;
     let started_at = store::now_rfc3339();
