@@ -1,0 +1,126 @@
+//! Faults the daemon must survive without panics, hangs or corrupt state: `$PADDOCK_HOME` on
+//! a full filesystem (a small tmpfs; root only, as mounting needs it).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::Env;
+
+/// A tmpfs of `size` at `dir`, lazily unmounted when dropped.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(dir: &Path, size: &str) -> Option<Tmpfs> {
+        std::fs::create_dir_all(dir).unwrap();
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size},mode=0700")])
+            .arg("tmpfs")
+            .arg(dir)
+            .status()
+            .ok()?
+            .success();
+        ok.then(|| Tmpfs(dir.to_path_buf()))
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// Fill the filesystem holding `dir` (a file of zeros until ENOSPC); returns the file.
+fn fill(dir: &Path) -> PathBuf {
+    use std::io::Write;
+    let p = dir.join("filler");
+    let mut f = std::fs::File::create(&p).unwrap();
+    let block = vec![0u8; 64 * 1024];
+    while f.write_all(&block).is_ok() {}
+    // The last partial block, byte by byte up to a page.
+    for _ in 0..4096 {
+        if f.write_all(&[0]).is_err() {
+            break;
+        }
+    }
+    let _ = f.sync_all();
+    p
+}
+
+fn integrity(db: &Path) -> String {
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg("import sqlite3, sys; print(sqlite3.connect(sys.argv[1]).execute('pragma integrity_check').fetchone()[0])")
+        .arg(db)
+        .output()
+        .unwrap();
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout).trim(),
+        String::from_utf8_lossy(&out.stderr).trim()
+    )
+}
+
+#[test]
+fn a_full_paddock_home_gives_clear_errors_and_keeps_its_state() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("SKIPPED: mounting a tmpfs needs root");
+        return;
+    }
+    let mut env = Env::new();
+    let small = env.dir.path().join("small");
+    let Some(_mount) = Tmpfs::mount(&small, "8m") else {
+        eprintln!("SKIPPED: cannot mount a tmpfs here");
+        return;
+    };
+    env.home = small.join("home");
+    let ws = env.dir.path().join("ws");
+    std::fs::create_dir_all(&ws).unwrap();
+    let run = |args: &[&str]| env.cmd().current_dir(&ws).args(args).output().unwrap();
+
+    // A run before the disk fills.
+    let out = run(&["run", "-q", "--name", "before", "--", "echo", "hi"]);
+    assert!(out.status.success(), "{out:?}");
+    let filler = fill(&small);
+
+    // Full: runs are refused with the reason, nothing panics, the daemon stays up.
+    for _ in 0..3 {
+        let out = run(&["run", "-q", "--", "echo", "hi"]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "a run on a full disk: {out:?}");
+        assert!(
+            err.contains("No space left on device") || err.contains("disk") || err.contains("space"),
+            "the error says why: {err}"
+        );
+        assert!(!err.contains("panicked"), "{err}");
+    }
+    // Output that cannot be logged does not wedge a run that is already going.
+    assert!(env.health().is_some(), "the daemon is still up");
+    let out = run(&["ps", "-a", "--json"]);
+    assert!(out.status.success(), "{out:?}");
+
+    // Space again: everything works, and the state is whole.
+    std::fs::remove_file(&filler).unwrap();
+    let out = run(&["run", "-q", "--name", "after", "--", "echo", "back"]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "back\n");
+    let ps: serde_json::Value =
+        serde_json::from_slice(&run(&["ps", "-a", "--json"]).stdout).unwrap();
+    let names: Vec<&str> = ps["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r["name"].as_str())
+        .collect();
+    assert!(names.contains(&"before") && names.contains(&"after"), "{ps}");
+    let bundle = env.dir.path().join("before.json");
+    let bundle = bundle.to_str().unwrap();
+    let out = run(&["audit", "export", "before", "-o", bundle]);
+    assert!(out.status.success(), "{out:?}");
+    let out = run(&["audit", "verify", bundle]);
+    assert!(out.status.success(), "the audit log of a run from before verifies: {out:?}");
+    // The daemon holds state.db exclusively: checked once it is gone.
+    env.stop_daemon();
+    assert_eq!(integrity(&env.home.join("state.db")), "ok");
+}
