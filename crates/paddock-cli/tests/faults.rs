@@ -90,7 +90,9 @@ fn a_full_paddock_home_gives_clear_errors_and_keeps_its_state() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "a run on a full disk: {out:?}");
         assert!(
-            err.contains("No space left on device") || err.contains("disk") || err.contains("space"),
+            err.contains("No space left on device")
+                || err.contains("disk")
+                || err.contains("space"),
             "the error says why: {err}"
         );
         assert!(!err.contains("panicked"), "{err}");
@@ -113,14 +115,107 @@ fn a_full_paddock_home_gives_clear_errors_and_keeps_its_state() {
         .iter()
         .filter_map(|r| r["name"].as_str())
         .collect();
-    assert!(names.contains(&"before") && names.contains(&"after"), "{ps}");
+    assert!(
+        names.contains(&"before") && names.contains(&"after"),
+        "{ps}"
+    );
     let bundle = env.dir.path().join("before.json");
     let bundle = bundle.to_str().unwrap();
     let out = run(&["audit", "export", "before", "-o", bundle]);
     assert!(out.status.success(), "{out:?}");
     let out = run(&["audit", "verify", bundle]);
-    assert!(out.status.success(), "the audit log of a run from before verifies: {out:?}");
+    assert!(
+        out.status.success(),
+        "the audit log of a run from before verifies: {out:?}"
+    );
     // The daemon holds state.db exclusively: checked once it is gone.
     env.stop_daemon();
     assert_eq!(integrity(&env.home.join("state.db")), "ok");
+}
+
+fn audit_entries(env: &Env, run: &str) -> Vec<serde_json::Value> {
+    let out = env.run(&["audit", "show", run, "--json"]);
+    assert!(out.status.success(), "{out:?}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    v["entries"].as_array().cloned().unwrap_or_default()
+}
+
+#[test]
+fn kill_9_of_the_daemon_during_twenty_live_runs_loses_nothing() {
+    let env = Env::new();
+    let ws = env.dir.path().join("ws");
+    std::fs::create_dir_all(&ws).unwrap();
+    // Strict: each request is refused at once by the proxy (no DNS, no upstream), and is
+    // on the record.
+    std::fs::write(ws.join("paddock.yaml"), "network:\n  policy: strict\n").unwrap();
+    // Each run makes a request every 100 ms (each one an audit entry) for a minute.
+    let traffic = "i=0; while [ $i -lt 600 ]; do curl -s -o /dev/null http://denied-$i.example/; i=$((i+1)); sleep 0.1; done";
+    let names: Vec<String> = (0..20).map(|i| format!("live-{i}")).collect();
+    for n in &names {
+        let out = env
+            .cmd()
+            .current_dir(&ws)
+            .args(["run", "-d", "-q", "--name", n, "--", "sh", "-c", traffic])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+    }
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    // What the daemon has acknowledged (shown) before it dies.
+    let before: Vec<Vec<serde_json::Value>> =
+        names.iter().map(|n| audit_entries(&env, n)).collect();
+    let is_net = |x: &serde_json::Value| x["type"].as_str().is_some_and(|t| t.starts_with("net."));
+    for (n, e) in names.iter().zip(&before) {
+        let types: Vec<&str> = e.iter().filter_map(|x| x["type"].as_str()).collect();
+        assert!(
+            e.iter().any(is_net),
+            "{n}: traffic is on the record before the kill: {types:?}"
+        );
+    }
+    let pid = env.daemon_pid().unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    common::wait_until(std::time::Duration::from_secs(10), || {
+        (!common::pid_alive(pid)).then_some(())
+    })
+    .expect("the daemon died");
+
+    // The next daemon re-adopts every run: still running, the record intact and growing.
+    let ps: serde_json::Value = serde_json::from_str(&env.ok(&["ps", "--json"])).unwrap();
+    let running = ps["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["state"] == "running")
+        .count();
+    assert_eq!(running, 20, "{ps}");
+    std::thread::sleep(std::time::Duration::from_millis(1000));
+    for (n, was) in names.iter().zip(&before) {
+        let now = audit_entries(&env, n);
+        assert!(
+            now.len() > was.len(),
+            "{n}: the record goes on after the restart"
+        );
+        assert_eq!(
+            &now[..was.len()],
+            &was[..],
+            "{n}: no acknowledged entry changed or lost"
+        );
+        assert!(
+            now[was.len()..].iter().any(is_net),
+            "{n}: the re-adopted run's traffic is recorded again"
+        );
+    }
+    for n in &names {
+        env.ok(&["stop", n]);
+    }
+    for n in names.iter().step_by(5) {
+        let bundle = env.dir.path().join(format!("{n}.json"));
+        let bundle = bundle.to_str().unwrap();
+        env.ok(&["audit", "export", n, "-o", bundle]);
+        env.ok(&["audit", "verify", bundle]);
+    }
 }
