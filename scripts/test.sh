@@ -65,7 +65,7 @@ for runtime in docker gvisor; do
   fi
   echo "== the shared suites on the $runtime runtime"
   PADDOCK_RUNTIME=$runtime cargo test -p paddock-cli --quiet \
-    --test escape --test egress --test grants --test routing --test run --test exec --test worktrees --test review \
+    --test escape --test egress --test grants --test routing --test run --test exec --test worktrees --test review --test snapshots \
     -- --test-threads="${PADDOCK_TEST_THREADS:-2}" "${skip[@]}" 2>&1 | tee -a target/test-output.txt
 done
 # Sum every test binary's result line into one closing line.

@@ -98,12 +98,8 @@ impl LogStream {
     /// The next line, or `None` at the end of the stream.
     pub async fn next(&mut self) -> Result<Option<LogLine>, ClientError> {
         loop {
-            if let Some(pos) = self.buf.iter().position(|b| *b == b'\n') {
-                let line: Vec<u8> = self.buf.drain(..=pos).collect();
-                if line.len() <= 1 {
-                    continue;
-                }
-                return serde_json::from_slice(&line).map(Some).map_err(transport);
+            if let Some(line) = take_log_line(&mut self.buf) {
+                return line.map(Some).map_err(transport);
             }
             match self.body.frame().await {
                 None => return Ok(None),
@@ -127,19 +123,8 @@ pub struct EventStream {
 impl EventStream {
     pub async fn next(&mut self) -> Result<Option<Event>, ClientError> {
         loop {
-            if let Some(pos) = find_double_newline(&self.buf) {
-                let block: Vec<u8> = self.buf.drain(..pos + 2).collect();
-                let text = String::from_utf8_lossy(&block);
-                let data: String = text
-                    .lines()
-                    .filter_map(|l| l.strip_prefix("data:"))
-                    .map(|l| l.trim_start())
-                    .collect::<Vec<_>>()
-                    .join("\n");
-                if data.is_empty() {
-                    continue; // comment / keep-alive
-                }
-                return serde_json::from_str(&data).map(Some).map_err(transport);
+            if let Some(event) = take_event(&mut self.buf) {
+                return event.map(Some).map_err(transport);
             }
             match self.body.frame().await {
                 None => return Ok(None),
@@ -152,6 +137,39 @@ impl EventStream {
             }
         }
     }
+}
+
+/// Takes the next newline-delimited JSON record off the front of `buf`; `None` until a
+/// whole line has arrived (empty lines are skipped).
+pub fn take_log_line(buf: &mut Vec<u8>) -> Option<Result<LogLine, serde_json::Error>> {
+    while let Some(pos) = buf.iter().position(|b| *b == b'\n') {
+        let line: Vec<u8> = buf.drain(..=pos).collect();
+        if line.len() <= 1 {
+            continue;
+        }
+        return Some(serde_json::from_slice(&line));
+    }
+    None
+}
+
+/// Takes the next server-sent event off the front of `buf` (its `data:` lines joined);
+/// `None` until a whole event has arrived (comments and keep-alives are skipped).
+pub fn take_event(buf: &mut Vec<u8>) -> Option<Result<Event, serde_json::Error>> {
+    while let Some(pos) = find_double_newline(buf) {
+        let block: Vec<u8> = buf.drain(..pos + 2).collect();
+        let text = String::from_utf8_lossy(&block);
+        let data: String = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("data:"))
+            .map(|l| l.trim_start())
+            .collect::<Vec<_>>()
+            .join("\n");
+        if data.is_empty() {
+            continue; // comment / keep-alive
+        }
+        return Some(serde_json::from_str(&data));
+    }
+    None
 }
 
 fn find_double_newline(b: &[u8]) -> Option<usize> {
@@ -315,12 +333,65 @@ impl Client {
     }
 
     pub async fn diff(&self, run: &str, patch: bool) -> Result<DiffResponse, ClientError> {
+        self.diff_from(run, patch, None).await
+    }
+
+    /// [`Client::diff`], since snapshot `from` when given.
+    pub async fn diff_from(
+        &self,
+        run: &str,
+        patch: bool,
+        from: Option<&str>,
+    ) -> Result<DiffResponse, ClientError> {
+        let mut q = Vec::new();
+        if patch {
+            q.push("patch=1".to_string());
+        }
+        if let Some(f) = from {
+            q.push(format!("from={}", enc(f)));
+        }
         let path = format!(
-            "/v1/runs/{}/diff{}",
+            "/v1/runs/{}/diff{}{}",
             enc(run),
-            if patch { "?patch=1" } else { "" }
+            if q.is_empty() { "" } else { "?" },
+            q.join("&")
         );
         self.call(Method::GET, &path, None::<&()>).await
+    }
+
+    pub async fn snapshot(
+        &self,
+        run: &str,
+        req: &crate::SnapshotRequest,
+    ) -> Result<crate::Snapshot, ClientError> {
+        self.call(
+            Method::POST,
+            &format!("/v1/runs/{}/snapshots", enc(run)),
+            Some(req),
+        )
+        .await
+    }
+
+    pub async fn snapshots(&self, run: &str) -> Result<crate::SnapshotList, ClientError> {
+        self.call(
+            Method::GET,
+            &format!("/v1/runs/{}/snapshots", enc(run)),
+            None::<&()>,
+        )
+        .await
+    }
+
+    pub async fn rollback(
+        &self,
+        run: &str,
+        req: &crate::RollbackRequest,
+    ) -> Result<crate::RollbackResponse, ClientError> {
+        self.call(
+            Method::POST,
+            &format!("/v1/runs/{}/rollback", enc(run)),
+            Some(req),
+        )
+        .await
     }
 
     pub async fn apply(&self, run: &str, req: &ApplyRequest) -> Result<ApplyResponse, ClientError> {

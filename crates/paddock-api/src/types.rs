@@ -497,6 +497,63 @@ pub struct ApplyRequest {
     pub include_autorun: bool,
 }
 
+/// `POST /v1/runs/{ref}/snapshots`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct SnapshotRequest {
+    /// What the snapshot is for (shown by `paddock snapshots`).
+    #[serde(default)]
+    pub message: Option<String>,
+}
+
+/// One snapshot of a run's layer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Snapshot {
+    /// `s1`, `s2`, … in the order they were taken.
+    pub id: String,
+    #[serde(default)]
+    pub message: Option<String>,
+    pub created_at: String,
+    /// Taken by paddock (before an exec, or on the agent interval), not asked for.
+    #[serde(default)]
+    pub auto: bool,
+    /// Files in the layer then; of those, shared with the snapshot before (unchanged).
+    pub files: u64,
+    pub shared: u64,
+    pub copied_bytes: u64,
+    /// How long taking it took.
+    pub took_ms: f64,
+}
+
+/// Answer of `GET /v1/runs/{ref}/snapshots`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SnapshotList {
+    pub run_id: String,
+    pub snapshots: Vec<Snapshot>,
+}
+
+/// `POST /v1/runs/{ref}/rollback`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct RollbackRequest {
+    /// The snapshot's id.
+    pub snapshot: String,
+    /// Only these workspace-relative paths (and what is beneath them); all when empty.
+    #[serde(default)]
+    pub paths: Vec<PathBuf>,
+}
+
+/// Answer of `POST /v1/runs/{ref}/rollback`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RollbackResponse {
+    pub run_id: String,
+    pub snapshot: String,
+    /// Rolled back inside the running sandbox (it sees the restored files now), or in a
+    /// stopped run's layer.
+    pub live: bool,
+    /// Paths removed and entries written.
+    pub deleted: u64,
+    pub written: u64,
+}
+
 /// Answer of `POST /v1/runs/{ref}/apply`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ApplyResponse {

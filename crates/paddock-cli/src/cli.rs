@@ -165,6 +165,27 @@ Examples:
     /// Copy an overlay run's changes into the real workspace (all or nothing).
     Apply(ApplyArgs),
 
+    /// Take a snapshot of an overlay run's changes (live or ended); prints its id.
+    ///
+    /// A snapshot costs what the run changed, not the workspace, and shares files that did
+    /// not change since the snapshot before. paddock also takes one before each `exec`,
+    /// and every `review.snapshot_every` (default 10m) during agent runs.
+    #[command(after_help = "\
+Examples:
+  paddock snapshot fix-bug -m \"tests pass\"     take one, print its id (s3)
+  paddock snapshots fix-bug                      list them
+  paddock diff fix-bug --from s3                 what changed since
+  paddock rollback fix-bug s3                    back to it, inside the running sandbox
+  paddock rollback fix-bug s3 src/lib.rs         only that file")]
+    Snapshot(SnapshotArgs),
+
+    /// List an overlay run's snapshots.
+    Snapshots(SnapshotsArgs),
+
+    /// Roll a run's changes back to a snapshot, whole or per path; a running sandbox sees
+    /// the restored files at once.
+    Rollback(RollbackArgs),
+
     /// Show, export and verify the tamper-evident audit log of a run (or of the daemon).
     ///
     /// Every lifecycle transition, the command a run was created with, its setup steps,
@@ -514,6 +535,40 @@ pub struct DiffArgs {
     /// Only the summary of changed paths, no patch.
     #[arg(long)]
     pub stat: bool,
+    /// The changes since this snapshot (`paddock snapshots RUN`), not since the workspace.
+    #[arg(long, value_name = "SNAPSHOT")]
+    pub from: Option<String>,
+    #[command(flatten)]
+    pub json: JsonFlag,
+}
+
+#[derive(Debug, Args)]
+pub struct SnapshotArgs {
+    /// Run id, id prefix or name.
+    pub run: String,
+    /// What the snapshot is for.
+    #[arg(short, long)]
+    pub message: Option<String>,
+    #[command(flatten)]
+    pub json: JsonFlag,
+}
+
+#[derive(Debug, Args)]
+pub struct SnapshotsArgs {
+    /// Run id, id prefix or name.
+    pub run: String,
+    #[command(flatten)]
+    pub json: JsonFlag,
+}
+
+#[derive(Debug, Args)]
+pub struct RollbackArgs {
+    /// Run id, id prefix or name.
+    pub run: String,
+    /// The snapshot (`s3`; `paddock snapshots RUN` lists them).
+    pub snapshot: String,
+    /// Only these paths (relative to the workspace, or absolute inside it); all without.
+    pub paths: Vec<std::path::PathBuf>,
     #[command(flatten)]
     pub json: JsonFlag,
 }

@@ -298,7 +298,9 @@ pub async fn wait(home: &Home, args: WaitArgs) -> Result<i32> {
 
 pub async fn diff(home: &Home, args: DiffArgs) -> Result<i32> {
     let client = ensure_running(home).await?;
-    let d = client.diff(&args.run, !args.stat).await?;
+    let d = client
+        .diff_from(&args.run, !args.stat, args.from.as_deref())
+        .await?;
     if args.json.json {
         print_json(&d)?;
         return Ok(0);
@@ -335,6 +337,95 @@ pub async fn diff(home: &Home, args: DiffArgs) -> Result<i32> {
                 outln!("{}", paint(color, code, line))
             }
         }
+    }
+    Ok(0)
+}
+
+pub async fn snapshot(home: &Home, args: crate::cli::SnapshotArgs) -> Result<i32> {
+    let client = ensure_running(home).await?;
+    let s = client
+        .snapshot(
+            &args.run,
+            &paddock_api::SnapshotRequest {
+                message: args.message,
+            },
+        )
+        .await?;
+    if args.json.json {
+        print_json(&s)?;
+    } else {
+        outln!("{}", s.id);
+    }
+    Ok(0)
+}
+
+pub async fn snapshots(home: &Home, args: crate::cli::SnapshotsArgs) -> Result<i32> {
+    let client = ensure_running(home).await?;
+    let l = client.snapshots(&args.run).await?;
+    if args.json.json {
+        print_json(&l)?;
+        return Ok(0);
+    }
+    if l.snapshots.is_empty() {
+        outln!(
+            "no snapshots of {} yet; `paddock snapshot {}` takes one",
+            args.run,
+            args.run
+        );
+        return Ok(0);
+    }
+    outln!(
+        "{:<6} {:<24} {:>6} {:>9}  MESSAGE",
+        "ID",
+        "TAKEN",
+        "FILES",
+        "COPIED"
+    );
+    for s in &l.snapshots {
+        let msg = s.message.as_deref().unwrap_or("");
+        outln!(
+            "{:<6} {:<24} {:>6} {:>8}K  {}{}",
+            s.id,
+            s.created_at,
+            s.files,
+            s.copied_bytes.div_ceil(1024),
+            paddock_layer::escape_str(msg),
+            if s.auto { " (auto)" } else { "" }
+        );
+    }
+    Ok(0)
+}
+
+pub async fn rollback(home: &Home, args: crate::cli::RollbackArgs) -> Result<i32> {
+    let client = ensure_running(home).await?;
+    let r = client
+        .rollback(
+            &args.run,
+            &paddock_api::RollbackRequest {
+                snapshot: args.snapshot,
+                paths: args.paths,
+            },
+        )
+        .await?;
+    if args.json.json {
+        print_json(&r)?;
+    } else if r.deleted + r.written == 0 {
+        outln!(
+            "nothing to roll back: the run already matches {}",
+            r.snapshot
+        );
+    } else {
+        outln!(
+            "rolled back to {} ({} removed, {} written){}",
+            r.snapshot,
+            r.deleted,
+            r.written,
+            if r.live {
+                "; the running sandbox sees it now"
+            } else {
+                ""
+            }
+        );
     }
     Ok(0)
 }

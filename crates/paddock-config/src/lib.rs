@@ -103,6 +103,7 @@
 //! audit: {checkpoint_every: 1000, checkpoint_interval: 1h}
 //! review:
 //!   autorun: [Makefile.local, scripts/hooks/]   # held back by apply, besides the defaults
+//!   snapshot_every: 10m          # agent runs: an automatic snapshot this often (0: never)
 //! ```
 
 mod agents;
@@ -509,6 +510,7 @@ fn merge(layers: Vec<Layer>) -> Result<Config, ConfigError> {
         set(&mut c.daemon.idle_timeout, l.idle_timeout);
         set(&mut c.audit.checkpoint_every, l.checkpoint_every);
         set(&mut c.audit.checkpoint_interval, l.checkpoint_interval);
+        set(&mut c.review.snapshot_every, l.snapshot_every);
         for p in l.autorun {
             if !c.review.autorun.contains(&p) {
                 c.review.autorun.push(p);

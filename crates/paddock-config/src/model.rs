@@ -223,6 +223,10 @@ pub struct ReviewConfig {
     /// Auto-run files held back by `paddock apply` unless `--include-autorun`: a name
     /// (any depth), a path from the workspace root, or a directory ending in `/`.
     pub autorun: Vec<String>,
+    /// Agent runs: an automatic snapshot of the layer this often (default 10 minutes;
+    /// `0` turns it off).
+    #[serde(with = "opt_duration")]
+    pub snapshot_every: Option<Duration>,
 }
 
 /// `audit:` (user config only)

@@ -48,6 +48,7 @@ pub(crate) struct RawConfig {
 #[serde(deny_unknown_fields)]
 struct RawReview {
     autorun: Option<Vec<S<String>>>,
+    snapshot_every: Option<S<Scalar>>,
 }
 
 #[derive(Deserialize)]
@@ -349,6 +350,7 @@ pub(crate) struct Layer {
     pub checkpoint_every: Option<u64>,
     pub checkpoint_interval: Option<Duration>,
     pub autorun: Vec<String>,
+    pub snapshot_every: Option<Duration>,
     pub agents: Vec<(String, AgentLayer)>,
 }
 
@@ -643,7 +645,14 @@ impl RawConfig {
                     Some(cx.check("audit.checkpoint_interval", t, want_duration)?);
             }
         }
-        for p in self.review.and_then(|r| r.autorun).into_iter().flatten() {
+        let (autorun, every) = match self.review {
+            Some(r) => (r.autorun, r.snapshot_every),
+            None => (None, None),
+        };
+        if let Some(t) = &every {
+            l.snapshot_every = Some(cx.check("review.snapshot_every", t, want_duration)?);
+        }
+        for p in autorun.into_iter().flatten() {
             let p = cx.check("review.autorun", &p, |p| values::parse_autorun_pattern(p))?;
             if !l.autorun.contains(&p) {
                 l.autorun.push(p);

@@ -41,6 +41,10 @@ pub enum DaemonError {
     #[error("{message}")]
     Conflict { message: String, hint: String },
 
+    /// Something of a run that does not exist (a snapshot, …).
+    #[error("{message}")]
+    NotFound { message: String, hint: String },
+
     #[error("{message}")]
     Unsupported { message: String, hint: String },
 
@@ -105,7 +109,9 @@ impl DaemonError {
         use paddock_sandbox::SandboxError as S;
         match self {
             DaemonError::BadRequest { .. } | DaemonError::Config { .. } => 400,
-            DaemonError::RunNotFound { .. } | DaemonError::NoEndpoint { .. } => 404,
+            DaemonError::RunNotFound { .. }
+            | DaemonError::NoEndpoint { .. }
+            | DaemonError::NotFound { .. } => 404,
             DaemonError::PayloadTooLarge { .. } => 413,
             DaemonError::MethodNotAllowed { .. } => 405,
             DaemonError::Ambiguous { .. } | DaemonError::NameTaken { .. } => 409,
@@ -128,7 +134,7 @@ impl DaemonError {
         match self {
             DaemonError::BadRequest { .. } => "bad_request",
             DaemonError::Config { .. } => "bad_config",
-            DaemonError::RunNotFound { .. } => "not_found",
+            DaemonError::RunNotFound { .. } | DaemonError::NotFound { .. } => "not_found",
             DaemonError::NoEndpoint { .. } => "no_endpoint",
             DaemonError::PayloadTooLarge { .. } => "payload_too_large",
             DaemonError::MethodNotAllowed { .. } => "method_not_allowed",
@@ -155,6 +161,7 @@ impl DaemonError {
         Some(match self {
             DaemonError::BadRequest { hint, .. }
             | DaemonError::Conflict { hint, .. }
+            | DaemonError::NotFound { hint, .. }
             | DaemonError::Unsupported { hint, .. }
             | DaemonError::Config { hint, .. }
             | DaemonError::Audit { hint, .. }

@@ -282,6 +282,42 @@ pub async fn start(
     })
 }
 
+/// Run `command` in run `id`'s sandbox with `input` as its stdin, to the end (on the
+/// record like any exec); returns how it ended and its output (stdout and stderr, up to
+/// 64 KiB).
+pub async fn run_with_input(
+    runs: &Arc<RunManager>,
+    id: &str,
+    command: Vec<String>,
+    input: Vec<u8>,
+) -> Result<(ExecResult, Vec<u8>), DaemonError> {
+    let req = ExecRequest {
+        command,
+        env: BTreeMap::new(),
+        tty: false,
+        stdin: true,
+        tty_size: None,
+    };
+    let mut session = start(runs, id, req).await?;
+    let tx = session.attachment.input.clone();
+    let feed = tokio::spawn(async move {
+        for chunk in input.chunks(64 * 1024) {
+            if tx.send(AttachInput::Stdin(chunk.to_vec())).await.is_err() {
+                return;
+            }
+        }
+        let _ = tx.send(AttachInput::CloseStdin).await;
+    });
+    let mut output = Vec::new();
+    while let Some(c) = session.attachment.output.recv().await {
+        if output.len() < 64 * 1024 {
+            output.extend_from_slice(&c.data);
+        }
+    }
+    let _ = feed.await;
+    Ok((session.finish().await, output))
+}
+
 fn record_end(bus: &EventBus, run_id: &str, r: &ExecResult) {
     bus.publish(
         Some(run_id),

@@ -32,6 +32,7 @@ mod routing;
 mod rundirs;
 mod runs;
 mod server;
+mod snapshots;
 mod store;
 mod version;
 mod worktree;

@@ -74,15 +74,24 @@ pub fn diff(
     workspace: &Path,
     with_patch: bool,
     autorun: &[String],
+    since: Option<&Path>,
 ) -> Result<DiffOutput, DaemonError> {
-    if empty_upper(upper) {
+    if empty_upper(upper) && since.is_none() {
         return Ok(DiffOutput {
             changes: serde_json::json!([]),
             summary: "no changes\n".into(),
             patch: String::new(),
         });
     }
-    let changes = scan(upper, workspace, autorun)?;
+    let changes = match since {
+        Some(snapshot) => {
+            let mut c =
+                paddock_layer::changes_since(snapshot, upper, workspace).map_err(layer_error)?;
+            paddock_layer::Protection::new(autorun).mark(&mut c);
+            c
+        }
+        None => scan(upper, workspace, autorun)?,
+    };
     let summary = paddock_layer::summary(&changes);
     let patch = if with_patch {
         let diffs = paddock_layer::diff(&changes, &paddock_layer::DiffOptions::default())

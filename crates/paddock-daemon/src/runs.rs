@@ -815,6 +815,9 @@ impl RunManager {
                     Ok(_) | Err(DaemonError::InvalidTransition { .. }) => {}
                     Err(e) => return Err(e),
                 }
+                if let Some(every) = snapshot_interval(&rec.run) {
+                    crate::snapshots::schedule(self.clone(), id.to_string(), every);
+                }
                 self.watch(id.to_string(), started);
             }
             Err(e) => {
@@ -1205,6 +1208,19 @@ where
 /// The spec as state.db keeps it: injected files' contents (the CA bundle is hundreds of
 /// KiB) were written into the run's directory by `Runtime::create` and are not needed
 /// again, so only their paths are kept; the row stays small and every read of it cheap.
+/// An agent run's automatic snapshot interval (`review.snapshot_every`, default 10
+/// minutes, `0` for none); `None` for other runs and bind-mode runs.
+fn snapshot_interval(run: &paddock_api::Run) -> Option<Duration> {
+    if run.agent.is_none() || run.workspace_mode != paddock_api::WorkspaceMode::Overlay {
+        return None;
+    }
+    let every = match run.config["review"]["snapshot_every"].as_str() {
+        Some(s) => paddock_config::parse_duration(s).ok()?,
+        None => Duration::from_secs(600),
+    };
+    (!every.is_zero()).then_some(every)
+}
+
 fn stored_spec(spec: &SandboxSpec) -> SandboxSpec {
     let mut s = spec.clone();
     for f in &mut s.files {

@@ -217,6 +217,11 @@ pub fn router(state: Arc<ServerState>) -> Router {
         .route("/v1/runs/{run}/exec", post(exec))
         .route("/v1/runs/{run}/diff", get(diff))
         .route("/v1/runs/{run}/apply", post(apply))
+        .route(
+            "/v1/runs/{run}/snapshots",
+            get(list_snapshots).post(take_snapshot),
+        )
+        .route("/v1/runs/{run}/rollback", post(rollback))
         .route("/v1/runs/{run}/audit", get(audit_entries))
         .route("/v1/runs/{run}/audit/export", get(audit_export))
         .route("/v1/runs/{run}/audit/prove", get(audit_prove))
@@ -687,16 +692,31 @@ async fn exec(State(st): St, Path(r): Path<String>, mut req: Request) -> ApiResu
             "send {\"command\": [\"ls\", \"-la\"]} (see ExecRequest in the paddock-api docs)",
         )
     })?;
-    let id = st.runs.resolve(&r)?.run.id;
+    let rec = st.runs.resolve(&r)?;
+    let id = rec.run.id;
     // Started on a task of its own: a client hanging up mid-request leaves no half-recorded
     // exec (an abandoned session kills its command and records that).
     let runs = st.runs.clone();
-    let session = tokio::spawn(async move { crate::exec::start(&runs, &id, exec_req).await })
-        .await
-        .map_err(|e| DaemonError::Conflict {
-            message: format!("starting the exec was interrupted: {e}"),
-            hint: "the daemon log has details".into(),
-        })??;
+    let auto_snapshot = rec.run.workspace_mode == paddock_api::WorkspaceMode::Overlay
+        && rec.run.state == paddock_api::RunState::Running;
+    let session = tokio::spawn(async move {
+        // The layer as it was before the exec, to roll back to if it goes wrong.
+        if auto_snapshot {
+            let what = exec_req.command.join(" ");
+            let what: String = what.chars().filter(|c| !c.is_control()).take(200).collect();
+            if let Err(e) =
+                crate::snapshots::take(&runs, &id, Some(format!("before exec: {what}")), true).await
+            {
+                tracing::warn!(run = %id, error = %e, "snapshot before exec failed");
+            }
+        }
+        crate::exec::start(&runs, &id, exec_req).await
+    })
+    .await
+    .map_err(|e| DaemonError::Conflict {
+        message: format!("starting the exec was interrupted: {e}"),
+        hint: "the daemon log has details".into(),
+    })??;
     let st2 = st.clone();
     tokio::spawn(async move {
         let _guard = StreamGuard::new(&st2);
@@ -812,6 +832,9 @@ where
 struct DiffQuery {
     #[serde(default)]
     patch: Option<String>,
+    /// A snapshot id: the changes since it, instead of since the workspace.
+    #[serde(default)]
+    from: Option<String>,
 }
 
 fn overlay_only(run: &paddock_api::Run) -> Result<(), DaemonError> {
@@ -834,8 +857,16 @@ async fn diff(State(st): St, Path(r): Path<String>, Query(q): Query<DiffQuery>) 
     let workspace = run.workspace.clone();
     let want_patch = truthy(&q.patch);
     let autorun = crate::review::autorun_of(&run);
+    let from = match &q.from {
+        Some(id) => Some(crate::snapshots::path_of(
+            &st.runs.home().run_dir(&run.id),
+            &run.name,
+            id,
+        )?),
+        None => None,
+    };
     let out = tokio::task::spawn_blocking(move || {
-        crate::review::diff(&upper, &workspace, want_patch, &autorun)
+        crate::review::diff(&upper, &workspace, want_patch, &autorun, from.as_deref())
     })
     .await
     .map_err(|e| DaemonError::bad_request(format!("diff failed: {e}"), "retry"))??;
@@ -893,6 +924,39 @@ async fn apply(
         report: out.report,
         summary: out.summary,
     })
+}
+
+async fn take_snapshot(
+    State(st): St,
+    Path(r): Path<String>,
+    JsonBody(req): JsonBody<paddock_api::SnapshotRequest>,
+) -> ApiResult {
+    ok(&crate::snapshots::take(&st.runs, &r, req.message, false).await?)
+}
+
+async fn list_snapshots(State(st): St, Path(r): Path<String>) -> ApiResult {
+    let run = st.runs.resolve(&r)?.run;
+    let run_dir = st.runs.home().run_dir(&run.id);
+    ok(&paddock_api::SnapshotList {
+        run_id: run.id,
+        snapshots: crate::snapshots::list(&run_dir),
+    })
+}
+
+async fn rollback(
+    State(st): St,
+    Path(r): Path<String>,
+    JsonBody(req): JsonBody<paddock_api::RollbackRequest>,
+) -> ApiResult {
+    let runs = st.runs.clone();
+    // On a task of its own: a client that hangs up does not cut a restore in half.
+    let out = tokio::spawn(async move { crate::snapshots::rollback(&runs, &r, req).await })
+        .await
+        .map_err(|e| DaemonError::Conflict {
+            message: format!("the rollback was interrupted: {e}"),
+            hint: "the daemon log has details".into(),
+        })??;
+    ok(&out)
 }
 
 async fn shutdown(State(st): St) -> ApiResult {

@@ -300,8 +300,14 @@ pub struct FileDiff {
 pub fn diff(changes: &Changes, opts: &DiffOptions) -> Result<Vec<FileDiff>, LayerError> {
     let mut out = Vec::new();
     for c in &changes.changes {
-        let old_path = changes.workspace.join(&c.path);
-        let new_path = changes.upper.join(&c.path);
+        let old_path = c
+            .old_at
+            .clone()
+            .unwrap_or_else(|| changes.workspace.join(&c.path));
+        let new_path = c
+            .new_at
+            .clone()
+            .unwrap_or_else(|| changes.upper.join(&c.path));
         if c.type_changed {
             // Like git: a deletion of the old entry followed by an addition of the new one.
             let old = c.old.as_ref().expect("type change has an old side");

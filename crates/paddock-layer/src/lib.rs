@@ -32,6 +32,7 @@ mod error;
 mod fsutil;
 mod protect;
 mod scan;
+mod snapshot;
 
 pub use apply::{
     ApplyOptions, ApplyReport, RecoverReport, STAGING_PREFIX, apply, apply_with, recover,
@@ -43,3 +44,7 @@ pub use diff::{
 pub use error::LayerError;
 pub use protect::{DEFAULT_AUTORUN, Held, Protection};
 pub use scan::{Change, ChangeKind, Changes, Entry, FileKind, has_changes, scan};
+pub use snapshot::{
+    RollbackPlan, SnapshotStats, changes_since, plan_rollback, restore_offline, snapshot,
+    snapshot_tree, write_tar,
+};

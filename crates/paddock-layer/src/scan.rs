@@ -190,6 +190,12 @@ pub struct Change {
     /// The layer's entry was copied up from the workspace (overlay `origin` xattr).
     #[serde(skip)]
     pub(crate) copied_up: bool,
+    /// Where each side's bytes are when not at the usual places (workspace, upper): a
+    /// diff between a snapshot and now ([`crate::changes_since`]).
+    #[serde(skip)]
+    pub(crate) old_at: Option<PathBuf>,
+    #[serde(skip)]
+    pub(crate) new_at: Option<PathBuf>,
     /// Held back from an apply unless asked for ([`crate::Protection::mark`] sets it).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub held: Option<crate::protect::Held>,
@@ -443,6 +449,8 @@ impl Walker<'_, '_> {
                                     type_changed: false,
                                     copied_up: true,
                                     held: None,
+                                    old_at: None,
+                                    new_at: None,
                                 }
                             );
                         }
@@ -500,6 +508,8 @@ impl Walker<'_, '_> {
                                 type_changed: false,
                                 copied_up: true,
                                 held: None,
+                                old_at: None,
+                                new_at: None,
                             }
                         );
                     }
@@ -520,6 +530,8 @@ impl Walker<'_, '_> {
             type_changed: false,
             copied_up: false,
             held: None,
+            old_at: None,
+            new_at: None,
         })
     }
 
@@ -550,6 +562,8 @@ fn added(rel: &Path, new: Entry, copied_up: bool) -> Change {
         type_changed: false,
         copied_up,
         held: None,
+        old_at: None,
+        new_at: None,
     }
 }
 
@@ -564,5 +578,7 @@ fn type_change(rel: &Path, old: Entry, new: Entry) -> Change {
         type_changed: true,
         copied_up: true,
         held: None,
+        old_at: None,
+        new_at: None,
     }
 }
