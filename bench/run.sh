@@ -8,6 +8,7 @@
 #   bench/run.sh router-daemon  the same through the daemon to a backend inside a sandbox (root)
 #   bench/run.sh agents    `paddock claude -p` vs bare claude: start → first API request; tool layer install
 #   bench/run.sh runtimes  `run -- true` on native/docker/gvisor vs bwrap, docker run, runsc; image builds
+#   bench/run.sh snapshot  snapshot/rollback of 10,000 changed files vs cp -a / cp -al
 #   bench/run.sh all       all of the above
 # Builds release binaries first. Sandbox benchmarks need root (or unprivileged userns).
 set -euo pipefail
@@ -39,6 +40,7 @@ run_router()  { bench/router.sh "$@"; }
 run_router_daemon() { bench/router_daemon.sh "$@"; }
 run_agents()  { bench/agents.sh "$@"; }
 run_runtimes() { PADDOCK_BIN="$paddock" bench/runtimes.sh "$@"; }
+run_snapshot() { PADDOCK_BIN="$paddock" bench/snapshot.sh "$@"; }
 
 case "$what" in
   api) run_api "$@" ;;
@@ -49,6 +51,7 @@ case "$what" in
   router-daemon) run_router_daemon "$@" ;;
   agents) run_agents "$@" ;;
   runtimes) run_runtimes "$@" ;;
-  all) rc=0; for b in api sandbox audit egress router router_daemon agents runtimes; do "run_$b" || rc=1; echo; done; exit $rc ;;
-  *) echo "usage: bench/run.sh [api|sandbox|audit|egress|router|router-daemon|agents|runtimes|all] [ITERATIONS]" >&2; exit 2 ;;
+  snapshot) run_snapshot "$@" ;;
+  all) rc=0; for b in api sandbox audit egress router router_daemon agents runtimes snapshot; do "run_$b" || rc=1; echo; done; exit $rc ;;
+  *) echo "usage: bench/run.sh [api|sandbox|audit|egress|router|router-daemon|agents|runtimes|snapshot|all] [ITERATIONS]" >&2; exit 2 ;;
 esac
