@@ -441,16 +441,10 @@ fn view(upper: &Path, workspace: &Path) -> Result<BTreeMap<PathBuf, Option<Seen>
 fn lower_entry(workspace: &Path, rel: &Path) -> Option<Seen> {
     let p = workspace.join(rel);
     let md = std::fs::symlink_metadata(&p).ok()?;
-    let ft = md.file_type();
-    let kind = if ft.is_dir() {
-        FileKind::Dir
-    } else if ft.is_symlink() {
-        FileKind::Symlink
-    } else if ft.is_file() {
-        FileKind::File
-    } else {
+    let kind = FileKind::of(&md);
+    if kind.is_special() {
         return None;
-    };
+    }
     Some(Seen {
         kind,
         mode: md.mode() & 0o777,
@@ -458,6 +452,14 @@ fn lower_entry(workspace: &Path, rel: &Path) -> Option<Seen> {
         target: std::fs::read_link(&p).ok().map(PathBuf::into_os_string),
         at: p,
     })
+}
+
+/// `p` as `view` shows it: its changed entry there, else the workspace's.
+fn seen_in(view: &BTreeMap<PathBuf, Option<Seen>>, workspace: &Path, p: &Path) -> Option<Seen> {
+    match view.get(p) {
+        Some(s) => s.clone(),
+        None => lower_entry(workspace, p),
+    }
 }
 
 fn same_bytes(a: &Path, b: &Path) -> bool {
@@ -501,14 +503,8 @@ pub fn plan_rollback(
         if deleted.iter().any(|d| p.starts_with(d)) {
             continue;
         }
-        let want = match then.get(p) {
-            Some(s) => s.clone(),
-            None => lower_entry(workspace, p),
-        };
-        let have = match now.get(p) {
-            Some(s) => s.clone(),
-            None => lower_entry(workspace, p),
-        };
+        let want = seen_in(&then, workspace, p);
+        let have = seen_in(&now, workspace, p);
         match (&have, &want) {
             (None, None) => {}
             (Some(_), None) => {
@@ -597,14 +593,8 @@ pub fn changes_since(
     let paths: BTreeSet<&PathBuf> = now.keys().chain(then.keys()).collect();
     let mut changes = Vec::new();
     for p in paths {
-        let old = match then.get(p) {
-            Some(s) => s.clone(),
-            None => lower_entry(workspace, p),
-        };
-        let new = match now.get(p) {
-            Some(s) => s.clone(),
-            None => lower_entry(workspace, p),
-        };
+        let old = seen_in(&then, workspace, p);
+        let new = seen_in(&now, workspace, p);
         let (kind, content_changed, mode_changed, type_changed) = match (&old, &new) {
             (None, None) => continue,
             (None, Some(_)) => (ChangeKind::Added, true, false, false),

@@ -227,7 +227,8 @@ fn printable(l: &str) -> String {
     out
 }
 
-fn engine(what: &str, e: bollard::errors::Error) -> SandboxError {
+/// An engine call that failed, with where to look.
+pub(crate) fn engine(what: &str, e: bollard::errors::Error) -> SandboxError {
     SandboxError::Unsupported {
         message: format!("docker: {what}: {e}"),
         hint: "check `docker info` and DOCKER_HOST; `paddock doctor` shows what each runtime needs"

@@ -22,18 +22,11 @@ use futures_util::StreamExt;
 use tokio::io::AsyncWriteExt;
 
 use super::DockerRuntime;
+use super::image::engine;
 use crate::{EventSink, RootfsSource, SandboxError, SandboxSpec};
 
 fn io_err(what: &'static str, path: &Path, e: io::Error) -> SandboxError {
     SandboxError::io(what, path.to_path_buf(), e)
-}
-
-fn engine(what: &str, e: bollard::errors::Error) -> SandboxError {
-    SandboxError::Unsupported {
-        message: format!("docker: {what}: {e}"),
-        hint: "check `docker info` and DOCKER_HOST; `paddock doctor` shows what each runtime needs"
-            .into(),
-    }
 }
 
 /// The directory of `image`'s unpacked filesystem under `cache`, unpacked from the engine
