@@ -160,11 +160,17 @@ fn kill_9_of_the_daemon_during_twenty_live_runs_loses_nothing() {
             .unwrap();
         assert!(out.status.success(), "{out:?}");
     }
-    std::thread::sleep(std::time::Duration::from_millis(1500));
-    // What the daemon has acknowledged (shown) before it dies.
+    let is_net = |x: &serde_json::Value| x["type"].as_str().is_some_and(|t| t.starts_with("net."));
+    // Every run's traffic is on the record (however busy the machine)…
+    common::wait_until(std::time::Duration::from_secs(30), || {
+        names
+            .iter()
+            .all(|n| audit_entries(&env, n).iter().any(is_net))
+            .then_some(())
+    });
+    // … and what the daemon has acknowledged (shown) before it dies.
     let before: Vec<Vec<serde_json::Value>> =
         names.iter().map(|n| audit_entries(&env, n)).collect();
-    let is_net = |x: &serde_json::Value| x["type"].as_str().is_some_and(|t| t.starts_with("net."));
     for (n, e) in names.iter().zip(&before) {
         let types: Vec<&str> = e.iter().filter_map(|x| x["type"].as_str()).collect();
         assert!(
@@ -192,9 +198,15 @@ fn kill_9_of_the_daemon_during_twenty_live_runs_loses_nothing() {
         .filter(|r| r["state"] == "running")
         .count();
     assert_eq!(running, 20, "{ps}");
-    std::thread::sleep(std::time::Duration::from_millis(1000));
     for (n, was) in names.iter().zip(&before) {
-        let now = audit_entries(&env, n);
+        let grown = common::wait_until(std::time::Duration::from_secs(30), || {
+            let now = audit_entries(&env, n);
+            now[was.len().min(now.len())..]
+                .iter()
+                .any(is_net)
+                .then_some(now)
+        });
+        let now = grown.unwrap_or_else(|| audit_entries(&env, n));
         assert!(
             now.len() > was.len(),
             "{n}: the record goes on after the restart"
