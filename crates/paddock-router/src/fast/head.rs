@@ -450,7 +450,6 @@ pub(crate) fn response(
     let mut cl: Option<u64> = None;
     let mut chunked = false;
     let mut te = false;
-    let mut date = false;
     let mut names = [Name::Other; MAX_HEADERS];
     for (h, slot) in resp.headers.iter().zip(&mut names) {
         *slot = classify(h.name.as_bytes());
@@ -466,7 +465,6 @@ pub(crate) fn response(
                 te = true;
                 merge_te(&mut chunked, h.value).map_err(ResponseError::Framing)?;
             }
-            Name::Date => date = true,
             _ => {}
         }
     }
@@ -506,6 +504,9 @@ pub(crate) fn response(
     };
     out.extend_from_slice(reason.as_bytes());
     out.extend_from_slice(b"\r\n");
+    // A `Date` the backend listed in `Connection` is dropped like any listed field; the
+    // client then gets the router's own.
+    let mut date = false;
     for (h, name) in resp.headers.iter().zip(names) {
         let keep = match name {
             Name::Connection
@@ -521,6 +522,7 @@ pub(crate) fn response(
             _ => listed.n == 0 || !listed.contains(h.name.as_bytes()),
         };
         if keep {
+            date |= name == Name::Date;
             put_header(out, h);
         }
     }
@@ -651,6 +653,20 @@ mod tests {
         let mut out = Vec::new();
         let r = response(raw.as_bytes(), head, close, &mut out);
         (r, String::from_utf8(out).unwrap())
+    }
+
+    #[test]
+    fn a_date_listed_in_connection_is_replaced() {
+        // Found by fuzz/fuzz_targets/router_head.rs: `Connection: Date` dropped the
+        // backend's Date and the router, having seen one, added none.
+        let (r, out) = resp(
+            "HTTP/1.1 200 OK\r\nDate: x\r\nConnection: Date\r\nContent-Length: 0\r\n\r\n",
+            false,
+            false,
+        );
+        assert!(r.unwrap().is_some());
+        assert!(!out.contains("Date: x"), "{out}");
+        assert_eq!(out.matches("date: ").count(), 1, "{out}");
     }
 
     #[test]
