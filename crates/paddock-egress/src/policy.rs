@@ -341,13 +341,39 @@ pub fn glob_match(pattern: &str, path: &str) -> bool {
     cur[s.len()]
 }
 
-/// A rule as the user would write it (one line, YAML flow style).
+/// A value as YAML reads it back as the same string: plain when that is unambiguous (a
+/// host name, a simple path), else double-quoted. A wildcard host (`*` starts an alias),
+/// and a path with `,`, `[`, `{`, `#`, `:` … (flow indicators), are quoted.
+fn yaml_scalar(s: &str) -> String {
+    let plain = s
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphanumeric() || c == '/')
+        && s.chars().all(|c| {
+            c.is_ascii_alphanumeric() || matches!(c, '.' | '/' | '-' | '_' | '~' | '%' | '+')
+        })
+        && !matches!(
+            s.to_ascii_lowercase().as_str(),
+            "true" | "false" | "null" | "yes" | "no" | "on" | "off" | "y" | "n"
+        )
+        && s.parse::<f64>().is_err();
+    if plain {
+        s.to_string()
+    } else {
+        // A JSON string is a YAML double-quoted scalar.
+        serde_json::to_string(s).unwrap_or_else(|_| format!("{s:?}"))
+    }
+}
+
+/// A rule as the user would write it (one line, YAML flow style): the text loads back as
+/// the same rule.
 pub fn rule_text(r: &Rule) -> String {
-    let mut parts = vec![format!("host: {}", r.host)];
+    let mut parts = vec![format!("host: {}", yaml_scalar(&r.host.to_string()))];
     if let Some(p) = r.port {
         parts.push(format!("port: {p}"));
     }
     let list = |v: Vec<String>| format!("[{}]", v.join(", "));
+    let quoted = |v: &[String]| v.iter().map(|s| yaml_scalar(s)).collect::<Vec<_>>();
     if !r.allow_methods.is_empty() {
         parts.push(format!(
             "allow_methods: {}",
@@ -361,10 +387,10 @@ pub fn rule_text(r: &Rule) -> String {
         ));
     }
     if !r.allow_paths.is_empty() {
-        parts.push(format!("allow_paths: {}", list(r.allow_paths.clone())));
+        parts.push(format!("allow_paths: {}", list(quoted(&r.allow_paths))));
     }
     if !r.deny_paths.is_empty() {
-        parts.push(format!("deny_paths: {}", list(r.deny_paths.clone())));
+        parts.push(format!("deny_paths: {}", list(quoted(&r.deny_paths))));
     }
     parts.push(format!(
         "action: {}",
@@ -394,9 +420,11 @@ pub fn denial_hint(q: &Query<'_>, d: &Decision) -> String {
     }
     if !matches!(d.rule, RuleRef::Builtin { .. }) {
         s.push_str("To allow it, add to paddock.yaml:\n\nnetwork:\n  rules:\n");
-        s.push_str(&format!("    - host: {}\n", q.host));
+        // As paddock.yaml takes it: quoted where YAML needs it (`::1`), no trailing dot.
+        let host = q.host.strip_suffix('.').unwrap_or(q.host);
+        s.push_str(&format!("    - host: {}\n", yaml_scalar(host)));
         if let Some(m) = q.method {
-            s.push_str(&format!("      allow_methods: [{m}]\n"));
+            s.push_str(&format!("      allow_methods: [{}]\n", yaml_scalar(m)));
         }
         s.push_str("      action: allow\n");
     }
@@ -562,12 +590,68 @@ mod tests {
     }
 
     #[test]
+    fn rule_text_reads_back_as_the_rule() {
+        // Found by fuzz/fuzz_targets/rule_matcher.rs: a path with a `,` (and any wildcard
+        // host, `*` being YAML's alias mark) printed unquoted read back as another rule.
+        let mut r = deny("*.example.com");
+        r.port = Some(443);
+        r.allow_methods = vec![paddock_config::HttpMethod::Get];
+        r.allow_paths = vec!["/repos/**".into(), "/plain/path".into()];
+        r.deny_paths = vec!["/i".into(), "/,".into(), "/a[b]{c}#d:e".into()];
+        let text = rule_text(&r);
+        assert_eq!(
+            text,
+            r#"{ host: "*.example.com", port: 443, allow_methods: [GET], allow_paths: ["/repos/**", /plain/path], deny_paths: [/i, "/,", "/a[b]{c}#d:e"], action: deny }"#
+        );
+        let yaml = format!("network:\n  rules:\n    - {text}\n");
+        let origin = paddock_config::Origin {
+            path: "/p/paddock.yaml".into(),
+            layer: paddock_config::ConfigLayer::Project,
+            home: None,
+        };
+        let cfg = paddock_config::load_from_str(&yaml, &origin).expect("the text loads");
+        assert_eq!(cfg.network.rules, vec![r]);
+        assert_eq!(
+            rule_text(&rule("api.github.com")),
+            "{ host: api.github.com, action: allow }"
+        );
+    }
+
+    #[test]
     fn hint_names_the_rule_to_add() {
         let p = Policy::new(&cfg(NetworkPolicy::Strict, vec![]), &[]);
         let q = Query::request("x.test", 443, "POST", "/p");
         let h = denial_hint(&q, &p.decide(&q));
         assert!(h.contains("- host: x.test"), "{h}");
         assert!(h.contains("allow_methods: [POST]"), "{h}");
+    }
+
+    #[test]
+    fn the_suggested_rule_loads_and_allows() {
+        // Found by fuzz/fuzz_targets/rule_matcher.rs: for an IPv6 literal the hint said
+        // `- host: ::`, which is not YAML paddock.yaml can load.
+        let p = Policy::new(&cfg(NetworkPolicy::Strict, vec![]), &[]);
+        for (host, method) in [("::", Some("GET")), ("::1", None), ("x.test.", Some("PUT"))] {
+            let q = match method {
+                Some(m) => Query::request(host, 443, m, "/"),
+                None => Query::conn(host, 443),
+            };
+            let h = denial_hint(&q, &p.decide(&q));
+            let (_, yaml) = h.split_once("add to paddock.yaml:\n\n").expect("a snippet");
+            let origin = paddock_config::Origin {
+                path: "/p/paddock.yaml".into(),
+                layer: paddock_config::ConfigLayer::Project,
+                home: None,
+            };
+            let net = paddock_config::load_from_str(yaml, &origin)
+                .unwrap_or_else(|e| panic!("{yaml}: {e}"))
+                .network;
+            let only = NetworkConfig {
+                policy: NetworkPolicy::Strict,
+                ..net
+            };
+            assert!(Policy::new(&only, &[]).decide(&q).allowed, "{yaml}");
+        }
     }
 
     mod props {
