@@ -68,6 +68,9 @@ for runtime in docker gvisor; do
     --test escape --test egress --test grants --test routing --test run --test exec --test worktrees --test review --test snapshots \
     -- --test-threads="${PADDOCK_TEST_THREADS:-2}" "${skip[@]}" 2>&1 | tee -a target/test-output.txt
 done
+echo "== fuzzing: a short run of each target (scripts/fuzz.sh; nightly, cargo-fuzz)"
+scripts/fuzz.sh ci 2>&1 | tee target/fuzz-output.txt
+
 # Sum every test binary's result line into one closing line.
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($i ~ /^passed;?$/) p += $(i-1); if ($i ~ /^failed;?$/) f += $(i-1); if ($i ~ /^ignored;?$/) s += $(i-1) } }
      END { printf "%d passed, %d failed, %d skipped\n", p, f, s }' target/test-output.txt

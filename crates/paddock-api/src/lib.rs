@@ -45,6 +45,13 @@ pub use client::{AuditLog, Client, ClientError, EventStream, LogStream};
 pub use grants::{GrantInfo, GrantList, GrantRule, PutGrant, PutGrantResponse, RevokedGrant};
 pub use types::*;
 
+/// Entry points for the fuzz targets in `fuzz/`: the stream framing the client parses
+/// (not a stable API).
+#[doc(hidden)]
+pub mod fuzzing {
+    pub use crate::client::{take_event, take_log_line};
+}
+
 /// Path prefix of every endpoint.
 pub const API_PREFIX: &str = "/v1";
 

@@ -58,6 +58,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use dial::{Dialer, LoopbackDialer, connect_loopback};
+/// Entry points for the fuzz targets in `fuzz/` (not a stable API).
+#[doc(hidden)]
+pub use fast::fuzzing;
 pub use host::{HostError, Target, is_dns_label, parse_host};
 pub use pages::{endpoint_url, url_env};
 pub use server::{RouterConfig, RouterError, RouterHandle};

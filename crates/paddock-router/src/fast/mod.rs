@@ -17,6 +17,7 @@
 
 mod chunked;
 mod date;
+pub mod fuzzing;
 mod head;
 mod pool;
 
