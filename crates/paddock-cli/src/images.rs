@@ -124,19 +124,17 @@ async fn ensure(
     r.map_err(sandbox_err)
 }
 
-/// Before a run is created: the `dependencies:` go with the request, and the run's start
-/// builds what is missing (its steps are the run's init steps). Says so when an image run
-/// without `--runtime` cannot have gVisor.
-pub async fn prepare(req: &mut CreateRun, deps: &[Dependency], quiet: bool) -> Result<()> {
-    req.dependencies = deps.iter().map(Dependency::label).collect();
-    let on_image = req.image.is_some() || !deps.is_empty();
+/// Before an image run without `--runtime` is created: say so when it cannot have gVisor
+/// (the daemon picks gvisor for image runs when the engine has it). The image itself is
+/// built by the run's start (its steps are the run's init steps); no engine at all is the
+/// daemon's error to give, with its hint.
+pub async fn gvisor_notice(req: &CreateRun, quiet: bool) {
+    let on_image = req.image.is_some() || !req.dependencies.is_empty();
     if req.runtime.is_some() || !on_image || quiet {
-        return Ok(());
+        return;
     }
-    // The daemon picks gvisor for image runs when the engine has it: say when it cannot.
-    // No engine at all is the daemon's error to give (with its hint).
     let Ok(d) = engine().await else {
-        return Ok(());
+        return;
     };
     let gvisor = d
         .info()
@@ -149,7 +147,6 @@ pub async fn prepare(req: &mut CreateRun, deps: &[Dependency], quiet: bool) -> R
             "paddock: gVisor (runsc) is not registered with the Docker engine; this run uses the docker runtime (`paddock doctor` says how to add gVisor)"
         );
     }
-    Ok(())
 }
 
 /// `paddock image …`.

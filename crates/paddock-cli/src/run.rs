@@ -25,9 +25,9 @@ fn value_error(flag: &str, raw: &str, e: paddock_config::ValueError) -> anyhow::
     )
 }
 
-/// The request for a run: config layered under flags, and the run's `dependencies:`
-/// (built into its image before the request is sent). Fails before anything is created.
-pub fn build_request(args: &RunArgs) -> Result<(CreateRun, Vec<paddock_config::Dependency>)> {
+/// The request for a run: config layered under flags, the run's `dependencies:` among it
+/// (its start builds their image). Fails before anything is created.
+pub fn build_request(args: &RunArgs) -> Result<CreateRun> {
     let cwd = std::env::current_dir().context("reading the current directory")?;
     let workspace = match &args.workspace {
         Some(w) => cwd.join(w),
@@ -169,7 +169,6 @@ pub fn build_request(args: &RunArgs) -> Result<(CreateRun, Vec<paddock_config::D
     } else {
         WorkspaceMode::Overlay
     };
-    let dependencies = cfg.dependencies.clone();
     let req = CreateRun {
         name: args.name.clone().or(cfg.name.clone()),
         workspace,
@@ -180,7 +179,11 @@ pub fn build_request(args: &RunArgs) -> Result<(CreateRun, Vec<paddock_config::D
         limits,
         runtime,
         image,
-        dependencies: Vec::new(),
+        dependencies: cfg
+            .dependencies
+            .iter()
+            .map(paddock_config::Dependency::label)
+            .collect(),
         tty,
         stdin: args.interactive,
         tty_size: if tty { terminal_size() } else { None },
@@ -193,7 +196,7 @@ pub fn build_request(args: &RunArgs) -> Result<(CreateRun, Vec<paddock_config::D
         agent: None,
         worktree,
     };
-    Ok((req, dependencies))
+    Ok(req)
 }
 
 /// One `-e KEY=VALUE` flag.
@@ -279,9 +282,9 @@ fn terminal_size() -> Option<TtySize> {
 
 /// `paddock run`. Returns the process exit code.
 pub async fn run(home: &Home, args: RunArgs) -> Result<i32> {
-    let (mut req, dependencies) = build_request(&args)?;
+    let mut req = build_request(&args)?;
     crate::agents::setup(home, &args, &mut req).await?;
-    crate::images::prepare(&mut req, &dependencies, args.quiet).await?;
+    crate::images::gvisor_notice(&req, args.quiet).await;
     if args.tty && !std::io::stdin().is_terminal() {
         return Err(usage(
             "-t needs a terminal on stdin",

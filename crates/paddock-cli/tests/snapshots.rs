@@ -31,31 +31,42 @@ fn sh(env: &Env, ws: &Path, run: &str, script: &str) -> String {
     paddock(env, ws, &["exec", run, "--", "sh", "-c", script])
 }
 
+/// Start `script` as the detached run `name` and wait until its layer shows `file`.
+fn start_live(env: &Env, ws: &Path, name: &str, script: &str, file: &str) {
+    paddock(
+        env,
+        ws,
+        &["run", "-d", "-q", "--name", name, "--", "sh", "-c", script],
+    );
+    common::wait_until(std::time::Duration::from_secs(10), || {
+        paddock(env, ws, &["diff", "--stat", name])
+            .contains(file)
+            .then_some(())
+    })
+    .expect("the run wrote its files");
+}
+
+/// The id of a run's newest snapshot.
+fn last_snapshot(env: &Env, ws: &Path, run: &str) -> String {
+    let list = paddock(env, ws, &["snapshots", run, "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&list).unwrap();
+    v["snapshots"].as_array().unwrap().last().unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
 #[test]
 fn a_live_run_rolls_back_and_its_command_sees_the_files_at_once() {
     let env = Env::new();
     let ws = workspace(&env);
-    paddock(
+    start_live(
         &env,
         &ws,
-        &[
-            "run",
-            "-d",
-            "-q",
-            "--name",
-            "live",
-            "--",
-            "sh",
-            "-c",
-            "echo v1 > a.txt; echo one > b.txt; sleep 120",
-        ],
+        "live",
+        "echo v1 > a.txt; echo one > b.txt; sleep 120",
+        "b.txt",
     );
-    common::wait_until(std::time::Duration::from_secs(10), || {
-        paddock(&env, &ws, &["diff", "--stat", "live"])
-            .contains("b.txt")
-            .then_some(())
-    })
-    .expect("the run wrote its files");
     let s1 = paddock(&env, &ws, &["snapshot", "live", "-m", "first"])
         .trim()
         .to_string();
@@ -101,12 +112,7 @@ fn a_live_run_rolls_back_and_its_command_sees_the_files_at_once() {
 
     // Per path: only b.txt goes back to the state before the last exec.
     sh(&env, &ws, "live", "echo v3 > a.txt; echo three > b.txt");
-    let list = paddock(&env, &ws, &["snapshots", "live", "--json"]);
-    let v: serde_json::Value = serde_json::from_str(&list).unwrap();
-    let last = v["snapshots"].as_array().unwrap().last().unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let last = last_snapshot(&env, &ws, "live");
     paddock(&env, &ws, &["rollback", "live", &last, "b.txt"]);
     assert_eq!(sh(&env, &ws, "live", "cat a.txt b.txt"), "v3\none\n");
     paddock(&env, &ws, &["stop", "live"]);
@@ -116,27 +122,13 @@ fn a_live_run_rolls_back_and_its_command_sees_the_files_at_once() {
 fn an_ended_run_rolls_back_in_its_layer_whole_or_per_path() {
     let env = Env::new();
     let ws = workspace(&env);
-    paddock(
+    start_live(
         &env,
         &ws,
-        &[
-            "run",
-            "-d",
-            "-q",
-            "--name",
-            "one",
-            "--",
-            "sh",
-            "-c",
-            "echo v1 > a.txt; echo b > b.txt; sleep 120",
-        ],
+        "one",
+        "echo v1 > a.txt; echo b > b.txt; sleep 120",
+        "b.txt",
     );
-    common::wait_until(std::time::Duration::from_secs(10), || {
-        paddock(&env, &ws, &["diff", "--stat", "one"])
-            .contains("b.txt")
-            .then_some(())
-    })
-    .expect("the run wrote its files");
     assert_eq!(paddock(&env, &ws, &["snapshot", "one"]).trim(), "s1");
     sh(
         &env,
@@ -186,12 +178,7 @@ fn a_deletion_rolls_back_on_an_ended_run() {
     );
     sh(&env, &ws, "del", "echo mine > mine.txt");
     paddock(&env, &ws, &["snapshot", "del", "-m", "before rm"]);
-    let s = paddock(&env, &ws, &["snapshots", "del", "--json"]);
-    let v: serde_json::Value = serde_json::from_str(&s).unwrap();
-    let id = v["snapshots"].as_array().unwrap().last().unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = last_snapshot(&env, &ws, "del");
     sh(&env, &ws, "del", "rm a.txt mine.txt; rm -r dir");
     paddock(&env, &ws, &["stop", "del"]);
     let d = paddock(&env, &ws, &["diff", "--stat", "del"]);

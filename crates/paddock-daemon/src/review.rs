@@ -59,12 +59,18 @@ pub fn autorun_of(run: &paddock_api::Run) -> Vec<String> {
 }
 
 /// The layer's changes, with those `apply` holds back marked (see [`paddock_layer::Protection`]).
+/// With `since`, the changes since that snapshot instead of since the workspace.
 fn scan(
     upper: &Path,
     workspace: &Path,
     autorun: &[String],
+    since: Option<&Path>,
 ) -> Result<paddock_layer::Changes, DaemonError> {
-    let mut changes = paddock_layer::scan(upper, workspace).map_err(layer_error)?;
+    let mut changes = match since {
+        Some(snapshot) => paddock_layer::changes_since(snapshot, upper, workspace),
+        None => paddock_layer::scan(upper, workspace),
+    }
+    .map_err(layer_error)?;
     paddock_layer::Protection::new(autorun).mark(&mut changes);
     Ok(changes)
 }
@@ -83,15 +89,7 @@ pub fn diff(
             patch: String::new(),
         });
     }
-    let changes = match since {
-        Some(snapshot) => {
-            let mut c =
-                paddock_layer::changes_since(snapshot, upper, workspace).map_err(layer_error)?;
-            paddock_layer::Protection::new(autorun).mark(&mut c);
-            c
-        }
-        None => scan(upper, workspace, autorun)?,
-    };
+    let changes = scan(upper, workspace, autorun, since)?;
     let summary = paddock_layer::summary(&changes);
     let patch = if with_patch {
         let diffs = paddock_layer::diff(&changes, &paddock_layer::DiffOptions::default())
@@ -128,7 +126,7 @@ pub fn apply(
             summary: "no changes\n".into(),
         });
     }
-    let changes = scan(upper, workspace, autorun)?;
+    let changes = scan(upper, workspace, autorun, None)?;
     let started = UNIX_EPOCH + Duration::from_millis(run_started_ms.max(0) as u64);
     let mut opts = paddock_layer::ApplyOptions::new(started);
     opts.force = flags.force;

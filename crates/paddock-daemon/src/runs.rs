@@ -1205,9 +1205,6 @@ where
     })
 }
 
-/// The spec as state.db keeps it: injected files' contents (the CA bundle is hundreds of
-/// KiB) were written into the run's directory by `Runtime::create` and are not needed
-/// again, so only their paths are kept; the row stays small and every read of it cheap.
 /// An agent run's automatic snapshot interval (`review.snapshot_every`, default 10
 /// minutes, `0` for none); `None` for other runs and bind-mode runs.
 fn snapshot_interval(run: &paddock_api::Run) -> Option<Duration> {
@@ -1221,6 +1218,9 @@ fn snapshot_interval(run: &paddock_api::Run) -> Option<Duration> {
     (!every.is_zero()).then_some(every)
 }
 
+/// The spec as state.db keeps it: injected files' contents (the CA bundle is hundreds of
+/// KiB) were written into the run's directory by `Runtime::create` and are not needed
+/// again, so only their paths are kept; the row stays small and every read of it cheap.
 fn stored_spec(spec: &SandboxSpec) -> SandboxSpec {
     let mut s = spec.clone();
     for f in &mut s.files {

@@ -131,16 +131,15 @@ fn make_whiteout(p: &Path) -> Result<(), LayerError> {
         .map_err(|e| LayerError::nix("make whiteout", p, e))
 }
 
-struct Copier<'a> {
+struct Copier {
     prev: Option<(PathBuf, BTreeMap<String, Source>)>,
     manifest: BTreeMap<String, Source>,
     stats: SnapshotStats,
     /// Record sources (for a snapshot) or not (a restore).
     record: bool,
-    _p: std::marker::PhantomData<&'a ()>,
 }
 
-impl Copier<'_> {
+impl Copier {
     /// Copy the directory `src_fd` (at `src`, for xattrs and messages) into the new
     /// directory `dst`; `rel` is its path inside the layer.
     fn copy_dir(
@@ -177,20 +176,36 @@ impl Copier<'_> {
                         .map_err(io_at("chmod", &d))?;
                     self.stats.others += 1;
                 }
-                SFlag::S_IFLNK => {
-                    let target = nix::fcntl::readlinkat(src_fd.as_fd(), name.as_os_str())
-                        .map_err(|e| LayerError::nix("read link", &s, e))?;
-                    std::os::unix::fs::symlink(&target, &d).map_err(io_at("symlink", &d))?;
-                    self.stats.others += 1;
-                }
-                SFlag::S_IFCHR if st.st_rdev == 0 => {
-                    make_whiteout(&d)?;
-                    self.stats.others += 1;
-                }
-                SFlag::S_IFREG => self.copy_file(src_fd, &name, &s, &d, &r, &st)?,
-                // Devices, fifos, sockets: never applied, not kept.
-                _ => {}
+                _ => self.copy_entry(src_fd, &name, &st, &s, &d, &r)?,
             }
+        }
+        Ok(())
+    }
+
+    /// Copy the non-directory entry `name` of `dir` (stat `st`, path `s`) to `d`.
+    fn copy_entry(
+        &mut self,
+        dir: &OwnedFd,
+        name: &OsStr,
+        st: &nix::sys::stat::FileStat,
+        s: &Path,
+        d: &Path,
+        rel: &Path,
+    ) -> Result<(), LayerError> {
+        match SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits()) {
+            SFlag::S_IFLNK => {
+                let target = nix::fcntl::readlinkat(dir.as_fd(), name)
+                    .map_err(|e| LayerError::nix("read link", s, e))?;
+                std::os::unix::fs::symlink(&target, d).map_err(io_at("symlink", d))?;
+                self.stats.others += 1;
+            }
+            SFlag::S_IFCHR if st.st_rdev == 0 => {
+                make_whiteout(d)?;
+                self.stats.others += 1;
+            }
+            SFlag::S_IFREG => self.copy_file(dir, name, s, d, rel, st)?,
+            // Devices, fifos, sockets: never applied, not kept.
+            _ => {}
         }
         Ok(())
     }
@@ -268,7 +283,6 @@ pub fn snapshot(
         manifest: BTreeMap::new(),
         stats: SnapshotStats::default(),
         record: true,
-        _p: std::marker::PhantomData,
     };
     if upper.exists() {
         let root = open_root(upper)?;
@@ -296,7 +310,6 @@ pub fn restore_offline(
         manifest: BTreeMap::new(),
         stats: SnapshotStats::default(),
         record: false,
-        _p: std::marker::PhantomData,
     };
     if paths.is_empty() {
         let fresh = upper.with_file_name(".upper-restore");
@@ -330,7 +343,9 @@ pub fn restore_offline(
                     let parent_src = src.parent().unwrap_or(&tree);
                     let fd = open_root(parent_src)?;
                     let name = src.file_name().unwrap_or_default();
-                    c.copy_dir_entry(&fd, parent_src, name, parent, p)?;
+                    if let Some(st) = lstat_at(&fd, name).map_err(io_at("stat", parent_src))? {
+                        c.copy_entry(&fd, name, &st, &src, &dst, p)?;
+                    }
                 }
                 Err(_) => {
                     let deleted = snap_changes
@@ -347,33 +362,6 @@ pub fn restore_offline(
     remove_all(work).map_err(io_at("remove", work))?;
     std::fs::create_dir_all(work).map_err(io_at("create directory", work))?;
     Ok(())
-}
-
-impl Copier<'_> {
-    /// Copy one non-directory entry `name` of `dir` into `dst_dir`.
-    fn copy_dir_entry(
-        &mut self,
-        dir: &OwnedFd,
-        dir_path: &Path,
-        name: &OsStr,
-        dst_dir: &Path,
-        rel: &Path,
-    ) -> Result<(), LayerError> {
-        let Some(st) = lstat_at(dir, name).map_err(io_at("stat", dir_path))? else {
-            return Ok(());
-        };
-        let (s, d) = (dir_path.join(name), dst_dir.join(name));
-        match SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits()) {
-            SFlag::S_IFLNK => {
-                let target = nix::fcntl::readlinkat(dir.as_fd(), name)
-                    .map_err(|e| LayerError::nix("read link", &s, e))?;
-                std::os::unix::fs::symlink(&target, &d).map_err(io_at("symlink", &d))
-            }
-            SFlag::S_IFCHR if st.st_rdev == 0 => make_whiteout(&d),
-            SFlag::S_IFREG => self.copy_file(dir, name, &s, &d, rel, &st),
-            _ => Ok(()),
-        }
-    }
 }
 
 /// Remove a tree (fixing permissions that block removal); absent is fine.

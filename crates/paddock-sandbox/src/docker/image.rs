@@ -726,6 +726,11 @@ pub async fn ensure(
     deps: &[Dependency],
     progress: ProgressSink<'_>,
 ) -> Result<String, SandboxError> {
+    // The common case, the image there already: one look at the engine.
+    let want = tag_for(base, deps);
+    if exists(d, &want).await? {
+        return Ok(want);
+    }
     let base = match base {
         Some(b) => {
             if !exists(d, b).await? {
