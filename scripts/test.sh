@@ -46,7 +46,11 @@ rm -rf "$agent_home"
 
 echo "== cargo test"
 # Tests inside one binary run two at a time: sandboxes and daemons are real processes.
-cargo test --workspace --quiet -- --test-threads="${PADDOCK_TEST_THREADS:-2}" 2>&1 | tee target/test-output.txt
+# A failing stage does not stop the others (every failure shows in one run); the script
+# fails at the end if any did.
+failed_stages=()
+cargo test --workspace --quiet --no-fail-fast -- --test-threads="${PADDOCK_TEST_THREADS:-2}" 2>&1 | tee target/test-output.txt \
+  || failed_stages+=("cargo test")
 
 # One test list, every runtime: the escape, egress, grant, routing, review (run), exec and
 # worktree suites again with docker and gvisor as the default runtime.
@@ -64,13 +68,19 @@ for runtime in docker gvisor; do
           --skip out_of_memory_fails_the_run_and_a_fork_bomb_is_contained)
   fi
   echo "== the shared suites on the $runtime runtime"
-  PADDOCK_RUNTIME=$runtime cargo test -p paddock-cli --quiet \
+  PADDOCK_RUNTIME=$runtime cargo test -p paddock-cli --quiet --no-fail-fast \
     --test escape --test egress --test grants --test routing --test run --test exec --test worktrees --test review --test snapshots \
-    -- --test-threads="${PADDOCK_TEST_THREADS:-2}" "${skip[@]}" 2>&1 | tee -a target/test-output.txt
+    -- --test-threads="${PADDOCK_TEST_THREADS:-2}" "${skip[@]}" 2>&1 | tee -a target/test-output.txt \
+    || failed_stages+=("the shared suites on $runtime")
 done
 echo "== fuzzing: a short run of each target (scripts/fuzz.sh; nightly, cargo-fuzz)"
-scripts/fuzz.sh ci 2>&1 | tee target/fuzz-output.txt
+scripts/fuzz.sh ci 2>&1 | tee target/fuzz-output.txt || failed_stages+=("fuzzing")
 
 # Sum every test binary's result line into one closing line.
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($i ~ /^passed;?$/) p += $(i-1); if ($i ~ /^failed;?$/) f += $(i-1); if ($i ~ /^ignored;?$/) s += $(i-1) } }
      END { printf "%d passed, %d failed, %d skipped\n", p, f, s }' target/test-output.txt
+if [ ${#failed_stages[@]} -gt 0 ]; then
+  printf 'FAILED: %s\n' "${failed_stages[@]}"
+  grep -- '--- FAILED' target/test-output.txt | sort -u || true
+  exit 1
+fi
