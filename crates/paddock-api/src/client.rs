@@ -153,19 +153,31 @@ pub fn take_log_line(buf: &mut Vec<u8>) -> Option<Result<LogLine, serde_json::Er
 }
 
 /// Takes the next server-sent event off the front of `buf` (its `data:` lines joined);
-/// `None` until a whole event has arrived (comments and keep-alives are skipped).
+/// `None` until a whole event has arrived (comments and keep-alives are skipped). The
+/// stream's `dropped` notice (`{"dropped": N}`, no id) comes out as an [`Event`] of kind
+/// `dropped` with `seq` 0.
 pub fn take_event(buf: &mut Vec<u8>) -> Option<Result<Event, serde_json::Error>> {
     while let Some(pos) = find_double_newline(buf) {
         let block: Vec<u8> = buf.drain(..pos + 2).collect();
         let text = String::from_utf8_lossy(&block);
-        let data: String = text
-            .lines()
-            .filter_map(|l| l.strip_prefix("data:"))
-            .map(|l| l.trim_start())
-            .collect::<Vec<_>>()
-            .join("\n");
+        let field = |name: &str| -> Vec<String> {
+            text.lines()
+                .filter_map(|l| l.strip_prefix(name))
+                .map(|l| l.trim_start().to_string())
+                .collect()
+        };
+        let data = field("data:").join("\n");
         if data.is_empty() {
             continue; // comment / keep-alive
+        }
+        if field("event:").first().map(String::as_str) == Some("dropped") {
+            return Some(serde_json::from_str(&data).map(|data| Event {
+                seq: 0,
+                ts: String::new(),
+                run_id: None,
+                kind: "dropped".into(),
+                data,
+            }));
         }
         return Some(serde_json::from_str(&data));
     }
@@ -511,9 +523,31 @@ impl Client {
     }
 
     pub async fn events(&self, run: Option<&str>) -> Result<EventStream, ClientError> {
-        let path = match run {
-            Some(r) => format!("/v1/events?run={}", enc(r)),
-            None => "/v1/events".to_string(),
+        self.events_filtered(run, &[], None).await
+    }
+
+    /// The event stream of one run or all, of kinds starting with one of `kinds` (all when
+    /// empty), resumed after event `after` from the daemon's history.
+    pub async fn events_filtered(
+        &self,
+        run: Option<&str>,
+        kinds: &[String],
+        after: Option<u64>,
+    ) -> Result<EventStream, ClientError> {
+        let mut query = Vec::new();
+        if let Some(r) = run {
+            query.push(format!("run={}", enc(r)));
+        }
+        if !kinds.is_empty() {
+            query.push(format!("type={}", enc(&kinds.join(","))));
+        }
+        if let Some(a) = after {
+            query.push(format!("after={a}"));
+        }
+        let path = if query.is_empty() {
+            "/v1/events".to_string()
+        } else {
+            format!("/v1/events?{}", query.join("&"))
         };
         let resp = self.send(Method::GET, &path, None).await?;
         let resp = Self::check(resp, "events").await?;

@@ -147,6 +147,20 @@ Examples:
   paddock trace fix-bug --json     one JSON record per line (type, host, path, status, decision, rule, grants, …)")]
     Trace(TraceArgs),
 
+    /// Follow the daemon's event stream: run lifecycle, init steps, network requests and
+    /// denials, grant uses (names only, never values), snapshots, diff and apply.
+    #[command(after_help = "\
+Examples:
+  paddock events                      everything, as it happens
+  paddock events --run fix-bug -t net.   one run's network records
+  paddock events -t run.state -t run.exit --json   lifecycle only, one JSON event per line
+  paddock events --after 120          resume after event 120 (from the daemon's recent history)
+
+Kinds: run.created run.state run.exit run.removed init.step net.request net.denied
+grant.used layer.diffed layer.applied snapshot.taken … and `dropped` when the stream lost
+events (the count is in its data).")]
+    Events(EventsArgs),
+
     /// Stop runs: SIGTERM, then SIGKILL after the grace period.
     Stop(StopArgs),
 
@@ -484,6 +498,25 @@ pub struct TraceArgs {
     #[arg(short = 'n', long = "limit", value_name = "N")]
     pub limit: Option<usize>,
     /// One JSON object per record.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct EventsArgs {
+    /// Only this run's events (id, id prefix or name).
+    #[arg(long)]
+    pub run: Option<String>,
+    /// Only kinds starting with this prefix (`net.`, `run.state`); repeat or comma-separate.
+    #[arg(short = 't', long = "type", value_name = "PREFIX", value_delimiter = ',')]
+    pub kinds: Vec<String>,
+    /// Resume after this event id (the daemon keeps the last few thousand).
+    #[arg(long, value_name = "ID")]
+    pub after: Option<u64>,
+    /// Exit after N events.
+    #[arg(short = 'n', long = "count", value_name = "N")]
+    pub count: Option<u64>,
+    /// One JSON event per line (`seq`, `ts`, `run_id`, `kind`, `data`).
     #[arg(long)]
     pub json: bool,
 }

@@ -22,6 +22,7 @@ mod audit;
 mod cli;
 mod commands;
 mod ensure;
+mod events;
 mod grant;
 mod images;
 mod routing;
@@ -102,6 +103,7 @@ async fn dispatch(cli: Cli) -> Result<i32> {
         Command::Ps(args) => commands::ps(&home, args).await,
         Command::Logs(args) => commands::logs(&home, args).await,
         Command::Trace(args) => trace::trace(&home, args).await,
+        Command::Events(args) => events::events(&home, args).await,
         Command::Stop(args) => commands::stop(&home, args).await,
         Command::Rm(args) => commands::rm(&home, args).await,
         Command::Inspect(args) => commands::inspect(&home, args).await,

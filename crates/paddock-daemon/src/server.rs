@@ -11,7 +11,7 @@ use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, Query, Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use futures_util::stream::{self, StreamExt};
@@ -547,25 +547,62 @@ async fn logs(State(st): St, Path(r): Path<String>, Query(q): Query<LogsQuery>) 
 struct EventsQuery {
     #[serde(default)]
     run: Option<String>,
+    /// Kind prefixes, comma-separated (`net.,run.state`).
+    #[serde(default, rename = "type")]
+    kinds: Option<String>,
+    /// Resume after this event id (as `Last-Event-ID`, for clients that cannot set it).
+    #[serde(default)]
+    after: Option<String>,
 }
 
-async fn events(State(st): St, Query(q): Query<EventsQuery>) -> ApiResult {
-    let filter = match q.run {
+/// `GET /v1/events`: server-sent events, filtered by run and kind, resumed after
+/// `Last-Event-ID` from the bus's history; a loss arrives as a `dropped` event.
+async fn events(State(st): St, Query(q): Query<EventsQuery>, headers: HeaderMap) -> ApiResult {
+    let run = match q.run {
         Some(r) => Some(st.runs.resolve(&r)?.run.id),
         None => None,
     };
-    let sub = st.runs.bus().subscribe(filter);
+    let kinds = q
+        .kinds
+        .as_deref()
+        .unwrap_or("")
+        .split(',')
+        .map(str::trim)
+        .filter(|k| !k.is_empty())
+        .map(str::to_string)
+        .collect();
+    let after = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+        .or(q.after)
+        .map(|id| {
+            id.trim().parse::<u64>().map_err(|_| {
+                DaemonError::bad_request(
+                    format!("event id {id:?} is not a number"),
+                    "resume with the `id:` of the last event received",
+                )
+            })
+        })
+        .transpose()?;
+    let events = st.runs.bus().stream(crate::bus::Filter { run, kinds }, after);
     let guard = StreamGuard::new(&st);
     let body = stream::once(async {
         Ok::<_, std::convert::Infallible>(Bytes::from_static(b": paddock events\n\n"))
     })
     .chain(stream::unfold(
-        (sub, guard),
-        |(mut sub, guard)| async move {
-            let ev = sub.recv().await?;
-            let data = serde_json::to_string(&*ev).unwrap_or_default();
-            let text = format!("id: {}\nevent: {}\ndata: {}\n\n", ev.seq, ev.kind, data);
-            Some((Ok(Bytes::from(text)), (sub, guard)))
+        (events, guard),
+        |(mut events, guard)| async move {
+            let text = match events.next().await? {
+                crate::bus::Delivery::Event(ev) => {
+                    let data = serde_json::to_string(&*ev).unwrap_or_default();
+                    format!("id: {}\nevent: {}\ndata: {}\n\n", ev.seq, ev.kind, data)
+                }
+                crate::bus::Delivery::Dropped(n) => {
+                    format!("event: dropped\ndata: {{\"dropped\":{n}}}\n\n")
+                }
+            };
+            Some((Ok(Bytes::from(text)), (events, guard)))
         },
     ));
     let mut resp = Response::new(Body::from_stream(body));
