@@ -393,6 +393,19 @@ impl Client {
         .await
     }
 
+    pub async fn discard(
+        &self,
+        run: &str,
+        req: &crate::DiscardRequest,
+    ) -> Result<crate::DiscardResponse, ClientError> {
+        self.call(
+            Method::POST,
+            &format!("/v1/runs/{}/discard", enc(run)),
+            Some(req),
+        )
+        .await
+    }
+
     pub async fn rollback(
         &self,
         run: &str,

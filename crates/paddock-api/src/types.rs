@@ -554,6 +554,49 @@ pub struct RollbackResponse {
     pub written: u64,
 }
 
+/// `GET /v1/runs/{ref}/stats`: a live run's usage (what the runtime can tell).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct RunStats {
+    #[serde(default)]
+    pub memory_bytes: Option<u64>,
+    #[serde(default)]
+    pub pids: Option<u64>,
+    /// CPU time used so far, in nanoseconds.
+    #[serde(default)]
+    pub cpu_usage_ns: Option<u64>,
+}
+
+/// `GET /v1/runs/{ref}/audit/verify`: whether the run's audit log verifies.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditVerifyStatus {
+    pub ok: bool,
+    /// Entries covered by signed checkpoints and checked.
+    pub entries: u64,
+    pub checkpoints: u64,
+    /// Why it does not verify.
+    #[serde(default)]
+    pub error: Option<String>,
+}
+
+/// `POST /v1/runs/{ref}/discard`: throw the run's unapplied changes away.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct DiscardRequest {
+    /// Only these workspace-relative paths (and what is beneath them); all when empty.
+    #[serde(default)]
+    pub paths: Vec<PathBuf>,
+}
+
+/// Answer of `POST /v1/runs/{ref}/discard`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DiscardResponse {
+    pub run_id: String,
+    /// Discarded inside the running sandbox (it sees the workspace as it was), or in an
+    /// ended run's layer.
+    pub live: bool,
+    /// Changed paths thrown away.
+    pub discarded: u64,
+}
+
 /// Answer of `POST /v1/runs/{ref}/apply`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ApplyResponse {

@@ -200,6 +200,14 @@ Examples:
     /// the restored files at once.
     Rollback(RollbackArgs),
 
+    /// Throw a run's unapplied changes away, whole or per path; a running sandbox sees the
+    /// workspace as it was at once.
+    #[command(after_help = "\
+Examples:
+  paddock discard fix-bug              every change the run made
+  paddock discard fix-bug src/gen/     only what is under src/gen/")]
+    Discard(DiscardArgs),
+
     /// Show, export and verify the tamper-evident audit log of a run (or of the daemon).
     ///
     /// Every lifecycle transition, the command a run was created with, its setup steps,
@@ -600,6 +608,16 @@ pub struct RollbackArgs {
     pub run: String,
     /// The snapshot (`s3`; `paddock snapshots RUN` lists them).
     pub snapshot: String,
+    /// Only these paths (relative to the workspace, or absolute inside it); all without.
+    pub paths: Vec<std::path::PathBuf>,
+    #[command(flatten)]
+    pub json: JsonFlag,
+}
+
+#[derive(Debug, Args)]
+pub struct DiscardArgs {
+    /// Run id, id prefix or name.
+    pub run: String,
     /// Only these paths (relative to the workspace, or absolute inside it); all without.
     pub paths: Vec<std::path::PathBuf>,
     #[command(flatten)]

@@ -396,6 +396,31 @@ pub async fn snapshots(home: &Home, args: crate::cli::SnapshotsArgs) -> Result<i
     Ok(0)
 }
 
+pub async fn discard(home: &Home, args: crate::cli::DiscardArgs) -> Result<i32> {
+    let client = ensure_running(home).await?;
+    let paths = args.paths;
+    let r = client
+        .discard(&args.run, &paddock_api::DiscardRequest { paths })
+        .await?;
+    if args.json.json {
+        print_json(&r)?;
+    } else if r.discarded == 0 {
+        outln!("nothing to discard: the run has no changes there");
+    } else {
+        outln!(
+            "discarded {} change{}{}",
+            r.discarded,
+            if r.discarded == 1 { "" } else { "s" },
+            if r.live {
+                "; the running sandbox sees the workspace as it was"
+            } else {
+                ""
+            }
+        );
+    }
+    Ok(0)
+}
+
 pub async fn rollback(home: &Home, args: crate::cli::RollbackArgs) -> Result<i32> {
     let client = ensure_running(home).await?;
     let r = client

@@ -113,6 +113,7 @@ async fn dispatch(cli: Cli) -> Result<i32> {
         Command::Snapshot(args) => commands::snapshot(&home, args).await,
         Command::Snapshots(args) => commands::snapshots(&home, args).await,
         Command::Rollback(args) => commands::rollback(&home, args).await,
+        Command::Discard(args) => commands::discard(&home, args).await,
         Command::Doctor(args) => commands::doctor(args).await,
         Command::Image(a) => images::dispatch(&home, a).await,
         Command::Audit(a) => audit::dispatch(&home, a).await,

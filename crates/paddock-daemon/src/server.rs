@@ -222,6 +222,9 @@ pub fn router(state: Arc<ServerState>) -> Router {
             get(list_snapshots).post(take_snapshot),
         )
         .route("/v1/runs/{run}/rollback", post(rollback))
+        .route("/v1/runs/{run}/discard", post(discard))
+        .route("/v1/runs/{run}/stats", get(run_stats))
+        .route("/v1/runs/{run}/audit/verify", get(audit_verify))
         .route("/v1/runs/{run}/audit", get(audit_entries))
         .route("/v1/runs/{run}/audit/export", get(audit_export))
         .route("/v1/runs/{run}/audit/prove", get(audit_prove))
@@ -994,6 +997,78 @@ async fn rollback(
             hint: "the daemon log has details".into(),
         })??;
     ok(&out)
+}
+
+async fn discard(
+    State(st): St,
+    Path(r): Path<String>,
+    JsonBody(req): JsonBody<paddock_api::DiscardRequest>,
+) -> ApiResult {
+    let runs = st.runs.clone();
+    // On a task of its own, as a rollback.
+    let out = tokio::spawn(async move { crate::snapshots::discard(&runs, &r, req).await })
+        .await
+        .map_err(|e| DaemonError::Conflict {
+            message: format!("the discard was interrupted: {e}"),
+            hint: "the daemon log has details".into(),
+        })??;
+    ok(&out)
+}
+
+/// `GET /v1/runs/{ref}/stats`: a live run's memory, pids and CPU time.
+async fn run_stats(State(st): St, Path(r): Path<String>) -> ApiResult {
+    let run = st.runs.resolve(&r)?.run;
+    if run.state != RunState::Running {
+        return Err(DaemonError::Conflict {
+            message: format!("run {} is {}: it has no live usage", run.name, run.state),
+            hint: "usage is measured while a run is running".into(),
+        }
+        .into());
+    }
+    let handle = st.runs.sandbox_handle(&run.id)?;
+    let Some(cap) = st.runs.runtime().as_stats() else {
+        return Err(DaemonError::Unsupported {
+            message: format!("the {} runtime does not measure usage", run.runtime),
+            hint: "usage shows for runtimes that report it (native, docker)".into(),
+        }
+        .into());
+    };
+    let stats = cap.stats(&handle).await.map_err(DaemonError::from)?;
+    ok(&paddock_api::RunStats {
+        memory_bytes: stats.memory_bytes,
+        pids: stats.pids,
+        cpu_usage_ns: stats.cpu_usage_ns,
+    })
+}
+
+/// `GET /v1/runs/{ref}/audit/verify`: the run's log checked as `paddock audit verify`
+/// checks an export (every signed entry, every checkpoint's signature), by the daemon.
+async fn audit_verify(State(st): St, Path(r): Path<String>) -> ApiResult {
+    let log = run_log(&st, &r)?;
+    let audit = audit_of(&st)?;
+    let report = tokio::task::spawn_blocking(move || {
+        let bundle = audit.export(&log)?;
+        Ok::<_, DaemonError>(paddock_audit::verify_bundle(&bundle))
+    })
+    .await
+    .map_err(|e| DaemonError::Audit {
+        message: format!("the audit verification failed: {e}"),
+        hint: "see $PADDOCK_HOME/daemon.log".into(),
+    })??;
+    ok(&match report {
+        Ok(r) => paddock_api::AuditVerifyStatus {
+            ok: true,
+            entries: r.entries,
+            checkpoints: r.checkpoints as u64,
+            error: None,
+        },
+        Err(e) => paddock_api::AuditVerifyStatus {
+            ok: false,
+            entries: 0,
+            checkpoints: 0,
+            error: Some(e.to_string()),
+        },
+    })
 }
 
 async fn shutdown(State(st): St) -> ApiResult {

@@ -13,7 +13,10 @@ use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use paddock_api::{RollbackRequest, RollbackResponse, RunState, Snapshot, WorkspaceMode};
+use paddock_api::{
+    DiscardRequest, DiscardResponse, RollbackRequest, RollbackResponse, RunState, Snapshot,
+    WorkspaceMode,
+};
 
 use crate::runs::RunManager;
 use crate::{DaemonError, store};
@@ -198,7 +201,67 @@ pub async fn rollback(
     let run_dir = runs.home().run_dir(&run.id);
     let snap = path_of(&run_dir, &run.name, &req.snapshot)?;
     let paths = check_paths(&req.paths, &run.workspace)?;
-    let upper = crate::runs::layer_upper(&run_dir);
+    let (live, deleted, written) = restore(runs, &run, &run_dir, snap, paths).await?;
+    let resp = RollbackResponse {
+        run_id: run.id.clone(),
+        snapshot: req.snapshot.clone(),
+        live,
+        deleted,
+        written,
+    };
+    runs.bus().publish(
+        Some(&run.id),
+        "layer.rollback",
+        serde_json::json!({
+            "snapshot": req.snapshot,
+            "paths": req.paths,
+            "live": live,
+            "deleted": deleted,
+            "written": written,
+        }),
+    );
+    Ok(resp)
+}
+
+/// Throw away run `reference`'s unapplied changes (all, or under `paths`): a rollback to
+/// the state before the run changed anything, live or not.
+pub async fn discard(
+    runs: &Arc<RunManager>,
+    reference: &str,
+    req: DiscardRequest,
+) -> Result<DiscardResponse, DaemonError> {
+    let rec = overlay_run(runs, reference)?;
+    let run = rec.run;
+    let run_dir = runs.home().run_dir(&run.id);
+    let paths = check_paths(&req.paths, &run.workspace)?;
+    // The empty snapshot: a layer with nothing in it (no meta.json: never listed).
+    let empty = snapshots_dir(&run_dir).join(".empty");
+    let tree = paddock_layer::snapshot_tree(&empty);
+    std::fs::create_dir_all(&tree).map_err(|e| DaemonError::io("create", &tree, e))?;
+    let (live, deleted, written) = restore(runs, &run, &run_dir, empty, paths).await?;
+    let resp = DiscardResponse {
+        run_id: run.id.clone(),
+        live,
+        discarded: deleted + written,
+    };
+    runs.bus().publish(
+        Some(&run.id),
+        "layer.discarded",
+        serde_json::json!({ "paths": req.paths, "live": live, "discarded": resp.discarded }),
+    );
+    Ok(resp)
+}
+
+/// Make the run's layer what `snap` holds (under `paths`, or all): inside the running
+/// sandbox, or in an ended run's layer. Returns (live, paths removed, entries written).
+async fn restore(
+    runs: &Arc<RunManager>,
+    run: &paddock_api::Run,
+    run_dir: &Path,
+    snap: PathBuf,
+    paths: Vec<PathBuf>,
+) -> Result<(bool, u64, u64), DaemonError> {
+    let upper = crate::runs::layer_upper(run_dir);
     let workspace = run.workspace.clone();
     let (s, u, w, p) = (
         snap.clone(),
@@ -258,25 +321,7 @@ pub async fn rollback(
             });
         }
     };
-    let resp = RollbackResponse {
-        run_id: run.id.clone(),
-        snapshot: req.snapshot.clone(),
-        live,
-        deleted,
-        written,
-    };
-    runs.bus().publish(
-        Some(&run.id),
-        "layer.rollback",
-        serde_json::json!({
-            "snapshot": req.snapshot,
-            "paths": req.paths,
-            "live": live,
-            "deleted": deleted,
-            "written": written,
-        }),
-    );
-    Ok(resp)
+    Ok((live, deleted, written))
 }
 
 /// For an agent run: an automatic snapshot every `every` while it runs.
