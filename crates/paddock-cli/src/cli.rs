@@ -516,7 +516,12 @@ pub struct EventsArgs {
     #[arg(long)]
     pub run: Option<String>,
     /// Only kinds starting with this prefix (`net.`, `run.state`); repeat or comma-separate.
-    #[arg(short = 't', long = "type", value_name = "PREFIX", value_delimiter = ',')]
+    #[arg(
+        short = 't',
+        long = "type",
+        value_name = "PREFIX",
+        value_delimiter = ','
+    )]
     pub kinds: Vec<String>,
     /// Resume after this event id (the daemon keeps the last few thousand).
     #[arg(long, value_name = "ID")]

@@ -111,7 +111,10 @@ mod tests {
             false,
         );
         assert!(!l.contains('\u{1b}'), "{l}");
-        assert!(l.contains("10:11:12.345  run_1  grant.used  gh on GET x"), "{l}");
+        assert!(
+            l.contains("10:11:12.345  run_1  grant.used  gh on GET x"),
+            "{l}"
+        );
     }
 
     #[test]

@@ -588,7 +588,10 @@ async fn events(State(st): St, Query(q): Query<EventsQuery>, headers: HeaderMap)
             })
         })
         .transpose()?;
-    let events = st.runs.bus().stream(crate::bus::Filter { run, kinds }, after);
+    let events = st
+        .runs
+        .bus()
+        .stream(crate::bus::Filter { run, kinds }, after);
     let guard = StreamGuard::new(&st);
     let body = stream::once(async {
         Ok::<_, std::convert::Infallible>(Bytes::from_static(b": paddock events\n\n"))
