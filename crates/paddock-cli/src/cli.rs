@@ -147,7 +147,7 @@ Examples:
   paddock trace fix-bug --json     one JSON record per line (type, host, path, status, decision, rule, grants, …)")]
     Trace(TraceArgs),
 
-    /// Follow the daemon's event stream: run lifecycle, init steps, network requests and
+    /// Follow the daemon's event stream: run lifecycle, start-up steps, network requests and
     /// denials, grant uses (names only, never values), snapshots, diff and apply.
     #[command(after_help = "\
 Examples:
