@@ -11,7 +11,7 @@
 //! - every frame read re-encodes to a frame that reads back as itself, and for the kinds
 //!   whose payload is kept, to exactly the bytes it was read from;
 //! - events and log lines come out the same whatever chunks the body arrives in;
-//! - every event (as the daemon writes it: `id:`, `event:`, `data:`) and every log line
+//! - every event (as the daemon frames it, `paddock_api::sse_frame`) and every log line
 //!   reads back as itself.
 #![no_main]
 
@@ -22,7 +22,7 @@ use std::task::{Context, Poll, Waker};
 use libfuzzer_sys::fuzz_target;
 use paddock_api::attach::{Frame, MAX_FRAME, read_frame, write_frame};
 use paddock_api::fuzzing::{take_event, take_log_line};
-use paddock_api::{Event, LogLine};
+use paddock_api::sse_frame;
 
 /// Runs a future that never waits (reads from a slice, writes into a Vec).
 fn now<F: Future>(f: F) -> F::Output {
@@ -70,14 +70,17 @@ fn frames(data: &[u8]) {
     }
 }
 
-type Events = Vec<Result<Event, String>>;
-
-fn events_in(data: &[u8], piece: usize) -> Events {
+/// What `take` reads off `data` fed in pieces of `piece` bytes.
+fn chunked<T>(
+    data: &[u8],
+    piece: usize,
+    take: fn(&mut Vec<u8>) -> Option<Result<T, serde_json::Error>>,
+) -> Vec<Result<T, String>> {
     let mut buf = Vec::new();
     let mut out = Vec::new();
     for chunk in data.chunks(piece.max(1)) {
         buf.extend_from_slice(chunk);
-        while let Some(e) = take_event(&mut buf) {
+        while let Some(e) = take(&mut buf) {
             out.push(e.map_err(|e| e.to_string()));
         }
     }
@@ -88,17 +91,15 @@ fn sse(data: &[u8]) {
     let Some((&piece, body)) = data.split_first() else {
         return;
     };
-    let whole = events_in(body, usize::MAX);
-    let pieces = events_in(body, piece as usize % 13 + 1);
+    let whole = chunked(body, usize::MAX, take_event);
+    let pieces = chunked(body, piece as usize % 13 + 1, take_event);
     assert_eq!(whole, pieces, "events differ with the chunking");
     for ev in whole.into_iter().flatten() {
         // Event kinds are the daemon's own names; one with a line break cannot be framed.
         if ev.kind.contains(['\n', '\r']) {
             continue;
         }
-        let data = serde_json::to_string(&ev).expect("an event serialises");
-        let text = format!("id: {}\nevent: {}\ndata: {}\n\n", ev.seq, ev.kind, data);
-        let mut buf = text.into_bytes();
+        let mut buf = sse_frame(&ev).into_bytes();
         let back = take_event(&mut buf)
             .expect("a framed event is there")
             .unwrap_or_else(|e| panic!("a framed event does not parse: {e}"));
@@ -107,24 +108,12 @@ fn sse(data: &[u8]) {
     }
 }
 
-fn lines_in(data: &[u8], piece: usize) -> Vec<Result<LogLine, String>> {
-    let mut buf = Vec::new();
-    let mut out = Vec::new();
-    for chunk in data.chunks(piece.max(1)) {
-        buf.extend_from_slice(chunk);
-        while let Some(l) = take_log_line(&mut buf) {
-            out.push(l.map_err(|e| e.to_string()));
-        }
-    }
-    out
-}
-
 fn ndjson(data: &[u8]) {
     let Some((&piece, body)) = data.split_first() else {
         return;
     };
-    let whole = lines_in(body, usize::MAX);
-    let pieces = lines_in(body, piece as usize % 13 + 1);
+    let whole = chunked(body, usize::MAX, take_log_line);
+    let pieces = chunked(body, piece as usize % 13 + 1, take_log_line);
     assert_eq!(whole, pieces, "log lines differ with the chunking");
     for line in whole.into_iter().flatten() {
         let mut buf = serde_json::to_vec(&line).expect("a log line serialises");

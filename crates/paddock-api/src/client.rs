@@ -153,35 +153,35 @@ pub fn take_log_line(buf: &mut Vec<u8>) -> Option<Result<LogLine, serde_json::Er
 }
 
 /// Takes the next server-sent event off the front of `buf` (its `data:` lines joined);
-/// `None` until a whole event has arrived (comments and keep-alives are skipped). The
-/// stream's `dropped` notice (`{"dropped": N}`, no id) comes out as an [`Event`] of kind
-/// `dropped` with `seq` 0.
+/// `None` until a whole event has arrived (comments and keep-alives are skipped).
 pub fn take_event(buf: &mut Vec<u8>) -> Option<Result<Event, serde_json::Error>> {
     while let Some(pos) = find_double_newline(buf) {
         let block: Vec<u8> = buf.drain(..pos + 2).collect();
         let text = String::from_utf8_lossy(&block);
-        let field = |name: &str| -> Vec<String> {
-            text.lines()
-                .filter_map(|l| l.strip_prefix(name))
-                .map(|l| l.trim_start().to_string())
-                .collect()
-        };
-        let data = field("data:").join("\n");
+        let data: String = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("data:"))
+            .map(|l| l.trim_start())
+            .collect::<Vec<_>>()
+            .join("\n");
         if data.is_empty() {
             continue; // comment / keep-alive
-        }
-        if field("event:").first().map(String::as_str) == Some("dropped") {
-            return Some(serde_json::from_str(&data).map(|data| Event {
-                seq: 0,
-                ts: String::new(),
-                run_id: None,
-                kind: "dropped".into(),
-                data,
-            }));
         }
         return Some(serde_json::from_str(&data));
     }
     None
+}
+
+/// One event as a server-sent event, the frame [`take_event`] reads: `event:` is its kind,
+/// `data:` the whole event, `id:` its seq. A notice (seq 0, such as `dropped`) has no id,
+/// so a client's `Last-Event-ID` stays on the last real event.
+pub fn sse_frame(ev: &Event) -> String {
+    let data = serde_json::to_string(ev).unwrap_or_default();
+    if ev.seq == 0 {
+        format!("event: {}\ndata: {data}\n\n", ev.kind)
+    } else {
+        format!("id: {}\nevent: {}\ndata: {data}\n\n", ev.seq, ev.kind)
+    }
 }
 
 fn find_double_newline(b: &[u8]) -> Option<usize> {
@@ -362,12 +362,7 @@ impl Client {
         if let Some(f) = from {
             q.push(format!("from={}", enc(f)));
         }
-        let path = format!(
-            "/v1/runs/{}/diff{}{}",
-            enc(run),
-            if q.is_empty() { "" } else { "?" },
-            q.join("&")
-        );
+        let path = with_query(format!("/v1/runs/{}/diff", enc(run)), &q);
         self.call(Method::GET, &path, None::<&()>).await
     }
 
@@ -557,11 +552,7 @@ impl Client {
         if let Some(a) = after {
             query.push(format!("after={a}"));
         }
-        let path = if query.is_empty() {
-            "/v1/events".to_string()
-        } else {
-            format!("/v1/events?{}", query.join("&"))
-        };
+        let path = with_query("/v1/events".to_string(), &query);
         let resp = self.send(Method::GET, &path, None).await?;
         let resp = Self::check(resp, "events").await?;
         Ok(EventStream {

@@ -41,7 +41,7 @@ mod client;
 pub mod grants;
 mod types;
 
-pub use client::{AuditLog, Client, ClientError, EventStream, LogStream};
+pub use client::{AuditLog, Client, ClientError, EventStream, LogStream, sse_frame};
 pub use grants::{GrantInfo, GrantList, GrantRule, PutGrant, PutGrantResponse, RevokedGrant};
 pub use types::*;
 

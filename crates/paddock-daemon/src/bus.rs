@@ -44,12 +44,9 @@ struct Inner {
     audit: Option<Arc<Audit>>,
 }
 
-/// One subscription. Dropping it unsubscribes.
-pub struct Subscription {
-    rx: broadcast::Receiver<Arc<Event>>,
-    bus: EventBus,
-    run_filter: Option<String>,
-}
+/// One subscription for the daemon's own followers: an [`EventStream`] from now on whose
+/// losses are only counted. Dropping it unsubscribes.
+pub struct Subscription(EventStream);
 
 impl Default for EventBus {
     fn default() -> Self {
@@ -135,33 +132,34 @@ impl EventBus {
     /// A stream for one client: events after `after` (from the history, then live), those
     /// matching `filter`, with losses reported as [`Delivery::Dropped`].
     pub fn stream(&self, filter: Filter, after: Option<u64>) -> EventStream {
+        let Some(after) = after else {
+            return EventStream {
+                rx: self.inner.tx.subscribe(),
+                bus: self.clone(),
+                filter,
+                pending: VecDeque::new(),
+            };
+        };
         let history = self.inner.history.lock().expect("bus history poisoned");
         // Subscribed under the lock: nothing published between the copy and the
         // subscription is missed or seen twice.
         let rx = self.inner.tx.subscribe();
-        let mut backlog = VecDeque::new();
-        let mut lost = 0;
-        if let Some(after) = after {
-            let oldest = history.front().map_or(after.saturating_add(1), |e| e.seq);
-            let newest = self.inner.seq.load(Ordering::Relaxed);
-            // An id from the future (another daemon's, or made up) resumes from now.
-            if after < newest {
-                lost = oldest.saturating_sub(after.saturating_add(1));
-                backlog.extend(history.iter().filter(|e| e.seq > after).cloned());
+        let mut pending = VecDeque::new();
+        let oldest = history.front().map_or(after.saturating_add(1), |e| e.seq);
+        let newest = self.inner.seq.load(Ordering::Relaxed);
+        // An id from the future (another daemon's, or made up) resumes from now.
+        if after < newest {
+            let lost = oldest.saturating_sub(after.saturating_add(1));
+            if lost > 0 {
+                self.inner.dropped.fetch_add(lost, Ordering::Relaxed);
+                pending.push_back(Delivery::Dropped(lost));
             }
+            let missed = history
+                .iter()
+                .filter(|e| e.seq > after && filter.matches(e));
+            pending.extend(missed.cloned().map(Delivery::Event));
         }
         drop(history);
-        let mut pending = VecDeque::new();
-        if lost > 0 {
-            self.inner.dropped.fetch_add(lost, Ordering::Relaxed);
-            pending.push_back(Delivery::Dropped(lost));
-        }
-        pending.extend(
-            backlog
-                .into_iter()
-                .filter(|e| filter.matches(e))
-                .map(Delivery::Event),
-        );
         EventStream {
             rx,
             bus: self.clone(),
@@ -172,11 +170,11 @@ impl EventBus {
 
     /// Subscribe to everything, or to one run's events.
     pub fn subscribe(&self, run_filter: Option<String>) -> Subscription {
-        Subscription {
-            rx: self.inner.tx.subscribe(),
-            bus: self.clone(),
-            run_filter,
-        }
+        let filter = Filter {
+            run: run_filter,
+            kinds: Vec::new(),
+        };
+        Subscription(self.stream(filter, None))
     }
 
     pub fn stats(&self) -> EventBusStats {
@@ -252,19 +250,8 @@ impl Subscription {
     /// The next matching event; `None` when the bus is gone.
     pub async fn recv(&mut self) -> Option<Arc<Event>> {
         loop {
-            match self.rx.recv().await {
-                Ok(ev) => {
-                    if let Some(f) = &self.run_filter
-                        && ev.run_id.as_deref() != Some(f.as_str())
-                    {
-                        continue;
-                    }
-                    return Some(ev);
-                }
-                Err(broadcast::error::RecvError::Lagged(n)) => {
-                    self.bus.inner.dropped.fetch_add(n, Ordering::Relaxed);
-                }
-                Err(broadcast::error::RecvError::Closed) => return None,
+            if let Delivery::Event(ev) = self.0.next().await? {
+                return Some(ev);
             }
         }
     }

@@ -376,18 +376,19 @@ async fn create_run(
     // Create (and start) on a task of its own: a client hanging up must not leave a
     // half-created run behind.
     let runs = st.runs.clone();
-    let work = tokio::spawn(async move {
-        let start = create.start;
-        let run = runs.create(create, caller).await?;
-        if start {
-            return runs.start(&run.id).await;
-        }
-        Ok(run)
-    });
-    let run = work.await.map_err(|e| DaemonError::Conflict {
-        message: format!("creating the run was interrupted: {e}"),
-        hint: "list runs with `paddock ps -a`; the daemon log has details".into(),
-    })??;
+    let run = detached(
+        "creating the run",
+        "list runs with `paddock ps -a`; the daemon log has details",
+        async move {
+            let start = create.start;
+            let run = runs.create(create, caller).await?;
+            if start {
+                return runs.start(&run.id).await;
+            }
+            Ok(run)
+        },
+    )
+    .await?;
     let Some(on_upgrade) = on_upgrade else {
         return answer_run(&st, StatusCode::CREATED, run);
     };
@@ -559,7 +560,8 @@ struct EventsQuery {
 }
 
 /// `GET /v1/events`: server-sent events, filtered by run and kind, resumed after
-/// `Last-Event-ID` from the bus's history; a loss arrives as a `dropped` event.
+/// `Last-Event-ID` from the bus's history; a loss arrives as a `dropped` notice (an event
+/// with seq 0 and no id, its data `{"dropped": N}`).
 async fn events(State(st): St, Query(q): Query<EventsQuery>, headers: HeaderMap) -> ApiResult {
     let run = match q.run {
         Some(r) => Some(st.runs.resolve(&r)?.run.id),
@@ -600,13 +602,14 @@ async fn events(State(st): St, Query(q): Query<EventsQuery>, headers: HeaderMap)
         (events, guard),
         |(mut events, guard)| async move {
             let text = match events.next().await? {
-                crate::bus::Delivery::Event(ev) => {
-                    let data = serde_json::to_string(&*ev).unwrap_or_default();
-                    format!("id: {}\nevent: {}\ndata: {}\n\n", ev.seq, ev.kind, data)
-                }
-                crate::bus::Delivery::Dropped(n) => {
-                    format!("event: dropped\ndata: {{\"dropped\":{n}}}\n\n")
-                }
+                crate::bus::Delivery::Event(ev) => paddock_api::sse_frame(&ev),
+                crate::bus::Delivery::Dropped(n) => paddock_api::sse_frame(&paddock_api::Event {
+                    seq: 0,
+                    ts: crate::store::now_rfc3339(),
+                    run_id: None,
+                    kind: "dropped".into(),
+                    data: serde_json::json!({ "dropped": n }),
+                }),
             };
             Some((Ok(Bytes::from(text)), (events, guard)))
         },
@@ -742,24 +745,25 @@ async fn exec(State(st): St, Path(r): Path<String>, mut req: Request) -> ApiResu
     let runs = st.runs.clone();
     let auto_snapshot = rec.run.workspace_mode == paddock_api::WorkspaceMode::Overlay
         && rec.run.state == paddock_api::RunState::Running;
-    let session = tokio::spawn(async move {
-        // The layer as it was before the exec, to roll back to if it goes wrong.
-        if auto_snapshot {
-            let what = exec_req.command.join(" ");
-            let what: String = what.chars().filter(|c| !c.is_control()).take(200).collect();
-            if let Err(e) =
-                crate::snapshots::take(&runs, &id, Some(format!("before exec: {what}")), true).await
-            {
-                tracing::warn!(run = %id, error = %e, "snapshot before exec failed");
+    let session = detached(
+        "starting the exec",
+        "the daemon log has details",
+        async move {
+            // The layer as it was before the exec, to roll back to if it goes wrong.
+            if auto_snapshot {
+                let what = exec_req.command.join(" ");
+                let what: String = what.chars().filter(|c| !c.is_control()).take(200).collect();
+                if let Err(e) =
+                    crate::snapshots::take(&runs, &id, Some(format!("before exec: {what}")), true)
+                        .await
+                {
+                    tracing::warn!(run = %id, error = %e, "snapshot before exec failed");
+                }
             }
-        }
-        crate::exec::start(&runs, &id, exec_req).await
-    })
-    .await
-    .map_err(|e| DaemonError::Conflict {
-        message: format!("starting the exec was interrupted: {e}"),
-        hint: "the daemon log has details".into(),
-    })??;
+            crate::exec::start(&runs, &id, exec_req).await
+        },
+    )
+    .await?;
     let st2 = st.clone();
     tokio::spawn(async move {
         let _guard = StreamGuard::new(&st2);
@@ -992,13 +996,10 @@ async fn rollback(
     JsonBody(req): JsonBody<paddock_api::RollbackRequest>,
 ) -> ApiResult {
     let runs = st.runs.clone();
-    // On a task of its own: a client that hangs up does not cut a restore in half.
-    let out = tokio::spawn(async move { crate::snapshots::rollback(&runs, &r, req).await })
-        .await
-        .map_err(|e| DaemonError::Conflict {
-            message: format!("the rollback was interrupted: {e}"),
-            hint: "the daemon log has details".into(),
-        })??;
+    let out = detached("the rollback", "the daemon log has details", async move {
+        crate::snapshots::rollback(&runs, &r, req).await
+    })
+    .await?;
     ok(&out)
 }
 
@@ -1008,13 +1009,10 @@ async fn discard(
     JsonBody(req): JsonBody<paddock_api::DiscardRequest>,
 ) -> ApiResult {
     let runs = st.runs.clone();
-    // On a task of its own, as a rollback.
-    let out = tokio::spawn(async move { crate::snapshots::discard(&runs, &r, req).await })
-        .await
-        .map_err(|e| DaemonError::Conflict {
-            message: format!("the discard was interrupted: {e}"),
-            hint: "the daemon log has details".into(),
-        })??;
+    let out = detached("the discard", "the daemon log has details", async move {
+        crate::snapshots::discard(&runs, &r, req).await
+    })
+    .await?;
     ok(&out)
 }
 
@@ -1072,6 +1070,22 @@ async fn audit_verify(State(st): St, Path(r): Path<String>) -> ApiResult {
             error: Some(e.to_string()),
         },
     })
+}
+
+/// Run `work` on a task of its own, so that a client hanging up cannot cut it in half (a
+/// half-created run, a half-restored layer); a task that panicked becomes a conflict
+/// saying `what` was interrupted.
+async fn detached<T: Send + 'static>(
+    what: &str,
+    hint: &str,
+    work: impl std::future::Future<Output = Result<T, DaemonError>> + Send + 'static,
+) -> Result<T, DaemonError> {
+    tokio::spawn(work)
+        .await
+        .map_err(|e| DaemonError::Conflict {
+            message: format!("{what} was interrupted: {e}"),
+            hint: hint.into(),
+        })?
 }
 
 async fn shutdown(State(st): St) -> ApiResult {

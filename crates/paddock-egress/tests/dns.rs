@@ -98,14 +98,10 @@ async fn stub_answers_allowed_names_and_refuses_exfiltration() {
         Some("api.test")
     );
     // Every query is on the record, the denials with the rule that decided (records reach
-    // the sink through the run's record thread, in no promised order: wait for all 7).
-    let is_dns = |r: &&paddock_egress::NetRecord| r.kind == paddock_egress::RecordKind::Dns;
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while f.records().iter().filter(is_dns).count() < 7 && std::time::Instant::now() < deadline {
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    let recs = f.records();
-    let dns: Vec<_> = recs.iter().filter(is_dns).collect();
+    // the sink through the run's record thread: wait for all 7).
+    let dns = f
+        .records_matching(|r| r.kind == paddock_egress::RecordKind::Dns, 7)
+        .await;
     assert!(dns.len() >= 7, "{dns:?}");
     assert!(
         dns.iter()

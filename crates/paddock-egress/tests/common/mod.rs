@@ -457,13 +457,27 @@ impl Fixture {
     /// The first record matching `pred`, waiting for it: a record is emitted when its
     /// connection or body ends, which can be just after the client in the sandbox exits.
     pub async fn record(&self, pred: impl Fn(&NetRecord) -> bool) -> NetRecord {
+        self.records_matching(pred, 1).await.remove(0)
+    }
+
+    /// The records matching `pred`, once there are at least `n` of them (records reach
+    /// the sink through the run's record thread, in no promised order).
+    pub async fn records_matching(
+        &self,
+        pred: impl Fn(&NetRecord) -> bool,
+        n: usize,
+    ) -> Vec<NetRecord> {
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         loop {
-            if let Some(r) = self.records().into_iter().find(|r| pred(r)) {
-                return r;
+            let found: Vec<NetRecord> = self.records().into_iter().filter(|r| pred(r)).collect();
+            if found.len() >= n {
+                return found;
             }
             if std::time::Instant::now() > deadline {
-                panic!("no matching record within 10 s: {:?}", self.records());
+                panic!(
+                    "fewer than {n} matching records within 10 s: {:?}",
+                    self.records()
+                );
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }

@@ -178,7 +178,7 @@ function setLive(on) {
 
 /**
  * Opens /v1/events with `query`, dispatching named events to handlers[kind](event) (the
- * `dropped` handler gets `{dropped: n}`). The browser resumes by itself with Last-Event-ID;
+ * `dropped` notice's data is `{dropped: n}`). The browser resumes by itself with Last-Event-ID;
  * when it gives up (the stream answered an error), we reconnect with `after=<last id>`.
  * Returns {opened: Promise, close()}.
  */
