@@ -589,6 +589,15 @@ mod tests {
         assert!(!glob_match("/exact", "/exact2"));
     }
 
+    /// Where a paddock.yaml snippet in these tests comes from.
+    fn project() -> paddock_config::Origin {
+        paddock_config::Origin {
+            path: "/p/paddock.yaml".into(),
+            layer: paddock_config::ConfigLayer::Project,
+            home: None,
+        }
+    }
+
     #[test]
     fn rule_text_reads_back_as_the_rule() {
         // Found by fuzz/fuzz_targets/rule_matcher.rs: a path with a `,` (and any wildcard
@@ -604,12 +613,7 @@ mod tests {
             r#"{ host: "*.example.com", port: 443, allow_methods: [GET], allow_paths: ["/repos/**", /plain/path], deny_paths: [/i, "/,", "/a[b]{c}#d:e"], action: deny }"#
         );
         let yaml = format!("network:\n  rules:\n    - {text}\n");
-        let origin = paddock_config::Origin {
-            path: "/p/paddock.yaml".into(),
-            layer: paddock_config::ConfigLayer::Project,
-            home: None,
-        };
-        let cfg = paddock_config::load_from_str(&yaml, &origin).expect("the text loads");
+        let cfg = paddock_config::load_from_str(&yaml, &project()).expect("the text loads");
         assert_eq!(cfg.network.rules, vec![r]);
         assert_eq!(
             rule_text(&rule("api.github.com")),
@@ -638,12 +642,7 @@ mod tests {
             };
             let h = denial_hint(&q, &p.decide(&q));
             let (_, yaml) = h.split_once("add to paddock.yaml:\n\n").expect("a snippet");
-            let origin = paddock_config::Origin {
-                path: "/p/paddock.yaml".into(),
-                layer: paddock_config::ConfigLayer::Project,
-                home: None,
-            };
-            let net = paddock_config::load_from_str(yaml, &origin)
+            let net = paddock_config::load_from_str(yaml, &project())
                 .unwrap_or_else(|e| panic!("{yaml}: {e}"))
                 .network;
             let only = NetworkConfig {
