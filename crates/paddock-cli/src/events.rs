@@ -69,7 +69,10 @@ fn summary(ev: &Event) -> String {
     match ev.kind.as_str() {
         k if k.starts_with("net.") => crate::trace::describe(d),
         "run.state" => {
-            let mut t = format!("{} → {}", s("from"), s("to"));
+            let mut t = match s("from") {
+                "" => s("to").to_string(),
+                from => format!("{from} → {}", s("to")),
+            };
             if !s("reason").is_empty() {
                 t.push_str(&format!(" ({})", s("reason")));
             }
