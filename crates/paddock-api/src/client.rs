@@ -507,6 +507,17 @@ impl Client {
         self.call(Method::GET, "/v1/ca", None::<&()>).await
     }
 
+    /// Start the web dashboard (if need be) and mint a one-time login URL.
+    pub async fn ui_login(&self) -> Result<crate::UiLogin, ClientError> {
+        self.call(Method::POST, "/v1/ui/login", Some(&serde_json::json!({})))
+            .await
+    }
+
+    /// The dashboard's bearer token (starts the dashboard if need be).
+    pub async fn ui_token(&self) -> Result<crate::UiToken, ClientError> {
+        self.call(Method::GET, "/v1/ui/token", None::<&()>).await
+    }
+
     pub async fn shutdown(&self) -> Result<serde_json::Value, ClientError> {
         self.call(Method::POST, "/v1/shutdown", Some(&serde_json::json!({})))
             .await

@@ -779,3 +779,23 @@ mod tests {
         assert_eq!(r.exit_code, Some(3));
     }
 }
+
+/// `POST /v1/ui/login` (daemon socket only): start the web dashboard if it is not
+/// listening yet and mint a one-time login code.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UiLogin {
+    /// Open this in a browser: it logs in once (the code expires after
+    /// [`UiLogin::expires_in_s`] or on first use) and leaves a session cookie.
+    pub url: String,
+    /// The dashboard's address, e.g. `http://127.0.0.1:7780`.
+    pub base_url: String,
+    pub expires_in_s: u64,
+}
+
+/// `GET /v1/ui/token` (daemon socket only): the dashboard's bearer token, for scripts and
+/// Prometheus (`Authorization: Bearer …` on `/metrics` and the API).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UiToken {
+    pub token: String,
+    pub base_url: String,
+}

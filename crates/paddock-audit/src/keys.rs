@@ -94,6 +94,8 @@ pub enum KeyError {
 pub struct Signer {
     key: SigningKey,
     public: PublicKeyInfo,
+    /// Signatures made (checkpoints signed), for the daemon's metrics.
+    signed: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for Signer {
@@ -109,7 +111,11 @@ impl Signer {
     pub fn from_seed(seed: [u8; 32]) -> Self {
         let key = SigningKey::from_bytes(&seed);
         let public = PublicKeyInfo::from_verifying_key(&key.verifying_key());
-        Self { key, public }
+        Self {
+            key,
+            public,
+            signed: std::sync::atomic::AtomicU64::new(0),
+        }
     }
 
     /// A fresh random key, held only in memory.
@@ -200,7 +206,14 @@ impl Signer {
     }
 
     pub(crate) fn sign(&self, msg: &[u8]) -> Signature {
+        self.signed
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.key.sign(msg)
+    }
+
+    /// How many signatures (checkpoints) this signer made since it was loaded.
+    pub fn signatures(&self) -> u64 {
+        self.signed.load(std::sync::atomic::Ordering::Relaxed)
     }
 }
 

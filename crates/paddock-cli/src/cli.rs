@@ -161,6 +161,19 @@ grant.used layer.diffed layer.applied snapshot.taken … and `dropped` when the 
 events (the count is in its data).")]
     Events(EventsArgs),
 
+    /// Open the web dashboard: runs, live logs and traffic, audit, diff review.
+    #[command(after_help = "\
+Examples:
+  paddock ui                 open the dashboard in your browser (or print its login link)
+  paddock ui --url           print a one-time login link (valid 5 minutes, once)
+  paddock ui --token         print the bearer token for scripts and Prometheus:
+                             curl -H \"Authorization: Bearer $(paddock ui --token)\" http://127.0.0.1:7780/metrics
+
+The dashboard listens on 127.0.0.1 only (`ui: {port: 7780}` in ~/.config/paddock/config.yaml,
+or PADDOCK_UI_PORT), from the first `paddock ui` until the daemon stops. The browser is
+`ui.browser`, else $BROWSER, else xdg-open on a desktop.")]
+    Ui(UiArgs),
+
     /// Stop runs: SIGTERM, then SIGKILL after the grace period.
     Stop(StopArgs),
 
@@ -530,6 +543,19 @@ pub struct EventsArgs {
     #[arg(short = 'n', long = "count", value_name = "N")]
     pub count: Option<u64>,
     /// One JSON event per line (`seq`, `ts`, `run_id`, `kind`, `data`).
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct UiArgs {
+    /// Print the login link instead of opening a browser.
+    #[arg(long, conflicts_with = "token")]
+    pub url: bool,
+    /// Print the dashboard's bearer token (for `/metrics` and the API over HTTP).
+    #[arg(long)]
+    pub token: bool,
+    /// The answer as JSON (`url`, `base_url`, `expires_in_s`; or `token`, `base_url`).
     #[arg(long)]
     pub json: bool,
 }

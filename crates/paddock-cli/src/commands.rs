@@ -743,6 +743,20 @@ pub fn router_port(user: &paddock_config::Config) -> Result<u16> {
         .unwrap_or(paddock_daemon::DEFAULT_ROUTER_PORT))
 }
 
+/// The dashboard's port: `PADDOCK_UI_PORT` (0 takes a free port: tests), else `ui.port`.
+pub fn ui_port(user: &paddock_config::Config) -> Result<u16> {
+    if let Some(raw) = std::env::var_os("PADDOCK_UI_PORT") {
+        let raw = raw.to_string_lossy();
+        return raw.trim().parse::<u16>().map_err(|_| {
+            anyhow!(crate::ui::Usage(Hinted::new(
+                format!("invalid PADDOCK_UI_PORT `{raw}`: expected a port from 0 to 65535"),
+                "e.g. PADDOCK_UI_PORT=7780, or unset it to use `ui.port` of ~/.config/paddock/config.yaml",
+            )))
+        });
+    }
+    Ok(user.ui.port.unwrap_or(paddock_daemon::DEFAULT_UI_PORT))
+}
+
 /// `PADDOCK_ROUTER_PORT`, if set. A bad value is an error (never another port: URLs must not
 /// move); `router.port` of the user config was checked when the config loaded.
 pub fn router_port_env() -> Result<Option<u16>> {

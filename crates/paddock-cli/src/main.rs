@@ -21,6 +21,7 @@ mod agents;
 mod audit;
 mod cli;
 mod commands;
+mod dashboard;
 mod ensure;
 mod events;
 mod grant;
@@ -104,6 +105,7 @@ async fn dispatch(cli: Cli) -> Result<i32> {
         Command::Logs(args) => commands::logs(&home, args).await,
         Command::Trace(args) => trace::trace(&home, args).await,
         Command::Events(args) => events::events(&home, args).await,
+        Command::Ui(args) => dashboard::ui(&home, args).await,
         Command::Stop(args) => commands::stop(&home, args).await,
         Command::Rm(args) => commands::rm(&home, args).await,
         Command::Inspect(args) => commands::inspect(&home, args).await,
@@ -155,6 +157,7 @@ async fn run_daemon(home: Home, idle_flag: Option<&str>) -> Result<i32> {
         runtime: Arc::new(runtime),
         audit: audit::daemon_options(&user.audit),
         router_port: commands::router_port(&user)?,
+        ui_port: commands::ui_port(&user)?,
         upstream: user.upstream,
     })
     .await

@@ -32,7 +32,7 @@
 //!   `passthrough` are sets: a repeated entry is kept once, at its first place. Two mounts
 //!   with the same target are an error. `network.headers` entries apply in order, so on the
 //!   same header of the same host the project's value wins.
-//! - **User-only keys** (`router.port`, `daemon.idle_timeout`, `audit.checkpoint_every`,
+//! - **User-only keys** (`router.port`, `ui.port`, `ui.browser`, `daemon.idle_timeout`, `audit.checkpoint_every`,
 //!   `audit.checkpoint_interval`, `upstream.extra_ca`, `upstream.resolve`): an error when
 //!   set in a project file, with a hint to move them. A project must not be able to
 //!   reconfigure the user's daemon or point credentials at another server.
@@ -99,6 +99,7 @@
 //! upstream: {extra_ca: ./corp-ca.pem, resolve: {internal.example: "10.0.0.5:443"}}
 //! # user config only:
 //! router: {port: 8080}
+//! ui: {port: 7780, browser: firefox}  # the web dashboard (`paddock ui`)
 //! daemon: {idle_timeout: 5m}
 //! audit: {checkpoint_every: 1000, checkpoint_interval: 1h}
 //! review:
@@ -123,8 +124,8 @@ pub use agents::{
 pub use error::{ConfigError, ErrorKind};
 pub use model::{
     AuditConfig, Config, DaemonConfig, HeaderRule, Limits, NetworkConfig, NetworkPolicy,
-    ReviewConfig, RouterConfig, Rule, RuleAction, RuntimeKind, UpstreamConfig, WorkspaceConfig,
-    WorkspaceMode,
+    ReviewConfig, RouterConfig, Rule, RuleAction, RuntimeKind, UiConfig, UpstreamConfig,
+    WorkspaceConfig, WorkspaceMode,
 };
 pub use values::{
     CATALOG_NAMES, Dependency, HostPattern, HttpMethod, MANAGED_HEADERS, MountSpec, PortMapping,
@@ -507,6 +508,8 @@ fn merge(layers: Vec<Layer>) -> Result<Config, ConfigError> {
         set(&mut c.upstream.extra_ca, l.extra_ca);
         c.upstream.resolve.extend(l.resolve);
         set(&mut c.router.port, l.router_port);
+        set(&mut c.ui.port, l.ui_port);
+        set(&mut c.ui.browser, l.ui_browser);
         set(&mut c.daemon.idle_timeout, l.idle_timeout);
         set(&mut c.audit.checkpoint_every, l.checkpoint_every);
         set(&mut c.audit.checkpoint_interval, l.checkpoint_interval);

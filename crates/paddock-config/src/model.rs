@@ -45,6 +45,8 @@ pub struct Config {
     pub upstream: UpstreamConfig,
     /// Router settings (user config only).
     pub router: RouterConfig,
+    /// Web dashboard settings (user config only).
+    pub ui: UiConfig,
     /// Daemon settings (user config only).
     pub daemon: DaemonConfig,
     /// Audit log settings (user config only).
@@ -205,6 +207,16 @@ pub struct UpstreamConfig {
 pub struct RouterConfig {
     /// Port the `*.localhost` router listens on.
     pub port: Option<u16>,
+}
+
+/// `ui:` (user config only)
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct UiConfig {
+    /// Port of the web dashboard on 127.0.0.1.
+    pub port: Option<u16>,
+    /// Command that opens the dashboard's login URL (`paddock ui`), e.g. `firefox`.
+    pub browser: Option<String>,
 }
 
 /// `daemon:` (user config only)

@@ -38,6 +38,7 @@ pub(crate) struct RawConfig {
     ports: Option<SpannedMap<S<Scalar>>>,
     upstream: Option<RawUpstream>,
     router: Option<RawRouter>,
+    ui: Option<RawUi>,
     daemon: Option<RawDaemon>,
     audit: Option<RawAudit>,
     review: Option<RawReview>,
@@ -121,6 +122,13 @@ struct RawUpstream {
 #[serde(deny_unknown_fields)]
 struct RawRouter {
     port: Option<S<Scalar>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawUi {
+    port: Option<S<Scalar>>,
+    browser: Option<S<String>>,
 }
 
 #[derive(Deserialize)]
@@ -346,6 +354,8 @@ pub(crate) struct Layer {
     pub extra_ca: Option<PathBuf>,
     pub resolve: Vec<(String, SocketAddr)>,
     pub router_port: Option<u16>,
+    pub ui_port: Option<u16>,
+    pub ui_browser: Option<String>,
     pub idle_timeout: Option<Duration>,
     pub checkpoint_every: Option<u64>,
     pub checkpoint_interval: Option<Duration>,
@@ -629,6 +639,24 @@ impl RawConfig {
         if let Some(p) = self.router.and_then(|r| r.port) {
             cx.user_only("router.port", &p)?;
             l.router_port = Some(cx.check("router.port", &p, want_port)?);
+        }
+        if let Some(ui) = self.ui {
+            if let Some(p) = &ui.port {
+                cx.user_only("ui.port", p)?;
+                l.ui_port = Some(cx.check("ui.port", p, want_port)?);
+            }
+            if let Some(b) = &ui.browser {
+                cx.user_only("ui.browser", b)?;
+                l.ui_browser = Some(cx.check("ui.browser", b, |b| {
+                    if b.trim().is_empty() {
+                        Err(ValueError::new(
+                            "must name a browser command, e.g. `firefox`",
+                        ))
+                    } else {
+                        Ok(b.clone())
+                    }
+                })?);
+            }
         }
         if let Some(t) = self.daemon.and_then(|d| d.idle_timeout) {
             cx.user_only("daemon.idle_timeout", &t)?;

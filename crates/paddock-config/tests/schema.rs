@@ -79,6 +79,7 @@ upstream:
     internal.example: "10.0.0.5:443"
     v6.example: "[::1]:8443"
 router: {port: 8080}
+ui: {port: 7780, browser: firefox}
 daemon: {idle_timeout: 5m}
 audit: {checkpoint_every: 1000, checkpoint_interval: 1h30m}
 "#;
@@ -163,6 +164,8 @@ audit: {checkpoint_every: 1000, checkpoint_interval: 1h30m}
         Some(&"[::1]:8443".parse::<SocketAddr>().unwrap())
     );
     assert_eq!(c.router.port, Some(8080));
+    assert_eq!(c.ui.port, Some(7780));
+    assert_eq!(c.ui.browser.as_deref(), Some("firefox"));
     assert_eq!(c.daemon.idle_timeout, Some(Duration::from_secs(300)));
     assert_eq!(c.audit.checkpoint_every, Some(1000));
     assert_eq!(c.audit.checkpoint_interval, Some(Duration::from_secs(5400)));
@@ -259,6 +262,8 @@ fn host_patterns_match() {
 fn user_only_keys_refused_in_project() {
     let cases = [
         ("router:\n  port: 8080\n", "router.port", (2, 9)),
+        ("ui:\n  port: 7780\n", "ui.port", (2, 9)),
+        ("ui:\n  browser: firefox\n", "ui.browser", (2, 12)),
         (
             "daemon:\n  idle_timeout: 5m\n",
             "daemon.idle_timeout",
@@ -521,6 +526,10 @@ fn invalid_values_snapshot() {
         // router / daemon / audit (user config)
         "router:\n  port: 0\n",
         "router:\n  port: 100000\n",
+        "ui:\n  port: 0\n",
+        "ui:\n  port: web\n",
+        "ui:\n  browser: ' '\n",
+        "ui:\n  brwoser: firefox\n",
         "daemon:\n  idle_timeout: 5\n",
         "daemon:\n  idle_timeout: 5x\n",
         "daemon:\n  idle_timeout: 0s\n",

@@ -658,6 +658,11 @@ impl Audit {
         }
     }
 
+    /// Checkpoints signed since the daemon started (every log; for `/metrics`).
+    pub fn checkpoints(&self) -> u64 {
+        self.signer.signatures()
+    }
+
     /// At daemon stop: commit what is queued and sign a checkpoint in every open log.
     pub fn close_all(&self) {
         let slots: Vec<Arc<Slot>> = self

@@ -42,7 +42,13 @@ struct Inner {
     seq: AtomicU64,
     dropped: AtomicU64,
     audit: Option<Arc<Audit>>,
+    /// Sees every event as it is published (the metrics' counters); set once.
+    observer: std::sync::OnceLock<Observer>,
 }
+
+/// A function shown every published event, on the publisher's thread: it must be quick
+/// and must not publish.
+pub type Observer = Arc<dyn Fn(&Event) + Send + Sync>;
 
 /// One subscription for the daemon's own followers: an [`EventStream`] from now on whose
 /// losses are only counted. Dropping it unsubscribes.
@@ -73,8 +79,14 @@ impl EventBus {
                 seq: AtomicU64::new(0),
                 dropped: AtomicU64::new(0),
                 audit,
+                observer: std::sync::OnceLock::new(),
             }),
         }
+    }
+
+    /// Show every event published from now on to `f` (once; a second call is ignored).
+    pub fn set_observer(&self, f: Observer) {
+        let _ = self.inner.observer.set(f);
     }
 
     /// The audit writer, when the bus records to one.
@@ -119,6 +131,9 @@ impl EventBus {
         // Recorded before anyone sees it: a client reacting to an event makes entries
         // that come after it in the log.
         let done = self.inner.audit.as_ref().and_then(|a| a.record(&event));
+        if let Some(observe) = self.inner.observer.get() {
+            observe(&event);
+        }
         let mut history = self.inner.history.lock().expect("bus history poisoned");
         if history.len() == HISTORY {
             history.pop_front();

@@ -10,6 +10,15 @@ pub enum DaemonError {
     #[error("{message}")]
     BadRequest { message: String, hint: String },
 
+    /// The dashboard: no session cookie and no bearer token (401).
+    #[error("{message}")]
+    Unauthorized { message: String, hint: String },
+
+    /// The dashboard: a request it refuses whoever sends it (wrong Host, cross-site, no
+    /// CSRF header) (403).
+    #[error("{message}")]
+    Forbidden { message: String, hint: String },
+
     #[error("the request body is larger than {limit} bytes")]
     PayloadTooLarge { limit: usize },
 
@@ -113,6 +122,8 @@ impl DaemonError {
             | DaemonError::NoEndpoint { .. }
             | DaemonError::NotFound { .. } => 404,
             DaemonError::PayloadTooLarge { .. } => 413,
+            DaemonError::Unauthorized { .. } => 401,
+            DaemonError::Forbidden { .. } => 403,
             DaemonError::MethodNotAllowed { .. } => 405,
             DaemonError::Ambiguous { .. } | DaemonError::NameTaken { .. } => 409,
             DaemonError::InvalidTransition { .. } | DaemonError::Conflict { .. } => 409,
@@ -137,6 +148,8 @@ impl DaemonError {
             DaemonError::RunNotFound { .. } | DaemonError::NotFound { .. } => "not_found",
             DaemonError::NoEndpoint { .. } => "no_endpoint",
             DaemonError::PayloadTooLarge { .. } => "payload_too_large",
+            DaemonError::Unauthorized { .. } => "unauthorized",
+            DaemonError::Forbidden { .. } => "forbidden",
             DaemonError::MethodNotAllowed { .. } => "method_not_allowed",
             DaemonError::Ambiguous { .. } => "ambiguous",
             DaemonError::NameTaken { .. } => "name_taken",
@@ -164,6 +177,8 @@ impl DaemonError {
             | DaemonError::NotFound { hint, .. }
             | DaemonError::Unsupported { hint, .. }
             | DaemonError::Config { hint, .. }
+            | DaemonError::Unauthorized { hint, .. }
+            | DaemonError::Forbidden { hint, .. }
             | DaemonError::Audit { hint, .. }
             | DaemonError::Network { hint, .. } => hint.clone(),
             DaemonError::RunNotFound { .. } => "list runs with `paddock ps -a`".into(),

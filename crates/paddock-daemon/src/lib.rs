@@ -26,6 +26,7 @@ mod grants;
 mod grants_api;
 mod home;
 mod logins;
+mod metrics;
 mod names;
 mod review;
 mod routing;
@@ -34,6 +35,7 @@ mod runs;
 mod server;
 mod snapshots;
 mod store;
+mod ui;
 mod version;
 mod worktree;
 
@@ -56,6 +58,7 @@ pub use home::Home;
 pub use names::{check_dns_label, random_name};
 pub use routing::{DEFAULT_ROUTER_PORT, endpoint_port_conflict};
 pub use runs::SANDBOX_HOME;
+pub use ui::DEFAULT_UI_PORT;
 pub use version::{VERSION, commit};
 pub use worktree::{WORKTREES_DIR, WorktreeError, check_branch_name};
 
@@ -76,6 +79,9 @@ pub struct DaemonOptions {
     /// Port of the hostname router on 127.0.0.1 (`PADDOCK_ROUTER_PORT`, else `router.port`
     /// in the user config, else [`DEFAULT_ROUTER_PORT`]). Never replaced by another one.
     pub router_port: u16,
+    /// Port of the web dashboard on 127.0.0.1 (`PADDOCK_UI_PORT`, else `ui.port`, else
+    /// [`DEFAULT_UI_PORT`]; 0 takes a free one). It listens from the first `paddock ui`.
+    pub ui_port: u16,
 }
 
 /// What `daemon.lock` records (besides being locked for the daemon's lifetime).
@@ -181,6 +187,11 @@ pub async fn serve(opts: DaemonOptions) -> Result<(), DaemonError> {
         })?,
     );
     let bus = EventBus::with_audit(audit.clone());
+    let metrics = metrics::Metrics::new();
+    {
+        let metrics = metrics.clone();
+        bus.set_observer(Arc::new(move |e| metrics.observe_event(e)));
+    }
     let grants = Arc::new(grants::Grants::open(&home.secrets_dir(), bus.clone())?);
     let egress = egress::Egress::new(
         paddock_egress::EgressShared::with_ca(ca.clone(), &opts.upstream).map_err(|e| {
@@ -237,8 +248,12 @@ pub async fn serve(opts: DaemonOptions) -> Result<(), DaemonError> {
         &home,
         &runs,
         ca,
-        opts.router_port,
-        opts.idle_timeout,
+        Listen {
+            router_port: opts.router_port,
+            ui_port: opts.ui_port,
+            idle_timeout: opts.idle_timeout,
+            metrics,
+        },
         started_at,
     )
     .await;
@@ -280,16 +295,29 @@ impl Drop for StopRecord {
     }
 }
 
+/// Where and how the daemon listens.
+struct Listen {
+    router_port: u16,
+    ui_port: u16,
+    idle_timeout: Duration,
+    metrics: Arc<metrics::Metrics>,
+}
+
 /// `serve` after `daemon.start` is recorded: re-adopt, route, listen, serve until told to
 /// stop.
 async fn serve_started(
     home: &Home,
     runs: &Arc<runs::RunManager>,
     ca: Arc<paddock_ca::CertAuthority>,
-    router_port: u16,
-    idle_timeout: Duration,
+    listen: Listen,
     started_at: String,
 ) -> Result<(), DaemonError> {
+    let Listen {
+        router_port,
+        ui_port,
+        idle_timeout,
+        metrics,
+    } = listen;
     runs.adopt_all().await?;
     // Hostname routing: routes rebuilt from state.db for the runs that are live now, then
     // the listener. A taken port is remembered and reported; the daemon serves anyway.
@@ -336,7 +364,18 @@ async fn serve_started(
     tracing::info!(socket = %socket_path.display(), pid = state.pid, "paddock daemon listening");
 
     let owner = nix::unistd::geteuid().as_raw();
-    let app = server::router(state.clone()).into_make_service_with_connect_info::<server::Peer>();
+    let dashboard = ui::Ui::new(state.clone(), metrics.clone(), ui_port);
+    let app = server::router(state.clone())
+        .merge(ui::socket_routes(dashboard.clone()))
+        .layer(axum::middleware::from_fn_with_state(
+            metrics,
+            |axum::extract::State(m): axum::extract::State<Arc<metrics::Metrics>>,
+             req: axum::extract::Request,
+             next: axum::middleware::Next| async move {
+                ui::observe(&m, "socket", req, next).await
+            },
+        ))
+        .into_make_service_with_connect_info::<server::Peer>();
     let stop = stop_signal(state.clone());
     // Accepted on a worker thread, not the thread that blocks on this future: a
     // connection's task then starts on the worker that accepted it, without waking
@@ -355,6 +394,7 @@ async fn serve_started(
     // Upgraded connections outlive graceful shutdown: end the exec sessions now, so that
     // their ends are on the record before daemon.stop.
     state.execs.end_all(Duration::from_secs(5)).await;
+    dashboard.shutdown().await;
     routing.shutdown().await;
     served
 }
