@@ -23,6 +23,9 @@ have bwrap    || need+=(bubblewrap)
 # The agent tests install the real claude, codex and gemini CLIs from npm (paddock's own
 # tool layer, cached in target/tmp/agent-tools).
 have npm      || need+=(npm)
+# The dashboard's browser test (crates/paddock-cli/tests/dashboard.rs) drives Debian's
+# chromium through playwright-core (tests/ui, from npm; no browser download).
+[ -x /usr/bin/chromium ] || need+=(chromium)
 # The docker runtime's tests (scripts/dockerd.sh): Debian's engine, checked by path since
 # another docker client may be on PATH (docker.io: /usr/sbin/dockerd, its client
 # /usr/bin/docker, and /usr/bin/docker-init from tini for --init), gVisor as the runsc

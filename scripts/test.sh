@@ -44,6 +44,12 @@ done
 PADDOCK_HOME="$agent_home/home" target/debug/paddock daemon stop >/dev/null 2>&1 || true
 rm -rf "$agent_home"
 
+echo "== playwright-core for the dashboard tests (npm; tests/ui)"
+# The exact version of tests/ui/package-lock.json; it drives /usr/bin/chromium.
+npm ci --prefix tests/ui --no-audit --no-fund --silent
+# The dashboard's browser test fails (instead of skipping) without chromium or playwright-core.
+export PADDOCK_REQUIRE_BROWSER=1
+
 echo "== cargo test"
 # Tests inside one binary run two at a time: sandboxes and daemons are real processes.
 # A failing stage does not stop the others (every failure shows in one run); the script
