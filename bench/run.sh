@@ -9,6 +9,7 @@
 #   bench/run.sh agents    `paddock claude -p` vs bare claude: start → first API request; tool layer install
 #   bench/run.sh runtimes  `run -- true` on native/docker/gvisor vs bwrap, docker run, runsc; image builds
 #   bench/run.sh snapshot  snapshot/rollback of 10,000 changed files vs cp -a / cp -al
+#   bench/run.sh dashboard 50 live runs, 1,000 events/s to two browsers: API p99 vs idle, memory
 #   bench/run.sh all       all of the above
 # Builds release binaries first. Sandbox benchmarks need root (or unprivileged userns).
 set -euo pipefail
@@ -41,6 +42,7 @@ run_router_daemon() { bench/router_daemon.sh "$@"; }
 run_agents()  { bench/agents.sh "$@"; }
 run_runtimes() { PADDOCK_BIN="$paddock" bench/runtimes.sh "$@"; }
 run_snapshot() { PADDOCK_BIN="$paddock" bench/snapshot.sh "$@"; }
+run_dashboard() { PADDOCK="$paddock" bench/dashboard.sh "$@"; }
 
 case "$what" in
   api) run_api "$@" ;;
@@ -52,6 +54,7 @@ case "$what" in
   agents) run_agents "$@" ;;
   runtimes) run_runtimes "$@" ;;
   snapshot) run_snapshot "$@" ;;
-  all) rc=0; for b in api sandbox audit egress router router_daemon agents runtimes snapshot; do "run_$b" || rc=1; echo; done; exit $rc ;;
-  *) echo "usage: bench/run.sh [api|sandbox|audit|egress|router|router-daemon|agents|runtimes|snapshot|all] [ITERATIONS]" >&2; exit 2 ;;
+  dashboard) run_dashboard "$@" ;;
+  all) rc=0; for b in api sandbox audit egress router router_daemon agents runtimes snapshot dashboard; do "run_$b" || rc=1; echo; done; exit $rc ;;
+  *) echo "usage: bench/run.sh [api|sandbox|audit|egress|router|router-daemon|agents|runtimes|snapshot|dashboard|all] [ITERATIONS]" >&2; exit 2 ;;
 esac
