@@ -1224,6 +1224,10 @@ impl ExecCapability for NativeRuntime {
                                     _ => {}
                                 },
                                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                                // Init closed with our input unread (stdin's end, a resize):
+                                // Linux reports the reset before the messages init sent first
+                                // (its `Exited` among them) and clears it, so read on.
+                                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
                                 Err(_) => break 'outer,
                             }
                         }
@@ -1232,8 +1236,10 @@ impl ExecCapability for NativeRuntime {
                         None => input_open = false,
                         Some(i) => {
                             let msg = encode_input(i);
+                            // Init may have closed already: what it sent before (the
+                            // exit) is still to be read, so stop sending, not reading.
                             if conn.async_io(tokio::io::Interest::WRITABLE, |fd| sys::send_msg(fd.as_fd(), &msg, None, true)).await.is_err() {
-                                break;
+                                input_open = false;
                             }
                         }
                     },

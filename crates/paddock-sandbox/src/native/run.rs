@@ -307,6 +307,9 @@ impl Actor {
                     self.handle(&msg, fds);
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
+                // Init closed with a message of ours unread: Linux reports that before
+                // the messages init sent first (and clears it), so read on.
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
                 Err(_) => {
                     self.conn_eof = true;
                     return;
