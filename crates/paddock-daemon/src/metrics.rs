@@ -11,6 +11,7 @@
 //! records a grant's value.
 
 use std::collections::HashSet;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -99,14 +100,14 @@ pub struct Metrics {
     api_latency: Family<ApiLatencyLabels, Histogram>,
     routes_seen: Mutex<HashSet<String>>,
     runs: Family<RunLabels, Gauge>,
-    audit_entries: Gauge,
+    audit_entries: Counter,
     audit_pending: Gauge,
-    audit_failed: Gauge,
+    audit_failed: Counter,
     audit_logs_open: Gauge,
-    audit_checkpoints: Gauge,
-    bus_published: Gauge,
+    audit_checkpoints: Counter,
+    bus_published: Counter,
     bus_subscribers: Gauge,
-    bus_dropped: Gauge,
+    bus_dropped: Counter,
     open_streams: Gauge,
     ui_sessions: Gauge,
     /// One scrape at a time (a scrape resets the run gauges before setting them).
@@ -189,6 +190,11 @@ fn gauge(g: &Gauge, v: u64) {
     g.set(i64::try_from(v).unwrap_or(i64::MAX));
 }
 
+/// A counter whose total is kept elsewhere (the audit's, the bus's): set at scrape time.
+fn total(c: &Counter, v: u64) {
+    c.inner().store(v, Ordering::Relaxed);
+}
+
 impl Metrics {
     pub fn new() -> Arc<Metrics> {
         let mut registry = Registry::default();
@@ -258,42 +264,47 @@ impl Metrics {
             "Runs the daemon knows, by state and runtime",
             runs.clone(),
         );
+        let mut c = |name: &str, help: &str| {
+            let c = Counter::default();
+            registry.register(name, help, c.clone());
+            c
+        };
+        let audit_entries = c(
+            "paddock_audit_entries",
+            "Audit entries written and fsynced since the daemon started",
+        );
+        let audit_failed = c(
+            "paddock_audit_entries_failed",
+            "Audit entries that could not be recorded since the daemon started",
+        );
+        let audit_checkpoints = c(
+            "paddock_audit_checkpoints",
+            "Audit checkpoints signed since the daemon started",
+        );
+        let bus_published = c(
+            "paddock_bus_published",
+            "Events published since the daemon started",
+        );
+        let bus_dropped = c(
+            "paddock_bus_dropped",
+            "Events a slow subscriber lost (the stream got a `dropped` event instead)",
+        );
         let mut g = |name: &str, help: &str| {
             let g = Gauge::default();
             registry.register(name, help, g.clone());
             g
         };
-        let audit_entries = g(
-            "paddock_audit_entries",
-            "Audit entries written and fsynced since the daemon started",
-        );
         let audit_pending = g(
             "paddock_audit_entries_pending",
             "Audit entries queued, not yet durable",
-        );
-        let audit_failed = g(
-            "paddock_audit_entries_failed",
-            "Audit entries that could not be recorded since the daemon started",
         );
         let audit_logs_open = g(
             "paddock_audit_logs_open",
             "Audit logs open (the daemon's and each live run's)",
         );
-        let audit_checkpoints = g(
-            "paddock_audit_checkpoints",
-            "Signed audit checkpoints since the daemon started",
-        );
-        let bus_published = g(
-            "paddock_bus_published",
-            "Events published since the daemon started",
-        );
         let bus_subscribers = g(
             "paddock_bus_subscribers",
             "Subscribers of the event bus now",
-        );
-        let bus_dropped = g(
-            "paddock_bus_dropped",
-            "Events a slow subscriber lost (the stream got a `dropped` event instead)",
         );
         let open_streams = g(
             "paddock_api_open_streams",
@@ -426,14 +437,14 @@ impl Metrics {
                 })
                 .inc();
         }
-        gauge(&self.audit_entries, snap.audit.acked_entries);
+        total(&self.audit_entries, snap.audit.acked_entries);
         gauge(&self.audit_pending, snap.audit.pending);
-        gauge(&self.audit_failed, snap.audit.failed);
+        total(&self.audit_failed, snap.audit.failed);
         gauge(&self.audit_logs_open, snap.audit.logs_open);
-        gauge(&self.audit_checkpoints, snap.audit_checkpoints);
-        gauge(&self.bus_published, snap.bus.published);
+        total(&self.audit_checkpoints, snap.audit_checkpoints);
+        total(&self.bus_published, snap.bus.published);
         gauge(&self.bus_subscribers, snap.bus.subscribers);
-        gauge(&self.bus_dropped, snap.bus.dropped);
+        total(&self.bus_dropped, snap.bus.dropped);
         gauge(&self.open_streams, snap.open_streams);
         gauge(&self.ui_sessions, snap.ui_sessions);
         let mut out = String::new();
@@ -488,9 +499,16 @@ mod tests {
                 ("running".into(), "native".into()),
                 ("stopped".into(), "docker".into()),
             ],
-            audit: AuditStats::default(),
+            audit: AuditStats {
+                acked_entries: 5,
+                pending: 2,
+                ..AuditStats::default()
+            },
             audit_checkpoints: 3,
-            bus: EventBusStats::default(),
+            bus: EventBusStats {
+                published: 7,
+                ..EventBusStats::default()
+            },
             open_streams: 1,
             ui_sessions: 2,
         }
@@ -522,7 +540,12 @@ mod tests {
             "paddock_runs_created_total 1",
             "paddock_runs{state=\"running\",runtime=\"native\"} 2",
             "paddock_runs{state=\"stopped\",runtime=\"docker\"} 1",
-            "paddock_audit_checkpoints 3",
+            "paddock_audit_checkpoints_total 3",
+            "# TYPE paddock_audit_checkpoints counter",
+            "paddock_bus_published_total 7",
+            "paddock_audit_entries_total 5",
+            "paddock_audit_entries_pending 2",
+            "paddock_api_open_streams 1",
             "paddock_ui_sessions 2",
             "paddock_api_requests_total{listener=\"socket\",method=\"GET\",route=\"/v1/runs\",status=\"200\"} 1",
             "paddock_api_request_duration_seconds_count{listener=\"socket\",route=\"/v1/runs\"} 1",
@@ -586,6 +609,7 @@ mod tests {
             serde_json::json!("text"),
             serde_json::json!({"kind": 5, "bytes_up": "x", "duration_us": -1, "status": "y"}),
             serde_json::json!({"grant": ["a"]}),
+            serde_json::json!({"kind": "http", "bytes_up": "x", "bytes_down": 5, "duration_us": 2.5}),
         ] {
             for kind in [
                 "net.request",
@@ -604,8 +628,18 @@ mod tests {
             "{text}"
         );
         assert!(
-            text.contains("paddock_grant_uses_total{grant=\"unknown\"} 4"),
+            text.contains("paddock_grant_uses_total{grant=\"unknown\"} 5"),
             "{text}"
         );
+        // What could be read is counted: the kind, the bytes down.
+        for w in [
+            "paddock_egress_requests_total{kind=\"http\",decision=\"allowed\"} 1",
+            "paddock_egress_requests_total{kind=\"http\",decision=\"denied\"} 1",
+            "paddock_egress_bytes_total{direction=\"down\"} 10",
+            "paddock_run_exits_total 5",
+        ] {
+            assert!(text.lines().any(|l| l == w), "missing `{w}` in:\n{text}");
+        }
+        assert!(line(&text, "paddock_egress_bytes_total{direction=\"up\"}").is_none());
     }
 }
