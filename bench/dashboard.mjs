@@ -9,6 +9,7 @@
 // 4. Ratios, events/s per browser, daemon RSS, browser JS heaps.
 import http from 'node:http';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { execFile } from 'node:child_process';
 import { createRequire } from 'node:module';
@@ -60,6 +61,33 @@ async function latency(p) {
   return { p50: pct(xs, 0.5), p99: pct(xs, 0.99) };
 }
 
+/** CPU seconds (user + system) of a process. */
+function cpuOf(pid) {
+  try {
+    const f = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+    return (Number(f[11]) + Number(f[12])) / 100;
+  } catch { return 0; }
+}
+
+/** CPU seconds of every process whose command is `name`. */
+function cpuByName(name) {
+  let t = 0;
+  for (const d of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      if (fs.readFileSync(`/proc/${d}/comm`, 'utf8').trim() === name) t += cpuOf(d);
+    } catch { /* gone */ }
+  }
+  return t;
+}
+
+/** [busy, total] CPU seconds of the machine. */
+function machine() {
+  const f = fs.readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
+  const total = f.reduce((a, b) => a + b, 0) / 100;
+  return [total - (f[3] + f[4]) / 100, total];
+}
+
 function rssMb(pid) {
   const s = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
   return Number(/VmRSS:\s+(\d+)/.exec(s)[1]) / 1024;
@@ -107,7 +135,10 @@ async function main() {
     const page = await browser.newPage();
     await page.goto(stdout.trim());
     await page.waitForSelector('table#runs tr[data-run-id]', { timeout: 30000 });
-    if (b === 1) {
+    if (process.env.BARE === '1') {
+      // The stream alone, without the dashboard's pages (what the pages themselves cost).
+      await page.goto(new URL('/ui/session', stdout.trim()).href);
+    } else if (b === 1) {
       const id = await page.getAttribute('table#runs tr[data-run-id]', 'data-run-id');
       await page.goto(new URL(`/#/runs/${id}/traffic`, stdout.trim()).href);
     }
@@ -130,10 +161,18 @@ async function main() {
   await new Promise((r) => setTimeout(r, 3000));
   const start = await Promise.all(pages.map((p) => p.evaluate(() => window.__events)));
   const t0 = Date.now();
+  const cpu0 = { daemon: cpuOf(pid), chromium: cpuByName('chromium'), python: cpuByName('python3'), machine: machine() };
   const loaded = { runs: await latency('/v1/runs'), health: await latency('/v1/health') };
   const rest = SECS * 1000 - (Date.now() - t0);
   if (rest > 0) await new Promise((r) => setTimeout(r, rest));
   const elapsed = (Date.now() - t0) / 1000;
+  const m1 = machine();
+  const cpu = {
+    daemon: (cpuOf(pid) - cpu0.daemon) / elapsed,
+    chromium: (cpuByName('chromium') - cpu0.chromium) / elapsed,
+    python: (cpuByName('python3') - cpu0.python) / elapsed,
+    busy: (m1[0] - cpu0.machine[0]) / (m1[1] - cpu0.machine[1]),
+  };
   const end = await Promise.all(pages.map((p) => p.evaluate(() => [window.__events, window.__dropped || 0])));
   const heaps = await Promise.all(pages.map((p) => p.evaluate(() => performance.memory.usedJSHeapSize / 1048576)));
   loaded.rss = rssMb(pid);
@@ -154,6 +193,11 @@ async function main() {
   console.log(`| daemon RSS idle (${RUNS} quiet runs) | ${idle.rss.toFixed(1)} MB |`);
   console.log(`| daemon RSS loaded | ${loaded.rss.toFixed(1)} MB |`);
   heaps.forEach((h, i) => console.log(`| browser ${i + 1} JS heap | ${h.toFixed(1)} MB |`));
+  const events = perSec.length ? perSec[0] : 0;
+  console.log(`| daemon CPU, loaded | ${(cpu.daemon * 100).toFixed(0)}% of a core (${(cpu.daemon * 1e6 / Math.max(1, events)).toFixed(0)} µs per event) |`);
+  console.log(`| both chromiums' CPU | ${(cpu.chromium * 100).toFixed(0)}% of a core |`);
+  console.log(`| the ${RUNS} load generators' CPU | ${(cpu.python * 100).toFixed(0)}% of a core |`);
+  console.log(`| machine busy, loaded | ${(cpu.busy * 100).toFixed(0)}% of ${os.cpus().length} cores |`);
   for (const b of browsers) await b.close();
 }
 

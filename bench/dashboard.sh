@@ -33,9 +33,9 @@ export PADDOCK_HOME="$tmp/home" XDG_CONFIG_HOME="$tmp/config" PADDOCK_ROUTER_POR
 export PADDOCK_UI_PORT=0 PADDOCK_IDLE_TIMEOUT=0
 unset PADDOCK_LOG
 cleanup() {
-  "$PADDOCK" rm --force $(seq -f 'load-%g' 1 "$runs") >/dev/null 2>&1 || true
+  [ "${KEEP:-}" = 1 ] || "$PADDOCK" rm --force $(seq -f 'load-%g' 1 "$runs") >/dev/null 2>&1 || true
   "$PADDOCK" daemon stop >/dev/null 2>&1 || true
-  rm -rf "$tmp"
+  if [ "${KEEP:-}" = 1 ]; then echo "kept $tmp"; else rm -rf "$tmp"; fi
 }
 trap cleanup EXIT
 mkdir -p "$tmp/ws"
