@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Env, request, wait_until};
+use common::{Env, dechunk, request, wait_until};
 
 /// An answer of the dashboard listener.
 #[derive(Debug)]
@@ -103,21 +103,6 @@ fn http(port: u16, method: &str, path: &str, headers: &[(&str, &str)], body: Opt
         headers,
         body: String::from_utf8_lossy(&body).into_owned(),
     }
-}
-
-fn dechunk(mut b: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    while let Some(pos) = b.windows(2).position(|w| w == b"\r\n") {
-        let size =
-            usize::from_str_radix(String::from_utf8_lossy(&b[..pos]).trim(), 16).unwrap_or(0);
-        if size == 0 {
-            break;
-        }
-        let start = pos + 2;
-        out.extend_from_slice(&b[start..(start + size).min(b.len())]);
-        b = &b[(start + size + 2).min(b.len())..];
-    }
-    out
 }
 
 /// A home whose daemon serves the dashboard on a free port.

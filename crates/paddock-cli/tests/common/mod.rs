@@ -241,7 +241,8 @@ pub fn request_raw(
     Ok((status, body))
 }
 
-fn dechunk(mut b: &[u8]) -> Vec<u8> {
+/// A chunked HTTP/1.1 body, joined.
+pub fn dechunk(mut b: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     while let Some(pos) = b.windows(2).position(|w| w == b"\r\n") {
         let size =
