@@ -95,12 +95,16 @@ pub struct Store {
     conn: Mutex<Connection>,
 }
 
-/// How a stored time is shown (`created_at` and friends).
+/// How a stored time is shown (`created_at`, event `ts` and friends): RFC 3339 in UTC
+/// with exactly three fraction digits, so every such string has one width and sorts as
+/// text in time order.
 pub fn ms_to_rfc3339(ms: i64) -> String {
+    const FORMAT: &[time::format_description::BorrowedFormatItem<'static>] = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+    );
     let t = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
         .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-    t.format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
+    t.format(FORMAT).unwrap_or_default()
 }
 
 pub fn now_ms() -> i64 {
@@ -452,6 +456,13 @@ fn row_to_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<RunRecord> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn times_have_one_width() {
+        assert_eq!(ms_to_rfc3339(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(ms_to_rfc3339(1_796_642_484_880), "2026-12-07T11:21:24.880Z");
+        assert_eq!(ms_to_rfc3339(1_796_642_484_007), "2026-12-07T11:21:24.007Z");
+    }
 
     fn sample(id: &str, name: &str) -> RunRecord {
         RunRecord {
