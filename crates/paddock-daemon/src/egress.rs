@@ -305,6 +305,26 @@ impl Egress {
         Ok(())
     }
 
+    /// Wait (at most `limit`) until the records of a run's network so far are on the bus
+    /// and queued for its audit log: its end is then recorded after them, and they do not
+    /// reach a log that was already closed.
+    pub async fn drain(&self, run_id: &str, limit: std::time::Duration) {
+        let recorder = self
+            .live
+            .lock()
+            .expect("egress lock poisoned")
+            .get(run_id)
+            .map(|r| r.recorder());
+        if let Some(r) = recorder
+            && tokio::time::timeout(limit, r.flushed()).await.is_err()
+        {
+            tracing::warn!(
+                run = run_id,
+                "the run's network records took too long to record"
+            );
+        }
+    }
+
     /// Close a run's listeners (connections in flight finish on their own).
     pub fn stop(&self, run_id: &str) {
         let run = self

@@ -31,6 +31,9 @@ pub const SANDBOX_HOME: &str = "/home/paddock";
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 /// Grace between SIGTERM and SIGKILL when the caller names none.
 pub const DEFAULT_STOP_GRACE: Duration = Duration::from_secs(10);
+/// How long the end of a run waits for its network records to reach the bus and the
+/// audit queue (they are normally there within milliseconds).
+const NET_RECORD_DRAIN: Duration = Duration::from_secs(5);
 
 /// Who asked (from SO_PEERCRED).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -857,7 +860,8 @@ impl RunManager {
         Ok(())
     }
 
-    /// Wait for the sandbox to end in the background, then record how it ended.
+    /// Wait for the sandbox to end in the background, then (once its network records are
+    /// in) record how it ended.
     fn watch(self: &Arc<Self>, id: String, handle: SandboxHandle) {
         if let Ok(Some(rec)) = self.store.get(&id)
             && let Some(wt) = rec.worktree
@@ -867,6 +871,7 @@ impl RunManager {
         let me = self.clone();
         tokio::spawn(async move {
             let exit = me.runtime.wait(&handle).await;
+            me.egress.drain(&id, NET_RECORD_DRAIN).await;
             me.record_exit(&id, exit);
         });
     }
@@ -949,6 +954,7 @@ impl RunManager {
         let exit = self.runtime.stop(&handle, grace).await;
         // The watcher records the end too; whichever comes first wins, the other is a
         // rejected (terminal → terminal) transition.
+        self.egress.drain(id, NET_RECORD_DRAIN).await;
         let state = self.get(id)?.state;
         if !state.is_terminal() {
             self.record_exit(id, exit);

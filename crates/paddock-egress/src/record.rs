@@ -114,7 +114,8 @@ pub type RecordSink = Arc<dyn Fn(NetRecord) + Send + Sync>;
 pub const QUEUE: usize = 4096;
 
 struct Job {
-    record: NetRecord,
+    /// None: a marker, delivered once every record before it was ([`Recorder::flushed`]).
+    record: Option<NetRecord>,
     /// Told once the sink has returned for `record`.
     done: Option<tokio::sync::oneshot::Sender<()>>,
 }
@@ -149,10 +150,11 @@ fn start_thread(sink: RecordSink) -> std::io::Result<std::sync::mpsc::SyncSender
 }
 
 fn deliver(sink: &RecordSink, job: Job) {
-    let record = job.record;
-    let call = std::panic::AssertUnwindSafe(|| sink(record));
-    if std::panic::catch_unwind(call).is_err() {
-        tracing::error!("the network record sink panicked; record lost");
+    if let Some(record) = job.record {
+        let call = std::panic::AssertUnwindSafe(|| sink(record));
+        if std::panic::catch_unwind(call).is_err() {
+            tracing::error!("the network record sink panicked; record lost");
+        }
     }
     if let Some(done) = job.done {
         let _ = done.send(());
@@ -191,9 +193,23 @@ impl Recorder {
     pub fn emit(&self, mut r: NetRecord) {
         r.run_id = self.run_id.to_string();
         self.send(Job {
-            record: r,
+            record: Some(r),
             done: None,
         });
+    }
+
+    /// Resolves once every record emitted before this call has been through the sink (at
+    /// once when none ever was: the thread starts with the first record).
+    pub async fn flushed(&self) {
+        if self.inner.tx.get().is_none() {
+            return;
+        }
+        let (done, wait) = tokio::sync::oneshot::channel();
+        self.send(Job {
+            record: None,
+            done: Some(done),
+        });
+        let _ = wait.await;
     }
 
     /// Like [`emit`](Self::emit), and resolves once the sink has returned for `r` (for
@@ -202,7 +218,7 @@ impl Recorder {
         r.run_id = self.run_id.to_string();
         let (done, wait) = tokio::sync::oneshot::channel();
         self.send(Job {
-            record: r,
+            record: Some(r),
             done: Some(done),
         });
         let _ = wait.await;

@@ -174,6 +174,7 @@ pub struct RunEgress {
     tasks: Vec<JoinHandle<()>>,
     map: Arc<SyntheticMap>,
     policy: Arc<Policy>,
+    recorder: Recorder,
 }
 
 impl RunEgress {
@@ -229,7 +230,7 @@ impl RunEgress {
             shared.ca.clone(),
             shared.upstream.clone(),
             run.injector,
-            recorder,
+            recorder.clone(),
         );
         let mut tasks = Vec::new();
         let udp = tokio::net::UdpSocket::from_std(dns_udp).map_err(io)?;
@@ -242,7 +243,12 @@ impl RunEgress {
             let l = tokio::net::TcpListener::from_std(t).map_err(io)?;
             tasks.push(tokio::spawn(proxy.clone().serve_transparent(l)));
         }
-        Ok(RunEgress { tasks, map, policy })
+        Ok(RunEgress {
+            tasks,
+            map,
+            policy,
+            recorder,
+        })
     }
 
     /// The run's name ⇄ synthetic address map.
@@ -253,6 +259,11 @@ impl RunEgress {
     /// The run's compiled policy.
     pub fn policy(&self) -> &Policy {
         &self.policy
+    }
+
+    /// The run's record queue (to wait for it to drain: [`Recorder::flushed`]).
+    pub fn recorder(&self) -> Recorder {
+        self.recorder.clone()
     }
 
     /// Close every listener (connections in flight finish on their own).
