@@ -1076,6 +1076,15 @@ fn the_sse_endpoint_resumes_from_last_event_id_before_after_and_refuses_a_bad_id
         let msg = envelope(s.status, &s.body, 400, "bad_request");
         assert!(msg.contains("not a number"), "{path}: {msg}");
     }
+    // A header that is not even text is refused too, not skipped for `after=`.
+    let s = sse(
+        &env,
+        "/v1/events?after=0",
+        &[("Last-Event-ID", "12\u{e9}")],
+        0,
+    );
+    let msg = envelope(s.status, &s.body, 400, "bad_request");
+    assert!(msg.contains("not plain text"), "{msg}");
     let s = sse(&env, "/v1/events?run=nosuch", &[], 0);
     envelope(s.status, &s.body, 404, "not_found");
     assert!(env.health().is_some(), "the daemon is still up");

@@ -576,10 +576,16 @@ async fn events(State(st): St, Query(q): Query<EventsQuery>, headers: HeaderMap)
         .filter(|k| !k.is_empty())
         .map(str::to_string)
         .collect();
-    let after = headers
-        .get("last-event-id")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string)
+    let last_event_id = match headers.get("last-event-id") {
+        Some(v) => Some(v.to_str().map(str::to_string).map_err(|_| {
+            DaemonError::bad_request(
+                "the Last-Event-ID header is not plain text",
+                "resume with the `id:` of the last event received",
+            )
+        })?),
+        None => None,
+    };
+    let after = last_event_id
         .or(q.after)
         .map(|id| {
             id.trim().parse::<u64>().map_err(|_| {
