@@ -1054,8 +1054,14 @@ async fn audit_verify(State(st): St, Path(r): Path<String>) -> ApiResult {
     let log = run_log(&st, &r)?;
     let audit = audit_of(&st)?;
     let report = tokio::task::spawn_blocking(move || {
-        let bundle = audit.export(&log)?;
-        Ok::<_, DaemonError>(paddock_audit::verify_bundle(&bundle))
+        // A log that cannot even be read back (a record whose checksum fails) does not
+        // verify: that is the answer, not a server error.
+        let bundle = match audit.export(&log) {
+            Ok(b) => b,
+            Err(DaemonError::Audit { message, .. }) => return Ok(Err(message)),
+            Err(e) => return Err(e),
+        };
+        Ok::<_, DaemonError>(paddock_audit::verify_bundle(&bundle).map_err(|e| e.to_string()))
     })
     .await
     .map_err(|e| DaemonError::Audit {
@@ -1073,7 +1079,7 @@ async fn audit_verify(State(st): St, Path(r): Path<String>) -> ApiResult {
             ok: false,
             entries: 0,
             checkpoints: 0,
-            error: Some(e.to_string()),
+            error: Some(e),
         },
     })
 }
