@@ -368,12 +368,8 @@ async fn serve_started(
     let app = server::router(state.clone())
         .merge(ui::socket_routes(dashboard.clone()))
         .layer(axum::middleware::from_fn_with_state(
-            metrics,
-            |axum::extract::State(m): axum::extract::State<Arc<metrics::Metrics>>,
-             req: axum::extract::Request,
-             next: axum::middleware::Next| async move {
-                ui::observe(&m, "socket", req, next).await
-            },
+            (metrics, "socket"),
+            ui::observe,
         ))
         .into_make_service_with_connect_info::<server::Peer>();
     let stop = stop_signal(state.clone());

@@ -87,11 +87,6 @@ impl Ui {
         })
     }
 
-    /// Sessions open now (for `/metrics`).
-    fn sessions(shared: &Shared) -> u64 {
-        shared.auth.get().map_or(0, |a| a.sessions() as u64)
-    }
-
     /// Start listening if not yet; the address.
     async fn ensure_listening(&self) -> Result<(SocketAddr, &Auth), DaemonError> {
         let mut slot = self.listening.lock().await;
@@ -194,19 +189,19 @@ fn app(shared: Arc<Shared>) -> Router {
     pages
         .merge(crate::server::router(shared.state.clone()))
         .layer(axum::middleware::from_fn_with_state(
-            shared.metrics.clone(),
-            observe_ui,
+            (shared.metrics.clone(), "ui"),
+            observe,
         ))
         .layer(axum::middleware::from_fn_with_state(shared, guard))
 }
 
-/// API latency of the dashboard listener (the socket's is observed in lib.rs).
-async fn observe_ui(State(m): State<Arc<Metrics>>, req: Request, next: Next) -> Response {
-    observe(&m, "ui", req, next).await
-}
-
-/// Count one request and its latency under its route template.
-pub async fn observe(m: &Metrics, listener: &'static str, req: Request, next: Next) -> Response {
+/// Count one request and its latency under its route template, for the listener named in
+/// the state (`socket`, `ui`).
+pub async fn observe(
+    State((m, listener)): State<(Arc<Metrics>, &'static str)>,
+    req: Request,
+    next: Next,
+) -> Response {
     let started = Instant::now();
     let method = req.method().clone();
     let route = req
@@ -394,7 +389,7 @@ async fn metrics(State(ui): State<Arc<Shared>>) -> ApiResult {
         audit_checkpoints: audit.map_or(0, |a| a.checkpoints()),
         bus: st.runs.bus().stats(),
         open_streams: st.open_streams.load(std::sync::atomic::Ordering::Relaxed) as u64,
-        ui_sessions: Ui::sessions(&ui),
+        ui_sessions: ui.auth.get().map_or(0, |a| a.sessions() as u64),
     };
     let mut resp = Response::new(Body::from(ui.metrics.render(&snap)));
     resp.headers_mut().insert(
