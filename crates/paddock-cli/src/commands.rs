@@ -745,35 +745,31 @@ pub fn router_port(user: &paddock_config::Config) -> Result<u16> {
 
 /// The dashboard's port: `PADDOCK_UI_PORT` (0 takes a free port: tests), else `ui.port`.
 pub fn ui_port(user: &paddock_config::Config) -> Result<u16> {
-    if let Some(raw) = std::env::var_os("PADDOCK_UI_PORT") {
-        let raw = raw.to_string_lossy();
-        return raw.trim().parse::<u16>().map_err(|_| {
-            anyhow!(crate::ui::Usage(Hinted::new(
-                format!("invalid PADDOCK_UI_PORT `{raw}`: expected a port from 0 to 65535"),
-                "e.g. PADDOCK_UI_PORT=7780, or unset it to use `ui.port` of ~/.config/paddock/config.yaml",
-            )))
-        });
-    }
-    Ok(user.ui.port.unwrap_or(paddock_daemon::DEFAULT_UI_PORT))
+    Ok(port_env("PADDOCK_UI_PORT", 0, "7780", "ui.port")?
+        .or(user.ui.port)
+        .unwrap_or(paddock_daemon::DEFAULT_UI_PORT))
 }
 
 /// `PADDOCK_ROUTER_PORT`, if set. A bad value is an error (never another port: URLs must not
 /// move); `router.port` of the user config was checked when the config loaded.
 pub fn router_port_env() -> Result<Option<u16>> {
-    if let Some(raw) = std::env::var_os("PADDOCK_ROUTER_PORT") {
-        let raw = raw.to_string_lossy();
-        let port = raw
-            .trim()
-            .parse::<u16>()
-            .ok()
-            .filter(|p| *p != 0)
-            .ok_or_else(|| {
-                anyhow!(crate::ui::Usage(Hinted::new(
-                    format!("invalid PADDOCK_ROUTER_PORT `{raw}`: expected a port from 1 to 65535"),
-                    "e.g. PADDOCK_ROUTER_PORT=8080, or unset it to use `router.port` of ~/.config/paddock/config.yaml",
-                )))
-            })?;
-        return Ok(Some(port));
-    }
-    Ok(None)
+    port_env("PADDOCK_ROUTER_PORT", 1, "8080", "router.port")
+}
+
+/// A port from environment variable `var`, if set: from `min` to 65535, else an error that
+/// names the config key it stands for.
+fn port_env(var: &str, min: u16, example: &str, key: &str) -> Result<Option<u16>> {
+    let Some(raw) = std::env::var_os(var) else {
+        return Ok(None);
+    };
+    let raw = raw.to_string_lossy();
+    let port = raw.trim().parse::<u16>().ok().filter(|p| *p >= min);
+    port.map(Some).ok_or_else(|| {
+        anyhow!(crate::ui::Usage(Hinted::new(
+            format!("invalid {var} `{raw}`: expected a port from {min} to 65535"),
+            format!(
+                "e.g. {var}={example}, or unset it to use `{key}` of ~/.config/paddock/config.yaml"
+            ),
+        )))
+    })
 }
