@@ -57,6 +57,8 @@ pub enum Authn {
 }
 
 pub struct Auth {
+    /// The listener's port.
+    port: u16,
     token: String,
     cookie_name: String,
     codes: Mutex<Vec<(String, Instant)>>,
@@ -67,11 +69,16 @@ impl Auth {
     /// The token is read from (or made in) `token_file`, mode 0600.
     pub fn open(token_file: &Path, port: u16) -> Result<Auth, DaemonError> {
         Ok(Auth {
+            port,
             token: load_or_make_token(token_file)?,
             cookie_name: format!("paddock_session_{port}"),
             codes: Mutex::new(Vec::new()),
             sessions: Mutex::new(HashMap::new()),
         })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
     }
 
     pub fn token(&self) -> &str {

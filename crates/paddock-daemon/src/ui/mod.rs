@@ -59,10 +59,9 @@ struct Shared {
     metrics: Arc<Metrics>,
     /// Configured port; 0 takes a free one (tests).
     port: u16,
-    /// Made when the listener starts (the cookie's name has the bound port in it).
+    /// Made when the listener starts, for the port it bound (in the cookie's name).
     auth: std::sync::OnceLock<Auth>,
     token_file: std::path::PathBuf,
-    bound: std::sync::OnceLock<u16>,
 }
 
 struct Listening {
@@ -81,7 +80,6 @@ impl Ui {
                 port,
                 auth: std::sync::OnceLock::new(),
                 token_file,
-                bound: std::sync::OnceLock::new(),
             }),
             listening: tokio::sync::Mutex::new(None),
         })
@@ -107,7 +105,6 @@ impl Ui {
             .map_err(|e| DaemonError::io("bind", std::path::Path::new("127.0.0.1"), e))?;
         let auth = Auth::open(&self.shared.token_file, addr.port())?;
         let _ = self.shared.auth.set(auth);
-        let _ = self.shared.bound.set(addr.port());
         let (stop, mut stopped) = watch::channel(false);
         let app = app(self.shared.clone()).into_make_service_with_connect_info::<Peer>();
         let owner = Peer {
@@ -222,7 +219,7 @@ pub async fn observe(
 /// Host, then who, then (for a session) same-origin and CSRF; and the security headers
 /// on every answer.
 async fn guard(State(ui): State<Arc<Shared>>, mut req: Request, next: Next) -> Response {
-    let port = ui.bound.get().copied().unwrap_or(ui.port);
+    let port = ui.auth.get().map_or(ui.port, Auth::port);
     let mut resp = match check(&ui, port, &req) {
         Ok(authn) => {
             req.extensions_mut().insert(authn);
