@@ -394,6 +394,13 @@ pub struct RunArgs {
     #[arg(long, value_name = "IMAGE")]
     pub image: Option<String>,
 
+    /// Add a dependency, as `dependencies:` spells it (repeatable): a tool built into the
+    /// run's image (`node`, `apt:jq`, …), or `docker:host`: the host's Docker engine behind
+    /// paddock's policy proxy (DOCKER_HOST points at it; the run sees only the containers it
+    /// made, which get no network and go with the run).
+    #[arg(long = "dep", value_name = "DEP")]
+    pub deps: Vec<String>,
+
     /// With -d: print the run as JSON.
     #[arg(long)]
     pub json: bool,

@@ -129,7 +129,11 @@ async fn ensure(
 /// built by the run's start (its steps are the run's init steps); no engine at all is the
 /// daemon's error to give, with its hint.
 pub async fn gvisor_notice(req: &CreateRun, quiet: bool) {
-    let on_image = req.image.is_some() || !req.dependencies.is_empty();
+    let on_image = req.image.is_some()
+        || req
+            .dependencies
+            .iter()
+            .any(|d| !paddock_config::is_service(d));
     if req.runtime.is_some() || !on_image || quiet {
         return;
     }

@@ -153,6 +153,27 @@ pub fn build_request(args: &RunArgs) -> Result<CreateRun> {
         Some(i) => Some(paddock_config::parse_image(i).map_err(|e| value_error("--image", i, e))?),
         None => cfg.image.clone(),
     };
+    let mut dependencies: Vec<String> = cfg
+        .dependencies
+        .iter()
+        .map(paddock_config::Dependency::label)
+        .chain(cfg.services.iter().map(|s| s.label().to_string()))
+        .collect();
+    for d in &args.deps {
+        let label = if paddock_config::is_service(d) {
+            paddock_config::parse_service(d)
+                .map_err(|e| value_error("--dep", d, e))?
+                .label()
+                .to_string()
+        } else {
+            paddock_config::parse_dependency(d)
+                .map_err(|e| value_error("--dep", d, e))?
+                .label()
+        };
+        if !dependencies.contains(&label) {
+            dependencies.push(label);
+        }
+    }
     let worktree = match &args.worktree {
         Some(branch) => {
             paddock_daemon::check_branch_name(branch)
@@ -179,11 +200,7 @@ pub fn build_request(args: &RunArgs) -> Result<CreateRun> {
         limits,
         runtime,
         image,
-        dependencies: cfg
-            .dependencies
-            .iter()
-            .map(paddock_config::Dependency::label)
-            .collect(),
+        dependencies,
         tty,
         stdin: args.interactive,
         tty_size: if tty { terminal_size() } else { None },

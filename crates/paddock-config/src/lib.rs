@@ -84,6 +84,7 @@
 //! runtime: native                # native (default) | docker | gvisor
 //! image: debian:bookworm         # container runtimes: the image to run on (default: paddock's base)
 //! dependencies: [node, "apt:jq", "pip:requests==2.32.3", "npm:typescript@5"]  # built into an image
+//!                                # (and `docker:host`: the host engine behind a policy proxy)
 //! network:
 //!   policy: strict               # permissive (default) | strict
 //!   rules:
@@ -129,9 +130,10 @@ pub use model::{
 };
 pub use values::{
     CATALOG_NAMES, Dependency, HostPattern, HttpMethod, MANAGED_HEADERS, MountSpec, PortMapping,
-    ValueError, check_header_value, format_duration, parse_autorun_pattern, parse_cpus,
-    parse_dependency, parse_duration, parse_header_name, parse_host_pattern, parse_image,
-    parse_memory, parse_mount_spec, parse_port_mapping, validate_dns_label, validate_grant_name,
+    Service, ValueError, check_header_value, format_duration, is_service, parse_autorun_pattern,
+    parse_cpus, parse_dependency, parse_duration, parse_header_name, parse_host_pattern,
+    parse_image, parse_memory, parse_mount_spec, parse_port_mapping, parse_service,
+    validate_dns_label, validate_grant_name,
 };
 
 use error::Pos;
@@ -487,6 +489,11 @@ fn merge(layers: Vec<Layer>) -> Result<Config, ConfigError> {
         for d in l.dependencies {
             if !c.dependencies.contains(&d) {
                 c.dependencies.push(d);
+            }
+        }
+        for s in l.services {
+            if !c.services.contains(&s) {
+                c.services.push(s);
             }
         }
         if let Some(p) = l.policy {

@@ -35,6 +35,10 @@ pub struct Config {
     /// `dependencies:`, user config's first, each once: built into an image on top of
     /// `image` (or paddock's base) for the container runtimes.
     pub dependencies: Vec<crate::values::Dependency>,
+    /// The services among `dependencies:` (`docker:host`), each once: not built into an
+    /// image, so they do not make a run an image run.
+    #[serde(default)]
+    pub services: Vec<crate::values::Service>,
     /// Egress policy.
     pub network: NetworkConfig,
     /// Credential grants by name, user config's first, without duplicates.

@@ -345,6 +345,7 @@ pub(crate) struct Layer {
     pub runtime: Option<RuntimeKind>,
     pub image: Option<String>,
     pub dependencies: Vec<values::Dependency>,
+    pub services: Vec<values::Service>,
     pub policy: Option<NetworkPolicy>,
     pub rules: Vec<Rule>,
     pub passthrough: Vec<HostPattern>,
@@ -567,6 +568,13 @@ impl RawConfig {
             l.image = Some(cx.check("image", i, |s: &String| values::parse_image(s))?);
         }
         for d in self.dependencies.into_iter().flatten() {
+            if values::is_service(&d.value) {
+                let s = cx.check("dependencies", &d, |s: &String| values::parse_service(s))?;
+                if !l.services.contains(&s) {
+                    l.services.push(s);
+                }
+                continue;
+            }
             let d = cx.check("dependencies", &d, |s: &String| values::parse_dependency(s))?;
             if !l.dependencies.contains(&d) {
                 l.dependencies.push(d);

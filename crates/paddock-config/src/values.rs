@@ -979,6 +979,56 @@ impl TryFrom<String> for Dependency {
     }
 }
 
+/// A `dependencies:` entry that is a service paddock gives the run rather than a tool built
+/// into its image: `docker:host` (the host's engine behind paddock's policy proxy).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum Service {
+    DockerHost,
+}
+
+impl Service {
+    /// How it reads in config and messages.
+    pub fn label(self) -> &'static str {
+        match self {
+            Service::DockerHost => "docker:host",
+        }
+    }
+}
+
+impl From<Service> for String {
+    fn from(s: Service) -> String {
+        s.label().to_string()
+    }
+}
+
+impl TryFrom<String> for Service {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        parse_service(&s).map_err(|e| e.message().to_string())
+    }
+}
+
+/// Whether a `dependencies:` entry names a service (`docker:…`) rather than a tool.
+pub fn is_service(s: &str) -> bool {
+    s.trim().starts_with("docker:")
+}
+
+/// Parse a service entry of `dependencies:` (see [`is_service`]).
+pub fn parse_service(s: &str) -> Result<Service, ValueError> {
+    match s.trim() {
+        "docker:host" => Ok(Service::DockerHost),
+        "docker:dind" => Err(ValueError::new(
+            "`docker:dind` (a private engine per run) is not available yet",
+        )
+        .with_hint("use `docker:host`: the host's engine behind paddock's policy proxy")),
+        other => Err(
+            ValueError::new(format!("{} is not a docker service", show(other)))
+                .with_hint("write `docker:host`"),
+        ),
+    }
+}
+
 /// A `review.autorun` pattern: a relative path (a name, `dir/file`, or `dir/`), without
 /// `.`/`..` components or wildcards.
 pub fn parse_autorun_pattern(s: &str) -> Result<String, ValueError> {

@@ -54,6 +54,7 @@ mounts:
 workspace: {mode: bind}
 limits: {memory: 1.5G, pids: 512, cpus: 2}
 runtime: gvisor
+dependencies: [node, "docker:host", "apt:jq", docker:host]
 network:
   policy: strict
   rules:
@@ -422,6 +423,9 @@ fn did_you_mean() {
 #[test]
 fn invalid_values_snapshot() {
     let cases = [
+        // dependencies: services
+        "dependencies: [\"docker:dind\"]\n",
+        "dependencies: [node, \"docker:hots\"]\n",
         // name
         "name: My_Agent\n",
         "name: -agent\n",

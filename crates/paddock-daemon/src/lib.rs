@@ -19,6 +19,7 @@
 mod agentstate;
 mod audit;
 mod bus;
+mod dockerhost;
 mod egress;
 mod error;
 mod exec;

@@ -61,6 +61,8 @@ pub struct RunManager {
     run_dirs: Arc<crate::rundirs::RunDirs>,
     /// Git worktree runs (`paddock run --wt`; see `crate::worktree`).
     worktrees: Arc<crate::worktree::Worktrees>,
+    /// `docker:host` sockets (see `crate::dockerhost`).
+    docker_host: crate::dockerhost::DockerHost,
 }
 
 impl RunManager {
@@ -81,6 +83,7 @@ impl RunManager {
         Arc::new(RunManager {
             run_dirs,
             worktrees: crate::worktree::Worktrees::new(&home, bus.clone()),
+            docker_host: crate::dockerhost::DockerHost::new(bus.clone(), home.root()),
             home,
             store,
             bus,
@@ -192,7 +195,8 @@ impl RunManager {
     /// (which a later `--wt` on the branch resumes).
     pub async fn create(&self, mut req: CreateRun, caller: Caller) -> Result<Run, DaemonError> {
         let mut checked = self.check_request(&req)?;
-        checked.runtime = Some(self.choose_runtime(checked.runtime, &req).await?);
+        let on_image = req.image.is_some() || !checked.dependencies.is_empty();
+        checked.runtime = Some(self.choose_runtime(checked.runtime, on_image).await?);
         if let Some(routing) = self.routing() {
             routing.check_create(&req.ports, &checked.network).await?;
         }
@@ -234,7 +238,16 @@ impl RunManager {
             std::mem::take(&mut net.login_files),
             caller,
         )?;
-        let spec = self.sandbox_spec(SpecParts {
+        let docker_host = checked
+            .services
+            .contains(&paddock_config::Service::DockerHost);
+        if docker_host {
+            let bind_mode = req.workspace_mode == WorkspaceMode::Bind || worktree.is_some();
+            self.open_docker_host(&id, &workspace, bind_mode, &checked.network)?;
+            let (_, env) = self.docker_host.sandbox_parts(&id);
+            net.env.extend(env);
+        }
+        let mut spec = self.sandbox_spec(SpecParts {
             req,
             id: &id,
             name: &name,
@@ -249,7 +262,16 @@ impl RunManager {
             runtime: checked.runtime.unwrap_or(RuntimeKind::Native),
             dependencies: checked.dependencies,
         });
-        let handle = self.create_sandbox(&spec, &id, &run_dir).await?;
+        if docker_host {
+            spec.mounts.push(self.docker_host.sandbox_parts(&id).0);
+        }
+        let handle = match self.create_sandbox(&spec, &id, &run_dir).await {
+            Ok(h) => h,
+            Err(e) => {
+                let _ = self.docker_host.remove_run(&id).await;
+                return Err(e);
+            }
+        };
         let record = RunRecord {
             run: new_run(req, &spec, spec.runtime.as_str().into(), worktree.as_ref()),
             created_ms: now_ms(),
@@ -277,7 +299,7 @@ impl RunManager {
     async fn choose_runtime(
         &self,
         asked: Option<RuntimeKind>,
-        req: &CreateRun,
+        on_image: bool,
     ) -> Result<RuntimeKind, DaemonError> {
         let unsupported = |e: paddock_sandbox::SandboxError| DaemonError::Unsupported {
             message: e.to_string(),
@@ -289,21 +311,19 @@ impl RunManager {
                 self.runtime.probe(k).await.map_err(unsupported)?;
                 k
             }
-            None if req.image.is_some() || !req.dependencies.is_empty() => {
-                match self.runtime.probe(RuntimeKind::Gvisor).await {
-                    Ok(_) => RuntimeKind::Gvisor,
-                    Err(e) => {
-                        tracing::warn!(
-                            "image runs default to gvisor, which is not available ({e}); using docker"
-                        );
-                        self.runtime
-                            .probe(RuntimeKind::Docker)
-                            .await
-                            .map_err(unsupported)?;
-                        RuntimeKind::Docker
-                    }
+            None if on_image => match self.runtime.probe(RuntimeKind::Gvisor).await {
+                Ok(_) => RuntimeKind::Gvisor,
+                Err(e) => {
+                    tracing::warn!(
+                        "image runs default to gvisor, which is not available ({e}); using docker"
+                    );
+                    self.runtime
+                        .probe(RuntimeKind::Docker)
+                        .await
+                        .map_err(unsupported)?;
+                    RuntimeKind::Docker
                 }
-            }
+            },
             None => RuntimeKind::Native,
         };
         Ok(kind)
@@ -354,9 +374,27 @@ impl RunManager {
                 ));
             }
         }
-        let dependencies = req
+        let (service_names, dependency_names): (Vec<&String>, Vec<&String>) = req
             .dependencies
             .iter()
+            .partition(|d| paddock_config::is_service(d));
+        let services = service_names
+            .into_iter()
+            .map(|d| {
+                paddock_config::parse_service(d).map_err(|e| {
+                    DaemonError::bad_request(
+                        format!(
+                            "invalid dependency `{}`: {}",
+                            d.escape_default(),
+                            e.message()
+                        ),
+                        e.hint().unwrap_or("write `docker:host`").to_string(),
+                    )
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let dependencies = dependency_names
+            .into_iter()
             .map(|d| {
                 paddock_config::parse_dependency(d).map_err(|e| {
                     DaemonError::bad_request(
@@ -398,6 +436,7 @@ impl RunManager {
             mount_sources,
             network,
             dependencies,
+            services,
         })
     }
 
@@ -457,6 +496,22 @@ impl RunManager {
             };
         }
         Ok(n)
+    }
+
+    /// Serve a run's docker:host socket, checked against its workspace and egress policy.
+    fn open_docker_host(
+        &self,
+        id: &str,
+        workspace: &Path,
+        bind_mode: bool,
+        network: &paddock_config::NetworkConfig,
+    ) -> Result<(), DaemonError> {
+        let root = std::fs::canonicalize(workspace).unwrap_or_else(|_| workspace.to_path_buf());
+        self.docker_host.open(crate::dockerhost::RunScope {
+            run_id: id.to_string(),
+            workspace: crate::dockerhost::policy::WorkspaceScope { root, bind_mode },
+            policy: paddock_egress::Policy::new(network, &[]),
+        })
     }
 
     /// The agent's state directories and its login's credential file in them; without an
@@ -878,6 +933,7 @@ impl RunManager {
 
     fn record_exit(&self, id: &str, exit: Result<ExitInfo, paddock_sandbox::SandboxError>) {
         self.egress.stop(id);
+        self.docker_host.close(id);
         if let Ok(Some(rec)) = self.store.get(id)
             && let Some(wt) = &rec.worktree
         {
@@ -1064,6 +1120,10 @@ impl RunManager {
         if let Ok(handle) = self.handle_of(&rec) {
             self.runtime.destroy(&handle).await?;
         }
+        let n = self.docker_host.remove_run(id).await?;
+        if n > 0 {
+            tracing::debug!(run = id, removed = n, "docker:host objects removed");
+        }
         // The run's directory holds its audit log: close it (final checkpoint) and record
         // the removal with that checkpoint in the daemon log before anything is deleted.
         let mut removed = serde_json::json!({ "name": run.name });
@@ -1125,6 +1185,26 @@ impl RunManager {
 
     /// After a daemon restart: find every live sandbox again, and record the ones that
     /// ended while no daemon watched.
+    /// After a daemon restart: serve a live docker:host run's socket again.
+    fn reopen_docker_host(&self, rec: &RunRecord) -> Result<(), DaemonError> {
+        if !self.docker_host.used_by(&rec.run.id) {
+            return Ok(());
+        }
+        let network = match self.store.net_plan(&rec.run.id)? {
+            Some(json) => {
+                serde_json::from_str::<crate::egress::NetPlan>(&json)
+                    .map_err(|e| DaemonError::Network {
+                        message: format!("the run's network plan is unreadable: {e}"),
+                        hint: "remove the run and start a new one".into(),
+                    })?
+                    .network
+            }
+            None => Default::default(),
+        };
+        let bind_mode = rec.run.workspace_mode == WorkspaceMode::Bind || rec.worktree.is_some();
+        self.open_docker_host(&rec.run.id, &rec.run.workspace, bind_mode, &network)
+    }
+
     pub async fn adopt_all(self: &Arc<Self>) -> Result<(), DaemonError> {
         for rec in self.store.list()? {
             let id = rec.run.id.clone();
@@ -1183,6 +1263,9 @@ impl RunManager {
                     }) {
                         // Without its listeners the run has no network at all (fails closed).
                         tracing::error!(run = %id, error = %e, "could not restore the run's network");
+                    }
+                    if let Err(e) = self.reopen_docker_host(&rec) {
+                        tracing::error!(run = %id, error = %e, "could not re-open the run's docker:host socket");
                     }
                     self.watch(id, handle);
                 }
@@ -1349,6 +1432,8 @@ struct CheckedRequest {
     mount_sources: Vec<PathBuf>,
     network: paddock_config::NetworkConfig,
     dependencies: Vec<paddock_config::Dependency>,
+    /// `docker:host` and the like, from the same list.
+    services: Vec<paddock_config::Service>,
 }
 
 /// The pieces of a run's [`SandboxSpec`], made by the steps before it.

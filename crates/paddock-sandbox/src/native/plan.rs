@@ -21,9 +21,10 @@ const PROTECTED: &[&str] = &[
 ];
 
 /// Directories of `$PADDOCK_HOME` whose subdirectories the daemon itself mounts into
-/// sandboxes: agents' per-workspace state, and git worktrees of worktree runs. Nothing else
-/// of `$PADDOCK_HOME` (its keys, logs, database, other runs) is ever a mount source.
-const SHAREABLE: &[&str] = &["agents", "worktrees"];
+/// sandboxes: agents' per-workspace state, git worktrees of worktree runs, and docker:host
+/// runs' socket directories. Nothing else of `$PADDOCK_HOME` (its keys, logs, database,
+/// other runs) is ever a mount source.
+const SHAREABLE: &[&str] = &["agents", "worktrees", "docker-host"];
 
 /// Where things live inside `run_dir`.
 #[derive(Debug, Clone)]
