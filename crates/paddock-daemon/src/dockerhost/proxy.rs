@@ -375,7 +375,7 @@ async fn plan(
     };
     let (_, bare) = policy::split_version(parts.uri.path());
     match route {
-        Route::Refused(r) => Err(r.into()),
+        Route::Refused(r) => Err(refuse_after_draining(body, r).await),
         Route::Pass => Ok(passthrough(bare, body)),
         Route::Filtered => {
             let mut pairs = policy::query_pairs(raw_query);
@@ -395,7 +395,17 @@ async fn plan(
             let mut v = read_json(body).await?;
             let needs = policy::check_container(&mut v, ctx.run(), &ctx.scope.workspace)?;
             for c in &needs.containers {
-                ctx.own_container(c).await?;
+                // A 404 on create reads to the CLI as a missing image: refuse instead.
+                if ctx.own_container(c).await.is_err() {
+                    return Err(Refusal::new(
+                        "other containers",
+                        format!(
+                            "joining or sharing `{}`, which is not one of this run's containers",
+                            c.escape_default()
+                        ),
+                    )
+                    .into());
+                }
             }
             ctx.own_volumes(&needs.volumes).await?;
             Ok(Outgoing {
@@ -511,9 +521,17 @@ async fn plan(
         }
         Route::Build => {
             let mut pairs = policy::query_pairs(raw_query);
-            let tags = policy::check_build(&mut pairs, ctx.run())?;
+            let tags = match policy::check_build(&mut pairs, ctx.run()) {
+                Ok(t) => t,
+                Err(r) => return Err(refuse_after_draining(body, r).await),
+            };
             for t in &tags {
-                ctx.may_tag(t).await?;
+                if let Err(e) = ctx.may_tag(t).await {
+                    return Err(match e {
+                        Stop::Refused(r) => refuse_after_draining(body, r).await,
+                        other => other,
+                    });
+                }
             }
             Ok(Outgoing {
                 uri: uri(prefix, bare, Some(&pairs), None),
@@ -573,6 +591,24 @@ async fn plan(
             Ok(passthrough(&format!("/volumes/{name}"), body))
         }
     }
+}
+
+/// Read and drop what the client is still sending (a build context, an image tarball)
+/// before refusing, so that it reads the refusal instead of a broken pipe. Bounded in size
+/// and time: a client that keeps sending gets the connection closed.
+async fn refuse_after_draining(mut body: Incoming, r: Refusal) -> Stop {
+    const LIMIT: usize = 256 << 20;
+    let drain = async {
+        let mut seen = 0usize;
+        while let Some(Ok(frame)) = body.frame().await {
+            seen += frame.data_ref().map_or(0, |d| d.len());
+            if seen > LIMIT {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(10), drain).await;
+    Stop::Refused(r)
 }
 
 /// Send one request to the engine on a connection of its own (kept for an upgrade).
