@@ -10,6 +10,7 @@
 #   bench/run.sh runtimes  `run -- true` on native/docker/gvisor vs bwrap, docker run, runsc; image builds
 #   bench/run.sh snapshot  snapshot/rollback of 10,000 changed files vs cp -a / cp -al
 #   bench/run.sh dashboard 50 live runs, 1,000 events/s to two browsers: API p99 vs idle, memory
+#   bench/run.sh dockerhost  docker:host policy proxy vs the engine's socket: per API call, `docker run`
 #   bench/run.sh all       all of the above
 # Builds release binaries first. Sandbox benchmarks need root (or unprivileged userns).
 set -euo pipefail
@@ -43,6 +44,7 @@ run_agents()  { bench/agents.sh "$@"; }
 run_runtimes() { PADDOCK_BIN="$paddock" bench/runtimes.sh "$@"; }
 run_snapshot() { PADDOCK_BIN="$paddock" bench/snapshot.sh "$@"; }
 run_dashboard() { PADDOCK="$paddock" bench/dashboard.sh "$@"; }
+run_dockerhost() { PADDOCK_BIN="$paddock" bench/dockerhost.sh "$@"; }
 
 case "$what" in
   api) run_api "$@" ;;
@@ -55,6 +57,7 @@ case "$what" in
   runtimes) run_runtimes "$@" ;;
   snapshot) run_snapshot "$@" ;;
   dashboard) run_dashboard "$@" ;;
-  all) rc=0; for b in api sandbox audit egress router router_daemon agents runtimes snapshot dashboard; do "run_$b" || rc=1; echo; done; exit $rc ;;
-  *) echo "usage: bench/run.sh [api|sandbox|audit|egress|router|router-daemon|agents|runtimes|snapshot|dashboard|all] [ITERATIONS]" >&2; exit 2 ;;
+  dockerhost) run_dockerhost "$@" ;;
+  all) rc=0; for b in api sandbox audit egress router router_daemon agents runtimes snapshot dashboard dockerhost; do "run_$b" || rc=1; echo; done; exit $rc ;;
+  *) echo "usage: bench/run.sh [api|sandbox|audit|egress|router|router-daemon|agents|runtimes|snapshot|dashboard|dockerhost|all] [ITERATIONS]" >&2; exit 2 ;;
 esac

@@ -140,6 +140,19 @@ pub fn summary(e: &AuditEntry) -> String {
                 a["added"], a["modified"], a["deleted"]
             )
         }
+        "docker.call" => {
+            let mut t = format!(
+                "{} {} → {} {}",
+                s("method"),
+                s("path"),
+                d.get("status").and_then(|v| v.as_u64()).unwrap_or(0),
+                s("decision")
+            );
+            if let Some(r) = d.get("rule").and_then(|v| v.as_str()) {
+                t.push_str(&format!(" (rule: {r})"));
+            }
+            t
+        }
         "run.removed" => {
             let cp = d.get("audit_checkpoint");
             let size = cp.and_then(|c| c.get("tree_size")).and_then(|v| v.as_u64());
