@@ -700,70 +700,64 @@ async fn forward(
 /// Remove everything a run made through its socket: containers (forced, with their
 /// anonymous volumes), then its volumes. Returns how many objects went.
 pub(super) async fn remove_run(engine: &Path, run_id: &str) -> Result<usize, String> {
-    let stop = |s: Stop| match s {
-        Stop::Engine(m) | Stop::NotFound(m) | Stop::BadRequest(m) => m,
-        Stop::Refused(r) => r.text(),
-    };
     let filters = policy::add_label_filter(None, run_id).map_err(|r| r.text())?;
     let q = policy::query_string(&[
         ("all".into(), "1".into()),
         ("filters".into(), filters.clone()),
     ]);
-    let (_, list) = engine_json(engine, Method::GET, &format!("/containers/json?{q}"), None)
+    let containers = engine_json(engine, Method::GET, &format!("/containers/json?{q}"), None)
         .await
-        .map_err(stop)?;
-    let mut n = 0;
-    for c in list.as_array().into_iter().flatten() {
-        let Some(id) = c
-            .get("Id")
-            .and_then(Value::as_str)
-            .filter(|i| plain_name(i))
-        else {
-            continue;
-        };
-        let (status, v) = engine_json(
-            engine,
-            Method::DELETE,
-            &format!("/containers/{id}?force=1&v=1"),
-            None,
-        )
-        .await
-        .map_err(stop)?;
-        if status.is_success() {
-            n += 1;
-        } else if status != StatusCode::NOT_FOUND {
-            return Err(format!("removing container {id}: {v}"));
-        }
-    }
+        .map_err(stop_text)?
+        .1;
+    let mut n = remove_each(engine, containers.as_array(), "Id", |id| {
+        format!("/containers/{id}?force=1&v=1")
+    })
+    .await?;
     let q = policy::query_string(&[("filters".into(), filters)]);
-    let (_, vols) = engine_json(engine, Method::GET, &format!("/volumes?{q}"), None)
+    let volumes = engine_json(engine, Method::GET, &format!("/volumes?{q}"), None)
         .await
-        .map_err(stop)?;
-    for v in vols
-        .get("Volumes")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
-        let Some(name) = v
-            .get("Name")
+        .map_err(stop_text)?
+        .1;
+    n += remove_each(
+        engine,
+        volumes.get("Volumes").and_then(Value::as_array),
+        "Name",
+        |name| format!("/volumes/{name}?force=1"),
+    )
+    .await?;
+    Ok(n)
+}
+
+fn stop_text(s: Stop) -> String {
+    match s {
+        Stop::Engine(m) | Stop::NotFound(m) | Stop::BadRequest(m) => m,
+        Stop::Refused(r) => r.text(),
+    }
+}
+
+/// DELETE each listed object by its `key` (already gone is fine); how many went.
+async fn remove_each(
+    engine: &Path,
+    items: Option<&Vec<Value>>,
+    key: &str,
+    path: impl Fn(&str) -> String,
+) -> Result<usize, String> {
+    let mut n = 0;
+    for item in items.into_iter().flatten() {
+        let Some(name) = item
+            .get(key)
             .and_then(Value::as_str)
             .filter(|i| plain_name(i))
         else {
             continue;
         };
-        let (status, body) = engine_json(
-            engine,
-            Method::DELETE,
-            &format!("/volumes/{name}?force=1"),
-            None,
-        )
-        .await
-        .map_err(stop)?;
+        let (status, body) = engine_json(engine, Method::DELETE, &path(name), None)
+            .await
+            .map_err(stop_text)?;
         if status.is_success() {
             n += 1;
         } else if status != StatusCode::NOT_FOUND {
-            return Err(format!("removing volume {name}: {body}"));
+            return Err(format!("removing {name}: {body}"));
         }
     }
     Ok(n)
