@@ -370,6 +370,7 @@ api -X POST http://d/v1.41/containers/$id/wait; echo
 api -X DELETE http://d/v1.41/containers/$id -o /dev/null -w 'rm=%{{http_code}}\n'
 api -X POST -d '{{"Image":"{img}","HostConfig":{{"Privileged":true}}}}' http://d/v1.41/containers/create -w '\npriv=%{{http_code}}\n'
 api -X POST -d 'not json' http://d/v1.41/containers/create -w '\nbad=%{{http_code}}\n'
+api -X POST -d '{{"Image":"{img}","hostconfig":{{"privileged":true}}}}' http://d/v1.41/containers/create -w '\ncase=%{{http_code}}\n'
 api http://d/v1.41/containers/..%2f..%2finfo -w '\nodd=%{{http_code}}\n'
 "#
     );
@@ -388,5 +389,7 @@ api http://d/v1.41/containers/..%2f..%2finfo -w '\nodd=%{{http_code}}\n'
         "{out}"
     );
     assert!(out.contains("bad=400"), "{out}");
+    // The engine reads field names without regard to case: so does the policy.
+    assert!(out.contains("case=403"), "{out}");
     assert!(out.contains("odd=403"), "{out}");
 }

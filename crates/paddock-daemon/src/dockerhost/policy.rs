@@ -306,6 +306,61 @@ pub struct WorkspaceScope {
     pub bind_mode: bool,
 }
 
+/// The engine (Go's encoding/json) matches field names without regard to case, folding `ſ`
+/// to `s` and the Kelvin sign to `k` as well: a body spelling a field the policy reads in any
+/// other way (`hostconfig`, `Privileged` twice in two spellings) is refused, so that what is
+/// checked is what the engine reads.
+fn exact_keys(obj: &Map<String, Value>, fields: &[&str]) -> Result<(), Refusal> {
+    fn fold(s: &str) -> String {
+        s.chars()
+            .map(|c| match c {
+                '\u{17F}' => 's',
+                '\u{212A}' => 'k',
+                c => c.to_ascii_lowercase(),
+            })
+            .collect()
+    }
+    for k in obj.keys() {
+        let f = fold(k);
+        if let Some(field) = fields.iter().find(|n| **n != k && fold(n) == f) {
+            return Err(Refusal::new(
+                "body",
+                format!(
+                    "the key `{}` (write it `{field}`, as the Docker API spells it)",
+                    k.escape_default()
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+const CONFIG_FIELDS: &[&str] = &["HostConfig", "Labels", "User", "NetworkingConfig"];
+const HOST_FIELDS: &[&str] = &[
+    "Privileged",
+    "CapAdd",
+    "Devices",
+    "DeviceRequests",
+    "DeviceCgroupRules",
+    "SecurityOpt",
+    "MaskedPaths",
+    "ReadonlyPaths",
+    "CgroupParent",
+    "PortBindings",
+    "PublishAllPorts",
+    "NetworkMode",
+    "PidMode",
+    "IpcMode",
+    "UTSMode",
+    "UsernsMode",
+    "CgroupnsMode",
+    "VolumesFrom",
+    "Links",
+    "Binds",
+    "Mounts",
+];
+const MOUNT_FIELDS: &[&str] = &["Type", "Source", "VolumeOptions"];
+
 fn set_label(obj: &mut Map<String, Value>, key: &str, run_id: &str) -> Result<(), Refusal> {
     let labels = obj.entry(key).or_insert_with(|| Value::Object(Map::new()));
     if labels.is_null() {
@@ -378,6 +433,18 @@ pub fn check_container(
             "a container config that is not a JSON object",
         ));
     };
+    exact_keys(cfg, CONFIG_FIELDS)?;
+    if let Some(Value::Object(h)) = cfg.get("HostConfig") {
+        exact_keys(h, HOST_FIELDS)?;
+        if let Some(Value::Array(ms)) = h.get("Mounts") {
+            for m in ms.iter().filter_map(Value::as_object) {
+                exact_keys(m, MOUNT_FIELDS)?;
+                if let Some(Value::Object(o)) = m.get("VolumeOptions") {
+                    exact_keys(o, &["DriverConfig"])?;
+                }
+            }
+        }
+    }
     set_label(cfg, "Labels", run_id)?;
     let user = str_of(cfg, "User").to_string();
     let mut needs = Needs::default();
@@ -593,12 +660,13 @@ pub fn check_bind(src: &Path, ws: &WorkspaceScope) -> Result<PathBuf, Refusal> {
 
 /// Check a `POST /containers/{id}/exec` body.
 pub fn check_exec(body: &Value) -> Result<(), Refusal> {
-    if !body.is_object() {
+    let Some(obj) = body.as_object() else {
         return Err(Refusal::new(
             "body",
             "an exec config that is not a JSON object",
         ));
-    }
+    };
+    exact_keys(obj, &["Privileged"])?;
     if body.get("Privileged").and_then(Value::as_bool) == Some(true) {
         return Err(Refusal::new("privileged", "a privileged exec"));
     }
@@ -613,6 +681,7 @@ pub fn check_volume(body: &mut Value, run_id: &str) -> Result<(), Refusal> {
             "a volume config that is not a JSON object",
         ));
     };
+    exact_keys(v, &["Driver", "DriverOpts", "Labels", "Name"])?;
     if !matches!(str_of(v, "Driver"), "" | "local") {
         return Err(Refusal::new(
             "volume driver",
@@ -952,6 +1021,24 @@ mod tests {
             ),
             (json!({"Labels": {"paddock.run": "other"}}), "labels"),
             (json!({"HostConfig": {"CgroupParent": "/"}}), "cgroup"),
+            (json!({"hostconfig": {"Privileged": true}}), "body"),
+            (json!({"HostConfig": {"privileged": true}}), "body"),
+            (
+                json!({"HostConfig": {"PRIVILEGED": true, "Privileged": false}}),
+                "body",
+            ),
+            (
+                json!({"HostConfig": {"NetworkMode": "none", "networkmode": "host"}}),
+                "body",
+            ),
+            (
+                json!({"HostConfig": {"Mounts": [{"type": "bind", "source": "/"}]}}),
+                "body",
+            ),
+            (
+                json!({"HostConfig": {"Binds": [], "Mount\u{17F}": [{"Type": "bind", "Source": "/"}]}}),
+                "body",
+            ),
         ] {
             assert_eq!(refused_rule(body.clone(), &w), rule, "{body}");
         }
@@ -1028,6 +1115,100 @@ mod tests {
         check_volume(&mut v, "r1").unwrap();
         assert_eq!(v["Labels"][RUN_LABEL], "r1");
         assert!(check_exec(&json!({"Privileged": true})).is_err());
+        assert!(check_exec(&json!({"privileged": true})).is_err());
+        assert_eq!(
+            check_volume(&mut json!({"driveropts": {"o": "bind"}}), "r1")
+                .unwrap_err()
+                .rule,
+            "body"
+        );
         assert!(check_exec(&json!({"Cmd": ["true"]})).is_ok());
+    }
+
+    /// Hostile bodies: random shapes under the keys the checks read never panic, and a
+    /// body that passes always comes out labelled, with no network.
+    #[test]
+    fn random_bodies_never_panic() {
+        use rand::{Rng, SeedableRng};
+        const KEYS: &[&str] = &[
+            "HostConfig",
+            "Labels",
+            "User",
+            "NetworkMode",
+            "Privileged",
+            "CapAdd",
+            "Devices",
+            "SecurityOpt",
+            "MaskedPaths",
+            "Binds",
+            "Mounts",
+            "Type",
+            "Source",
+            "VolumeOptions",
+            "DriverConfig",
+            "PidMode",
+            "IpcMode",
+            "VolumesFrom",
+            "Links",
+            "NetworkingConfig",
+            "PortBindings",
+            "Driver",
+            "DriverOpts",
+            "label",
+            "CgroupParent",
+        ];
+        fn value(r: &mut rand::rngs::StdRng, depth: u32) -> Value {
+            let strs = [
+                "",
+                "host",
+                "none",
+                "container:x",
+                "/etc:/x",
+                "/",
+                "v:/d",
+                "bind",
+                "volume",
+                "root",
+                "paddock.run",
+                "no-new-privileges",
+            ];
+            match r.random_range(0..if depth > 3 { 5 } else { 7 }) {
+                0 => Value::Null,
+                1 => Value::Bool(r.random()),
+                2 => json!(r.random_range(-3i64..3)),
+                3 | 4 => Value::String(strs[r.random_range(0..strs.len())].into()),
+                5 => Value::Array(
+                    (0..r.random_range(0..4))
+                        .map(|_| value(r, depth + 1))
+                        .collect(),
+                ),
+                _ => Value::Object(
+                    (0..r.random_range(0..5))
+                        .map(|_| {
+                            (
+                                KEYS[r.random_range(0..KEYS.len())].to_string(),
+                                value(r, depth + 1),
+                            )
+                        })
+                        .collect(),
+                ),
+            }
+        }
+        let w = ws(Path::new("/nonexistent-workspace"), true);
+        let mut r = rand::rngs::StdRng::seed_from_u64(19);
+        for _ in 0..20_000 {
+            let mut v = value(&mut r, 0);
+            if check_container(&mut v, "r1", &w).is_ok() {
+                assert_eq!(v["Labels"][RUN_LABEL], "r1", "{v}");
+                assert_eq!(v["HostConfig"]["NetworkMode"], "none", "{v}");
+                assert_ne!(v["HostConfig"]["Privileged"], json!(true), "{v}");
+            }
+            let mut v2 = value(&mut r, 0);
+            let _ = check_volume(&mut v2, "r1");
+            let _ = check_exec(&v2);
+            let _ = add_label_filter(Some(&value(&mut r, 0).to_string()), "r1");
+            let mut q = vec![("labels".to_string(), value(&mut r, 0).to_string())];
+            let _ = check_build(&mut q, "r1");
+        }
     }
 }
