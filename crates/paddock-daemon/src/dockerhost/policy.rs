@@ -434,6 +434,9 @@ pub fn check_container(
         ));
     };
     exact_keys(cfg, CONFIG_FIELDS)?;
+    if let Some(Value::Object(nc)) = cfg.get("NetworkingConfig") {
+        exact_keys(nc, &["EndpointsConfig"])?;
+    }
     if let Some(Value::Object(h)) = cfg.get("HostConfig") {
         exact_keys(h, HOST_FIELDS)?;
         if let Some(Value::Array(ms)) = h.get("Mounts") {
@@ -1022,6 +1025,10 @@ mod tests {
             (json!({"Labels": {"paddock.run": "other"}}), "labels"),
             (json!({"HostConfig": {"CgroupParent": "/"}}), "cgroup"),
             (json!({"hostconfig": {"Privileged": true}}), "body"),
+            (
+                json!({"NetworkingConfig": {"endpointsconfig": {"bridge": {}}}}),
+                "body",
+            ),
             (json!({"HostConfig": {"privileged": true}}), "body"),
             (
                 json!({"HostConfig": {"PRIVILEGED": true, "Privileged": false}}),
