@@ -160,16 +160,9 @@ pub fn build_request(args: &RunArgs) -> Result<CreateRun> {
         .chain(cfg.services.iter().map(|s| s.label().to_string()))
         .collect();
     for d in &args.deps {
-        let label = if paddock_config::is_service(d) {
-            paddock_config::parse_service(d)
-                .map_err(|e| value_error("--dep", d, e))?
-                .label()
-                .to_string()
-        } else {
-            paddock_config::parse_dependency(d)
-                .map_err(|e| value_error("--dep", d, e))?
-                .label()
-        };
+        let label = paddock_config::parse_dependency_entry(d)
+            .map_err(|e| value_error("--dep", d, e))?
+            .label();
         if !dependencies.contains(&label) {
             dependencies.push(label);
         }

@@ -129,11 +129,11 @@ pub use model::{
     WorkspaceConfig, WorkspaceMode,
 };
 pub use values::{
-    CATALOG_NAMES, Dependency, HostPattern, HttpMethod, MANAGED_HEADERS, MountSpec, PortMapping,
-    Service, ValueError, check_header_value, format_duration, is_service, parse_autorun_pattern,
-    parse_cpus, parse_dependency, parse_duration, parse_header_name, parse_host_pattern,
-    parse_image, parse_memory, parse_mount_spec, parse_port_mapping, parse_service,
-    validate_dns_label, validate_grant_name,
+    CATALOG_NAMES, Dependency, DependencyEntry, HostPattern, HttpMethod, MANAGED_HEADERS,
+    MountSpec, PortMapping, Service, ValueError, check_header_value, format_duration, is_service,
+    parse_autorun_pattern, parse_cpus, parse_dependency, parse_dependency_entry, parse_duration,
+    parse_header_name, parse_host_pattern, parse_image, parse_memory, parse_mount_spec,
+    parse_port_mapping, parse_service, validate_dns_label, validate_grant_name,
 };
 
 use error::Pos;

@@ -568,16 +568,16 @@ impl RawConfig {
             l.image = Some(cx.check("image", i, |s: &String| values::parse_image(s))?);
         }
         for d in self.dependencies.into_iter().flatten() {
-            if values::is_service(&d.value) {
-                let s = cx.check("dependencies", &d, |s: &String| values::parse_service(s))?;
-                if !l.services.contains(&s) {
-                    l.services.push(s);
+            match cx.check("dependencies", &d, |s: &String| {
+                values::parse_dependency_entry(s)
+            })? {
+                values::DependencyEntry::Service(s) if !l.services.contains(&s) => {
+                    l.services.push(s)
                 }
-                continue;
-            }
-            let d = cx.check("dependencies", &d, |s: &String| values::parse_dependency(s))?;
-            if !l.dependencies.contains(&d) {
-                l.dependencies.push(d);
+                values::DependencyEntry::Tool(d) if !l.dependencies.contains(&d) => {
+                    l.dependencies.push(d)
+                }
+                _ => {}
             }
         }
 

@@ -1029,6 +1029,33 @@ pub fn parse_service(s: &str) -> Result<Service, ValueError> {
     }
 }
 
+/// One `dependencies:` entry: a tool built into the run's image, or a service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DependencyEntry {
+    Tool(Dependency),
+    Service(Service),
+}
+
+impl DependencyEntry {
+    /// How it reads in config and messages.
+    pub fn label(&self) -> String {
+        match self {
+            DependencyEntry::Tool(d) => d.label(),
+            DependencyEntry::Service(s) => s.label().to_string(),
+        }
+    }
+}
+
+/// Parse one `dependencies:` entry, whichever kind it is ([`parse_service`] for `docker:…`,
+/// else [`parse_dependency`]).
+pub fn parse_dependency_entry(s: &str) -> Result<DependencyEntry, ValueError> {
+    if is_service(s) {
+        parse_service(s).map(DependencyEntry::Service)
+    } else {
+        parse_dependency(s).map(DependencyEntry::Tool)
+    }
+}
+
 /// A `review.autorun` pattern: a relative path (a name, `dir/file`, or `dir/`), without
 /// `.`/`..` components or wildcards.
 pub fn parse_autorun_pattern(s: &str) -> Result<String, ValueError> {

@@ -53,6 +53,16 @@ pub struct NetPlan {
     pub logins: Vec<LoginPlan>,
 }
 
+impl NetPlan {
+    /// A plan as state.db's `net_plan` holds it.
+    pub fn parse(json: &str) -> Result<NetPlan, DaemonError> {
+        serde_json::from_str(json).map_err(|e| DaemonError::Network {
+            message: format!("the run's network plan (in state.db) is unreadable: {e}"),
+            hint: "remove the run and start a new one".into(),
+        })
+    }
+}
+
 /// One login grant's placeholders beyond its access token.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LoginPlan {
@@ -206,9 +216,7 @@ impl Egress {
             hint: "remove the run and start a new one".into(),
         };
         let plan: NetPlan = match plan {
-            Some(json) => {
-                serde_json::from_str(json).map_err(|e| unreadable("in state.db".into(), e))?
-            }
+            Some(json) => NetPlan::parse(json)?,
             None => {
                 let path = legacy_plan_path(run_dir);
                 match std::fs::read(&path) {

@@ -241,12 +241,16 @@ impl RunManager {
         let docker_host = checked
             .services
             .contains(&paddock_config::Service::DockerHost);
-        if docker_host {
-            let bind_mode = req.workspace_mode == WorkspaceMode::Bind || worktree.is_some();
-            self.open_docker_host(&id, &workspace, bind_mode, &checked.network)?;
-            let (_, env) = self.docker_host.sandbox_parts(&id);
+        // (A worktree run's workspace mode is bind: see `prepare_worktree`.)
+        let docker_host_mount = if docker_host {
+            let bind_mode = req.workspace_mode == WorkspaceMode::Bind;
+            let (mount, env) =
+                self.open_docker_host(&id, &workspace, bind_mode, &checked.network)?;
             net.env.extend(env);
-        }
+            Some(mount)
+        } else {
+            None
+        };
         let mut spec = self.sandbox_spec(SpecParts {
             req,
             id: &id,
@@ -262,9 +266,7 @@ impl RunManager {
             runtime: checked.runtime.unwrap_or(RuntimeKind::Native),
             dependencies: checked.dependencies,
         });
-        if docker_host {
-            spec.mounts.push(self.docker_host.sandbox_parts(&id).0);
-        }
+        spec.mounts.extend(docker_host_mount);
         let handle = match self.create_sandbox(&spec, &id, &run_dir).await {
             Ok(h) => h,
             Err(e) => {
@@ -374,40 +376,22 @@ impl RunManager {
                 ));
             }
         }
-        let (service_names, dependency_names): (Vec<&String>, Vec<&String>) = req
-            .dependencies
-            .iter()
-            .partition(|d| paddock_config::is_service(d));
-        let services = service_names
-            .into_iter()
-            .map(|d| {
-                paddock_config::parse_service(d).map_err(|e| {
-                    DaemonError::bad_request(
-                        format!(
-                            "invalid dependency `{}`: {}",
-                            d.escape_default(),
-                            e.message()
-                        ),
-                        e.hint().unwrap_or("write `docker:host`").to_string(),
-                    )
-                })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let dependencies = dependency_names
-            .into_iter()
-            .map(|d| {
-                paddock_config::parse_dependency(d).map_err(|e| {
-                    DaemonError::bad_request(
-                        format!(
-                            "invalid dependency `{}`: {}",
-                            d.escape_default(),
-                            e.message()
-                        ),
-                        e.hint().unwrap_or("see `paddock image deps`").to_string(),
-                    )
-                })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        let (mut dependencies, mut services) = (Vec::new(), Vec::new());
+        for d in &req.dependencies {
+            match paddock_config::parse_dependency_entry(d).map_err(|e| {
+                DaemonError::bad_request(
+                    format!(
+                        "invalid dependency `{}`: {}",
+                        d.escape_default(),
+                        e.message()
+                    ),
+                    e.hint().unwrap_or("see `paddock image deps`").to_string(),
+                )
+            })? {
+                paddock_config::DependencyEntry::Tool(t) => dependencies.push(t),
+                paddock_config::DependencyEntry::Service(s) => services.push(s),
+            }
+        }
         let mount_sources = self.resolve_mount_sources(&req.mounts)?;
         let network: paddock_config::NetworkConfig = if req.network.is_null() {
             Default::default()
@@ -498,14 +482,15 @@ impl RunManager {
         Ok(n)
     }
 
-    /// Serve a run's docker:host socket, checked against its workspace and egress policy.
+    /// Serve a run's docker:host socket, checked against its workspace and egress policy;
+    /// what the sandbox needs to reach it.
     fn open_docker_host(
         &self,
         id: &str,
         workspace: &Path,
         bind_mode: bool,
         network: &paddock_config::NetworkConfig,
-    ) -> Result<(), DaemonError> {
+    ) -> Result<crate::dockerhost::SandboxParts, DaemonError> {
         let root = std::fs::canonicalize(workspace).unwrap_or_else(|_| workspace.to_path_buf());
         self.docker_host.open(crate::dockerhost::RunScope {
             run_id: id.to_string(),
@@ -1183,28 +1168,23 @@ impl RunManager {
         self.store.set_applied(id, true)
     }
 
-    /// After a daemon restart: find every live sandbox again, and record the ones that
-    /// ended while no daemon watched.
-    /// After a daemon restart: serve a live docker:host run's socket again.
-    fn reopen_docker_host(&self, rec: &RunRecord) -> Result<(), DaemonError> {
+    /// After a daemon restart: serve a live docker:host run's socket again, checked
+    /// against the network policy of its stored plan.
+    fn reopen_docker_host(&self, rec: &RunRecord, plan: Option<&str>) -> Result<(), DaemonError> {
         if !self.docker_host.used_by(&rec.run.id) {
             return Ok(());
         }
-        let network = match self.store.net_plan(&rec.run.id)? {
-            Some(json) => {
-                serde_json::from_str::<crate::egress::NetPlan>(&json)
-                    .map_err(|e| DaemonError::Network {
-                        message: format!("the run's network plan is unreadable: {e}"),
-                        hint: "remove the run and start a new one".into(),
-                    })?
-                    .network
-            }
+        let network = match plan {
+            Some(json) => crate::egress::NetPlan::parse(json)?.network,
             None => Default::default(),
         };
-        let bind_mode = rec.run.workspace_mode == WorkspaceMode::Bind || rec.worktree.is_some();
+        let bind_mode = rec.run.workspace_mode == WorkspaceMode::Bind;
         self.open_docker_host(&rec.run.id, &rec.run.workspace, bind_mode, &network)
+            .map(drop)
     }
 
+    /// After a daemon restart: find every live sandbox again, and record the ones that
+    /// ended while no daemon watched.
     pub async fn adopt_all(self: &Arc<Self>) -> Result<(), DaemonError> {
         for rec in self.store.list()? {
             let id = rec.run.id.clone();
@@ -1250,7 +1230,9 @@ impl RunManager {
                         .insert(id.clone(), handle.clone());
                     tracing::info!(run = %id, "re-adopted a running sandbox");
                     let run_dir = self.home.run_dir(&id);
-                    if let Err(e) = self.store.net_plan(&id).and_then(|plan| {
+                    // One read of the stored plan serves the listeners and docker:host.
+                    let plan = self.store.net_plan(&id);
+                    if let Err(e) = plan.as_ref().map_err(|e| e.to_string()).and_then(|plan| {
                         blocking(|| {
                             self.egress.start(
                                 self.runtime.as_ref(),
@@ -1260,11 +1242,14 @@ impl RunManager {
                                 &self.bus,
                             )
                         })
+                        .map_err(|e| e.to_string())
                     }) {
                         // Without its listeners the run has no network at all (fails closed).
                         tracing::error!(run = %id, error = %e, "could not restore the run's network");
                     }
-                    if let Err(e) = self.reopen_docker_host(&rec) {
+                    if let Ok(plan) = &plan
+                        && let Err(e) = self.reopen_docker_host(&rec, plan.as_deref())
+                    {
                         tracing::error!(run = %id, error = %e, "could not re-open the run's docker:host socket");
                     }
                     self.watch(id, handle);

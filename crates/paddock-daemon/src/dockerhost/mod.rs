@@ -41,6 +41,10 @@ pub struct RunScope {
     pub policy: paddock_egress::Policy,
 }
 
+/// What a sandbox needs to reach its socket: the mount of the socket's directory, and the
+/// environment (`DOCKER_HOST`, …).
+pub type SandboxParts = (MountSpec, Vec<(String, String)>);
+
 /// The docker:host sockets of live runs.
 pub struct DockerHost {
     bus: EventBus,
@@ -96,8 +100,7 @@ impl DockerHost {
         self.run_dir(run_id).is_dir()
     }
 
-    /// The sandbox's side: the mount of the socket's directory and the environment.
-    pub fn sandbox_parts(&self, run_id: &str) -> (MountSpec, Vec<(String, String)>) {
+    fn sandbox_parts(&self, run_id: &str) -> SandboxParts {
         let mount = MountSpec {
             source: self.run_dir(run_id),
             target: PathBuf::from(SANDBOX_DIR),
@@ -114,8 +117,9 @@ impl DockerHost {
         (mount, env)
     }
 
-    /// Serve a run's socket (made, or made again after a daemon restart).
-    pub fn open(&self, scope: RunScope) -> Result<(), DaemonError> {
+    /// Serve a run's socket (made, or made again after a daemon restart); what the sandbox
+    /// needs to reach it.
+    pub fn open(&self, scope: RunScope) -> Result<SandboxParts, DaemonError> {
         let engine = engine_socket()?;
         let dir = self.run_dir(&scope.run_id);
         std::fs::create_dir_all(&dir).map_err(|e| DaemonError::io("create", &dir, e))?;
@@ -134,6 +138,7 @@ impl DockerHost {
         std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o666))
             .map_err(|e| DaemonError::io("chmod", &sock, e))?;
         let run_id = scope.run_id.clone();
+        let parts = self.sandbox_parts(&run_id);
         let ctx = Arc::new(proxy::Ctx {
             engine,
             scope,
@@ -148,15 +153,11 @@ impl DockerHost {
         {
             old.abort();
         }
-        Ok(())
+        Ok(parts)
     }
 
     /// Stop serving a run's socket (its containers stay until the run is removed).
     pub fn close(&self, run_id: &str) {
-        self.stop_task(run_id);
-    }
-
-    fn stop_task(&self, run_id: &str) {
         if let Some(t) = self
             .live
             .lock()
@@ -170,7 +171,7 @@ impl DockerHost {
     /// Remove what the run made in the engine (with the run): its containers and volumes,
     /// then the socket's directory. A no-op for a run without docker:host.
     pub async fn remove_run(&self, run_id: &str) -> Result<usize, DaemonError> {
-        self.stop_task(run_id);
+        self.close(run_id);
         let dir = self.run_dir(run_id);
         if !dir.is_dir() {
             return Ok(0);

@@ -257,24 +257,7 @@ pub fn add_label_filter(filters: Option<&str>, run_id: &str) -> Result<String, R
             }
         },
     };
-    let mut labels: Vec<Value> = match map.remove("label") {
-        None => Vec::new(),
-        Some(Value::Array(a)) => a,
-        Some(Value::Object(o)) => o
-            .into_iter()
-            .filter(|(_, v)| v.as_bool() == Some(true))
-            .map(|(k, _)| Value::String(k))
-            .collect(),
-        Some(_) => {
-            return Err(Refusal::new(
-                "filters",
-                "a `label` filter that is not a list",
-            ));
-        }
-    };
-    labels.push(Value::String(run_filter(run_id)));
-    map.insert("label".into(), Value::Array(labels));
-    // The engine reads every key as a list of strings; normalise the older form too.
+    // The engine reads every key as a list of strings; the older form is normalised too.
     for v in map.values_mut() {
         if let Value::Object(o) = v {
             let keys: Vec<Value> = o
@@ -285,6 +268,18 @@ pub fn add_label_filter(filters: Option<&str>, run_id: &str) -> Result<String, R
             *v = Value::Array(keys);
         }
     }
+    let mut labels: Vec<Value> = match map.remove("label") {
+        None => Vec::new(),
+        Some(Value::Array(a)) => a,
+        Some(_) => {
+            return Err(Refusal::new(
+                "filters",
+                "a `label` filter that is not a list",
+            ));
+        }
+    };
+    labels.push(Value::String(run_filter(run_id)));
+    map.insert("label".into(), Value::Array(labels));
     Ok(Value::Object(map).to_string())
 }
 
@@ -369,6 +364,11 @@ fn set_label(obj: &mut Map<String, Value>, key: &str, run_id: &str) -> Result<()
     let Value::Object(labels) = labels else {
         return Err(Refusal::new("labels", "labels that are not an object"));
     };
+    claim(labels, run_id)
+}
+
+/// Put the run's label among `labels`, which may not hold any of paddock's own.
+fn claim(labels: &mut Map<String, Value>, run_id: &str) -> Result<(), Refusal> {
     if let Some(k) = labels.keys().find(|k| k.starts_with("paddock.")) {
         return Err(Refusal::new(
             "labels",
@@ -710,6 +710,23 @@ pub fn query_pairs(query: Option<&str>) -> Vec<(String, String)> {
         .collect()
 }
 
+/// The first value of query parameter `key`.
+pub fn param<'a>(pairs: &'a [(String, String)], key: &str) -> Option<&'a str> {
+    pairs
+        .iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
+}
+
+/// The image a `repo` and `tag` pair names (`POST /images/{name}/tag`, `POST /commit`).
+pub fn repo_tag(pairs: &[(String, String)]) -> Option<String> {
+    let repo = param(pairs, "repo").filter(|r| !r.is_empty())?;
+    Some(match param(pairs, "tag").filter(|t| !t.is_empty()) {
+        Some(t) => format!("{repo}:{t}"),
+        None => repo.to_string(),
+    })
+}
+
 /// Query pairs back to a query string.
 pub fn query_string(pairs: &[(String, String)]) -> String {
     form_urlencoded::Serializer::new(String::new())
@@ -767,16 +784,7 @@ pub fn check_build(
             "build labels that are not a JSON object",
         ));
     };
-    if let Some(k) = obj.keys().find(|k| k.starts_with("paddock.")) {
-        return Err(Refusal::new(
-            "labels",
-            format!(
-                "the label `{}` (labels under `paddock.` are paddock's)",
-                k.escape_default()
-            ),
-        ));
-    }
-    obj.insert(RUN_LABEL.into(), Value::String(run_id.into()));
+    claim(obj, run_id)?;
     pairs.retain(|(k, _)| k != "labels" && k != "networkmode");
     pairs.push(("labels".into(), l.to_string()));
     pairs.push(("networkmode".into(), "none".into()));
@@ -824,7 +832,7 @@ pub fn registry_hosts(registry: &str) -> (Vec<String>, u16) {
 
 /// The image a pull (`POST /images/create`) asks for; an import (`fromSrc`) is refused.
 pub fn pull_reference(pairs: &[(String, String)]) -> Result<String, Refusal> {
-    let get = |k: &str| pairs.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+    let get = |k: &str| param(pairs, k);
     if get("fromSrc").is_some() {
         return Err(Refusal::new(
             "image import",

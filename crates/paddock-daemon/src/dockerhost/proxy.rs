@@ -46,6 +46,22 @@ enum Stop {
     Engine(String),
 }
 
+impl Stop {
+    /// The answer to the client: status, the Docker API error message, the rule refused.
+    fn answer(self) -> (StatusCode, String, Option<&'static str>) {
+        match self {
+            Stop::Refused(r) => (StatusCode::FORBIDDEN, r.text(), Some(r.rule)),
+            Stop::NotFound(m) => (StatusCode::NOT_FOUND, m, None),
+            Stop::BadRequest(m) => (StatusCode::BAD_REQUEST, m, None),
+            Stop::Engine(m) => (
+                StatusCode::BAD_GATEWAY,
+                format!("paddock docker:host could not ask the Docker engine: {m}"),
+                None,
+            ),
+        }
+    }
+}
+
 impl From<Refusal> for Stop {
     fn from(r: Refusal) -> Self {
         Stop::Refused(r)
@@ -109,42 +125,30 @@ async fn handle(ctx: &Ctx, mut req: Request<Incoming>) -> Response<Body> {
     let route = policy::classify(method.as_str(), &path);
     let down_upgrade = hyper::upgrade::on(&mut req);
     let (parts, body) = req.into_parts();
-    let planned = plan(ctx, route, &parts, body).await;
-    let (status, response, rule) = match planned {
-        Ok(out) => match forward(&ctx.engine, &parts, out, down_upgrade).await {
-            Ok(r) => (r.status(), r, None),
-            Err(e) => (
-                StatusCode::BAD_GATEWAY,
-                error_response(
+    let mut body = Some(body);
+    let planned = plan(ctx, route, &parts, &mut body).await;
+    // Whatever is refused before its body was read: read it first (bounded), so that the
+    // client gets the answer instead of a broken pipe.
+    if planned.is_err()
+        && let Some(b) = body.take()
+    {
+        drain(b).await;
+    }
+    let forwarded = match planned {
+        Ok(out) => forward(&ctx.engine, &parts, out, down_upgrade)
+            .await
+            .map_err(|e| {
+                (
                     StatusCode::BAD_GATEWAY,
-                    &format!("paddock docker:host could not reach the Docker engine: {e}"),
-                ),
-                None,
-            ),
-        },
-        Err(Stop::Refused(r)) => (
-            StatusCode::FORBIDDEN,
-            error_response(StatusCode::FORBIDDEN, &r.text()),
-            Some(r.rule),
-        ),
-        Err(Stop::NotFound(m)) => (
-            StatusCode::NOT_FOUND,
-            error_response(StatusCode::NOT_FOUND, &m),
-            None,
-        ),
-        Err(Stop::BadRequest(m)) => (
-            StatusCode::BAD_REQUEST,
-            error_response(StatusCode::BAD_REQUEST, &m),
-            None,
-        ),
-        Err(Stop::Engine(m)) => (
-            StatusCode::BAD_GATEWAY,
-            error_response(
-                StatusCode::BAD_GATEWAY,
-                &format!("paddock docker:host could not ask the Docker engine: {m}"),
-            ),
-            None,
-        ),
+                    format!("paddock docker:host could not reach the Docker engine: {e}"),
+                    None,
+                )
+            }),
+        Err(stop) => Err(stop.answer()),
+    };
+    let (status, response, rule) = match forwarded {
+        Ok(r) => (r.status(), r, None),
+        Err((status, message, rule)) => (status, error_response(status, &message), rule),
     };
     let decision = if rule.is_some() { "refused" } else { "allowed" };
     ctx.bus.publish(
@@ -174,7 +178,15 @@ fn uri(prefix: &str, path: &str, pairs: Option<&[(String, String)]>, raw: Option
     }
 }
 
-async fn read_json(body: Incoming) -> Result<Value, Stop> {
+/// The rest of the request body, for forwarding.
+fn take(body: &mut Option<Incoming>) -> Body {
+    body.take().map_or_else(empty, BodyExt::boxed)
+}
+
+async fn read_json(body: &mut Option<Incoming>) -> Result<Value, Stop> {
+    let Some(body) = body.take() else {
+        return Ok(Value::Object(Default::default()));
+    };
     let bytes = Limited::new(body, MAX_JSON_BODY)
         .collect()
         .await
@@ -212,20 +224,26 @@ impl Ctx {
         &self.scope.run_id
     }
 
+    /// Whether an engine object (its inspect answer) carries this run's label.
+    fn ours(&self, inspected: &Value) -> bool {
+        labels_of(inspected) == Some(self.run())
+    }
+
+    /// `GET path` on the engine: its status and answer.
+    async fn inspect(&self, path: &str) -> Result<(StatusCode, Value), Stop> {
+        engine_json(&self.engine, Method::GET, path, None).await
+    }
+
     /// The full id of one of the run's containers; anything else is "no such container".
     async fn own_container(&self, reference: &str) -> Result<(String, Value), Stop> {
         let missing = || Stop::NotFound(format!("No such container: {reference}"));
         if !plain_name(reference) {
             return Err(missing());
         }
-        let (status, v) = engine_json(
-            &self.engine,
-            Method::GET,
-            &format!("/containers/{reference}/json"),
-            None,
-        )
-        .await?;
-        if status != StatusCode::OK || labels_of(&v) != Some(self.run()) {
+        let (status, v) = self
+            .inspect(&format!("/containers/{reference}/json"))
+            .await?;
+        if status != StatusCode::OK || !self.ours(&v) {
             return Err(missing());
         }
         let id = v["Id"].as_str().unwrap_or_default().to_string();
@@ -238,14 +256,10 @@ impl Ctx {
     /// An image the run may overwrite with a tag: absent, or built by the run.
     async fn may_tag(&self, reference: &str) -> Result<(), Stop> {
         policy::check_tag_name(reference)?;
-        let (status, v) = engine_json(
-            &self.engine,
-            Method::GET,
-            &format!("/images/{}/json", image_path(reference)?),
-            None,
-        )
-        .await?;
-        if status == StatusCode::OK && labels_of(&v) != Some(self.run()) {
+        let (status, v) = self
+            .inspect(&format!("/images/{}/json", image_path(reference)?))
+            .await?;
+        if status == StatusCode::OK && !self.ours(&v) {
             return Err(Refusal::new(
                 "image tags",
                 format!(
@@ -291,10 +305,9 @@ impl Ctx {
                 )
                 .into());
             }
-            let (status, v) =
-                engine_json(&self.engine, Method::GET, &format!("/volumes/{name}"), None).await?;
+            let (status, v) = self.inspect(&format!("/volumes/{name}")).await?;
             if status == StatusCode::OK {
-                if labels_of(&v) != Some(self.run()) {
+                if !self.ours(&v) {
                     return Err(Refusal::new(
                         "volumes",
                         format!("the volume `{name}` belongs to something other than this run"),
@@ -365,30 +378,25 @@ async fn plan(
     ctx: &Ctx,
     route: Route,
     parts: &http::request::Parts,
-    body: Incoming,
+    body: &mut Option<Incoming>,
 ) -> Result<Outgoing, Stop> {
-    let (prefix, _) = policy::split_version(parts.uri.path());
+    let (prefix, bare) = policy::split_version(parts.uri.path());
     let raw_query = parts.uri.query();
-    let passthrough = |path: &str, body: Incoming| Outgoing {
+    let passthrough = |path: &str, body: &mut Option<Incoming>| Outgoing {
         uri: uri(prefix, path, None, raw_query),
-        body: body.boxed(),
+        body: take(body),
     };
-    let (_, bare) = policy::split_version(parts.uri.path());
     match route {
-        Route::Refused(r) => Err(refuse_after_draining(body, r).await),
+        Route::Refused(r) => Err(r.into()),
         Route::Pass => Ok(passthrough(bare, body)),
         Route::Filtered => {
             let mut pairs = policy::query_pairs(raw_query);
-            let filters = pairs
-                .iter()
-                .find(|(k, _)| k == "filters")
-                .map(|(_, v)| v.clone());
-            let f = policy::add_label_filter(filters.as_deref(), ctx.run())?;
+            let f = policy::add_label_filter(policy::param(&pairs, "filters"), ctx.run())?;
             pairs.retain(|(k, _)| k != "filters");
             pairs.push(("filters".into(), f));
             Ok(Outgoing {
                 uri: uri(prefix, bare, Some(&pairs), None),
-                body: body.boxed(),
+                body: take(body),
             })
         }
         Route::CreateContainer => {
@@ -457,8 +465,7 @@ async fn plan(
             if !plain_name(&id) {
                 return Err(missing());
             }
-            let (status, v) =
-                engine_json(&ctx.engine, Method::GET, &format!("/exec/{id}/json"), None).await?;
+            let (status, v) = ctx.inspect(&format!("/exec/{id}/json")).await?;
             let container = v.get("ContainerID").and_then(Value::as_str).unwrap_or("");
             if status != StatusCode::OK || ctx.own_container(container).await.is_err() {
                 return Err(missing());
@@ -486,28 +493,19 @@ async fn plan(
         }
         Route::Tag { name } => {
             let pairs = policy::query_pairs(raw_query);
-            let get = |k: &str| pairs.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
-            let repo = get("repo").unwrap_or_default();
-            let target = match get("tag").filter(|t| !t.is_empty()) {
-                Some(t) => format!("{repo}:{t}"),
-                None => repo,
-            };
             image_path(&name)?;
-            ctx.may_tag(&target).await?;
+            ctx.may_tag(&policy::repo_tag(&pairs).unwrap_or_default())
+                .await?;
             Ok(passthrough(bare, body))
         }
         Route::RemoveImage { name } => {
-            let (status, v) = engine_json(
-                &ctx.engine,
-                Method::GET,
-                &format!("/images/{}/json", image_path(&name)?),
-                None,
-            )
-            .await?;
+            let (status, v) = ctx
+                .inspect(&format!("/images/{}/json", image_path(&name)?))
+                .await?;
             if status != StatusCode::OK {
                 return Err(Stop::NotFound(format!("No such image: {name}")));
             }
-            if labels_of(&v) != Some(ctx.run()) {
+            if !ctx.ours(&v) {
                 return Err(Refusal::new(
                     "image removal",
                     format!(
@@ -521,33 +519,19 @@ async fn plan(
         }
         Route::Build => {
             let mut pairs = policy::query_pairs(raw_query);
-            let tags = match policy::check_build(&mut pairs, ctx.run()) {
-                Ok(t) => t,
-                Err(r) => return Err(refuse_after_draining(body, r).await),
-            };
-            for t in &tags {
-                if let Err(e) = ctx.may_tag(t).await {
-                    return Err(match e {
-                        Stop::Refused(r) => refuse_after_draining(body, r).await,
-                        other => other,
-                    });
-                }
+            for t in &policy::check_build(&mut pairs, ctx.run())? {
+                ctx.may_tag(t).await?;
             }
             Ok(Outgoing {
                 uri: uri(prefix, bare, Some(&pairs), None),
-                body: body.boxed(),
+                body: take(body),
             })
         }
         Route::Commit => {
             let mut pairs = policy::query_pairs(raw_query);
-            let get = |k: &str| pairs.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
-            let container = get("container").unwrap_or_default();
-            let (full_id, _) = ctx.own_container(&container).await?;
-            if let Some(repo) = get("repo").filter(|r| !r.is_empty()) {
-                let target = match get("tag").filter(|t| !t.is_empty()) {
-                    Some(t) => format!("{repo}:{t}"),
-                    None => repo,
-                };
+            let container = policy::param(&pairs, "container").unwrap_or_default();
+            let (full_id, _) = ctx.own_container(container).await?;
+            if let Some(target) = policy::repo_tag(&pairs) {
                 ctx.may_tag(&target).await?;
             }
             for (k, v) in pairs.iter_mut() {
@@ -557,7 +541,7 @@ async fn plan(
             }
             Ok(Outgoing {
                 uri: uri(prefix, bare, Some(&pairs), None),
-                body: body.boxed(),
+                body: take(body),
             })
         }
         Route::CreateVolume => {
@@ -583,9 +567,8 @@ async fn plan(
             if !plain_name(&name) {
                 return Err(missing());
             }
-            let (status, v) =
-                engine_json(&ctx.engine, Method::GET, &format!("/volumes/{name}"), None).await?;
-            if status != StatusCode::OK || labels_of(&v) != Some(ctx.run()) {
+            let (status, v) = ctx.inspect(&format!("/volumes/{name}")).await?;
+            if status != StatusCode::OK || !ctx.ours(&v) {
                 return Err(missing());
             }
             Ok(passthrough(&format!("/volumes/{name}"), body))
@@ -593,10 +576,9 @@ async fn plan(
     }
 }
 
-/// Read and drop what the client is still sending (a build context, an image tarball)
-/// before refusing, so that it reads the refusal instead of a broken pipe. Bounded in size
-/// and time: a client that keeps sending gets the connection closed.
-async fn refuse_after_draining(mut body: Incoming, r: Refusal) -> Stop {
+/// Read and drop what the client is still sending (a build context, an image tarball).
+/// Bounded in size and time: a client that keeps sending gets the connection closed.
+async fn drain(mut body: Incoming) {
     const LIMIT: usize = 256 << 20;
     let drain = async {
         let mut seen = 0usize;
@@ -608,7 +590,6 @@ async fn refuse_after_draining(mut body: Incoming, r: Refusal) -> Stop {
         }
     };
     let _ = tokio::time::timeout(std::time::Duration::from_secs(10), drain).await;
-    Stop::Refused(r)
 }
 
 /// Send one request to the engine on a connection of its own (kept for an upgrade).
