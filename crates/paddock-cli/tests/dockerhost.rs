@@ -393,3 +393,37 @@ api http://d/v1.41/containers/..%2f..%2finfo -w '\nodd=%{{http_code}}\n'
     assert!(out.contains("case=403"), "{out}");
     assert!(out.contains("odd=403"), "{out}");
 }
+
+#[test]
+fn the_socket_comes_back_after_a_daemon_restart() {
+    if !available() {
+        return;
+    }
+    let env = Env::new();
+    let img = image(&env);
+    let ws = workspace(&env);
+    let (code, out, err) = run(
+        &env,
+        &ws,
+        &["-d", "-q", "--name", "kept", "--", "sleep", "300"],
+    );
+    assert_eq!(code, 0, "{out}\n{err}");
+    let before = env.daemon_pid().expect("a daemon runs");
+    env.stop_daemon();
+    // The next command starts a new daemon, which re-adopts the run and serves its socket
+    // again at the same path inside it.
+    let out = env.ok(&[
+        "exec",
+        "kept",
+        "--",
+        "docker",
+        "run",
+        "--rm",
+        &img,
+        "echo",
+        "after the restart",
+    ]);
+    assert!(out.contains("after the restart"), "{out}");
+    assert_ne!(env.daemon_pid(), Some(before), "a new daemon served it");
+    env.ok(&["rm", "-f", "kept"]);
+}
