@@ -10,37 +10,10 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Once;
 use std::time::Duration;
 
-use common::{Env, wait_until};
-
-fn docker() -> Command {
-    Command::new("docker")
-}
-
-/// Whether `runtime` can be tested here (or panic when test.sh requires it).
-fn available(runtime: &str) -> bool {
-    let out = docker()
-        .args(["info", "--format", "{{json .Runtimes}}"])
-        .output();
-    let ok = match &out {
-        Ok(o) if o.status.success() => {
-            runtime == "docker" || String::from_utf8_lossy(&o.stdout).contains("\"runsc\"")
-        }
-        _ => false,
-    };
-    if !ok {
-        assert!(
-            std::env::var("PADDOCK_REQUIRE_DOCKER").as_deref() != Ok("1"),
-            "the {runtime} runtime is required (PADDOCK_REQUIRE_DOCKER=1) but the engine at {:?} cannot run it: {out:?}",
-            std::env::var("DOCKER_HOST")
-        );
-        eprintln!("SKIPPED: no Docker engine with the {runtime} runtime here");
-    }
-    ok
-}
+use common::{Env, docker, docker_available as available, wait_until};
 
 static BASE: Once = Once::new();
 

@@ -8,31 +8,10 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::OnceLock;
 
-use common::Env;
+use common::{Env, docker, docker_available};
 use serde_json::Value;
-
-fn docker() -> Command {
-    Command::new("docker")
-}
-
-fn available() -> bool {
-    let ok = docker()
-        .args(["info", "--format", "{{.ServerVersion}}"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !ok {
-        assert!(
-            std::env::var("PADDOCK_REQUIRE_DOCKER").as_deref() != Ok("1"),
-            "a Docker engine is required (PADDOCK_REQUIRE_DOCKER=1) but none answers at {:?}",
-            std::env::var("DOCKER_HOST")
-        );
-        eprintln!("SKIPPED: no Docker engine here");
-    }
-    ok
-}
 
 static IMAGE: OnceLock<String> = OnceLock::new();
 
@@ -41,6 +20,17 @@ fn image(env: &Env) -> String {
     IMAGE
         .get_or_init(|| env.ok(&["image", "build", "-q"]).trim().to_string())
         .clone()
+}
+
+/// A home, the inner image and a workspace, or `None` (skipped) without an engine.
+fn setup() -> Option<(Env, String, PathBuf)> {
+    if !docker_available("docker") {
+        return None;
+    }
+    let env = Env::new();
+    let img = image(&env);
+    let ws = workspace(&env);
+    Some((env, img, ws))
 }
 
 fn workspace(env: &Env) -> PathBuf {
@@ -94,12 +84,9 @@ fn run_id(env: &Env, name: &str) -> String {
 
 #[test]
 fn a_native_run_runs_containers_on_the_host_engine_and_they_go_with_it() {
-    if !available() {
+    let Some((env, img, ws)) = setup() else {
         return;
-    }
-    let env = Env::new();
-    let img = image(&env);
-    let ws = workspace(&env);
+    };
     let script = format!(
         r#"
 echo "DOCKER_HOST=$DOCKER_HOST"
@@ -161,12 +148,9 @@ docker volume create scratch >/dev/null && docker volume ls --format '{{{{.Name}
 
 #[test]
 fn every_refused_request_names_its_rule() {
-    if !available() {
+    let Some((env, img, ws)) = setup() else {
         return;
-    }
-    let env = Env::new();
-    let img = image(&env);
-    let ws = workspace(&env);
+    };
     std::os::unix::fs::symlink("/etc", ws.join("etc-link")).unwrap();
     let engine = std::env::var("DOCKER_HOST")
         .ok()
@@ -235,12 +219,9 @@ fn every_refused_request_names_its_rule() {
 
 #[test]
 fn a_bind_run_may_bind_its_workspace_as_its_user_and_nothing_else() {
-    if !available() {
+    let Some((env, img, ws)) = setup() else {
         return;
-    }
-    let env = Env::new();
-    let img = image(&env);
-    let ws = workspace(&env);
+    };
     std::os::unix::fs::symlink("/etc", ws.join("etc-link")).unwrap();
     let ws_s = ws.display().to_string();
     let script = format!(
@@ -267,12 +248,9 @@ docker run --rm --user 1000 -v {ws_s}/../:/x {img} true 2>&1; echo "parent=$?"
 
 #[test]
 fn a_run_sees_and_touches_only_its_own_containers() {
-    if !available() {
+    let Some((env, img, ws)) = setup() else {
         return;
-    }
-    let env = Env::new();
-    let img = image(&env);
-    let ws = workspace(&env);
+    };
     // The host's own container, and another run's.
     let outsider = format!("outsider-{}", std::process::id());
     let made = docker()
@@ -352,12 +330,9 @@ docker container prune -f >/dev/null 2>&1; echo pruned
 
 #[test]
 fn a_docker_run_reaches_the_host_engine_too() {
-    if !available() {
+    let Some((env, img, ws)) = setup() else {
         return;
-    }
-    let env = Env::new();
-    let img = image(&env);
-    let ws = workspace(&env);
+    };
     // No docker CLI in the base image: the Engine API with curl on the socket.
     let script = format!(
         r#"
@@ -396,12 +371,9 @@ api http://d/v1.41/containers/..%2f..%2finfo -w '\nodd=%{{http_code}}\n'
 
 #[test]
 fn the_socket_comes_back_after_a_daemon_restart() {
-    if !available() {
+    let Some((env, img, ws)) = setup() else {
         return;
-    }
-    let env = Env::new();
-    let img = image(&env);
-    let ws = workspace(&env);
+    };
     let (code, out, err) = run(
         &env,
         &ws,

@@ -289,3 +289,31 @@ pub fn daemon_processes(home: &Path) -> Vec<u32> {
     }
     pids
 }
+
+/// The docker CLI, at the engine the tests use (`DOCKER_HOST`).
+pub fn docker() -> Command {
+    Command::new("docker")
+}
+
+/// Whether the container `runtime` (`docker`, `gvisor`) can be tested here; false with a
+/// SKIPPED line, or a panic when test.sh requires the engine (PADDOCK_REQUIRE_DOCKER=1).
+pub fn docker_available(runtime: &str) -> bool {
+    let out = docker()
+        .args(["info", "--format", "{{json .Runtimes}}"])
+        .output();
+    let ok = match &out {
+        Ok(o) if o.status.success() => {
+            runtime == "docker" || String::from_utf8_lossy(&o.stdout).contains("\"runsc\"")
+        }
+        _ => false,
+    };
+    if !ok {
+        assert!(
+            std::env::var("PADDOCK_REQUIRE_DOCKER").as_deref() != Ok("1"),
+            "the {runtime} runtime is required (PADDOCK_REQUIRE_DOCKER=1) but the engine at {:?} cannot run it: {out:?}",
+            std::env::var("DOCKER_HOST")
+        );
+        eprintln!("SKIPPED: no Docker engine with the {runtime} runtime here");
+    }
+    ok
+}
