@@ -1,7 +1,18 @@
 """Docker Engine API latency over a Unix socket: the engine's own socket, or a run's
 docker:host socket (the same calls, so the difference is the proxy).
-    python3 dockerhost.py SOCKET IMAGE N   ->  one JSON line: per-call milliseconds."""
-import http.client, json, socket, statistics, sys, time
+    python3 dockerhost.py SOCKET IMAGE N   ->  one JSON line: per-call milliseconds
+    python3 dockerhost.py cli IMAGE N [ARG...]  ->  the median ms of `docker run --rm ARG... IMAGE true`"""
+import http.client, json, socket, statistics, subprocess, sys, time
+
+if sys.argv[1] == "cli":
+    image, n, args = sys.argv[2], int(sys.argv[3]), sys.argv[4:]
+    ts = []
+    for _ in range(n):
+        s = time.monotonic()
+        subprocess.run(["docker", "run", "--rm", *args, image, "true"], check=True, stdout=subprocess.DEVNULL)
+        ts.append((time.monotonic() - s) * 1000)
+    print("%.1f" % statistics.median(ts))
+    sys.exit(0)
 
 sock, image, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
 

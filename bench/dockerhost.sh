@@ -24,18 +24,10 @@ cd "$work/ws"
 "$paddock" run -d -q --name dh --dep docker:host -- sleep 3600 >/dev/null
 direct=$(python3 dockerhost.py "$engine" "$image" "$n")
 proxied=$("$paddock" exec dh -- python3 dockerhost.py /run/paddock-docker/docker.sock "$image" "$n")
-cli() { python3 -c 'import sys, time, subprocess, statistics
-ts = []
-for _ in range(int(sys.argv[1])):
-    s = time.monotonic(); subprocess.run(sys.argv[2:], check=True, stdout=subprocess.DEVNULL); ts.append((time.monotonic() - s) * 1000)
-print("%.1f" % statistics.median(ts))' "$@"; }
 runs=$(( n / 20 > 3 ? n / 20 : 3 ))
-cli_direct=$(cli "$runs" docker run --rm --network none "$image" true)
-cli_proxied=$("$paddock" exec dh -- python3 -c 'import sys, time, subprocess, statistics
-ts = []
-for _ in range(int(sys.argv[1])):
-    s = time.monotonic(); subprocess.run(["docker", "run", "--rm", sys.argv[2], "true"], check=True, stdout=subprocess.DEVNULL); ts.append((time.monotonic() - s) * 1000)
-print("%.1f" % statistics.median(ts))' "$runs" "$image")
+# The proxy gives inner containers network none: so does the direct run.
+cli_direct=$(python3 dockerhost.py cli "$image" "$runs" --network none)
+cli_proxied=$("$paddock" exec dh -- python3 dockerhost.py cli "$image" "$runs")
 python3 - "$n" "$direct" "$proxied" "$cli_direct" "$cli_proxied" <<'PY'
 import json, sys
 n, d, p = sys.argv[1], json.loads(sys.argv[2]), json.loads(sys.argv[3])
