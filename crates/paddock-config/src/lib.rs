@@ -133,7 +133,7 @@ pub use values::{
     MountSpec, PortMapping, Service, ValueError, check_header_value, format_duration, is_service,
     parse_autorun_pattern, parse_cpus, parse_dependency, parse_dependency_entry, parse_duration,
     parse_header_name, parse_host_pattern, parse_image, parse_memory, parse_mount_spec,
-    parse_port_mapping, parse_service, validate_dns_label, validate_grant_name,
+    parse_port_mapping, parse_service, services_conflict, validate_dns_label, validate_grant_name,
 };
 
 use error::Pos;
@@ -491,8 +491,10 @@ fn merge(layers: Vec<Layer>) -> Result<Config, ConfigError> {
                 c.dependencies.push(d);
             }
         }
+        // One docker service per run: a later layer's replaces an earlier one's.
         for s in l.services {
-            if !c.services.contains(&s) {
+            c.services.retain(|o| *o == s);
+            if c.services.is_empty() {
                 c.services.push(s);
             }
         }

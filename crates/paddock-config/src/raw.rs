@@ -568,8 +568,14 @@ impl RawConfig {
             l.image = Some(cx.check("image", i, |s: &String| values::parse_image(s))?);
         }
         for d in self.dependencies.into_iter().flatten() {
+            let other = l.services.first().copied();
             match cx.check("dependencies", &d, |s: &String| {
-                values::parse_dependency_entry(s)
+                values::parse_dependency_entry(s).and_then(|e| match (&e, other) {
+                    (values::DependencyEntry::Service(s), Some(o)) if *s != o => {
+                        Err(values::services_conflict(o, *s))
+                    }
+                    _ => Ok(e),
+                })
             })? {
                 values::DependencyEntry::Service(s) if !l.services.contains(&s) => {
                     l.services.push(s)

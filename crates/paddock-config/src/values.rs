@@ -980,11 +980,13 @@ impl TryFrom<String> for Dependency {
 }
 
 /// A `dependencies:` entry that is a service paddock gives the run rather than a tool built
-/// into its image: `docker:host` (the host's engine behind paddock's policy proxy).
+/// into its image: `docker:host` (the host's engine behind paddock's policy proxy) or
+/// `docker:dind` (a private engine in a sidecar, behind the same proxy).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub enum Service {
     DockerHost,
+    DockerDind,
 }
 
 impl Service {
@@ -992,6 +994,7 @@ impl Service {
     pub fn label(self) -> &'static str {
         match self {
             Service::DockerHost => "docker:host",
+            Service::DockerDind => "docker:dind",
         }
     }
 }
@@ -1009,6 +1012,16 @@ impl TryFrom<String> for Service {
     }
 }
 
+/// The error for two docker services in one run: both would be its `DOCKER_HOST`.
+pub fn services_conflict(a: Service, b: Service) -> ValueError {
+    ValueError::new(format!(
+        "`{}` and `{}` both give the run its DOCKER_HOST; a run has one",
+        a.label(),
+        b.label()
+    ))
+    .with_hint("`docker:host` shares the host's engine through paddock's policy; `docker:dind` gives the run a private engine")
+}
+
 /// Whether a `dependencies:` entry names a service (`docker:…`) rather than a tool.
 pub fn is_service(s: &str) -> bool {
     s.trim().starts_with("docker:")
@@ -1018,13 +1031,11 @@ pub fn is_service(s: &str) -> bool {
 pub fn parse_service(s: &str) -> Result<Service, ValueError> {
     match s.trim() {
         "docker:host" => Ok(Service::DockerHost),
-        "docker:dind" => Err(ValueError::new(
-            "`docker:dind` (a private engine per run) is not available yet",
-        )
-        .with_hint("use `docker:host`: the host's engine behind paddock's policy proxy")),
+        "docker:dind" => Ok(Service::DockerDind),
         other => Err(
-            ValueError::new(format!("{} is not a docker service", show(other)))
-                .with_hint("write `docker:host`"),
+            ValueError::new(format!("{} is not a docker service", show(other))).with_hint(
+                "write `docker:host` (the host's engine) or `docker:dind` (a private one)",
+            ),
         ),
     }
 }

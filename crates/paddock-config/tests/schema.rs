@@ -424,7 +424,7 @@ fn did_you_mean() {
 fn invalid_values_snapshot() {
     let cases = [
         // dependencies: services
-        "dependencies: [\"docker:dind\"]\n",
+        "dependencies: [\"docker:dind\", \"docker:host\"]\n",
         "dependencies: [node, \"docker:hots\"]\n",
         // name
         "name: My_Agent\n",

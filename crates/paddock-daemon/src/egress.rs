@@ -28,7 +28,7 @@ use paddock_egress::{
     BodyRewriter, Dest, EgressShared, GrantUse, ImpliedHost, Injector, NetRecord, RecordKind,
     RunEgress, RunPolicy,
 };
-use paddock_sandbox::{InjectedFile, Runtime, SandboxHandle};
+use paddock_sandbox::{InjectedFile, NetnsCapability, Runtime, SandboxHandle};
 use paddock_secrets::{
     BodyPlan, HeaderEdit, LoginPlaceholders, LoginRow, RunSecrets, StreamRewrite, Target,
 };
@@ -92,6 +92,10 @@ pub struct Egress {
     /// so a create never re-reads the system bundle.
     net: paddock_egress::SandboxNet,
     live: Mutex<HashMap<String, RunEgress>>,
+    /// docker:dind sidecars' network namespaces, by run: [`Egress::start`] gives each the
+    /// run's listeners and policy too.
+    sidecars: Mutex<HashMap<String, Arc<dyn NetnsCapability>>>,
+    sidecars_live: Mutex<HashMap<String, RunEgress>>,
     /// Live runs' injectors, to hand them a refreshed login.
     injectors: Mutex<HashMap<String, Arc<SecretsInjector>>>,
     logins: Logins,
@@ -110,8 +114,24 @@ impl Egress {
             shared,
             grants,
             live: Mutex::new(HashMap::new()),
+            sidecars: Mutex::new(HashMap::new()),
+            sidecars_live: Mutex::new(HashMap::new()),
             injectors: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// What every sandbox gets for egress (proxy variables, resolv.conf, the CA bundle).
+    pub fn sandbox_net(&self) -> &paddock_egress::SandboxNet {
+        &self.net
+    }
+
+    /// Give the next [`Egress::start`] of `run_id` a second namespace to govern: its
+    /// docker:dind sidecar's, under the same policy, grants and audit log.
+    pub fn set_sidecar(&self, run_id: &str, netns: Arc<dyn NetnsCapability>) {
+        self.sidecars
+            .lock()
+            .expect("egress lock poisoned")
+            .insert(run_id.to_string(), netns);
     }
 
     /// For a new run: check its grants, draw their placeholders, and return what its
@@ -288,20 +308,40 @@ impl Egress {
             edits,
             logins,
         });
-        let policy = RunPolicy {
+        let policy = |injector: Arc<SecretsInjector>| RunPolicy {
             network: plan.network.clone(),
-            implied,
-            extra_ports,
-            injector: injector.clone(),
+            implied: implied.clone(),
+            extra_ports: extra_ports.clone(),
+            injector,
         };
         let sink_bus = bus.clone();
         let sink: paddock_egress::RecordSink = Arc::new(move |r: NetRecord| publish(&sink_bus, r));
-        let run = RunEgress::start(netns, handle, &self.shared, policy, sink).map_err(|e| {
-            DaemonError::Network {
-                message: e.to_string(),
-                hint: e.hint(),
-            }
-        })?;
+        let network_err = |e: paddock_egress::EgressError| DaemonError::Network {
+            message: e.to_string(),
+            hint: e.hint(),
+        };
+        let sidecar = self
+            .sidecars
+            .lock()
+            .expect("egress lock poisoned")
+            .get(&handle.run_id)
+            .cloned();
+        if let Some(ns) = sidecar {
+            let side = RunEgress::start(
+                ns.as_ref(),
+                handle,
+                &self.shared,
+                policy(injector.clone()),
+                sink.clone(),
+            )
+            .map_err(network_err)?;
+            self.sidecars_live
+                .lock()
+                .expect("egress lock poisoned")
+                .insert(handle.run_id.clone(), side);
+        }
+        let run = RunEgress::start(netns, handle, &self.shared, policy(injector.clone()), sink)
+            .map_err(network_err)?;
         self.live
             .lock()
             .expect("egress lock poisoned")
@@ -341,6 +381,16 @@ impl Egress {
             .expect("egress lock poisoned")
             .remove(run_id);
         drop(run);
+        drop(
+            self.sidecars_live
+                .lock()
+                .expect("egress lock poisoned")
+                .remove(run_id),
+        );
+        self.sidecars
+            .lock()
+            .expect("egress lock poisoned")
+            .remove(run_id);
         self.injectors
             .lock()
             .expect("egress lock poisoned")

@@ -63,6 +63,8 @@ pub struct RunManager {
     worktrees: Arc<crate::worktree::Worktrees>,
     /// `docker:host` sockets (see `crate::dockerhost`).
     docker_host: crate::dockerhost::DockerHost,
+    /// `docker:dind` sidecars (see `crate::dockerhost::dind`).
+    dind: crate::dockerhost::dind::Dind,
 }
 
 impl RunManager {
@@ -84,6 +86,7 @@ impl RunManager {
             run_dirs,
             worktrees: crate::worktree::Worktrees::new(&home, bus.clone()),
             docker_host: crate::dockerhost::DockerHost::new(bus.clone(), home.root()),
+            dind: crate::dockerhost::dind::Dind::new(home.root()),
             home,
             store,
             bus,
@@ -238,18 +241,23 @@ impl RunManager {
             std::mem::take(&mut net.login_files),
             caller,
         )?;
-        let docker_host = checked
-            .services
-            .contains(&paddock_config::Service::DockerHost);
         // (A worktree run's workspace mode is bind: see `prepare_worktree`.)
-        let docker_host_mount = if docker_host {
-            let bind_mode = req.workspace_mode == WorkspaceMode::Bind;
-            let (mount, env) =
-                self.open_docker_host(&id, &workspace, bind_mode, &checked.network)?;
-            net.env.extend(env);
-            Some(mount)
-        } else {
-            None
+        let docker_host_mount = match checked.services.first() {
+            Some(service) => {
+                let private_engine = (*service == paddock_config::Service::DockerDind)
+                    .then(|| crate::dockerhost::dind::socket(&run_dir));
+                let bind_mode = req.workspace_mode == WorkspaceMode::Bind;
+                let (mount, env) = self.open_docker_host(
+                    &id,
+                    &workspace,
+                    bind_mode,
+                    &checked.network,
+                    private_engine,
+                )?;
+                net.env.extend(env);
+                Some(mount)
+            }
+            None => None,
         };
         let mut spec = self.sandbox_spec(SpecParts {
             req,
@@ -389,7 +397,20 @@ impl RunManager {
                 )
             })? {
                 paddock_config::DependencyEntry::Tool(t) => dependencies.push(t),
-                paddock_config::DependencyEntry::Service(s) => services.push(s),
+                paddock_config::DependencyEntry::Service(s) => {
+                    if let Some(&o) = services.first()
+                        && o != s
+                    {
+                        let e = paddock_config::services_conflict(o, s);
+                        return Err(DaemonError::bad_request(
+                            e.message().to_string(),
+                            e.hint().unwrap_or_default().to_string(),
+                        ));
+                    }
+                    if !services.contains(&s) {
+                        services.push(s);
+                    }
+                }
             }
         }
         let mount_sources = self.resolve_mount_sources(&req.mounts)?;
@@ -490,12 +511,14 @@ impl RunManager {
         workspace: &Path,
         bind_mode: bool,
         network: &paddock_config::NetworkConfig,
+        private_engine: Option<PathBuf>,
     ) -> Result<crate::dockerhost::SandboxParts, DaemonError> {
         let root = std::fs::canonicalize(workspace).unwrap_or_else(|_| workspace.to_path_buf());
         self.docker_host.open(crate::dockerhost::RunScope {
             run_id: id.to_string(),
             workspace: crate::dockerhost::policy::WorkspaceScope { root, bind_mode },
             policy: paddock_egress::Policy::new(network, &[]),
+            private_engine,
         })
     }
 
@@ -837,6 +860,10 @@ impl RunManager {
             }
         };
         let handle = self.handle_of(&rec)?;
+        if let Err(e) = self.start_dind(&rec, &spec).await {
+            let _ = self.transition(id, RunState::Failed, None, Some(&e.to_string()));
+            return Err(e);
+        }
         match self.runtime.start(&handle, &spec, self.event_sink()).await {
             Ok(started) => {
                 self.store
@@ -865,6 +892,10 @@ impl RunManager {
             }
             Err(e) => {
                 let reason = e.to_string();
+                self.egress.stop(id);
+                if self.docker_host.private_engine(id) {
+                    let _ = self.dind.remove(id).await;
+                }
                 let _ = self.transition(id, RunState::Failed, None, Some(&reason));
                 return Err(e.into());
             }
@@ -873,6 +904,38 @@ impl RunManager {
     }
 
     /// Place a started sandbox's network listeners, then let its held command run.
+    /// A docker:dind run's private engine, before its sandbox starts (so `docker` works
+    /// from its first command); its network namespace then gets the run's listeners with
+    /// the run's own ([`Egress::set_sidecar`]).
+    async fn start_dind(
+        self: &Arc<Self>,
+        rec: &RunRecord,
+        spec: &SandboxSpec,
+    ) -> Result<(), DaemonError> {
+        let id = &rec.run.id;
+        if !self.docker_host.private_engine(id) {
+            return Ok(());
+        }
+        // The engine cannot see a copy-on-write view: only a bind-mode workspace is shared.
+        let workspace =
+            (rec.run.workspace_mode == WorkspaceMode::Bind).then_some(spec.workspace.as_path());
+        let sidecar = self
+            .dind
+            .start(
+                id,
+                &self.home.run_dir(id),
+                workspace,
+                self.egress.sandbox_net(),
+                &self.event_sink(),
+            )
+            .await?;
+        self.egress.set_sidecar(
+            id,
+            Arc::new(paddock_sandbox::docker::dind::SidecarNetns::new(&sidecar)),
+        );
+        Ok(())
+    }
+
     fn start_network(&self, handle: &SandboxHandle, spec: &SandboxSpec) -> Result<(), DaemonError> {
         let run_dir = self.home.run_dir(&handle.run_id);
         let t0 = std::time::Instant::now();
@@ -916,9 +979,22 @@ impl RunManager {
         });
     }
 
-    fn record_exit(&self, id: &str, exit: Result<ExitInfo, paddock_sandbox::SandboxError>) {
+    fn record_exit(
+        self: &Arc<Self>,
+        id: &str,
+        exit: Result<ExitInfo, paddock_sandbox::SandboxError>,
+    ) {
         self.egress.stop(id);
         self.docker_host.close(id);
+        if self.docker_host.private_engine(id) {
+            // The private engine ends with its run (its storage stays until `paddock rm`).
+            let (me, run) = (self.clone(), id.to_string());
+            tokio::spawn(async move {
+                if let Err(e) = me.dind.remove(&run).await {
+                    tracing::warn!(run = %run, error = %e, "could not remove the docker:dind sidecar");
+                }
+            });
+        }
         if let Ok(Some(rec)) = self.store.get(id)
             && let Some(wt) = &rec.worktree
         {
@@ -1105,6 +1181,9 @@ impl RunManager {
         if let Ok(handle) = self.handle_of(&rec) {
             self.runtime.destroy(&handle).await?;
         }
+        if self.docker_host.private_engine(id) {
+            self.dind.remove(id).await?;
+        }
         let n = self.docker_host.remove_run(id).await?;
         if n > 0 {
             tracing::debug!(run = id, removed = n, "docker:host objects removed");
@@ -1179,8 +1258,18 @@ impl RunManager {
             None => Default::default(),
         };
         let bind_mode = rec.run.workspace_mode == WorkspaceMode::Bind;
-        self.open_docker_host(&rec.run.id, &rec.run.workspace, bind_mode, &network)
-            .map(drop)
+        let private_engine = self
+            .docker_host
+            .private_engine(&rec.run.id)
+            .then(|| crate::dockerhost::dind::socket(&self.home.run_dir(&rec.run.id)));
+        self.open_docker_host(
+            &rec.run.id,
+            &rec.run.workspace,
+            bind_mode,
+            &network,
+            private_engine,
+        )
+        .map(drop)
     }
 
     /// After a daemon restart: find every live sandbox again, and record the ones that
@@ -1232,6 +1321,20 @@ impl RunManager {
                     let run_dir = self.home.run_dir(&id);
                     // One read of the stored plan serves the listeners and docker:host.
                     let plan = self.store.net_plan(&id);
+                    if self.docker_host.private_engine(&id) {
+                        match self.dind.find(&id).await {
+                            Ok(Some(s)) => self.egress.set_sidecar(
+                                &id,
+                                Arc::new(paddock_sandbox::docker::dind::SidecarNetns::new(&s)),
+                            ),
+                            Ok(None) => {
+                                tracing::error!(run = %id, "the run's docker:dind sidecar is gone")
+                            }
+                            Err(e) => {
+                                tracing::error!(run = %id, error = %e, "could not find the run's docker:dind sidecar")
+                            }
+                        }
+                    }
                     if let Err(e) = plan.as_ref().map_err(|e| e.to_string()).and_then(|plan| {
                         blocking(|| {
                             self.egress.start(

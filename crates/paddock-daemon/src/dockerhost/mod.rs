@@ -12,6 +12,7 @@
 //! [`policy`]), or gives a container a network (the engine's bridge would bypass the run's
 //! egress policy).
 
+pub mod dind;
 pub mod policy;
 mod proxy;
 
@@ -32,6 +33,8 @@ const SOCKET: &str = "docker.sock";
 /// The directory of `$PADDOCK_HOME` that holds one directory per docker:host run (its
 /// presence marks the run as one).
 pub const HOME_SUBDIR: &str = "docker-host";
+/// In a run's directory there: present when the upstream is the run's docker:dind engine.
+const DIND_MARK: &str = "dind";
 
 /// What a run's requests are checked against.
 pub struct RunScope {
@@ -39,6 +42,9 @@ pub struct RunScope {
     pub workspace: policy::WorkspaceScope,
     /// The run's egress policy (registries of pulls and pushes must pass it).
     pub policy: paddock_egress::Policy,
+    /// docker:dind: the socket of the run's own engine (its sidecar), instead of the
+    /// host's. Its images are all the run's; every other rule holds.
+    pub private_engine: Option<PathBuf>,
 }
 
 /// What a sandbox needs to reach its socket: the mount of the socket's directory, and the
@@ -100,6 +106,11 @@ impl DockerHost {
         self.run_dir(run_id).is_dir()
     }
 
+    /// Whether a run's socket leads to its own docker:dind engine.
+    pub fn private_engine(&self, run_id: &str) -> bool {
+        self.run_dir(run_id).join(DIND_MARK).exists()
+    }
+
     fn sandbox_parts(&self, run_id: &str) -> SandboxParts {
         let mount = MountSpec {
             source: self.run_dir(run_id),
@@ -120,11 +131,17 @@ impl DockerHost {
     /// Serve a run's socket (made, or made again after a daemon restart); what the sandbox
     /// needs to reach it.
     pub fn open(&self, scope: RunScope) -> Result<SandboxParts, DaemonError> {
-        let engine = engine_socket()?;
+        // The host's engine serves docker:dind's sidecar too.
+        let host_engine = engine_socket()?;
+        let engine = scope.private_engine.clone().unwrap_or(host_engine);
         let dir = self.run_dir(&scope.run_id);
         std::fs::create_dir_all(&dir).map_err(|e| DaemonError::io("create", &dir, e))?;
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755))
             .map_err(|e| DaemonError::io("chmod", &dir, e))?;
+        if scope.private_engine.is_some() {
+            let mark = dir.join(DIND_MARK);
+            std::fs::write(&mark, b"").map_err(|e| DaemonError::io("write", &mark, e))?;
+        }
         let sock = dir.join(SOCKET);
         match std::fs::remove_file(&sock) {
             Ok(()) => {}
@@ -174,6 +191,11 @@ impl DockerHost {
         self.close(run_id);
         let dir = self.run_dir(run_id);
         if !dir.is_dir() {
+            return Ok(0);
+        }
+        // A private engine goes with its sidecar, and everything in it.
+        if self.private_engine(run_id) {
+            std::fs::remove_dir_all(&dir).map_err(|e| DaemonError::io("remove", &dir, e))?;
             return Ok(0);
         }
         let engine = engine_socket()?;

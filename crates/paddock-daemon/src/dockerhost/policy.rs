@@ -39,7 +39,7 @@ impl Refusal {
     /// The Docker API error message (the CLI prints it after "Error response from daemon:").
     pub fn text(&self) -> String {
         format!(
-            "paddock docker:host refuses this: {} (rule: {})",
+            "paddock refuses this Docker request: {} (rule: {})",
             self.message, self.rule
         )
     }
@@ -214,7 +214,7 @@ pub fn classify(method: &str, path: &str) -> Route {
         ("GET", ["networks"]) | ("GET", ["networks", _]) => Route::Pass,
         (_, ["networks", ..]) => refused(
             "networks",
-            "creating, changing or removing engine networks (containers of a run have no network)",
+            "creating, changing or removing engine networks (a run's containers have its network or none)",
         ),
         ("GET", ["events"]) => Route::Filtered,
         (_, ["auth"]) => refused("registry login", "logging the engine in to a registry"),
@@ -420,12 +420,43 @@ fn is_root_user(user: &str) -> bool {
     name.is_empty() || name == "root" || name == "0"
 }
 
-/// Check (and rewrite) a `POST /containers/create` body: labels it as the run's, takes its
-/// network away, resolves bind sources to real paths. Returns what the proxy must verify.
+/// The network an engine's containers and builds may have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EngineNet {
+    /// None (the host's engine: its bridge and host network bypass the run's policy).
+    Cut,
+    /// The engine's host network, which is the run's (docker:dind: the sidecar's network
+    /// namespace holds the run's egress listeners and nothing else).
+    Governed,
+}
+
+impl EngineNet {
+    /// The network mode a container or build asking for `mode` gets, or the refusal.
+    fn mode(self, mode: &str) -> Result<&'static str, Refusal> {
+        match (self, mode) {
+            (_, "none") => Ok("none"),
+            (EngineNet::Cut, "" | "default" | "bridge") => Ok("none"),
+            (EngineNet::Cut, "host") => Err(Refusal::new("host network", "NetworkMode: host")),
+            (EngineNet::Governed, "" | "default" | "bridge" | "host") => Ok("host"),
+            (_, m) => Err(Refusal::new(
+                "networks",
+                format!(
+                    "the network `{}` (a run's containers have the run's network or none)",
+                    m.escape_default()
+                ),
+            )),
+        }
+    }
+}
+
+/// Check (and rewrite) a `POST /containers/create` body: labels it as the run's, sets its
+/// network ([`EngineNet`]), resolves bind sources to real paths. Returns what the proxy
+/// must verify.
 pub fn check_container(
     body: &mut Value,
     run_id: &str,
     ws: &WorkspaceScope,
+    net: EngineNet,
 ) -> Result<Needs, Refusal> {
     let Value::Object(cfg) = body else {
         return Err(Refusal::new(
@@ -513,25 +544,16 @@ pub fn check_container(
     {
         return Err(Refusal::new(
             "published ports",
-            "publishing ports on the host (containers of a run have no network)",
+            "publishing ports on the host (a run's containers are reachable only inside the run)",
         ));
     }
     // The network: none, or another of the run's containers'.
     let mode = str_of(host, "NetworkMode").to_string();
     match mode.as_str() {
-        "" | "default" | "bridge" | "none" => {
-            host.insert("NetworkMode".into(), Value::String("none".into()));
-        }
-        "host" => return Err(Refusal::new("host network", "NetworkMode: host")),
         m if m.starts_with("container:") => needs.containers.push(m["container:".len()..].into()),
         m => {
-            return Err(Refusal::new(
-                "networks",
-                format!(
-                    "the network `{}` (containers of a run have no network)",
-                    m.escape_default()
-                ),
-            ));
+            let set = net.mode(m)?;
+            host.insert("NetworkMode".into(), Value::String(set.into()));
         }
     }
     if let Some(Value::Object(nc)) = cfg.get_mut("NetworkingConfig") {
@@ -739,9 +761,11 @@ pub fn query_string(pairs: &[(String, String)]) -> String {
 pub fn check_build(
     pairs: &mut Vec<(String, String)>,
     run_id: &str,
+    net: EngineNet,
 ) -> Result<Vec<String>, Refusal> {
     let mut tags = Vec::new();
     let mut labels: Option<String> = None;
+    let mut network = "";
     for (k, v) in pairs.iter() {
         match k.as_str() {
             "remote" if !v.is_empty() => {
@@ -759,12 +783,13 @@ pub fn check_build(
                     "a BuildKit build through docker:host; build with the classic builder (DOCKER_BUILDKIT=0)",
                 ));
             }
-            "networkmode" if v == "host" => {
+            "networkmode" if v == "host" && net == EngineNet::Cut => {
                 return Err(Refusal::new(
                     "host network",
                     "a build on the host's network",
                 ));
             }
+            "networkmode" => network = v.as_str(),
             "cgroupparent" if !v.is_empty() => {
                 return Err(Refusal::new("cgroup", "choosing the build's cgroup parent"));
             }
@@ -785,9 +810,10 @@ pub fn check_build(
         ));
     };
     claim(obj, run_id)?;
+    let network = net.mode(network)?;
     pairs.retain(|(k, _)| k != "labels" && k != "networkmode");
     pairs.push(("labels".into(), l.to_string()));
-    pairs.push(("networkmode".into(), "none".into()));
+    pairs.push(("networkmode".into(), network.into()));
     for t in &tags {
         check_tag_name(t)?;
     }
@@ -943,7 +969,9 @@ mod tests {
 
     fn refused_rule(body: Value, w: &WorkspaceScope) -> &'static str {
         let mut b = body;
-        check_container(&mut b, "r1", w).unwrap_err().rule
+        check_container(&mut b, "r1", w, EngineNet::Cut)
+            .unwrap_err()
+            .rule
     }
 
     #[test]
@@ -954,7 +982,7 @@ mod tests {
         std::os::unix::fs::symlink("/etc", root.join("etc-link")).unwrap();
         let w = ws(&root, true);
         let mut ok = json!({"Image": "x", "HostConfig": {"NetworkMode": "default"}});
-        let needs = check_container(&mut ok, "r1", &w).unwrap();
+        let needs = check_container(&mut ok, "r1", &w, EngineNet::Cut).unwrap();
         assert_eq!(needs, Needs::default());
         assert_eq!(ok["HostConfig"]["NetworkMode"], "none");
         assert_eq!(ok["Labels"][RUN_LABEL], "r1");
@@ -1059,7 +1087,7 @@ mod tests {
         }
         // A bind beneath the workspace, as the user: resolved and kept.
         let mut b = json!({"User": "1000:1000", "HostConfig": {"Binds": [format!("{}/src:/src:ro", root.display())]}});
-        check_container(&mut b, "r1", &w).unwrap();
+        check_container(&mut b, "r1", &w, EngineNet::Cut).unwrap();
         assert_eq!(
             b["HostConfig"]["Binds"][0],
             format!("{}/src:/src:ro", root.display())
@@ -1073,11 +1101,11 @@ mod tests {
         );
         // Names of other containers and volumes are for the proxy to check.
         let mut b = json!({"HostConfig": {"NetworkMode": "container:web", "VolumesFrom": ["data:ro"], "Binds": ["cache:/c"]}});
-        let needs = check_container(&mut b, "r1", &w).unwrap();
+        let needs = check_container(&mut b, "r1", &w, EngineNet::Cut).unwrap();
         assert_eq!(needs.containers, vec!["web".to_string(), "data".into()]);
         assert_eq!(needs.volumes, vec!["cache".to_string()]);
-        assert!(check_container(&mut json!([1]), "r1", &w).is_err());
-        assert!(check_container(&mut json!({"HostConfig": 3}), "r1", &w).is_err());
+        assert!(check_container(&mut json!([1]), "r1", &w, EngineNet::Cut).is_err());
+        assert!(check_container(&mut json!({"HostConfig": 3}), "r1", &w, EngineNet::Cut).is_err());
     }
 
     #[test]
@@ -1085,7 +1113,7 @@ mod tests {
         let mut q = query_pairs(Some(
             "t=app%3A1&networkmode=default&labels=%7B%22a%22%3A%22b%22%7D",
         ));
-        let tags = check_build(&mut q, "r1").unwrap();
+        let tags = check_build(&mut q, "r1", EngineNet::Cut).unwrap();
         assert_eq!(tags, vec!["app:1".to_string()]);
         let qs = query_string(&q);
         assert!(qs.contains("networkmode=none"), "{qs}");
@@ -1097,7 +1125,11 @@ mod tests {
             ("t=paddock-base:abc", "image tags"),
         ] {
             let mut p = query_pairs(Some(q));
-            assert_eq!(check_build(&mut p, "r1").unwrap_err().rule, rule, "{q}");
+            assert_eq!(
+                check_build(&mut p, "r1", EngineNet::Cut).unwrap_err().rule,
+                rule,
+                "{q}"
+            );
         }
         assert_eq!(
             pull_reference(&query_pairs(Some("fromImage=alpine&tag=3"))).unwrap(),
@@ -1213,7 +1245,7 @@ mod tests {
         let mut r = rand::rngs::StdRng::seed_from_u64(19);
         for _ in 0..20_000 {
             let mut v = value(&mut r, 0);
-            if check_container(&mut v, "r1", &w).is_ok() {
+            if check_container(&mut v, "r1", &w, EngineNet::Cut).is_ok() {
                 assert_eq!(v["Labels"][RUN_LABEL], "r1", "{v}");
                 assert_eq!(v["HostConfig"]["NetworkMode"], "none", "{v}");
                 assert_ne!(v["HostConfig"]["Privileged"], json!(true), "{v}");
@@ -1223,7 +1255,7 @@ mod tests {
             let _ = check_exec(&v2);
             let _ = add_label_filter(Some(&value(&mut r, 0).to_string()), "r1");
             let mut q = vec![("labels".to_string(), value(&mut r, 0).to_string())];
-            let _ = check_build(&mut q, "r1");
+            let _ = check_build(&mut q, "r1", EngineNet::Cut);
         }
     }
 }

@@ -55,7 +55,7 @@ impl Stop {
             Stop::BadRequest(m) => (StatusCode::BAD_REQUEST, m, None),
             Stop::Engine(m) => (
                 StatusCode::BAD_GATEWAY,
-                format!("paddock docker:host could not ask the Docker engine: {m}"),
+                format!("paddock could not ask the Docker engine: {m}"),
                 None,
             ),
         }
@@ -140,7 +140,7 @@ async fn handle(ctx: &Ctx, mut req: Request<Incoming>) -> Response<Body> {
             .map_err(|e| {
                 (
                     StatusCode::BAD_GATEWAY,
-                    format!("paddock docker:host could not reach the Docker engine: {e}"),
+                    format!("paddock could not reach the Docker engine: {e}"),
                     None,
                 )
             }),
@@ -229,6 +229,20 @@ impl Ctx {
         labels_of(inspected) == Some(self.run())
     }
 
+    /// Whether the engine is the run's own (docker:dind): every image in it is the run's.
+    fn private(&self) -> bool {
+        self.scope.private_engine.is_some()
+    }
+
+    /// What network its containers get: a private engine's is the run's own.
+    fn net(&self) -> policy::EngineNet {
+        if self.private() {
+            policy::EngineNet::Governed
+        } else {
+            policy::EngineNet::Cut
+        }
+    }
+
     /// `GET path` on the engine: its status and answer.
     async fn inspect(&self, path: &str) -> Result<(StatusCode, Value), Stop> {
         engine_json(&self.engine, Method::GET, path, None).await
@@ -256,6 +270,9 @@ impl Ctx {
     /// An image the run may overwrite with a tag: absent, or built by the run.
     async fn may_tag(&self, reference: &str) -> Result<(), Stop> {
         policy::check_tag_name(reference)?;
+        if self.private() {
+            return Ok(());
+        }
         let (status, v) = self
             .inspect(&format!("/images/{}/json", image_path(reference)?))
             .await?;
@@ -387,6 +404,10 @@ async fn plan(
         body: take(body),
     };
     match route {
+        // A private engine's images are all the run's: loading one replaces nothing else.
+        Route::Refused(r) if ctx.private() && r.rule == "image import" => {
+            Ok(passthrough(bare, body))
+        }
         Route::Refused(r) => Err(r.into()),
         Route::Pass => Ok(passthrough(bare, body)),
         Route::Filtered => {
@@ -401,7 +422,8 @@ async fn plan(
         }
         Route::CreateContainer => {
             let mut v = read_json(body).await?;
-            let needs = policy::check_container(&mut v, ctx.run(), &ctx.scope.workspace)?;
+            let needs =
+                policy::check_container(&mut v, ctx.run(), &ctx.scope.workspace, ctx.net())?;
             for c in &needs.containers {
                 // A 404 on create reads to the CLI as a missing image: refuse instead.
                 if ctx.own_container(c).await.is_err() {
@@ -482,6 +504,11 @@ async fn plan(
         }
         Route::Pull => {
             let pairs = policy::query_pairs(raw_query);
+            // An import from the request's own body (`docker import -`), into a private
+            // engine; one from a URL would be a download the registry check does not see.
+            if ctx.private() && policy::param(&pairs, "fromSrc") == Some("-") {
+                return Ok(passthrough(bare, body));
+            }
             let reference = policy::pull_reference(&pairs)?;
             policy::check_tag_name(&reference)?;
             ctx.check_registry(&reference, "pulling")?;
@@ -505,7 +532,7 @@ async fn plan(
             if status != StatusCode::OK {
                 return Err(Stop::NotFound(format!("No such image: {name}")));
             }
-            if !ctx.ours(&v) {
+            if !ctx.private() && !ctx.ours(&v) {
                 return Err(Refusal::new(
                     "image removal",
                     format!(
@@ -519,7 +546,7 @@ async fn plan(
         }
         Route::Build => {
             let mut pairs = policy::query_pairs(raw_query);
-            for t in &policy::check_build(&mut pairs, ctx.run())? {
+            for t in &policy::check_build(&mut pairs, ctx.run(), ctx.net())? {
                 ctx.may_tag(t).await?;
             }
             Ok(Outgoing {

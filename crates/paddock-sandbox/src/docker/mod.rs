@@ -27,6 +27,7 @@
 //! network, mounts the engine's socket, or mounts anything in the daemon's mount namespace
 //! (the engine does the overlay mount).
 
+pub mod dind;
 pub mod image;
 pub mod rootfs;
 pub mod seccomp;

@@ -102,9 +102,82 @@ pub fn profile_json(gvisor: bool) -> String {
     .to_string()
 }
 
+/// Rows an engine inside a container (the docker:dind sidecar) needs lifted: runc makes
+/// namespaces, mounts and pivots into each inner container's root, and joins a session
+/// keyring. Inner containers get the inner engine's own default profile.
+const ENGINE_NEEDS: &[&str] = &[
+    "mount",
+    "umount2",
+    "pivot_root",
+    "fsopen",
+    "fsconfig",
+    "fsmount",
+    "fspick",
+    "move_mount",
+    "open_tree",
+    "open_tree_attr",
+    "mount_setattr",
+    "unshare",
+    "setns",
+    "clone",
+    "keyctl",
+    "add_key",
+    "request_key",
+];
+
+/// The profile of a container that runs a Docker engine: [`profile_json`]'s rows minus
+/// [`ENGINE_NEEDS`] (and `bpf` on a cgroup v2 host, where runc confines devices with a
+/// BPF program). Everything else stays denied: modules, kexec, ptrace, perf, io_uring,
+/// userfaultfd, handle-based opens, the clock, swap and reboot.
+pub fn engine_profile_json(cgroup_v2: bool) -> String {
+    let rows: Vec<DenyRule> = deny_table()
+        .into_iter()
+        .filter(|r| {
+            let lifted = ENGINE_NEEDS.contains(&r.name) || (cgroup_v2 && r.name == "bpf");
+            !lifted
+        })
+        .collect();
+    let syscalls: Vec<Value> = rows.iter().flat_map(entries).collect();
+    json!({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "architectures": [native_arch()],
+        "syscalls": syscalls,
+    })
+    .to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_engine_profile_lifts_only_what_runc_needs() {
+        let names = |json: String| -> std::collections::BTreeSet<String> {
+            let p: Value = serde_json::from_str(&json).unwrap();
+            p["syscalls"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| e["names"][0].as_str().unwrap().to_owned())
+                .collect()
+        };
+        let engine = names(engine_profile_json(false));
+        for lifted in ENGINE_NEEDS {
+            assert!(!engine.contains(*lifted), "{lifted} still denied");
+        }
+        for kept in [
+            "init_module",
+            "kexec_load",
+            "ptrace",
+            "bpf",
+            "perf_event_open",
+            "open_by_handle_at",
+            "io_uring_setup",
+        ] {
+            assert!(engine.contains(kept), "{kept} no longer denied");
+        }
+        assert!(!names(engine_profile_json(true)).contains("bpf"));
+    }
 
     #[test]
     fn every_row_of_the_table_is_in_the_profile() {
