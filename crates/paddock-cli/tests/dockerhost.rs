@@ -399,3 +399,337 @@ fn the_socket_comes_back_after_a_daemon_restart() {
     assert_ne!(env.daemon_pid(), Some(before), "a new daemon served it");
     env.ok(&["rm", "-f", "kept"]);
 }
+
+// ---- docker:dind: the run's own engine, in a sidecar, behind the same policy ----
+
+/// A home, the workspace with a small image rootfs in it (`mini.tar`: host binaries and
+/// their libraries, for `docker import`, since no registry is reachable), or `None`
+/// (skipped) without an engine or as non-root (docker:dind needs a root daemon).
+fn dind_setup() -> Option<(Env, PathBuf)> {
+    if !docker_available("docker") {
+        return None;
+    }
+    let root = std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.trim_ascii() == b"0");
+    if !root {
+        eprintln!("SKIPPED: docker:dind needs a root daemon");
+        return None;
+    }
+    let env = Env::new();
+    let ws = workspace(&env);
+    mini_rootfs(&ws.join("mini.tar"));
+    std::fs::create_dir_all(ws.join("ctx")).unwrap();
+    std::fs::write(
+        ws.join("ctx/Dockerfile"),
+        "FROM mini:1\nRUN echo built inside > /built\nCMD [\"/bin/cat\", \"/built\"]\n",
+    )
+    .unwrap();
+    Some((env, ws))
+}
+
+/// A tar of sh, cat, sleep and curl from the host with every library `ldd` names.
+fn mini_rootfs(tar: &Path) {
+    let root = tar.with_extension("d");
+    let mut files: Vec<PathBuf> = Vec::new();
+    for bin in ["/bin/sh", "/bin/cat", "/bin/sleep", "/usr/bin/curl"] {
+        let real = std::fs::canonicalize(bin).unwrap();
+        files.push(PathBuf::from(bin));
+        let ldd = std::process::Command::new("ldd")
+            .arg(&real)
+            .output()
+            .unwrap();
+        for word in String::from_utf8_lossy(&ldd.stdout).split_whitespace() {
+            if word.starts_with('/') {
+                files.push(PathBuf::from(word));
+            }
+        }
+    }
+    for f in files {
+        let dst = root.join(f.strip_prefix("/").unwrap());
+        std::fs::create_dir_all(dst.parent().unwrap()).unwrap();
+        std::fs::copy(&f, &dst).unwrap_or_else(|e| panic!("copy {}: {e}", f.display()));
+    }
+    let st = std::process::Command::new("tar")
+        .arg("-C")
+        .arg(&root)
+        .arg("-cf")
+        .arg(tar)
+        .arg(".")
+        .status()
+        .unwrap();
+    assert!(st.success());
+    std::fs::remove_dir_all(&root).unwrap();
+}
+
+/// Containers on the host engine with `label`, by name.
+fn host_containers(label: &str) -> Vec<String> {
+    let out = docker()
+        .args(["ps", "-a", "--format", "{{.Names}}", "--filter"])
+        .arg(format!("label={label}"))
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .map(str::to_string)
+        .collect()
+}
+
+fn all_host_containers() -> String {
+    let out = docker()
+        .args([
+            "ps",
+            "-a",
+            "--no-trunc",
+            "--format",
+            "{{.Names}} {{.Image}}",
+        ])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn a_private_engine_builds_and_runs_images_the_host_engine_never_sees() {
+    let Some((env, ws)) = dind_setup() else {
+        return;
+    };
+    let out = env
+        .cmd()
+        .current_dir(&ws)
+        .env_remove("PADDOCK_RUNTIME")
+        .args(["run", "-d", "-q", "--bind", "--dep", "docker:dind"])
+        .args(["--name", "priv", "--", "sleep", "600"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let id = run_id(&env, "priv");
+    let script = r#"
+echo "DOCKER_HOST=$DOCKER_HOST"
+docker import - mini:1 < mini.tar >/dev/null && echo imported
+docker build -q -t inner:1 ctx >/dev/null && echo built
+docker run --rm inner:1
+docker run -d --name stay mini:1 sleep 600 >/dev/null && echo detached
+docker run --rm --user 1000:1000 -v "$PWD/src:/w" mini:1 cat /w/hello.txt
+docker run --rm --privileged mini:1 true; echo "privileged=$?"
+docker run --rm --cap-add SYS_ADMIN mini:1 true; echo "cap=$?"
+docker run --rm -v /etc:/x mini:1 true; echo "outside=$?"
+docker run --rm --pid host mini:1 true; echo "pid=$?"
+docker ps --format '{{.Names}}'
+"#;
+    let out = env.ok(&["exec", "priv", "--", "sh", "-c", script]);
+    assert!(
+        out.contains("DOCKER_HOST=unix:///run/paddock-docker/docker.sock"),
+        "{out}"
+    );
+    for want in [
+        "imported",
+        "built",
+        "built inside",
+        "detached",
+        "hello from the workspace",
+        "privileged=125",
+        "cap=125",
+        "outside=125",
+        "pid=125",
+        "stay",
+    ] {
+        assert!(out.contains(want), "{want} missing:\n{out}");
+    }
+    // The host engine has the sidecar, and none of what ran inside it.
+    let sidecars = host_containers(&format!("paddock.dind.run={id}"));
+    assert_eq!(sidecars, vec![format!("paddock-dind-{id}")]);
+    let host = all_host_containers();
+    assert!(
+        !host.contains("stay") && !host.contains("inner:1"),
+        "{host}"
+    );
+    let images = docker().args(["images", "-q", "inner:1"]).output().unwrap();
+    assert!(images.stdout.trim_ascii().is_empty(), "{images:?}");
+    let storage = env.home.join("runs").join(&id).join("dind");
+    assert!(storage.join("data").is_dir());
+
+    // The sidecar ends with its run; its storage goes with `paddock rm`.
+    env.ok(&["stop", "priv"]);
+    let gone = common::wait_until(std::time::Duration::from_secs(30), || {
+        host_containers(&format!("paddock.dind.run={id}"))
+            .is_empty()
+            .then_some(())
+    });
+    assert!(gone.is_some(), "the sidecar outlived its run");
+    env.ok(&["rm", "priv"]);
+    assert!(!storage.exists(), "{} is still there", storage.display());
+}
+
+#[test]
+fn a_private_engine_pulls_and_connects_only_as_the_runs_policy_allows() {
+    let Some((env, ws)) = dind_setup() else {
+        return;
+    };
+    // A plain HTTP upstream on the host, as `allowed.test` (the daemon's `upstream.resolve`).
+    let www = env.dir.path().join("www");
+    std::fs::create_dir_all(&www).unwrap();
+    std::fs::write(www.join("hello.txt"), "hello through the policy\n").unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    drop(listener);
+    let mut server = std::process::Command::new("python3")
+        .args([
+            "-m",
+            "http.server",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+        ])
+        .current_dir(&www)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    common::wait_until(std::time::Duration::from_secs(10), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).ok()
+    })
+    .expect("the upstream did not start");
+    std::fs::create_dir_all(env.config.join("paddock")).unwrap();
+    std::fs::write(
+        env.config.join("paddock/config.yaml"),
+        format!("upstream:\n  resolve:\n    allowed.test: \"127.0.0.1:{port}\"\n"),
+    )
+    .unwrap();
+    std::fs::write(
+        ws.join("paddock.yaml"),
+        "dependencies: [\"docker:dind\"]\nnetwork:\n  policy: strict\n  rules:\n    - {host: allowed.test}\n",
+    )
+    .unwrap();
+    let script = r#"
+docker import - mini:1 < mini.tar >/dev/null
+docker run --rm mini:1 curl -sS -m 10 http://allowed.test/hello.txt; echo "allowed=$?"
+docker run --rm mini:1 curl -sS -m 10 http://denied.test/; echo "denied=$?"
+docker run --rm mini:1 curl -sS -m 10 -o /dev/null -w '%{http_code}\n' http://192.0.2.1/; echo "ip=$?"
+docker run --rm --network none mini:1 curl -sS -m 5 http://allowed.test/; echo "none=$?"
+docker pull denied.test/app:1; echo "pull-denied=$?"
+docker pull allowed.test/app:1; echo "pull-allowed=$?"
+"#;
+    let out = env
+        .cmd()
+        .current_dir(&ws)
+        .env_remove("PADDOCK_RUNTIME")
+        .args(["run", "--name", "netd", "--", "sh", "-c", script])
+        .output()
+        .unwrap();
+    let _ = server.kill();
+    let _ = server.wait();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    // Inner containers have the run's network, and its policy.
+    assert!(
+        stdout.contains("hello through the policy"),
+        "{stdout}\n{stderr}"
+    );
+    assert!(stdout.contains("allowed=0"), "{stdout}");
+    assert!(stdout.contains("denied=6"), "{stdout}");
+    assert!(stdout.contains("403"), "{stdout}");
+    assert!(stdout.contains("none=6"), "{stdout}");
+    // A pull from a registry the policy denies is refused before the engine sees it; one
+    // it allows goes out through the run's proxy (here to a server that is no registry).
+    assert!(stderr.contains("(rule: registry)"), "{stderr}");
+    assert!(stdout.contains("pull-denied=1"), "{stdout}");
+    assert!(stdout.contains("pull-allowed=1"), "{stdout}");
+    // All of it is the run's traffic, in its record.
+    let trace = env.ok(&["trace", "netd", "--json"]);
+    let lines: Vec<Value> = trace
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let seen = |pred: &dyn Fn(&Value) -> bool| lines.iter().any(pred);
+    assert!(
+        seen(&|v| v.to_string().contains("/hello.txt") && v.to_string().contains("allowed.test")),
+        "{trace}"
+    );
+    assert!(
+        seen(&|v| v.to_string().contains("/v2/")),
+        "the pull is not in the trace:\n{trace}"
+    );
+    assert!(seen(&|v| v.to_string().contains("192.0.2.1")), "{trace}");
+}
+
+#[test]
+fn a_private_engine_comes_back_after_a_daemon_restart() {
+    let Some((env, ws)) = dind_setup() else {
+        return;
+    };
+    let out = env
+        .cmd()
+        .current_dir(&ws)
+        .env_remove("PADDOCK_RUNTIME")
+        .args(["run", "-d", "-q", "--dep", "docker:dind", "--name", "kept"])
+        .args(["--", "sleep", "600"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let out = env.ok(&[
+        "exec",
+        "kept",
+        "--",
+        "sh",
+        "-c",
+        "docker import - mini:1 < mini.tar >/dev/null && echo imported",
+    ]);
+    assert!(out.contains("imported"), "{out}");
+    env.stop_daemon();
+    // The new daemon finds the sidecar (and its images) again.
+    let out = env.ok(&[
+        "exec",
+        "kept",
+        "--",
+        "docker",
+        "run",
+        "--rm",
+        "mini:1",
+        "sh",
+        "-c",
+        "echo after the restart",
+    ]);
+    assert!(out.contains("after the restart"), "{out}");
+    let id = run_id(&env, "kept");
+    env.ok(&["rm", "-f", "kept"]);
+    assert!(host_containers(&format!("paddock.dind.run={id}")).is_empty());
+}
+
+#[test]
+fn a_docker_run_reaches_its_private_engine_too() {
+    let Some((env, ws)) = dind_setup() else {
+        return;
+    };
+    // No docker CLI in the base image: the Engine API with curl on the socket.
+    let script = r#"
+S=/run/paddock-docker/docker.sock
+api() { curl -s --unix-socket $S -H 'Content-Type: application/json' "$@"; }
+api http://d/v1.41/info | grep -o '"Name":"[a-z]*"' | head -1
+api -X POST --data-binary @mini.tar -H 'Content-Type: application/x-tar' 'http://d/v1.41/images/create?fromSrc=-&repo=mini&tag=1' -o /dev/null -w 'import=%{http_code}\n'
+api -X POST -d '{"Image":"mini:1","Cmd":["sh","-c","exit 7"]}' http://d/v1.41/containers/create -o /dev/null -w 'create=%{http_code}\n'
+api -X POST -d '{"Image":"mini:1","HostConfig":{"Privileged":true}}' http://d/v1.41/containers/create -w '\npriv=%{http_code}\n'
+"#;
+    let out = env
+        .cmd()
+        .current_dir(&ws)
+        .env_remove("PADDOCK_RUNTIME")
+        .args(["run", "--runtime", "docker", "--dep", "docker:dind"])
+        .args(["--", "sh", "-c", script])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    // The engine that answers is the sidecar's (its hostname), not the host's.
+    assert!(stdout.contains("\"Name\":\"dind\""), "{stdout}");
+    assert!(stdout.contains("import=200"), "{stdout}");
+    assert!(stdout.contains("create=201"), "{stdout}");
+    assert!(
+        stdout.contains("(rule: privileged)") && stdout.contains("priv=403"),
+        "{stdout}"
+    );
+}

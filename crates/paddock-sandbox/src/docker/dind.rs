@@ -305,12 +305,26 @@ pub async fn remove(d: &Docker, run_id: &str) -> Result<bool, SandboxError> {
         .force(true)
         .v(true)
         .build();
-    match d
-        .remove_container(&container_name(run_id), Some(opts))
-        .await
-    {
+    let name = container_name(run_id);
+    match d.remove_container(&name, Some(opts)).await {
         Ok(()) => Ok(true),
         Err(e) if not_found(&e) => Ok(false),
+        // Another removal (the run's end, say) is under way: done once it is.
+        Err(bollard::errors::Error::DockerResponseServerError {
+            status_code: 409, ..
+        }) => {
+            let t0 = Instant::now();
+            while d.inspect_container(&name, None).await.is_ok() {
+                if t0.elapsed() > READY_WITHIN {
+                    return Err(SandboxError::Setup {
+                        step: "docker:dind".into(),
+                        message: format!("the sidecar {name} is still being removed"),
+                    });
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Ok(true)
+        }
         Err(e) => Err(engine("remove the sidecar", e)),
     }
 }
