@@ -35,7 +35,7 @@ pub struct Config {
     /// `dependencies:`, user config's first, each once: built into an image on top of
     /// `image` (or paddock's base) for the container runtimes.
     pub dependencies: Vec<crate::values::Dependency>,
-    /// The services among `dependencies:` (`docker:host`), each once: not built into an
+    /// The services among `dependencies:` (`docker:host` or `docker:dind`, one at most): not built into an
     /// image, so they do not make a run an image run.
     #[serde(default)]
     pub services: Vec<crate::values::Service>,

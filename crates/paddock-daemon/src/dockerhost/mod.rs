@@ -9,8 +9,9 @@
 //!
 //! Owns: the per-run sockets and their tasks, and the engine objects labelled
 //! [`policy::RUN_LABEL`] (removed with the run). Never: forwards an unchecked request (see
-//! [`policy`]), or gives a container a network (the engine's bridge would bypass the run's
-//! egress policy).
+//! [`policy`]), or gives a container of the host's engine a network (its bridge would
+//! bypass the run's egress policy). For `docker:dind` ([`dind`]) the same socket leads to the
+//! run's private engine, whose only network is the run's own.
 
 pub mod dind;
 pub mod policy;
