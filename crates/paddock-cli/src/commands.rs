@@ -601,8 +601,11 @@ pub async fn doctor(args: DoctorArgs) -> Result<i32> {
         .iter()
         .any(|c| c.status == paddock_confine::CheckStatus::Fail);
     let runtimes = runtime_checks(!failed).await;
+    let services = service_checks(&runtimes);
     if args.json.json {
-        print_json(&serde_json::json!({ "ok": !failed, "checks": checks, "runtimes": runtimes }))?;
+        print_json(
+            &serde_json::json!({ "ok": !failed, "checks": checks, "runtimes": runtimes, "services": services }),
+        )?;
         return Ok(i32::from(failed));
     }
     let color = stdout_color();
@@ -619,16 +622,21 @@ pub async fn doctor(args: DoctorArgs) -> Result<i32> {
             outln!("      fix: {fix}");
         }
     }
-    outln!("\nruntimes (--runtime, `runtime:`):");
-    for r in &runtimes {
-        let mark = if r.usable {
-            paint(color, "32", "ok  ")
-        } else {
-            paint(color, "33", "no  ")
-        };
-        outln!("{mark}  {}: {}", r.name, r.detail);
-        if let Some(fix) = &r.fix {
-            outln!("      to enable: {fix}");
+    for (title, rows) in [
+        ("runtimes (--runtime, `runtime:`)", &runtimes),
+        ("docker services (--dep, `dependencies:`)", &services),
+    ] {
+        outln!("\n{title}:");
+        for r in rows {
+            let mark = if r.usable {
+                paint(color, "32", "ok  ")
+            } else {
+                paint(color, "33", "no  ")
+            };
+            outln!("{mark}  {}: {}", r.name, r.detail);
+            if let Some(fix) = &r.fix {
+                outln!("      to enable: {fix}");
+            }
         }
     }
     if failed {
@@ -644,6 +652,53 @@ struct RuntimeCheck {
     usable: bool,
     detail: String,
     fix: Option<String>,
+}
+
+/// `docker:host` and `docker:dind`, from the docker runtime's answer (both need the engine;
+/// the private engine also needs a root daemon, to put the run's network in its sidecar).
+fn service_checks(runtimes: &[RuntimeCheck]) -> Vec<RuntimeCheck> {
+    let engine = runtimes.iter().find(|r| r.name == "docker");
+    let engine_ok = engine.is_some_and(|r| r.usable);
+    let no_engine = || RuntimeCheck {
+        name: "",
+        usable: false,
+        detail: "needs the Docker engine (see the docker runtime above)".into(),
+        fix: engine.and_then(|r| r.fix.clone()),
+    };
+    let root = nix::unistd::geteuid().is_root();
+    let host = if engine_ok {
+        RuntimeCheck {
+            name: "docker:host",
+            usable: true,
+            detail: "your engine behind paddock's policy proxy (inner containers get no network)"
+                .into(),
+            fix: None,
+        }
+    } else {
+        RuntimeCheck {
+            name: "docker:host",
+            ..no_engine()
+        }
+    };
+    let dind = match (engine_ok, root) {
+        (false, _) => RuntimeCheck {
+            name: "docker:dind",
+            ..no_engine()
+        },
+        (true, false) => RuntimeCheck {
+            name: "docker:dind",
+            usable: false,
+            detail: "needs a root daemon (it places the run's network in the sidecar)".into(),
+            fix: Some("run the paddock daemon as root, or use docker:host".into()),
+        },
+        (true, true) => RuntimeCheck {
+            name: "docker:dind",
+            usable: true,
+            detail: "a private dockerd per run in a sidecar that is not privileged (CAP_SYS_ADMIN, its own cgroup namespace, the run's network)".into(),
+            fix: None,
+        },
+    };
+    vec![host, dind]
 }
 
 /// Whether each runtime can make a sandbox here, asked the way the daemon would.
