@@ -25,7 +25,7 @@ cd "$work/ws"
 direct=$(python3 dockerhost.py "$engine" "$image" "$n")
 proxied=$("$paddock" exec dh -- python3 dockerhost.py /run/paddock-docker/docker.sock "$image" "$n")
 runs=$(( n / 20 > 3 ? n / 20 : 3 ))
-# The proxy gives inner containers network none: so does the direct run.
+# The direct run gets network none; the proxied one joins the run's network holder.
 cli_direct=$(python3 dockerhost.py cli "$image" "$runs" --network none)
 cli_proxied=$("$paddock" exec dh -- python3 dockerhost.py cli "$image" "$runs")
 python3 - "$n" "$direct" "$proxied" "$cli_direct" "$cli_proxied" <<'PY'

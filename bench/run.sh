@@ -11,6 +11,7 @@
 #   bench/run.sh snapshot  snapshot/rollback of 10,000 changed files vs cp -a / cp -al
 #   bench/run.sh dashboard 50 live runs, 1,000 events/s to two browsers: API p99 vs idle, memory
 #   bench/run.sh dockerhost  docker:host policy proxy vs the engine's socket: per API call, `docker run`
+#   bench/run.sh dind        docker:dind start vs a privileged dind container; build cache reuse
 #   bench/run.sh all       all of the above
 # Builds release binaries first. Sandbox benchmarks need root (or unprivileged userns).
 set -euo pipefail
@@ -45,6 +46,7 @@ run_runtimes() { PADDOCK_BIN="$paddock" bench/runtimes.sh "$@"; }
 run_snapshot() { PADDOCK_BIN="$paddock" bench/snapshot.sh "$@"; }
 run_dashboard() { PADDOCK="$paddock" bench/dashboard.sh "$@"; }
 run_dockerhost() { PADDOCK_BIN="$paddock" bench/dockerhost.sh "$@"; }
+run_dind() { PADDOCK_BIN="$paddock" bench/dind.sh "$@"; }
 
 case "$what" in
   api) run_api "$@" ;;
@@ -58,6 +60,7 @@ case "$what" in
   snapshot) run_snapshot "$@" ;;
   dashboard) run_dashboard "$@" ;;
   dockerhost) run_dockerhost "$@" ;;
-  all) rc=0; for b in api sandbox audit egress router router_daemon agents runtimes snapshot dashboard dockerhost; do "run_$b" || rc=1; echo; done; exit $rc ;;
-  *) echo "usage: bench/run.sh [api|sandbox|audit|egress|router|router-daemon|agents|runtimes|snapshot|dashboard|dockerhost|all] [ITERATIONS]" >&2; exit 2 ;;
+  dind) run_dind "$@" ;;
+  all) rc=0; for b in api sandbox audit egress router router_daemon agents runtimes snapshot dashboard dockerhost dind; do "run_$b" || rc=1; echo; done; exit $rc ;;
+  *) echo "usage: bench/run.sh [api|sandbox|audit|egress|router|router-daemon|agents|runtimes|snapshot|dashboard|dockerhost|dind|all] [ITERATIONS]" >&2; exit 2 ;;
 esac

@@ -397,8 +397,8 @@ pub struct RunArgs {
     /// Add a dependency, as `dependencies:` spells it (repeatable): a tool built into the
     /// run's image (`node`, `apt:jq`, …); `docker:host`: the host's Docker engine behind
     /// paddock's policy proxy (DOCKER_HOST points at it; the run sees only the containers it
-    /// made, which get no network and go with the run); or `docker:dind`: a private engine
-    /// in a sidecar, behind the same policy, whose containers have the run's network.
+    /// made, which get the run's network and policy and go with the run); or `docker:dind`: a
+    /// private engine in a sidecar, behind the same policy.
     #[arg(long = "dep", value_name = "DEP")]
     pub deps: Vec<String>,
 

@@ -562,19 +562,16 @@ docker ps --format '{{.Names}}'
     assert!(!storage.exists(), "{} is still there", storage.display());
 }
 
-#[test]
-fn a_private_engine_pulls_and_connects_only_as_the_runs_policy_allows() {
-    let Some((env, ws)) = dind_setup() else {
-        return;
-    };
-    // A plain HTTP upstream on the host, as `allowed.test` (the daemon's `upstream.resolve`).
+/// A plain HTTP upstream on the host as `allowed.test` (the daemon's `upstream.resolve`),
+/// and a strict paddock.yaml in `ws` that allows it alone, with `service`.
+fn allowed_upstream(env: &Env, ws: &Path, service: &str) -> std::process::Child {
     let www = env.dir.path().join("www");
     std::fs::create_dir_all(&www).unwrap();
     std::fs::write(www.join("hello.txt"), "hello through the policy\n").unwrap();
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     drop(listener);
-    let mut server = std::process::Command::new("python3")
+    let server = std::process::Command::new("python3")
         .args([
             "-m",
             "http.server",
@@ -599,9 +596,73 @@ fn a_private_engine_pulls_and_connects_only_as_the_runs_policy_allows() {
     .unwrap();
     std::fs::write(
         ws.join("paddock.yaml"),
-        "dependencies: [\"docker:dind\"]\nnetwork:\n  policy: strict\n  rules:\n    - {host: allowed.test}\n",
+        format!("dependencies: [\"{service}\"]\nnetwork:\n  policy: strict\n  rules:\n    - {{host: allowed.test}}\n"),
     )
     .unwrap();
+    server
+}
+
+#[test]
+fn host_engine_containers_and_builds_have_the_runs_network_and_policy() {
+    let Some((env, img, ws)) = setup() else {
+        return;
+    };
+    let mut server = allowed_upstream(&env, &ws, "docker:host");
+    // (Images stay on the engine after the run: a tag of its own per test process.)
+    let tag = format!("fetched-{}:1", std::process::id());
+    let script = format!(
+        r#"
+docker run --rm {img} curl -sS -m 10 http://allowed.test/hello.txt; echo "allowed=$?"
+docker run --rm {img} curl -sS -m 10 http://denied.test/; echo "denied=$?"
+docker run --rm {img} curl -sS -m 10 -o /dev/null -w '%{{http_code}}\n' http://192.0.2.1/; echo "ip=$?"
+docker run --rm --network none {img} curl -sS -m 5 http://allowed.test/; echo "none=$?"
+docker run --rm --network host {img} true 2>&1; echo "host=$?"
+printf 'FROM {img}\nRUN curl -sS -m 10 -o /fetched http://allowed.test/hello.txt\nCMD ["cat", "/fetched"]\n' > Dockerfile.net
+docker build -q -t {tag} -f Dockerfile.net . >/dev/null; echo "build=$?"
+docker run --rm {tag}
+docker rmi {tag} >/dev/null
+"#
+    );
+    let out = env
+        .cmd()
+        .current_dir(&ws)
+        .env_remove("PADDOCK_RUNTIME")
+        .args(["run", "--name", "hostnet", "--", "sh", "-c", &script])
+        .output()
+        .unwrap();
+    let _ = server.kill();
+    let _ = server.wait();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("allowed=0"), "{stdout}\n{stderr}");
+    assert_eq!(
+        stdout.matches("hello through the policy").count(),
+        2,
+        "a container and a build fetch it:\n{stdout}\n{stderr}"
+    );
+    assert!(stdout.contains("denied=6"), "{stdout}");
+    assert!(stdout.contains("403"), "{stdout}");
+    assert!(stdout.contains("none=6"), "{stdout}");
+    assert!(stdout.contains("(rule: host network)"), "{stdout}");
+    assert!(stdout.contains("build=0"), "{stdout}");
+    let trace = env.ok(&["trace", "hostnet"]);
+    assert!(trace.contains("http://allowed.test/hello.txt"), "{trace}");
+    assert!(trace.contains("192.0.2.1"), "{trace}");
+    // The holder of that network is not the run's to see, and goes with the run.
+    let id = run_id(&env, "hostnet");
+    env.ok(&["rm", "-f", "hostnet"]);
+    assert!(host_containers(&format!("paddock.dockerhost.netns={id}")).is_empty());
+}
+
+#[test]
+fn a_private_engine_pulls_and_connects_only_as_the_runs_policy_allows() {
+    let Some((env, ws)) = dind_setup() else {
+        return;
+    };
+    let mut server = allowed_upstream(&env, &ws, "docker:dind");
     let script = r#"
 docker import - mini:1 < mini.tar >/dev/null
 docker run --rm mini:1 curl -sS -m 10 http://allowed.test/hello.txt; echo "allowed=$?"

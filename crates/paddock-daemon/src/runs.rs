@@ -860,7 +860,7 @@ impl RunManager {
             }
         };
         let handle = self.handle_of(&rec)?;
-        if let Err(e) = self.start_dind(&rec, &spec).await {
+        if let Err(e) = self.start_services(&rec, &spec).await {
             let _ = self.transition(id, RunState::Failed, None, Some(&e.to_string()));
             return Err(e);
         }
@@ -893,9 +893,7 @@ impl RunManager {
             Err(e) => {
                 let reason = e.to_string();
                 self.egress.stop(id);
-                if self.docker_host.private_engine(id) {
-                    let _ = self.dind.remove(id).await;
-                }
+                self.remove_service_containers(id).await;
                 let _ = self.transition(id, RunState::Failed, None, Some(&reason));
                 return Err(e.into());
             }
@@ -904,16 +902,27 @@ impl RunManager {
     }
 
     /// Place a started sandbox's network listeners, then let its held command run.
-    /// A docker:dind run's private engine, before its sandbox starts (so `docker` works
-    /// from its first command); its network namespace then gets the run's listeners with
-    /// the run's own ([`Egress::set_sidecar`]).
-    async fn start_dind(
+    /// A docker service's container, before the run's sandbox starts (so `docker` works
+    /// from its first command): docker:dind's private engine, or docker:host's network
+    /// holder. Its network namespace then gets the run's listeners with the run's own
+    /// ([`Egress::set_sidecar`]).
+    async fn start_services(
         self: &Arc<Self>,
         rec: &RunRecord,
         spec: &SandboxSpec,
     ) -> Result<(), DaemonError> {
         let id = &rec.run.id;
+        if !self.docker_host.used_by(id) {
+            return Ok(());
+        }
         if !self.docker_host.private_engine(id) {
+            if let Some(holder) = self.dind.start_holder(id, &self.event_sink()).await? {
+                self.egress.set_sidecar(
+                    id,
+                    Arc::new(paddock_sandbox::docker::dind::SidecarNetns::new(&holder)),
+                );
+                self.docker_host.set_holder(id, &holder.container);
+            }
             return Ok(());
         }
         // The engine cannot see a copy-on-write view: only a bind-mode workspace is shared.
@@ -934,6 +943,21 @@ impl RunManager {
             Arc::new(paddock_sandbox::docker::dind::SidecarNetns::new(&sidecar)),
         );
         Ok(())
+    }
+
+    /// Remove a run's docker:dind sidecar or docker:host network holder, logging a failure
+    /// (`paddock rm` tries again).
+    async fn remove_service_containers(&self, id: &str) {
+        let removed = if self.docker_host.private_engine(id) {
+            self.dind.remove(id).await
+        } else if self.docker_host.used_by(id) {
+            self.dind.remove_holder(id).await
+        } else {
+            Ok(())
+        };
+        if let Err(e) = removed {
+            tracing::warn!(run = %id, error = %e, "could not remove the run's docker service container");
+        }
     }
 
     fn start_network(&self, handle: &SandboxHandle, spec: &SandboxSpec) -> Result<(), DaemonError> {
@@ -986,14 +1010,11 @@ impl RunManager {
     ) {
         self.egress.stop(id);
         self.docker_host.close(id);
-        if self.docker_host.private_engine(id) {
-            // The private engine ends with its run (its storage stays until `paddock rm`).
+        if self.docker_host.used_by(id) {
+            // The private engine or network holder ends with its run (a private engine's
+            // storage stays until `paddock rm`).
             let (me, run) = (self.clone(), id.to_string());
-            tokio::spawn(async move {
-                if let Err(e) = me.dind.remove(&run).await {
-                    tracing::warn!(run = %run, error = %e, "could not remove the docker:dind sidecar");
-                }
-            });
+            tokio::spawn(async move { me.remove_service_containers(&run).await });
         }
         if let Ok(Some(rec)) = self.store.get(id)
             && let Some(wt) = &rec.worktree
@@ -1183,6 +1204,8 @@ impl RunManager {
         }
         if self.docker_host.private_engine(id) {
             self.dind.remove(id).await?;
+        } else if self.docker_host.used_by(id) {
+            self.dind.remove_holder(id).await?;
         }
         let n = self.docker_host.remove_run(id).await?;
         if n > 0 {
@@ -1321,6 +1344,18 @@ impl RunManager {
                     let run_dir = self.home.run_dir(&id);
                     // One read of the stored plan serves the listeners and docker:host.
                     let plan = self.store.net_plan(&id);
+                    let holder =
+                        if self.docker_host.private_engine(&id) || !self.docker_host.used_by(&id) {
+                            None
+                        } else {
+                            self.dind.find_holder(&id).await.ok().flatten()
+                        };
+                    if let Some(h) = &holder {
+                        self.egress.set_sidecar(
+                            &id,
+                            Arc::new(paddock_sandbox::docker::dind::SidecarNetns::new(h)),
+                        );
+                    }
                     if self.docker_host.private_engine(&id) {
                         match self.dind.find(&id).await {
                             Ok(Some(s)) => self.egress.set_sidecar(
@@ -1354,6 +1389,9 @@ impl RunManager {
                         && let Err(e) = self.reopen_docker_host(&rec, plan.as_deref())
                     {
                         tracing::error!(run = %id, error = %e, "could not re-open the run's docker:host socket");
+                    }
+                    if let Some(h) = &holder {
+                        self.docker_host.set_holder(&id, &h.container);
                     }
                     self.watch(id, handle);
                 }

@@ -9,7 +9,11 @@
 //! listeners ([`crate::egress::Egress::set_sidecar`]), so its pulls obey the run's policy
 //! and are audited as the run's traffic.
 //!
-//! Owns: the live sidecars and `<run_dir>/dind` (the engine's storage, its socket, and the
+//! A docker:host run gets a lighter container of the same kind on the host's engine: a
+//! network holder ([`Dind::start_holder`]) whose namespace gets the run's listeners, for the
+//! run's containers to join.
+//!
+//! Owns: the live sidecars and holders and `<run_dir>/dind` (the engine's storage, its socket, and the
 //! network files bound into it). Never: starts a sidecar for a run that did not ask, or
 //! leaves one running after its run ended.
 
@@ -117,6 +121,62 @@ impl Dind {
             .expect("dind lock poisoned")
             .insert(run_id.to_string(), sidecar.clone());
         Ok(sidecar)
+    }
+
+    /// A docker:host run's network holder (paddock's base image, built where missing), for
+    /// its containers to join; `None` when the daemon is not root (then they get no
+    /// network, as before).
+    pub async fn start_holder(
+        &self,
+        run_id: &str,
+        events: &EventSink,
+    ) -> Result<Option<Sidecar>, DaemonError> {
+        if !nix::unistd::geteuid().is_root() {
+            return Ok(None);
+        }
+        let d = self.engine().await?;
+        events(SandboxEvent::InitStep {
+            run_id: run_id.to_string(),
+            index: 1,
+            total: 1,
+            description: "docker:host: the network of the run's containers".into(),
+        });
+        let scratch = self.paddock_home.join("cache").join("image-build");
+        let image = image::ensure(d, &scratch, None, &[], &|p| {
+            if let image::Progress::Step {
+                index,
+                total,
+                description,
+            } = p
+            {
+                events(SandboxEvent::InitStep {
+                    run_id: run_id.to_string(),
+                    index,
+                    total,
+                    description: format!("paddock base image: {description}"),
+                });
+            }
+        })
+        .await?;
+        let holder = dind::start_holder(
+            d,
+            &image,
+            run_id,
+            Some(self.paddock_home.display().to_string()),
+        )
+        .await?;
+        Ok(Some(holder))
+    }
+
+    /// A live docker:host run's network holder after a daemon restart.
+    pub async fn find_holder(&self, run_id: &str) -> Result<Option<Sidecar>, DaemonError> {
+        Ok(dind::find_holder(self.engine().await?, run_id).await?)
+    }
+
+    /// Remove a docker:host run's network holder (a no-op when there is none).
+    pub async fn remove_holder(&self, run_id: &str) -> Result<(), DaemonError> {
+        dind::remove_holder(self.engine().await?, run_id).await?;
+        Ok(())
     }
 
     /// A live run's sidecar after a daemon restart.

@@ -9,9 +9,10 @@
 //!
 //! Owns: the per-run sockets and their tasks, and the engine objects labelled
 //! [`policy::RUN_LABEL`] (removed with the run). Never: forwards an unchecked request (see
-//! [`policy`]), or gives a container of the host's engine a network (its bridge would
-//! bypass the run's egress policy). For `docker:dind` ([`dind`]) the same socket leads to the
-//! run's private engine, whose only network is the run's own.
+//! [`policy`]), or gives a container of the host's engine a network but the run's own (the
+//! namespace of its holder container, see [`DockerHost::set_holder`]; the engine's bridge
+//! would bypass the run's egress policy). For `docker:dind` ([`dind`]) the same socket
+//! leads to the run's private engine, whose only network is the run's own too.
 
 pub mod dind;
 pub mod policy;
@@ -58,6 +59,8 @@ pub struct DockerHost {
     /// `$PADDOCK_HOME/docker-host`.
     dir: PathBuf,
     live: Mutex<HashMap<String, tokio::task::AbortHandle>>,
+    /// Each served run's network holder id (shared with its socket's task).
+    holders: Mutex<HashMap<String, Arc<std::sync::RwLock<Option<String>>>>>,
 }
 
 /// The engine's socket: `DOCKER_HOST` (unix:// only) or the default.
@@ -95,6 +98,20 @@ impl DockerHost {
             bus,
             dir: paddock_home.join(HOME_SUBDIR),
             live: Mutex::new(HashMap::new()),
+            holders: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The containers of a run on the host's engine join `container` (its network holder,
+    /// whose namespace has the run's egress listeners) instead of getting no network.
+    pub fn set_holder(&self, run_id: &str, container: &str) {
+        if let Some(h) = self
+            .holders
+            .lock()
+            .expect("docker-host lock poisoned")
+            .get(run_id)
+        {
+            *h.write().unwrap_or_else(|e| e.into_inner()) = Some(container.to_string());
         }
     }
 
@@ -157,10 +174,16 @@ impl DockerHost {
             .map_err(|e| DaemonError::io("chmod", &sock, e))?;
         let run_id = scope.run_id.clone();
         let parts = self.sandbox_parts(&run_id);
+        let holder = Arc::new(std::sync::RwLock::new(None));
+        self.holders
+            .lock()
+            .expect("docker-host lock poisoned")
+            .insert(run_id.clone(), holder.clone());
         let ctx = Arc::new(proxy::Ctx {
             engine,
             scope,
             bus: self.bus.clone(),
+            holder,
         });
         let task = tokio::spawn(proxy::serve(listener, ctx));
         if let Some(old) = self
@@ -176,6 +199,10 @@ impl DockerHost {
 
     /// Stop serving a run's socket (its containers stay until the run is removed).
     pub fn close(&self, run_id: &str) {
+        self.holders
+            .lock()
+            .expect("docker-host lock poisoned")
+            .remove(run_id);
         if let Some(t) = self
             .live
             .lock()

@@ -422,22 +422,28 @@ fn is_root_user(user: &str) -> bool {
 
 /// The network an engine's containers and builds may have.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EngineNet {
+pub enum EngineNet<'a> {
     /// None (the host's engine: its bridge and host network bypass the run's policy).
     Cut,
+    /// The network namespace of the container with this id (docker:host: the run's network
+    /// holder, whose namespace holds the run's egress listeners and nothing else).
+    Joined(&'a str),
     /// The engine's host network, which is the run's (docker:dind: the sidecar's network
     /// namespace holds the run's egress listeners and nothing else).
     Governed,
 }
 
-impl EngineNet {
+impl EngineNet<'_> {
     /// The network mode a container or build asking for `mode` gets, or the refusal.
-    fn mode(self, mode: &str) -> Result<&'static str, Refusal> {
+    fn mode(self, mode: &str) -> Result<String, Refusal> {
         match (self, mode) {
-            (_, "none") => Ok("none"),
-            (EngineNet::Cut, "" | "default" | "bridge") => Ok("none"),
-            (EngineNet::Cut, "host") => Err(Refusal::new("host network", "NetworkMode: host")),
-            (EngineNet::Governed, "" | "default" | "bridge" | "host") => Ok("host"),
+            (_, "none") => Ok("none".into()),
+            (EngineNet::Cut, "" | "default" | "bridge") => Ok("none".into()),
+            (EngineNet::Joined(id), "" | "default" | "bridge") => Ok(format!("container:{id}")),
+            (EngineNet::Cut | EngineNet::Joined(_), "host") => {
+                Err(Refusal::new("host network", "NetworkMode: host"))
+            }
+            (EngineNet::Governed, "" | "default" | "bridge" | "host") => Ok("host".into()),
             (_, m) => Err(Refusal::new(
                 "networks",
                 format!(
@@ -553,7 +559,7 @@ pub fn check_container(
         m if m.starts_with("container:") => needs.containers.push(m["container:".len()..].into()),
         m => {
             let set = net.mode(m)?;
-            host.insert("NetworkMode".into(), Value::String(set.into()));
+            host.insert("NetworkMode".into(), Value::String(set));
         }
     }
     if let Some(Value::Object(nc)) = cfg.get_mut("NetworkingConfig") {
@@ -783,7 +789,7 @@ pub fn check_build(
                     "a BuildKit build through docker:host; build with the classic builder (DOCKER_BUILDKIT=0)",
                 ));
             }
-            "networkmode" if v == "host" && net == EngineNet::Cut => {
+            "networkmode" if v == "host" && net != EngineNet::Governed => {
                 return Err(Refusal::new(
                     "host network",
                     "a build on the host's network",
@@ -813,7 +819,7 @@ pub fn check_build(
     let network = net.mode(network)?;
     pairs.retain(|(k, _)| k != "labels" && k != "networkmode");
     pairs.push(("labels".into(), l.to_string()));
-    pairs.push(("networkmode".into(), network.into()));
+    pairs.push(("networkmode".into(), network));
     for t in &tags {
         check_tag_name(t)?;
     }
@@ -878,6 +884,40 @@ pub fn pull_reference(pairs: &[(String, String)]) -> Result<String, Refusal> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn containers_and_builds_get_the_network_the_engine_may_give() {
+        let w = ws(Path::new("/nonexistent/ws"), false);
+        let mode = |net: EngineNet, asked: &str| {
+            let mut b = json!({"Image": "x", "HostConfig": {"NetworkMode": asked}});
+            check_container(&mut b, "r1", &w, net)
+                .map(|_| b["HostConfig"]["NetworkMode"].as_str().unwrap().to_string())
+                .map_err(|r| r.rule)
+        };
+        let holder = EngineNet::Joined("abc123");
+        for asked in ["", "default", "bridge"] {
+            assert_eq!(mode(EngineNet::Cut, asked).unwrap(), "none");
+            assert_eq!(mode(holder, asked).unwrap(), "container:abc123");
+            assert_eq!(mode(EngineNet::Governed, asked).unwrap(), "host");
+        }
+        for net in [EngineNet::Cut, holder, EngineNet::Governed] {
+            assert_eq!(mode(net, "none").unwrap(), "none");
+            assert_eq!(mode(net, "mynet").unwrap_err(), "networks");
+        }
+        assert_eq!(mode(EngineNet::Cut, "host").unwrap_err(), "host network");
+        assert_eq!(mode(holder, "host").unwrap_err(), "host network");
+        assert_eq!(mode(EngineNet::Governed, "host").unwrap(), "host");
+        let build = |net: EngineNet, q: &str| {
+            let mut p = query_pairs(Some(q));
+            check_build(&mut p, "r1", net)
+                .map(|_| param(&p, "networkmode").unwrap_or_default().to_string())
+                .map_err(|r| r.rule)
+        };
+        assert_eq!(build(EngineNet::Cut, "t=a").unwrap(), "none");
+        assert_eq!(build(holder, "t=a").unwrap(), "container:abc123");
+        assert_eq!(build(holder, "networkmode=host").unwrap_err(), "host network");
+        assert_eq!(build(EngineNet::Governed, "networkmode=host").unwrap(), "host");
+    }
 
     fn ws(root: &Path, bind_mode: bool) -> WorkspaceScope {
         WorkspaceScope {

@@ -35,6 +35,8 @@ pub(super) struct Ctx {
     pub engine: std::path::PathBuf,
     pub scope: RunScope,
     pub bus: EventBus,
+    /// The id of the run's network holder, once it runs (see [`super::DockerHost::set_holder`]).
+    pub holder: Arc<std::sync::RwLock<Option<String>>>,
 }
 
 /// Why a request is not forwarded.
@@ -234,12 +236,21 @@ impl Ctx {
         self.scope.private_engine.is_some()
     }
 
-    /// What network its containers get: a private engine's is the run's own.
-    fn net(&self) -> policy::EngineNet {
-        if self.private() {
-            policy::EngineNet::Governed
-        } else {
-            policy::EngineNet::Cut
+    /// The run's network holder on the host's engine, if it has one.
+    fn holder(&self) -> Option<String> {
+        self.holder
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// What network its containers get: a private engine's is the run's own; on the host's
+    /// engine, the run's holder's (governed by the run's egress), or none without one.
+    fn net<'a>(&self, holder: Option<&'a str>) -> policy::EngineNet<'a> {
+        match holder {
+            _ if self.private() => policy::EngineNet::Governed,
+            Some(id) => policy::EngineNet::Joined(id),
+            None => policy::EngineNet::Cut,
         }
     }
 
@@ -422,8 +433,9 @@ async fn plan(
         }
         Route::CreateContainer => {
             let mut v = read_json(body).await?;
-            let needs =
-                policy::check_container(&mut v, ctx.run(), &ctx.scope.workspace, ctx.net())?;
+            let holder = ctx.holder();
+            let net = ctx.net(holder.as_deref());
+            let needs = policy::check_container(&mut v, ctx.run(), &ctx.scope.workspace, net)?;
             for c in &needs.containers {
                 // A 404 on create reads to the CLI as a missing image: refuse instead.
                 if ctx.own_container(c).await.is_err() {
@@ -546,7 +558,8 @@ async fn plan(
         }
         Route::Build => {
             let mut pairs = policy::query_pairs(raw_query);
-            for t in &policy::check_build(&mut pairs, ctx.run(), ctx.net())? {
+            let holder = ctx.holder();
+            for t in &policy::check_build(&mut pairs, ctx.run(), ctx.net(holder.as_deref()))? {
                 ctx.may_tag(t).await?;
             }
             Ok(Outgoing {

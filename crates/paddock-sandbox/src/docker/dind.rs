@@ -301,11 +301,15 @@ pub async fn find(d: &Docker, run_id: &str) -> Result<Option<Sidecar>, SandboxEr
 /// Remove a run's sidecar (its inner containers die with it); `true` if there was one.
 /// Its directory stays for the caller to remove.
 pub async fn remove(d: &Docker, run_id: &str) -> Result<bool, SandboxError> {
+    remove_named(d, &container_name(run_id)).await
+}
+
+async fn remove_named(d: &Docker, name: &str) -> Result<bool, SandboxError> {
+    let name = name.to_string();
     let opts = RemoveContainerOptionsBuilder::default()
         .force(true)
         .v(true)
         .build();
-    let name = container_name(run_id);
     match d.remove_container(&name, Some(opts)).await {
         Ok(()) => Ok(true),
         Err(e) if not_found(&e) => Ok(false),
@@ -327,6 +331,81 @@ pub async fn remove(d: &Docker, run_id: &str) -> Result<bool, SandboxError> {
         }
         Err(e) => Err(engine("remove the sidecar", e)),
     }
+}
+
+/// The label of a docker:host run's network holder: the run it serves.
+pub const HOLDER_LABEL: &str = "paddock.dockerhost.netns";
+
+/// The container name of a docker:host run's network holder.
+pub fn holder_name(run_id: &str) -> String {
+    format!("paddock-dhnet-{run_id}")
+}
+
+/// Start a docker:host run's network holder on `image`: a container that only holds a
+/// network namespace (no network of its own, no capabilities, a read-only root, `sleep`),
+/// which the daemon gives the run's egress listeners and the run's containers then join
+/// (`container:<holder>`). Not labelled as the run's: the run cannot see, stop or enter it.
+pub async fn start_holder(
+    d: &Docker,
+    image: &str,
+    run_id: &str,
+    home: Option<String>,
+) -> Result<Sidecar, SandboxError> {
+    let name = holder_name(run_id);
+    remove_named(d, &name).await?;
+    let mut labels: HashMap<String, String> =
+        [(HOLDER_LABEL.to_string(), run_id.to_string())].into();
+    if let Some(h) = home {
+        labels.insert(super::HOME_LABEL.into(), h);
+    }
+    let body = ContainerCreateBody {
+        image: Some(image.into()),
+        entrypoint: Some(vec!["sleep".into(), "infinity".into()]),
+        cmd: Some(vec![]),
+        user: Some("65534:65534".into()),
+        hostname: Some("paddock".into()),
+        labels: Some(labels),
+        host_config: Some(HostConfig {
+            network_mode: Some("none".into()),
+            // The resolv.conf that joining containers share: the run's DNS stub.
+            dns: Some(vec!["127.0.0.1".into()]),
+            cap_drop: Some(vec!["ALL".into()]),
+            security_opt: Some(vec!["no-new-privileges".into()]),
+            readonly_rootfs: Some(true),
+            init: Some(true),
+            pids_limit: Some(8),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let opts = CreateContainerOptionsBuilder::default().name(&name).build();
+    d.create_container(Some(opts), body)
+        .await
+        .map_err(|e| engine("create the network holder", e))?;
+    d.start_container(&name, None)
+        .await
+        .map_err(|e| engine("start the network holder", e))?;
+    match find_named(d, &name).await? {
+        Some(s) => Ok(s),
+        None => {
+            let log = log_tail(d, &name).await;
+            let _ = remove_named(d, &name).await;
+            Err(SandboxError::Setup {
+                step: "docker:host".into(),
+                message: format!("the network holder exited at once:\n{log}"),
+            })
+        }
+    }
+}
+
+/// A run's running network holder, if there is one (after a daemon restart).
+pub async fn find_holder(d: &Docker, run_id: &str) -> Result<Option<Sidecar>, SandboxError> {
+    find_named(d, &holder_name(run_id)).await
+}
+
+/// Remove a run's network holder; `true` if there was one.
+pub async fn remove_holder(d: &Docker, run_id: &str) -> Result<bool, SandboxError> {
+    remove_named(d, &holder_name(run_id)).await
 }
 
 /// The network namespace of a sidecar, for the run's egress listeners (root daemon).
