@@ -246,6 +246,9 @@ impl RunManager {
             Some(service) => {
                 let private_engine = (*service == paddock_config::Service::DockerDind)
                     .then(|| crate::dockerhost::dind::socket(&run_dir));
+                if private_engine.is_some() {
+                    crate::dockerhost::dind::check_can_run()?;
+                }
                 let bind_mode = req.workspace_mode == WorkspaceMode::Bind;
                 let (mount, env) = self.open_docker_host(
                     &id,

@@ -71,12 +71,7 @@ impl Dind {
         net: &paddock_egress::SandboxNet,
         events: &EventSink,
     ) -> Result<Sidecar, DaemonError> {
-        if !nix::unistd::geteuid().is_root() {
-            return Err(DaemonError::Unsupported {
-                message: "docker:dind needs a root daemon (it places the run's egress listeners in the sidecar's network namespace)".into(),
-                hint: "run the paddock daemon as root, or use `docker:host`".into(),
-            });
-        }
+        check_can_run()?;
         let d = self.engine().await?;
         let step = |index: u32, description: &str| {
             events(SandboxEvent::InitStep {
@@ -199,6 +194,18 @@ impl Dind {
         dind::remove(d, run_id).await?;
         Ok(())
     }
+}
+
+/// Whether this daemon can give a run a private engine (checked at create, so the run is
+/// refused before anything is made).
+pub fn check_can_run() -> Result<(), DaemonError> {
+    if nix::unistd::geteuid().is_root() {
+        return Ok(());
+    }
+    Err(DaemonError::Unsupported {
+        message: "docker:dind needs a root daemon (it places the run's egress listeners in the sidecar's network namespace)".into(),
+        hint: "run the paddock daemon as root, or use `docker:host`".into(),
+    })
 }
 
 /// The network files every sandbox gets (resolv.conf pointing at the run's DNS stub, the
