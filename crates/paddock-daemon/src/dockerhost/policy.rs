@@ -915,8 +915,14 @@ mod tests {
         };
         assert_eq!(build(EngineNet::Cut, "t=a").unwrap(), "none");
         assert_eq!(build(holder, "t=a").unwrap(), "container:abc123");
-        assert_eq!(build(holder, "networkmode=host").unwrap_err(), "host network");
-        assert_eq!(build(EngineNet::Governed, "networkmode=host").unwrap(), "host");
+        assert_eq!(
+            build(holder, "networkmode=host").unwrap_err(),
+            "host network"
+        );
+        assert_eq!(
+            build(EngineNet::Governed, "networkmode=host").unwrap(),
+            "host"
+        );
     }
 
     fn ws(root: &Path, bind_mode: bool) -> WorkspaceScope {
