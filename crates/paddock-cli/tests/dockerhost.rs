@@ -42,11 +42,18 @@ fn workspace(env: &Env) -> PathBuf {
 
 /// `paddock run --dep docker:host ARGS`: (status, stdout, stderr).
 fn run(env: &Env, ws: &Path, args: &[&str]) -> (i32, String, String) {
+    let mut all = vec!["--dep", "docker:host"];
+    all.extend_from_slice(args);
+    paddock_run(env, ws, &all)
+}
+
+/// `paddock run ARGS` in `ws` on the default runtime: (status, stdout, stderr).
+fn paddock_run(env: &Env, ws: &Path, args: &[&str]) -> (i32, String, String) {
     let out = env
         .cmd()
         .current_dir(ws)
         .env_remove("PADDOCK_RUNTIME")
-        .args(["run", "--dep", "docker:host"])
+        .arg("run")
         .args(args)
         .output()
         .unwrap();
@@ -495,15 +502,23 @@ fn a_private_engine_builds_and_runs_images_the_host_engine_never_sees() {
     let Some((env, ws)) = dind_setup() else {
         return;
     };
-    let out = env
-        .cmd()
-        .current_dir(&ws)
-        .env_remove("PADDOCK_RUNTIME")
-        .args(["run", "-d", "-q", "--bind", "--dep", "docker:dind"])
-        .args(["--name", "priv", "--", "sleep", "600"])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
+    let (code, out, err) = paddock_run(
+        &env,
+        &ws,
+        &[
+            "-d",
+            "-q",
+            "--bind",
+            "--dep",
+            "docker:dind",
+            "--name",
+            "priv",
+            "--",
+            "sleep",
+            "600",
+        ],
+    );
+    assert_eq!(code, 0, "{out}\n{err}");
     let id = run_id(&env, "priv");
     let script = r#"
 echo "DOCKER_HOST=$DOCKER_HOST"
@@ -623,20 +638,11 @@ docker run --rm {tag}
 docker rmi {tag} >/dev/null
 "#
     );
-    let out = env
-        .cmd()
-        .current_dir(&ws)
-        .env_remove("PADDOCK_RUNTIME")
-        .args(["run", "--name", "hostnet", "--", "sh", "-c", &script])
-        .output()
-        .unwrap();
+    let (code, stdout, stderr) =
+        paddock_run(&env, &ws, &["--name", "hostnet", "--", "sh", "-c", &script]);
     let _ = server.kill();
     let _ = server.wait();
-    let (stdout, stderr) = (
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
-    );
-    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
     assert!(stdout.contains("allowed=0"), "{stdout}\n{stderr}");
     assert_eq!(
         stdout.matches("hello through the policy").count(),
@@ -672,20 +678,11 @@ docker run --rm --network none mini:1 curl -sS -m 5 http://allowed.test/; echo "
 docker pull denied.test/app:1; echo "pull-denied=$?"
 docker pull allowed.test/app:1; echo "pull-allowed=$?"
 "#;
-    let out = env
-        .cmd()
-        .current_dir(&ws)
-        .env_remove("PADDOCK_RUNTIME")
-        .args(["run", "--name", "netd", "--", "sh", "-c", script])
-        .output()
-        .unwrap();
+    let (code, stdout, stderr) =
+        paddock_run(&env, &ws, &["--name", "netd", "--", "sh", "-c", script]);
     let _ = server.kill();
     let _ = server.wait();
-    let (stdout, stderr) = (
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
-    );
-    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
     // Inner containers have the run's network, and its policy.
     assert!(
         stdout.contains("hello through the policy"),
@@ -723,15 +720,22 @@ fn a_private_engine_comes_back_after_a_daemon_restart() {
     let Some((env, ws)) = dind_setup() else {
         return;
     };
-    let out = env
-        .cmd()
-        .current_dir(&ws)
-        .env_remove("PADDOCK_RUNTIME")
-        .args(["run", "-d", "-q", "--dep", "docker:dind", "--name", "kept"])
-        .args(["--", "sleep", "600"])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
+    let (code, out, err) = paddock_run(
+        &env,
+        &ws,
+        &[
+            "-d",
+            "-q",
+            "--dep",
+            "docker:dind",
+            "--name",
+            "kept",
+            "--",
+            "sleep",
+            "600",
+        ],
+    );
+    assert_eq!(code, 0, "{out}\n{err}");
     let out = env.ok(&[
         "exec",
         "kept",
@@ -775,16 +779,21 @@ api -X POST --data-binary @mini.tar -H 'Content-Type: application/x-tar' 'http:/
 api -X POST -d '{"Image":"mini:1","Cmd":["sh","-c","exit 7"]}' http://d/v1.41/containers/create -o /dev/null -w 'create=%{http_code}\n'
 api -X POST -d '{"Image":"mini:1","HostConfig":{"Privileged":true}}' http://d/v1.41/containers/create -w '\npriv=%{http_code}\n'
 "#;
-    let out = env
-        .cmd()
-        .current_dir(&ws)
-        .env_remove("PADDOCK_RUNTIME")
-        .args(["run", "--runtime", "docker", "--dep", "docker:dind"])
-        .args(["--", "sh", "-c", script])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{out:?}");
+    let (code, stdout, err) = paddock_run(
+        &env,
+        &ws,
+        &[
+            "--runtime",
+            "docker",
+            "--dep",
+            "docker:dind",
+            "--",
+            "sh",
+            "-c",
+            script,
+        ],
+    );
+    assert_eq!(code, 0, "{stdout}\n{err}");
     // The engine that answers is the sidecar's (its hostname), not the host's.
     assert!(stdout.contains("\"Name\":\"dind\""), "{stdout}");
     assert!(stdout.contains("import=200"), "{stdout}");

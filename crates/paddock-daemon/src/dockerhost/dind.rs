@@ -83,22 +83,8 @@ impl Dind {
         };
         step(1, "docker:dind: the private engine's image");
         let scratch = self.paddock_home.join("cache").join("image-build");
-        let image = dind::ensure_image(d, &scratch, &|p| {
-            if let image::Progress::Step {
-                index,
-                total,
-                description,
-            } = p
-            {
-                events(SandboxEvent::InitStep {
-                    run_id: run_id.to_string(),
-                    index,
-                    total,
-                    description: format!("docker:dind image: {description}"),
-                });
-            }
-        })
-        .await?;
+        let progress = image::init_steps(events, run_id, "docker:dind image: ");
+        let image = dind::ensure_image(d, &scratch, &progress).await?;
         step(2, "docker:dind: starting the private engine");
         let dir = dir(run_dir);
         let files = write_net_files(&dir, net)?;
@@ -137,22 +123,8 @@ impl Dind {
             description: "docker:host: the network of the run's containers".into(),
         });
         let scratch = self.paddock_home.join("cache").join("image-build");
-        let image = image::ensure(d, &scratch, None, &[], &|p| {
-            if let image::Progress::Step {
-                index,
-                total,
-                description,
-            } = p
-            {
-                events(SandboxEvent::InitStep {
-                    run_id: run_id.to_string(),
-                    index,
-                    total,
-                    description: format!("paddock base image: {description}"),
-                });
-            }
-        })
-        .await?;
+        let progress = image::init_steps(events, run_id, "paddock base image: ");
+        let image = image::ensure(d, &scratch, None, &[], &progress).await?;
         let holder = dind::start_holder(
             d,
             &image,

@@ -424,7 +424,8 @@ impl SidecarNetns {
         }
     }
 
-    fn live(&self, handle: &SandboxHandle) -> Result<(), SandboxError> {
+    /// The sidecar's pid while that process runs.
+    fn live(&self, handle: &SandboxHandle) -> Result<i32, SandboxError> {
         if self.pid <= 0
             || (self.pid_start != 0 && proc_start_time(self.pid) != Some(self.pid_start))
         {
@@ -432,18 +433,13 @@ impl SidecarNetns {
                 run_id: handle.run_id.clone(),
             });
         }
-        Ok(())
+        Ok(self.pid)
     }
 }
 
 impl NetnsCapability for SidecarNetns {
     fn netns_fd(&self, handle: &SandboxHandle) -> Result<OwnedFd, SandboxError> {
-        self.live(handle)?;
-        let path = PathBuf::from(format!("/proc/{}/ns/net", self.pid));
-        let f = std::fs::File::open(&path).map_err(|e| SandboxError::io("open", path, e))?;
-        // The pid could have been reused between the check and the open.
-        self.live(handle)?;
-        Ok(OwnedFd::from(f))
+        super::open_netns(|| self.live(handle))
     }
 
     fn socket_in_netns(
@@ -452,11 +448,10 @@ impl NetnsCapability for SidecarNetns {
         domain: i32,
         ty: i32,
     ) -> Result<OwnedFd, SandboxError> {
-        self.sockets_in_netns(handle, &[(domain, ty)])?
+        Ok(self
+            .sockets_in_netns(handle, &[(domain, ty)])?
             .pop()
-            .ok_or_else(|| {
-                SandboxError::io("make a socket", None, std::io::Error::other("none made"))
-            })
+            .expect("one socket asked for"))
     }
 
     fn sockets_in_netns(
@@ -464,14 +459,7 @@ impl NetnsCapability for SidecarNetns {
         handle: &SandboxHandle,
         kinds: &[(i32, i32)],
     ) -> Result<Vec<OwnedFd>, SandboxError> {
-        let netns = self.netns_fd(handle)?;
-        self.ns.sockets(netns, kinds).map_err(|e| {
-            SandboxError::io(
-                "make a socket in the docker:dind sidecar's network namespace",
-                None,
-                e,
-            )
-        })
+        super::netns_sockets(&self.ns, self.netns_fd(handle)?, kinds)
     }
 
     /// Nothing is held: the sidecar's engine needs no network until it pulls.

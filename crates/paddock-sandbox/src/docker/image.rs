@@ -196,6 +196,31 @@ pub enum Progress {
 /// Where progress goes.
 pub type ProgressSink<'a> = &'a (dyn Fn(Progress) + Send + Sync);
 
+/// A progress sink that publishes each build step as an init step of `run_id`, its
+/// description after `prefix` (log lines are dropped: the step is what a run shows).
+pub fn init_steps(
+    events: &crate::EventSink,
+    run_id: &str,
+    prefix: &str,
+) -> impl Fn(Progress) + Send + Sync + use<> {
+    let (events, run_id, prefix) = (events.clone(), run_id.to_string(), prefix.to_string());
+    move |p| {
+        if let Progress::Step {
+            index,
+            total,
+            description,
+        } = p
+        {
+            events(crate::SandboxEvent::InitStep {
+                run_id: run_id.clone(),
+                index,
+                total,
+                description: format!("{prefix}{description}"),
+            });
+        }
+    }
+}
+
 fn build_err(message: impl Into<String>, hint: impl Into<String>) -> SandboxError {
     SandboxError::Build {
         message: message.into(),

@@ -505,23 +505,7 @@ impl DockerRuntime {
             || spec.run_dir.join("image-build"),
             |h| h.join("cache").join("image-build"),
         );
-        let run_id = spec.run_id.clone();
-        let events = events.clone();
-        let sink = move |p: image::Progress| {
-            if let image::Progress::Step {
-                index,
-                total,
-                description,
-            } = p
-            {
-                events(SandboxEvent::InitStep {
-                    run_id: run_id.clone(),
-                    index,
-                    total,
-                    description: format!("image: {description}"),
-                });
-            }
-        };
+        let sink = image::init_steps(events, &spec.run_id, "image: ");
         image::ensure(
             d,
             &scratch,
@@ -1441,14 +1425,39 @@ impl DockerRuntime {
     }
 }
 
+/// `/proc/<pid>/ns/net` of a container's first process; `live` answers its pid while it
+/// runs, and is asked again after the open (the pid could have been reused in between).
+pub(crate) fn open_netns(
+    live: impl Fn() -> Result<i32, SandboxError>,
+) -> Result<OwnedFd, SandboxError> {
+    let pid = live()?;
+    let path = PathBuf::from(format!("/proc/{pid}/ns/net"));
+    let f = File::open(&path).map_err(|e| SandboxError::io("open", path, e))?;
+    live()?;
+    Ok(OwnedFd::from(f))
+}
+
+/// Sockets made in a container's network namespace (root only: setns).
+pub(crate) fn netns_sockets(
+    ns: &NsWorker,
+    netns: OwnedFd,
+    kinds: &[(i32, i32)],
+) -> Result<Vec<OwnedFd>, SandboxError> {
+    ns.sockets(netns, kinds).map_err(|e| {
+        if e.raw_os_error() == Some(libc::EPERM) {
+            SandboxError::Unsupported {
+                message: "entering a container's network namespace needs root".into(),
+                hint: "run the paddock daemon as root to use the docker and gvisor runtimes and docker:dind, or use the native runtime".into(),
+            }
+        } else {
+            SandboxError::io("make a socket in the container's network namespace", None, e)
+        }
+    })
+}
+
 impl NetnsCapability for DockerRuntime {
     fn netns_fd(&self, handle: &SandboxHandle) -> Result<OwnedFd, SandboxError> {
-        let pid = self.live_pid(handle)?;
-        let path = PathBuf::from(format!("/proc/{pid}/ns/net"));
-        let f = File::open(&path).map_err(|e| SandboxError::io("open", path, e))?;
-        // The pid could have been reused between the check and the open.
-        self.live_pid(handle)?;
-        Ok(OwnedFd::from(f))
+        open_netns(|| self.live_pid(handle))
     }
 
     fn socket_in_netns(
@@ -1468,17 +1477,7 @@ impl NetnsCapability for DockerRuntime {
         handle: &SandboxHandle,
         kinds: &[(i32, i32)],
     ) -> Result<Vec<OwnedFd>, SandboxError> {
-        let netns = self.netns_fd(handle)?;
-        self.ns.sockets(netns, kinds).map_err(|e| {
-            if e.raw_os_error() == Some(libc::EPERM) {
-                SandboxError::Unsupported {
-                    message: "entering a container's network namespace needs root".into(),
-                    hint: "run the paddock daemon as root to use the docker and gvisor runtimes, or use the native runtime".into(),
-                }
-            } else {
-                SandboxError::io("make a socket in the container's network namespace", None, e)
-            }
-        })
+        netns_sockets(&self.ns, self.netns_fd(handle)?, kinds)
     }
 
     fn release(&self, handle: &SandboxHandle) -> Result<(), SandboxError> {

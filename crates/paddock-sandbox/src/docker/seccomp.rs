@@ -89,10 +89,13 @@ fn native_arch() -> &'static str {
 /// would then break thread creation, so they are left out for gVisor: its own kernel does
 /// not implement `clone3` and answers ENOSYS itself.
 pub fn profile_json(gvisor: bool) -> String {
-    let rows: Vec<DenyRule> = deny_table()
-        .into_iter()
-        .filter(|r| !(gvisor && r.action == Action::Enosys))
-        .collect();
+    profile_of(|r| !(gvisor && r.action == Action::Enosys))
+}
+
+/// The profile of the table's rows that `keep` keeps: allow by default, the native
+/// architecture only.
+fn profile_of(keep: impl Fn(&DenyRule) -> bool) -> String {
+    let rows: Vec<DenyRule> = deny_table().into_iter().filter(|r| keep(r)).collect();
     let syscalls: Vec<Value> = rows.iter().flat_map(entries).collect();
     json!({
         "defaultAction": "SCMP_ACT_ALLOW",
@@ -130,20 +133,7 @@ const ENGINE_NEEDS: &[&str] = &[
 /// BPF program). Everything else stays denied: modules, kexec, ptrace, perf, io_uring,
 /// userfaultfd, handle-based opens, the clock, swap and reboot.
 pub fn engine_profile_json(cgroup_v2: bool) -> String {
-    let rows: Vec<DenyRule> = deny_table()
-        .into_iter()
-        .filter(|r| {
-            let lifted = ENGINE_NEEDS.contains(&r.name) || (cgroup_v2 && r.name == "bpf");
-            !lifted
-        })
-        .collect();
-    let syscalls: Vec<Value> = rows.iter().flat_map(entries).collect();
-    json!({
-        "defaultAction": "SCMP_ACT_ALLOW",
-        "architectures": [native_arch()],
-        "syscalls": syscalls,
-    })
-    .to_string()
+    profile_of(|r| !(ENGINE_NEEDS.contains(&r.name) || (cgroup_v2 && r.name == "bpf")))
 }
 
 #[cfg(test)]
