@@ -330,8 +330,10 @@ fn exact_keys(obj: &Map<String, Value>, fields: &[&str]) -> Result<(), Refusal> 
     Ok(())
 }
 
-const CONFIG_FIELDS: &[&str] = &["HostConfig", "Labels", "User", "NetworkingConfig"];
-const HOST_FIELDS: &[&str] = &[
+/// The fields the policy reads, in the spelling the engine would match in any case (a body
+/// with another spelling of one is refused: see `exact_keys`).
+pub const CONFIG_FIELDS: &[&str] = &["HostConfig", "Labels", "User", "NetworkingConfig"];
+pub const HOST_FIELDS: &[&str] = &[
     "Privileged",
     "CapAdd",
     "Devices",
@@ -354,7 +356,8 @@ const HOST_FIELDS: &[&str] = &[
     "Binds",
     "Mounts",
 ];
-const MOUNT_FIELDS: &[&str] = &["Type", "Source", "VolumeOptions"];
+pub const MOUNT_FIELDS: &[&str] = &["Type", "Source", "VolumeOptions"];
+pub const VOLUME_FIELDS: &[&str] = &["Driver", "DriverOpts", "Labels", "Name"];
 
 fn set_label(obj: &mut Map<String, Value>, key: &str, run_id: &str) -> Result<(), Refusal> {
     let labels = obj.entry(key).or_insert_with(|| Value::Object(Map::new()));
@@ -415,9 +418,11 @@ fn ns_mode(
     Ok(())
 }
 
+/// Whether `User` runs as root: no user, `root`, or any number the engine reads as uid 0
+/// (it parses digits with a sign and leading zeros: `0`, `00`, `+0`, `-0`).
 fn is_root_user(user: &str) -> bool {
     let name = user.split(':').next().unwrap_or("");
-    name.is_empty() || name == "root" || name == "0"
+    name.is_empty() || name == "root" || name.parse::<i64>() == Ok(0)
 }
 
 /// The network an engine's containers and builds may have.
@@ -666,6 +671,18 @@ pub fn check_bind(src: &Path, ws: &WorkspaceScope) -> Result<PathBuf, Refusal> {
             format!("the bind source {} ({e})", src.display()),
         )
     })?;
+    // The real path is written back into the request: as `src:dst` (which the engine
+    // splits at the first `:`) or as JSON text. Either must name exactly the checked path.
+    if real.to_str().is_none_or(|r| r.contains(':')) {
+        return Err(Refusal::new(
+            "bind mounts",
+            format!(
+                "the bind source {} (really {}): a path with `:` or that is not UTF-8 cannot be passed on unchanged",
+                src.display(),
+                real.display()
+            ),
+        ));
+    }
     if !real.starts_with(&ws.root) {
         return Err(Refusal::new(
             "bind mounts",
@@ -712,7 +729,7 @@ pub fn check_volume(body: &mut Value, run_id: &str) -> Result<(), Refusal> {
             "a volume config that is not a JSON object",
         ));
     };
-    exact_keys(v, &["Driver", "DriverOpts", "Labels", "Name"])?;
+    exact_keys(v, VOLUME_FIELDS)?;
     if !matches!(str_of(v, "Driver"), "" | "local") {
         return Err(Refusal::new(
             "volume driver",
@@ -829,7 +846,9 @@ pub fn check_build(
 /// A name the run may tag: not one of paddock's own images.
 pub fn check_tag_name(reference: &str) -> Result<(), Refusal> {
     let (_, path) = split_registry(reference);
-    let repo = path.rsplit('/').next().unwrap_or(path);
+    let last = path.rsplit('/').next().unwrap_or(path);
+    // The name without its `:tag` or `@digest`.
+    let repo = last.split([':', '@']).next().unwrap_or(last);
     if repo == "paddock" || repo.starts_with("paddock-") {
         return Err(Refusal::new(
             "image tags",
@@ -844,8 +863,16 @@ pub fn check_tag_name(reference: &str) -> Result<(), Refusal> {
 
 /// The registry a reference names (`docker.io` by default) and the rest.
 pub fn split_registry(reference: &str) -> (&str, &str) {
+    // The engine's rule (distribution/reference): a first component with a `.` or `:`, or
+    // `localhost`, or any upper-case letter (repository names are lower-case) is a host.
     match reference.split_once('/') {
-        Some((first, rest)) if first.contains(['.', ':']) || first == "localhost" => (first, rest),
+        Some((first, rest))
+            if first.contains(['.', ':'])
+                || first == "localhost"
+                || first.to_lowercase() != first =>
+        {
+            (first, rest)
+        }
         _ => ("docker.io", reference),
     }
 }
@@ -923,6 +950,40 @@ mod tests {
             build(EngineNet::Governed, "networkmode=host").unwrap(),
             "host"
         );
+    }
+
+    #[test]
+    fn the_engines_readings_of_names_users_and_paths_are_the_policys() {
+        // Upper case in the first component makes it a registry host, as for the engine.
+        assert_eq!(split_registry("EVIL/x:1"), ("EVIL", "x:1"));
+        assert_eq!(split_registry("NAS/me/app"), ("NAS", "me/app"));
+        assert_eq!(split_registry("me/app"), ("docker.io", "me/app"));
+        for root in ["", "root", "0", "00", "+0", "-0", "0:0"] {
+            assert!(is_root_user(root), "{root:?}");
+        }
+        for user in ["1000", "1000:0", "paddock", "01000"] {
+            assert!(!is_root_user(user), "{user:?}");
+        }
+        for tag in [
+            "paddock",
+            "paddock:1",
+            "paddock@sha256:ab",
+            "x/paddock-base:1",
+        ] {
+            assert_eq!(check_tag_name(tag).unwrap_err().rule, "image tags", "{tag}");
+        }
+        assert!(check_tag_name("mypaddock:1").is_ok());
+        let dir = tempfile::tempdir().unwrap();
+        let root = std::fs::canonicalize(dir.path()).unwrap();
+        std::fs::create_dir(root.join("colon:dir")).unwrap();
+        std::os::unix::fs::symlink(root.join("colon:dir"), root.join("link")).unwrap();
+        let w = ws(&root, true);
+        assert_eq!(
+            check_bind(&root.join("link"), &w).unwrap_err().rule,
+            "bind mounts"
+        );
+        std::fs::create_dir(root.join("plain")).unwrap();
+        assert!(check_bind(&root.join("plain"), &w).is_ok());
     }
 
     fn ws(root: &Path, bind_mode: bool) -> WorkspaceScope {
