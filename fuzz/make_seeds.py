@@ -5,6 +5,8 @@ every run, except the TLS ClientHellos (made by Python's ssl module, with fresh 
 The audit bundle seeds come from the audit crate itself: `cargo +nightly test
 --manifest-path fuzz/Cargo.toml --test seeds` (fuzz/seeds.rs) writes them. Inputs the
 fuzzer found and `scripts/fuzz.sh merge` kept are the other files of each directory.
+
+`make_seeds.py TARGET...` writes only those targets' seeds.
 """
 
 import json
@@ -12,11 +14,14 @@ import os
 import struct
 import ssl
 import hashlib
+import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def put(target, name, data):
+    if len(sys.argv) > 1 and target not in sys.argv[1:]:
+        return
     d = os.path.join(HERE, "corpus", target)
     os.makedirs(d, exist_ok=True)
     if isinstance(data, str):
@@ -269,5 +274,99 @@ ndjson = "".join(json.dumps(l) + "\n" for l in [
     {"ts_ms": 1700000000000, "stream": "stdout", "text": "hello\n"},
     {"ts_ms": 1700000000001, "stream": "stderr", "b64": "AP8="}]) + "\n"
 put("attach_frames", "ndjson", b"\x02\x05" + ndjson.encode())
+
+# ---------------------------------------------------------------- docker_policy
+# `METHOD PATH?QUERY`, a newline, the body: requests as the docker CLI (API 1.47) sends them.
+# The fuzz target's real workspace is /tmp/paddock-fuzz-docker-ws (src/, etc-link -> /etc).
+WSP = "/tmp/paddock-fuzz-docker-ws"
+
+
+def docker(method, target, body=None):
+    head = ("%s %s" % (method, target)).encode()
+    if body is None:
+        return head
+    return head + b"\n" + json.dumps(body, separators=(",", ":")).encode()
+
+
+def docker_run(cmd, user="", host=None, labels=None):
+    """The body of `docker run` (`docker container create`), as the CLI fills it in."""
+    hc = {"Binds": None, "ContainerIDFile": "", "LogConfig": {"Type": "", "Config": {}},
+          "NetworkMode": "default", "PortBindings": {}, "RestartPolicy": {"Name": "no", "MaximumRetryCount": 0},
+          "AutoRemove": True, "VolumeDriver": "", "VolumesFrom": None, "ConsoleSize": [40, 120],
+          "CapAdd": None, "CapDrop": None, "CgroupnsMode": "", "Dns": [], "DnsOptions": [],
+          "DnsSearch": [], "ExtraHosts": None, "GroupAdd": None, "IpcMode": "", "Cgroup": "",
+          "Links": None, "OomScoreAdj": 0, "PidMode": "", "Privileged": False, "PublishAllPorts": False,
+          "ReadonlyRootfs": False, "SecurityOpt": None, "UTSMode": "", "UsernsMode": "", "ShmSize": 0,
+          "Isolation": "", "CpuShares": 0, "Memory": 0, "NanoCpus": 0, "CgroupParent": "",
+          "BlkioWeight": 0, "Devices": [], "DeviceCgroupRules": None, "DeviceRequests": None,
+          "MemorySwappiness": None, "OomKillDisable": None, "PidsLimit": None, "Ulimits": [],
+          "MaskedPaths": None, "ReadonlyPaths": None}
+    hc.update(host or {})
+    return {"Hostname": "", "Domainname": "", "User": user, "AttachStdin": False, "AttachStdout": True,
+            "AttachStderr": True, "Tty": False, "OpenStdin": False, "StdinOnce": False, "Env": None,
+            "Cmd": cmd, "Image": "alpine:3.20", "Volumes": {}, "WorkingDir": "", "Entrypoint": None,
+            "OnBuild": None, "Labels": labels if labels is not None else {}, "HostConfig": hc,
+            "NetworkingConfig": {"EndpointsConfig": {"default": {"IPAMConfig": None, "Links": None,
+                                                                 "Aliases": None, "MacAddress": "",
+                                                                 "DriverOpts": None, "NetworkID": ""}}}}
+
+
+put("docker_policy", "run", docker("POST", "/v1.47/containers/create?name=web", docker_run(["echo", "hi"])))
+put("docker_policy", "run-binds", docker("POST", "/v1.47/containers/create", docker_run(
+    ["make", "test"], user="1000:1000", labels={"com.example.app": "web"}, host={
+        "Binds": [WSP + "/src:/src:ro", WSP + "/src-link/sub:/sub", "cache:/root/.cache"],
+        "Mounts": [{"Type": "bind", "Source": WSP + "/src/file", "Target": "/f", "ReadOnly": True},
+                   {"Type": "volume", "Source": "data", "Target": "/data"},
+                   {"Type": "tmpfs", "Target": "/tmp"}],
+        "SecurityOpt": ["no-new-privileges"]})))
+put("docker_policy", "run-joined", docker("POST", "/v1.47/containers/create", docker_run(
+    ["sh"], host={"NetworkMode": "container:web", "PidMode": "container:web", "IpcMode": "container:web",
+                  "VolumesFrom": ["data:ro"], "Links": ["/db:db"], "CapDrop": ["ALL"]})))
+put("docker_policy", "run-refused", docker("POST", "/v1.47/containers/create", docker_run(
+    ["sh"], host={"Privileged": True, "CapAdd": ["SYS_ADMIN"], "NetworkMode": "host", "PidMode": "host",
+                  "UsernsMode": "host", "Devices": [{"PathOnHost": "/dev/sda", "PathInContainer": "/dev/sda",
+                                                     "CgroupPermissions": "rwm"}],
+                  "SecurityOpt": ["seccomp=unconfined"], "PortBindings": {"80/tcp": [{"HostIp": "", "HostPort": "8080"}]},
+                  "Binds": ["/:/host", WSP + "/etc-link:/e"]})))
+put("docker_policy", "run-spellings", docker("POST", "/containers/create", {
+    "Image": "x", "hostconfig": {"privileged": True}, "HostConfig": {"Mounts": [
+        {"type": "bind", "source": "/"}, {"Type": "volume", "Source": "v", "VolumeOptions": {
+            "DriverConfig": {"Name": "local", "Options": {"type": "none", "o": "bind", "device": "/"}}}}]},
+    "Label\u017f": {"paddock.run": "x"}}))
+put("docker_policy", "exec", docker("POST", "/v1.47/containers/web/exec", {
+    "User": "", "Privileged": False, "Tty": False, "ConsoleSize": [40, 120], "AttachStdin": False,
+    "AttachStderr": True, "AttachStdout": True, "Detach": False, "DetachKeys": "", "Env": None,
+    "WorkingDir": "", "Cmd": ["ls", "-l"]}))
+put("docker_policy", "exec-start", docker("POST", "/v1.47/exec/1f2e3d4c5b6a/start", {"Detach": False, "Tty": True}))
+put("docker_policy", "volume", docker("POST", "/v1.47/volumes/create", {
+    "Driver": "local", "DriverOpts": {}, "Labels": {"com.example": "1"}, "Name": "cache"}))
+put("docker_policy", "volume-bind", docker("POST", "/v1.47/volumes/create", {
+    "Driver": "local", "DriverOpts": {"type": "none", "o": "bind", "device": "/etc"}, "Name": "etc"}))
+BUILD_Q = ("buildargs=%7B%7D&cachefrom=%5B%5D&cgroupparent=&cpuperiod=0&cpuquota=0&cpusetcpus=&cpusetmems="
+           "&cpushares=0&dockerfile=Dockerfile&labels=%7B%22org.opencontainers.image.title%22%3A%22app%22%7D"
+           "&memory=0&memswap=0&networkmode=default&rm=1&shmsize=0&t=myapp%3A1&t=ghcr.io%2Fme%2Fapp%3Alatest"
+           "&target=&ulimits=null&version=1")
+put("docker_policy", "build", docker("POST", "/v1.47/build?" + BUILD_Q))
+put("docker_policy", "build-refused", docker("POST", "/v1.47/build?networkmode=host&t=paddock-base%3Ax"
+                                              "&remote=https%3A%2F%2Fgithub.com%2Fa%2Fb.git&version=2"
+                                              "&labels=%7B%22paddock.dockerhost.run%22%3A%22other%22%7D"))
+put("docker_policy", "pull", docker("POST", "/v1.47/images/create?fromImage=docker.io%2Flibrary%2Falpine&tag=3.20"))
+put("docker_policy", "pull-registry", docker("POST", "/v1.47/images/create?fromImage=ghcr.io%2Fme%2Fapp"
+                                              "&tag=sha256%3A" + "ab" * 32 + "&platform=linux%2Famd64"))
+put("docker_policy", "import", docker("POST", "/v1.47/images/create?fromSrc=-&repo=x&tag=1"))
+put("docker_policy", "push", docker("POST", "/v1.47/images/localhost:5000/me/app/push?tag=1"))
+put("docker_policy", "tag", docker("POST", "/v1.47/images/3f4e5d/tag?repo=registry.example.com%2Fapp&tag=2"))
+put("docker_policy", "commit", docker("POST", "/v1.47/commit?container=web&repo=myimg&tag=1&pause=1", {}))
+put("docker_policy", "rmi", docker("DELETE", "/v1.47/images/myimg:1?force=0&noprune=0"))
+put("docker_policy", "ps", docker("GET", "/v1.47/containers/json?all=1&filters=%7B%22label%22%3A%7B%22a%3Db"
+                                   "%22%3Atrue%7D%2C%22status%22%3A%5B%22running%22%5D%7D"))
+put("docker_policy", "volumes-ls", docker("GET", "/v1.47/volumes?filters=%7B%22dangling%22%3A%5B%22true%22%5D%7D"))
+put("docker_policy", "events", docker("GET", "/v1.47/events?since=1700000000&filters=%7B%22type%22%3A%7B%22container%22%3Atrue%7D%7D"))
+put("docker_policy", "start", docker("POST", "/v1.47/containers/web/start"))
+put("docker_policy", "rm", docker("DELETE", "/v1.47/containers/web?v=1&force=1"))
+put("docker_policy", "logs", docker("GET", "/v1.47/containers/web/logs?stdout=1&stderr=1&follow=1&tail=all"))
+put("docker_policy", "odd-path", docker("GET", "/v1.47/containers/..%2f..%2fjson"))
+put("docker_policy", "ping", docker("HEAD", "/_ping"))
+put("docker_policy", "swarm", docker("POST", "/v1.47/swarm/init", {"ListenAddr": "0.0.0.0:2377"}))
 
 print("seeds written under", os.path.join(HERE, "corpus"))

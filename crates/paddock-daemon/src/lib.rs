@@ -63,6 +63,13 @@ pub use ui::DEFAULT_UI_PORT;
 pub use version::{VERSION, commit};
 pub use worktree::{WORKTREES_DIR, WorktreeError, check_branch_name};
 
+/// Entry points for the fuzz targets in `fuzz/`: the docker:host policy's pure checks
+/// (not a stable API).
+#[doc(hidden)]
+pub mod fuzzing {
+    pub use crate::dockerhost::policy;
+}
+
 /// Default idle time before the daemon exits when it has no runs.
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 
