@@ -63,8 +63,9 @@ pub struct RunManager {
     worktrees: Arc<crate::worktree::Worktrees>,
     /// `docker:host` sockets (see `crate::dockerhost`).
     docker_host: crate::dockerhost::DockerHost,
-    /// `docker:dind` sidecars (see `crate::dockerhost::dind`).
-    dind: crate::dockerhost::dind::Dind,
+    /// docker:dind's sidecars and docker:host's network holders (see
+    /// `crate::dockerhost::dind`).
+    sidecars: crate::dockerhost::dind::Sidecars,
 }
 
 impl RunManager {
@@ -86,7 +87,7 @@ impl RunManager {
             run_dirs,
             worktrees: crate::worktree::Worktrees::new(&home, bus.clone()),
             docker_host: crate::dockerhost::DockerHost::new(bus.clone(), home.root()),
-            dind: crate::dockerhost::dind::Dind::new(home.root()),
+            sidecars: crate::dockerhost::dind::Sidecars::new(home.root()),
             home,
             store,
             bus,
@@ -896,7 +897,9 @@ impl RunManager {
             Err(e) => {
                 let reason = e.to_string();
                 self.egress.stop(id);
-                self.remove_service_containers(id).await;
+                if let Err(e) = self.remove_service_containers(id).await {
+                    tracing::warn!(run = %id, error = %e, "could not remove the run's docker service container");
+                }
                 let _ = self.transition(id, RunState::Failed, None, Some(&reason));
                 return Err(e.into());
             }
@@ -904,7 +907,6 @@ impl RunManager {
         self.get(id)
     }
 
-    /// Place a started sandbox's network listeners, then let its held command run.
     /// A docker service's container, before the run's sandbox starts (so `docker` works
     /// from its first command): docker:dind's private engine, or docker:host's network
     /// holder. Its network namespace then gets the run's listeners with the run's own
@@ -915,54 +917,54 @@ impl RunManager {
         spec: &SandboxSpec,
     ) -> Result<(), DaemonError> {
         let id = &rec.run.id;
-        if !self.docker_host.used_by(id) {
-            return Ok(());
-        }
-        if !self.docker_host.private_engine(id) {
-            if let Some(holder) = self.dind.start_holder(id, &self.event_sink()).await? {
-                self.egress.set_sidecar(
-                    id,
-                    Arc::new(paddock_sandbox::docker::dind::SidecarNetns::new(&holder)),
-                );
-                self.docker_host.set_holder(id, &holder.container);
+        let sidecar = match self.docker_host.service(id) {
+            None => return Ok(()),
+            Some(paddock_config::Service::DockerHost) => {
+                match self.sidecars.start_holder(id, &self.event_sink()).await? {
+                    Some(h) => h,
+                    None => return Ok(()),
+                }
             }
-            return Ok(());
-        }
-        // The engine cannot see a copy-on-write view: only a bind-mode workspace is shared.
-        let workspace =
-            (rec.run.workspace_mode == WorkspaceMode::Bind).then_some(spec.workspace.as_path());
-        let sidecar = self
-            .dind
-            .start(
-                id,
-                &self.home.run_dir(id),
-                workspace,
-                self.egress.sandbox_net(),
-                &self.event_sink(),
-            )
-            .await?;
-        self.egress.set_sidecar(
-            id,
-            Arc::new(paddock_sandbox::docker::dind::SidecarNetns::new(&sidecar)),
-        );
+            Some(paddock_config::Service::DockerDind) => {
+                // The engine cannot see a copy-on-write view: only a bind-mode workspace.
+                let workspace = (rec.run.workspace_mode == WorkspaceMode::Bind)
+                    .then_some(spec.workspace.as_path());
+                self.sidecars
+                    .start_dind(
+                        id,
+                        &self.home.run_dir(id),
+                        workspace,
+                        self.egress.sandbox_net(),
+                        &self.event_sink(),
+                    )
+                    .await?
+            }
+        };
+        self.adopt_sidecar(id, &sidecar);
         Ok(())
     }
 
-    /// Remove a run's docker:dind sidecar or docker:host network holder, logging a failure
-    /// (`paddock rm` tries again).
-    async fn remove_service_containers(&self, id: &str) {
-        let removed = if self.docker_host.private_engine(id) {
-            self.dind.remove(id).await
-        } else if self.docker_host.used_by(id) {
-            self.dind.remove_holder(id).await
-        } else {
-            Ok(())
-        };
-        if let Err(e) = removed {
-            tracing::warn!(run = %id, error = %e, "could not remove the run's docker service container");
+    /// Govern a run's sidecar or holder with the run's egress (from its next
+    /// `Egress::start`), and let the run's containers join a holder (its socket is served).
+    fn adopt_sidecar(&self, id: &str, sidecar: &paddock_sandbox::docker::dind::Sidecar) {
+        self.egress.set_sidecar(
+            id,
+            Arc::new(paddock_sandbox::docker::dind::SidecarNetns::new(sidecar)),
+        );
+        if !self.docker_host.private_engine(id) {
+            self.docker_host.set_holder(id, &sidecar.container);
         }
     }
 
+    /// Remove a run's docker:dind sidecar or docker:host network holder.
+    async fn remove_service_containers(&self, id: &str) -> Result<(), DaemonError> {
+        match self.docker_host.service(id) {
+            Some(service) => self.sidecars.remove(id, service).await,
+            None => Ok(()),
+        }
+    }
+
+    /// Place a started sandbox's network listeners, then let its held command run.
     fn start_network(&self, handle: &SandboxHandle, spec: &SandboxSpec) -> Result<(), DaemonError> {
         let run_dir = self.home.run_dir(&handle.run_id);
         let t0 = std::time::Instant::now();
@@ -1017,7 +1019,11 @@ impl RunManager {
             // The private engine or network holder ends with its run (a private engine's
             // storage stays until `paddock rm`).
             let (me, run) = (self.clone(), id.to_string());
-            tokio::spawn(async move { me.remove_service_containers(&run).await });
+            tokio::spawn(async move {
+                if let Err(e) = me.remove_service_containers(&run).await {
+                    tracing::warn!(run = %run, error = %e, "could not remove the run's docker service container (`paddock rm` tries again)");
+                }
+            });
         }
         if let Ok(Some(rec)) = self.store.get(id)
             && let Some(wt) = &rec.worktree
@@ -1205,11 +1211,7 @@ impl RunManager {
         if let Ok(handle) = self.handle_of(&rec) {
             self.runtime.destroy(&handle).await?;
         }
-        if self.docker_host.private_engine(id) {
-            self.dind.remove(id).await?;
-        } else if self.docker_host.used_by(id) {
-            self.dind.remove_holder(id).await?;
-        }
+        self.remove_service_containers(id).await?;
         let n = self.docker_host.remove_run(id).await?;
         if n > 0 {
             tracing::debug!(run = id, removed = n, "docker:host objects removed");
@@ -1347,31 +1349,25 @@ impl RunManager {
                     let run_dir = self.home.run_dir(&id);
                     // One read of the stored plan serves the listeners and docker:host.
                     let plan = self.store.net_plan(&id);
-                    let holder =
-                        if self.docker_host.private_engine(&id) || !self.docker_host.used_by(&id) {
+                    // Its sidecar or holder first: the listeners go into it too.
+                    let sidecar = match self.docker_host.service(&id) {
+                        Some(service) => self.sidecars.find(&id, service).await.unwrap_or_else(|e| {
+                            tracing::error!(run = %id, error = %e, "could not look for the run's docker service container");
                             None
-                        } else {
-                            self.dind.find_holder(&id).await.ok().flatten()
-                        };
-                    if let Some(h) = &holder {
-                        self.egress.set_sidecar(
-                            &id,
-                            Arc::new(paddock_sandbox::docker::dind::SidecarNetns::new(h)),
-                        );
+                        }),
+                        None => None,
+                    };
+                    if self.docker_host.used_by(&id) && sidecar.is_none() {
+                        tracing::error!(run = %id, "the run's docker service container is gone: its docker containers have no network");
                     }
-                    if self.docker_host.private_engine(&id) {
-                        match self.dind.find(&id).await {
-                            Ok(Some(s)) => self.egress.set_sidecar(
-                                &id,
-                                Arc::new(paddock_sandbox::docker::dind::SidecarNetns::new(&s)),
-                            ),
-                            Ok(None) => {
-                                tracing::error!(run = %id, "the run's docker:dind sidecar is gone")
-                            }
-                            Err(e) => {
-                                tracing::error!(run = %id, error = %e, "could not find the run's docker:dind sidecar")
-                            }
-                        }
+                    // Its socket first (a holder's id goes to it), then the listeners.
+                    if let Ok(plan) = &plan
+                        && let Err(e) = self.reopen_docker_host(&rec, plan.as_deref())
+                    {
+                        tracing::error!(run = %id, error = %e, "could not re-open the run's docker:host socket");
+                    }
+                    if let Some(s) = &sidecar {
+                        self.adopt_sidecar(&id, s);
                     }
                     if let Err(e) = plan.as_ref().map_err(|e| e.to_string()).and_then(|plan| {
                         blocking(|| {
@@ -1387,14 +1383,6 @@ impl RunManager {
                     }) {
                         // Without its listeners the run has no network at all (fails closed).
                         tracing::error!(run = %id, error = %e, "could not restore the run's network");
-                    }
-                    if let Ok(plan) = &plan
-                        && let Err(e) = self.reopen_docker_host(&rec, plan.as_deref())
-                    {
-                        tracing::error!(run = %id, error = %e, "could not re-open the run's docker:host socket");
-                    }
-                    if let Some(h) = &holder {
-                        self.docker_host.set_holder(&id, &h.container);
                     }
                     self.watch(id, handle);
                 }

@@ -10,29 +10,36 @@
 //! and are audited as the run's traffic.
 //!
 //! A docker:host run gets a lighter container of the same kind on the host's engine: a
-//! network holder ([`Dind::start_holder`]) whose namespace gets the run's listeners, for the
-//! run's containers to join.
+//! network holder ([`Sidecars::start_holder`]) whose namespace gets the run's listeners, for
+//! the run's containers to join.
 //!
-//! Owns: the live sidecars and holders and `<run_dir>/dind` (the engine's storage, its socket, and the
-//! network files bound into it). Never: starts a sidecar for a run that did not ask, or
-//! leaves one running after its run ended.
+//! Owns: the sidecar and holder containers (the engine is their record: nothing is kept
+//! here) and `<run_dir>/dind` (the engine's storage, its socket, and the network files
+//! bound into it). Never: starts one for a run that did not ask, or leaves one running
+//! after its run ended.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 
+use paddock_config::Service;
 use paddock_sandbox::docker::dind::{self, Sidecar, SidecarSpec};
 use paddock_sandbox::docker::{DockerConfig, DockerRuntime, image};
 use paddock_sandbox::{EventSink, RuntimeKind, SandboxEvent};
 
 use crate::error::DaemonError;
 
-/// The live sidecars, by run.
-pub struct Dind {
+/// The docker services' containers on the host's engine.
+pub struct Sidecars {
     /// For its engine client (connected on first use).
     docker: DockerRuntime,
     paddock_home: PathBuf,
-    live: Mutex<HashMap<String, Sidecar>>,
+}
+
+/// The container of a run's `service`: docker:dind's engine, or docker:host's holder.
+fn container_name(run_id: &str, service: Service) -> String {
+    match service {
+        Service::DockerDind => dind::container_name(run_id),
+        Service::DockerHost => dind::holder_name(run_id),
+    }
 }
 
 /// A sidecar's directory in its run's directory.
@@ -45,12 +52,11 @@ pub fn socket(run_dir: &Path) -> PathBuf {
     dind::socket(&dir(run_dir))
 }
 
-impl Dind {
+impl Sidecars {
     pub fn new(paddock_home: &Path) -> Self {
-        Dind {
+        Sidecars {
             docker: DockerRuntime::new(DockerConfig::new(RuntimeKind::Docker)),
             paddock_home: paddock_home.to_path_buf(),
-            live: Mutex::new(HashMap::new()),
         }
     }
 
@@ -63,7 +69,7 @@ impl Dind {
 
     /// Start a run's private engine (its image built first where missing), with the init
     /// steps of both on `events`; returns once the engine answers.
-    pub async fn start(
+    pub async fn start_dind(
         &self,
         run_id: &str,
         run_dir: &Path,
@@ -71,7 +77,6 @@ impl Dind {
         net: &paddock_egress::SandboxNet,
         events: &EventSink,
     ) -> Result<Sidecar, DaemonError> {
-        check_can_run()?;
         let d = self.engine().await?;
         let step = |index: u32, description: &str| {
             events(SandboxEvent::InitStep {
@@ -96,12 +101,7 @@ impl Dind {
             workspace,
             home: Some(self.paddock_home.display().to_string()),
         };
-        let sidecar = dind::start(d, &image, &spec).await?;
-        self.live
-            .lock()
-            .expect("dind lock poisoned")
-            .insert(run_id.to_string(), sidecar.clone());
-        Ok(sidecar)
+        Ok(dind::start(d, &image, &spec).await?)
     }
 
     /// A docker:host run's network holder (paddock's base image, built where missing), for
@@ -135,35 +135,21 @@ impl Dind {
         Ok(Some(holder))
     }
 
-    /// A live docker:host run's network holder after a daemon restart.
-    pub async fn find_holder(&self, run_id: &str) -> Result<Option<Sidecar>, DaemonError> {
-        Ok(dind::find_holder(self.engine().await?, run_id).await?)
-    }
-
-    /// Remove a docker:host run's network holder (a no-op when there is none).
-    pub async fn remove_holder(&self, run_id: &str) -> Result<(), DaemonError> {
-        dind::remove_holder(self.engine().await?, run_id).await?;
-        Ok(())
-    }
-
-    /// A live run's sidecar after a daemon restart.
-    pub async fn find(&self, run_id: &str) -> Result<Option<Sidecar>, DaemonError> {
-        let found = dind::find(self.engine().await?, run_id).await?;
-        if let Some(s) = &found {
-            self.live
-                .lock()
-                .expect("dind lock poisoned")
-                .insert(run_id.to_string(), s.clone());
-        }
-        Ok(found)
-    }
-
-    /// Remove a run's sidecar, with every container and image in its engine (its storage
-    /// goes with the run's directory). A no-op when there is none.
-    pub async fn remove(&self, run_id: &str) -> Result<(), DaemonError> {
-        self.live.lock().expect("dind lock poisoned").remove(run_id);
+    /// A live run's sidecar or holder, after a daemon restart.
+    pub async fn find(
+        &self,
+        run_id: &str,
+        service: Service,
+    ) -> Result<Option<Sidecar>, DaemonError> {
         let d = self.engine().await?;
-        dind::remove(d, run_id).await?;
+        Ok(dind::find_named(d, &container_name(run_id, service)).await?)
+    }
+
+    /// Remove a run's sidecar (with every container and image in its engine; its storage
+    /// goes with the run's directory) or holder. A no-op when there is none.
+    pub async fn remove(&self, run_id: &str, service: Service) -> Result<(), DaemonError> {
+        let d = self.engine().await?;
+        dind::remove_named(d, &container_name(run_id, service)).await?;
         Ok(())
     }
 }

@@ -129,6 +129,18 @@ impl DockerHost {
         self.run_dir(run_id).join(DIND_MARK).exists()
     }
 
+    /// The docker service a run has, if any (from its socket's directory).
+    pub fn service(&self, run_id: &str) -> Option<paddock_config::Service> {
+        use paddock_config::Service;
+        self.used_by(run_id).then(|| {
+            if self.private_engine(run_id) {
+                Service::DockerDind
+            } else {
+                Service::DockerHost
+            }
+        })
+    }
+
     fn sandbox_parts(&self, run_id: &str) -> SandboxParts {
         let mount = MountSpec {
             source: self.run_dir(run_id),

@@ -139,7 +139,7 @@ pub async fn start(
     spec: &SidecarSpec<'_>,
 ) -> Result<Sidecar, SandboxError> {
     let name = container_name(spec.run_id);
-    remove(d, spec.run_id).await?;
+    remove_named(d, &name).await?;
     for sub in ["data", "sock"] {
         let p = spec.dir.join(sub);
         std::fs::create_dir_all(&p).map_err(|e| SandboxError::io("create", p, e))?;
@@ -199,7 +199,7 @@ pub async fn start(
     match started {
         Ok(s) => Ok(s),
         Err(e) => {
-            let _ = remove(d, spec.run_id).await;
+            let _ = remove_named(d, &name).await;
             Err(e)
         }
     }
@@ -274,7 +274,8 @@ async fn log_tail(d: &Docker, name: &str) -> String {
     out
 }
 
-async fn find_named(d: &Docker, name: &str) -> Result<Option<Sidecar>, SandboxError> {
+/// The running container `name` (a sidecar or holder), if there is one.
+pub async fn find_named(d: &Docker, name: &str) -> Result<Option<Sidecar>, SandboxError> {
     match d.inspect_container(name, None).await {
         Ok(c) => {
             let st = c.state.unwrap_or_default();
@@ -293,24 +294,14 @@ async fn find_named(d: &Docker, name: &str) -> Result<Option<Sidecar>, SandboxEr
     }
 }
 
-/// A run's running sidecar, if there is one (after a daemon restart).
-pub async fn find(d: &Docker, run_id: &str) -> Result<Option<Sidecar>, SandboxError> {
-    find_named(d, &container_name(run_id)).await
-}
-
-/// Remove a run's sidecar (its inner containers die with it); `true` if there was one.
-/// Its directory stays for the caller to remove.
-pub async fn remove(d: &Docker, run_id: &str) -> Result<bool, SandboxError> {
-    remove_named(d, &container_name(run_id)).await
-}
-
-async fn remove_named(d: &Docker, name: &str) -> Result<bool, SandboxError> {
-    let name = name.to_string();
+/// Remove the container `name` (a sidecar, whose inner containers die with it, or a
+/// holder); `true` if there was one. A sidecar's directory stays for the caller to remove.
+pub async fn remove_named(d: &Docker, name: &str) -> Result<bool, SandboxError> {
     let opts = RemoveContainerOptionsBuilder::default()
         .force(true)
         .v(true)
         .build();
-    match d.remove_container(&name, Some(opts)).await {
+    match d.remove_container(name, Some(opts)).await {
         Ok(()) => Ok(true),
         Err(e) if not_found(&e) => Ok(false),
         // Another removal (the run's end, say) is under way: done once it is.
@@ -318,7 +309,7 @@ async fn remove_named(d: &Docker, name: &str) -> Result<bool, SandboxError> {
             status_code: 409, ..
         }) => {
             let t0 = Instant::now();
-            while d.inspect_container(&name, None).await.is_ok() {
+            while d.inspect_container(name, None).await.is_ok() {
                 if t0.elapsed() > READY_WITHIN {
                     return Err(SandboxError::Setup {
                         step: "docker:dind".into(),
@@ -396,16 +387,6 @@ pub async fn start_holder(
             })
         }
     }
-}
-
-/// A run's running network holder, if there is one (after a daemon restart).
-pub async fn find_holder(d: &Docker, run_id: &str) -> Result<Option<Sidecar>, SandboxError> {
-    find_named(d, &holder_name(run_id)).await
-}
-
-/// Remove a run's network holder; `true` if there was one.
-pub async fn remove_holder(d: &Docker, run_id: &str) -> Result<bool, SandboxError> {
-    remove_named(d, &holder_name(run_id)).await
 }
 
 /// The network namespace of a sidecar, for the run's egress listeners (root daemon).
