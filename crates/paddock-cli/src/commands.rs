@@ -670,8 +670,12 @@ fn service_checks(runtimes: &[RuntimeCheck]) -> Vec<RuntimeCheck> {
         RuntimeCheck {
             name: "docker:host",
             usable: true,
-            detail: "your engine behind paddock's policy proxy (inner containers get no network)"
-                .into(),
+            detail: if root {
+                "your engine behind paddock's policy proxy (its containers get the run's network)"
+            } else {
+                "your engine behind paddock's policy proxy (its containers get no network: that needs a root daemon)"
+            }
+            .into(),
             fix: None,
         }
     } else {

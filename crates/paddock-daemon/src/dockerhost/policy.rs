@@ -806,12 +806,7 @@ pub fn check_build(
                     "a BuildKit build through docker:host; build with the classic builder (DOCKER_BUILDKIT=0)",
                 ));
             }
-            "networkmode" if v == "host" && net != EngineNet::Governed => {
-                return Err(Refusal::new(
-                    "host network",
-                    "a build on the host's network",
-                ));
-            }
+            // Checked below, as a container's network is (`EngineNet::mode`).
             "networkmode" => network = v.as_str(),
             "cgroupparent" if !v.is_empty() => {
                 return Err(Refusal::new("cgroup", "choosing the build's cgroup parent"));

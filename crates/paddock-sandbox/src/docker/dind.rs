@@ -108,16 +108,6 @@ fn engine(what: &str, e: bollard::errors::Error) -> SandboxError {
     }
 }
 
-fn not_found(e: &bollard::errors::Error) -> bool {
-    matches!(
-        e,
-        bollard::errors::Error::DockerResponseServerError {
-            status_code: 404,
-            ..
-        }
-    )
-}
-
 /// The sidecar's image (paddock's base plus [`DEPENDENCIES`]), built where missing.
 pub async fn ensure_image(
     d: &Docker,
@@ -289,7 +279,7 @@ pub async fn find_named(d: &Docker, name: &str) -> Result<Option<Sidecar>, Sandb
                 pid_start: proc_start_time(pid).unwrap_or(0),
             }))
         }
-        Err(e) if not_found(&e) => Ok(None),
+        Err(e) if super::is_not_found(&e) => Ok(None),
         Err(e) => Err(engine("inspect the sidecar", e)),
     }
 }
@@ -303,7 +293,7 @@ pub async fn remove_named(d: &Docker, name: &str) -> Result<bool, SandboxError> 
         .build();
     match d.remove_container(name, Some(opts)).await {
         Ok(()) => Ok(true),
-        Err(e) if not_found(&e) => Ok(false),
+        Err(e) if super::is_not_found(&e) => Ok(false),
         // Another removal (the run's end, say) is under way: done once it is.
         Err(bollard::errors::Error::DockerResponseServerError {
             status_code: 409, ..
